@@ -1,0 +1,92 @@
+//! Port errors, classified as retryable or permanent.
+
+use crate::model::RequestRecord;
+
+/// A boxed error source, kept so the chain reaches the logs intact.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Whether retrying the same call may succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Throttling, timeouts, unavailability: retry (503 at the API, redelivery in the consumer).
+    Retryable,
+    /// Retrying cannot help (500 at the API, dead letter in the consumer).
+    Permanent,
+}
+
+/// A failure of a backend (store or queue) call.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} failed ({kind:?})")]
+pub struct BackendError {
+    /// The port operation that failed, such as `store.create_request`.
+    pub op: &'static str,
+    /// Retryable or permanent.
+    pub kind: ErrorKind,
+    /// The backend's own error.
+    #[source]
+    pub source: BoxError,
+}
+
+impl BackendError {
+    /// A retryable failure of `op`.
+    pub fn retryable(op: &'static str, source: impl Into<BoxError>) -> Self {
+        Self {
+            op,
+            kind: ErrorKind::Retryable,
+            source: source.into(),
+        }
+    }
+
+    /// A permanent failure of `op`.
+    pub fn permanent(op: &'static str, source: impl Into<BoxError>) -> Self {
+        Self {
+            op,
+            kind: ErrorKind::Permanent,
+            source: source.into(),
+        }
+    }
+
+    /// Whether retrying may succeed.
+    pub fn is_retryable(&self) -> bool {
+        self.kind == ErrorKind::Retryable
+    }
+
+    /// The full `op: cause: cause...` chain, for history entries and logs.
+    pub fn chain(&self) -> String {
+        error_chain(self)
+    }
+}
+
+/// Renders an error and its sources as `a: b: c`.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        out.push_str(": ");
+        out.push_str(&e.to_string());
+        next = e.source();
+    }
+    out
+}
+
+/// A failure of a [`crate::ports::Store`] call.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A conditional create lost: the record already exists. Carries the winner's record, so
+    /// the loser of a race learns it in the same round trip.
+    #[error("request {} already exists", existing.request_id)]
+    AlreadyExists {
+        /// The record that was there first.
+        existing: Box<RequestRecord>,
+    },
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl StoreError {
+    /// Whether retrying may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Backend(e) if e.is_retryable())
+    }
+}

@@ -1,0 +1,325 @@
+//! Fault injection: port wrappers that fail a configured fraction of calls (feature `faults`).
+//!
+//! A plan is written `point=rate[:permanent][:after],...`, for example
+//! `queue.send=0.05,store.put=0.05,consumer.create=1.0`. A fault is retryable unless marked
+//! `permanent`. It fires before the call unless marked `after`, in which case the call takes
+//! effect and its caller is told it failed (an ambiguous failure, like a timeout after commit).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::{BackendError, ErrorKind, StoreError};
+use crate::model::{HistoryEvent, Instance, InstanceCursor, RequestRecord, Workflow};
+use crate::ports::{
+    Creation, Delivery, Envelope, Liveness, Queue, RequestUpdate, Store, UpdateOutcome, Upsert,
+};
+
+/// The environment variable `flowgate serve` reads its plan from.
+pub const FAULTS_ENV: &str = "FLOWGATE_FAULTS";
+
+/// Every point a fault can be injected at, with the port call it guards.
+pub const POINTS: &[(&str, &str)] = &[
+    ("store.put_workflow", "Store::put_workflow"),
+    ("store.get_workflow", "Store::get_workflow"),
+    (
+        "store.put",
+        "Store::create_request (the API's conditional put)",
+    ),
+    ("store.get", "Store::get_request"),
+    (
+        "store.update",
+        "Store::update_request (history and status changes)",
+    ),
+    (
+        "consumer.create",
+        "Store::create_instance (the consumer's atomic create)",
+    ),
+    ("store.get_instance", "Store::get_instance"),
+    ("store.list_instances", "Store::list_instances"),
+    (
+        "store.list_pending",
+        "Store::list_pending (the reconciler's scan)",
+    ),
+    ("queue.send", "Queue::send"),
+    ("queue.receive", "Queue::receive"),
+    ("queue.ack", "Queue::ack"),
+    ("queue.retry_later", "Queue::retry_later"),
+    ("queue.dead_letter", "Queue::dead_letter"),
+    ("queue.liveness", "Queue::liveness"),
+];
+
+/// One configured fault.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fault {
+    /// Fraction of calls that fail, 0 to 1.
+    pub rate: f64,
+    /// What kind of error they get.
+    pub kind: ErrorKind,
+    /// Whether the call still takes effect before failing.
+    pub after: bool,
+}
+
+/// A malformed fault plan.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid fault plan entry {entry:?}: {reason}")]
+pub struct PlanError {
+    entry: String,
+    reason: String,
+}
+
+/// The injected error's message.
+#[derive(Debug, thiserror::Error)]
+#[error("injected fault at {0}")]
+pub struct InjectedFault(&'static str);
+
+/// Which calls fail, changeable while running.
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    faults: RwLock<HashMap<String, Fault>>,
+}
+
+impl FaultPlan {
+    /// Parses `point=rate[:permanent][:after],...`; an empty text is an empty plan.
+    pub fn parse(text: &str) -> Result<Self, PlanError> {
+        let plan = Self::default();
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let err = |reason: &str| PlanError {
+                entry: entry.to_owned(),
+                reason: reason.to_owned(),
+            };
+            let (point, rest) = entry
+                .split_once('=')
+                .ok_or_else(|| err("expected point=rate"))?;
+            let mut parts = rest.split(':');
+            let rate: f64 = parts
+                .next()
+                .unwrap_or("")
+                .parse()
+                .map_err(|_| err("rate must be a number from 0 to 1"))?;
+            if !(0.0..=1.0).contains(&rate) {
+                return Err(err("rate must be a number from 0 to 1"));
+            }
+            let mut fault = Fault {
+                rate,
+                kind: ErrorKind::Retryable,
+                after: false,
+            };
+            for flag in parts {
+                match flag {
+                    "permanent" => fault.kind = ErrorKind::Permanent,
+                    "after" => fault.after = true,
+                    _ => return Err(err("flags are :permanent and :after")),
+                }
+            }
+            plan.set(point.trim(), fault).map_err(|r| err(&r))?;
+        }
+        Ok(plan)
+    }
+
+    /// Sets (or with rate 0, effectively clears) the fault at `point`.
+    pub fn set(&self, point: &str, fault: Fault) -> Result<(), String> {
+        if !POINTS.iter().any(|(p, _)| *p == point) {
+            let known: Vec<&str> = POINTS.iter().map(|(p, _)| *p).collect();
+            return Err(format!("unknown point; known points: {}", known.join(", ")));
+        }
+        self.faults
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(point.to_owned(), fault);
+        Ok(())
+    }
+
+    /// Removes every fault.
+    pub fn clear(&self) {
+        self.faults
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Whether the plan injects anything.
+    pub fn is_empty(&self) -> bool {
+        self.faults
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .all(|f| f.rate <= 0.0)
+    }
+
+    fn roll(&self, point: &'static str) -> Option<Fault> {
+        let faults = self.faults.read().unwrap_or_else(|p| p.into_inner());
+        let fault = *faults.get(point)?;
+        (fault.rate > 0.0 && fastrand::f64() < fault.rate).then_some(fault)
+    }
+
+    /// Runs `call` under the fault at `point`.
+    async fn guard<T, E: From<BackendError>>(
+        &self,
+        point: &'static str,
+        call: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let Some(fault) = self.roll(point) else {
+            return call.await;
+        };
+        if fault.after {
+            call.await?;
+        }
+        Err(BackendError {
+            op: point,
+            kind: fault.kind,
+            source: Box::new(InjectedFault(point)),
+        }
+        .into())
+    }
+}
+
+/// A [`Store`] whose calls fail as the plan says.
+pub struct FaultyStore {
+    inner: Arc<dyn Store>,
+    plan: Arc<FaultPlan>,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Store>, plan: Arc<FaultPlan>) -> Self {
+        Self { inner, plan }
+    }
+}
+
+#[async_trait]
+impl Store for FaultyStore {
+    async fn put_workflow(&self, w: &Workflow) -> Result<Upsert, BackendError> {
+        self.plan
+            .guard("store.put_workflow", self.inner.put_workflow(w))
+            .await
+    }
+    async fn get_workflow(&self, t: &str, c: &str) -> Result<Option<Workflow>, BackendError> {
+        self.plan
+            .guard("store.get_workflow", self.inner.get_workflow(t, c))
+            .await
+    }
+    async fn create_request(&self, r: &RequestRecord) -> Result<(), StoreError> {
+        self.plan
+            .guard("store.put", self.inner.create_request(r))
+            .await
+    }
+    async fn get_request(&self, t: &str, r: &str) -> Result<Option<RequestRecord>, BackendError> {
+        self.plan
+            .guard("store.get", self.inner.get_request(t, r))
+            .await
+    }
+    async fn update_request(
+        &self,
+        t: &str,
+        r: &str,
+        u: &RequestUpdate,
+    ) -> Result<UpdateOutcome, BackendError> {
+        self.plan
+            .guard("store.update", self.inner.update_request(t, r, u))
+            .await
+    }
+    async fn create_instance(
+        &self,
+        i: &Instance,
+        e: &HistoryEvent,
+    ) -> Result<Creation, BackendError> {
+        self.plan
+            .guard("consumer.create", self.inner.create_instance(i, e))
+            .await
+    }
+    async fn get_instance(&self, t: &str, i: &str) -> Result<Option<Instance>, BackendError> {
+        self.plan
+            .guard("store.get_instance", self.inner.get_instance(t, i))
+            .await
+    }
+    async fn list_instances(
+        &self,
+        t: &str,
+        w: &str,
+        limit: usize,
+        after: Option<&InstanceCursor>,
+    ) -> Result<Vec<Instance>, BackendError> {
+        self.plan
+            .guard(
+                "store.list_instances",
+                self.inner.list_instances(t, w, limit, after),
+            )
+            .await
+    }
+    async fn list_pending(
+        &self,
+        older_than: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RequestRecord>, BackendError> {
+        self.plan
+            .guard(
+                "store.list_pending",
+                self.inner.list_pending(older_than, limit),
+            )
+            .await
+    }
+}
+
+/// A [`Queue`] whose calls fail as the plan says.
+pub struct FaultyQueue {
+    inner: Arc<dyn Queue>,
+    plan: Arc<FaultPlan>,
+}
+
+impl FaultyQueue {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Queue>, plan: Arc<FaultPlan>) -> Self {
+        Self { inner, plan }
+    }
+}
+
+#[async_trait]
+impl Queue for FaultyQueue {
+    async fn send(&self, e: &Envelope) -> Result<(), BackendError> {
+        self.plan.guard("queue.send", self.inner.send(e)).await
+    }
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError> {
+        self.plan
+            .guard("queue.receive", self.inner.receive(max, wait))
+            .await
+    }
+    async fn ack(&self, d: &Delivery) -> Result<(), BackendError> {
+        self.plan.guard("queue.ack", self.inner.ack(d)).await
+    }
+    async fn retry_later(&self, d: &Delivery, delay: Duration) -> Result<(), BackendError> {
+        self.plan
+            .guard("queue.retry_later", self.inner.retry_later(d, delay))
+            .await
+    }
+    async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), BackendError> {
+        self.plan
+            .guard("queue.dead_letter", self.inner.dead_letter(d, reason))
+            .await
+    }
+    async fn liveness(&self, t: &str, r: &str) -> Result<Liveness, BackendError> {
+        self.plan
+            .guard("queue.liveness", self.inner.liveness(t, r))
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_plans_and_rejects_bad_entries() {
+        let plan =
+            FaultPlan::parse("queue.send=0.05, store.put=0.05,consumer.create=1.0:permanent:after");
+        assert!(plan.is_ok_and(|p| !p.is_empty()));
+        assert!(FaultPlan::parse("").is_ok_and(|p| p.is_empty()));
+        assert!(FaultPlan::parse("queue.sned=0.1").is_err());
+        assert!(FaultPlan::parse("queue.send=1.5").is_err());
+        assert!(FaultPlan::parse("queue.send").is_err());
+        assert!(FaultPlan::parse("queue.send=0.1:sometimes").is_err());
+    }
+}

@@ -1,0 +1,190 @@
+//! Route handlers: parse, call one use case, format the result.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::extract::{JsonBody, Tenant};
+use crate::api_error::ApiError;
+use crate::model::RequestStatus;
+use crate::ports::Upsert;
+use crate::usecases::{Flowgate, StartRequest};
+use crate::validation::{self, StartBody, WorkflowBody};
+
+/// `GET /healthz`: 200 when the store answers, 503 otherwise.
+pub async fn healthz(State(app): State<Flowgate>) -> Result<Json<serde_json::Value>, ApiError> {
+    app.store().get_workflow("-", "-").await?;
+    Ok(Json(json!({"status": "ok"})))
+}
+
+/// `PUT /v1/workflows/{code}`.
+pub async fn put_workflow(
+    State(app): State<Flowgate>,
+    Tenant(tenant): Tenant,
+    Path(code): Path<String>,
+    JsonBody(body): JsonBody<WorkflowBody>,
+) -> Result<Response, ApiError> {
+    let (upsert, workflow) = app.put_workflow(&tenant, &code, body).await?;
+    let status = match upsert {
+        Upsert::Created => StatusCode::CREATED,
+        Upsert::Updated => StatusCode::OK,
+    };
+    Ok((status, Json(workflow)).into_response())
+}
+
+/// `GET /v1/workflows/{code}`.
+pub async fn get_workflow(
+    State(app): State<Flowgate>,
+    Tenant(tenant): Tenant,
+    Path(code): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(app.get_workflow(&tenant, &code).await?).into_response())
+}
+
+/// The body of a start response.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StartResponse {
+    /// The request's id; `Location` points at it.
+    pub request_id: String,
+    /// The instance's id, assigned at acceptance.
+    pub instance_id: String,
+    /// `ACCEPTED`, `CREATED` or `DEAD`.
+    pub status: RequestStatus,
+    /// The workflow code.
+    pub workflow: String,
+}
+
+/// `POST /v1/workflows/{code}/instances`.
+pub async fn start_instance(
+    State(app): State<Flowgate>,
+    Tenant(tenant): Tenant,
+    Path(workflow): Path<String>,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody<StartBody>,
+) -> Result<Response, ApiError> {
+    let idempotency_key = headers
+        .get("idempotency-key")
+        .map(|v| validation::idempotency_key(v.as_bytes()))
+        .transpose()?;
+    let wait = validation::prefer_wait(
+        headers
+            .get_all(header::HeaderName::from_static("prefer"))
+            .iter()
+            .map(|v| v.as_bytes()),
+    )?;
+    let outcome = app
+        .start_instance(StartRequest {
+            tenant,
+            workflow,
+            body,
+            idempotency_key,
+            wait: wait.map(Duration::from_secs),
+        })
+        .await?;
+    let status = match (outcome.replayed, outcome.created()) {
+        (true, true) => StatusCode::OK,
+        (false, true) if wait.is_some() => StatusCode::CREATED,
+        _ => StatusCode::ACCEPTED,
+    };
+    let record = outcome.record;
+    let location = format!("/v1/requests/{}", record.request_id);
+    let mut response = (
+        status,
+        Json(StartResponse {
+            request_id: record.request_id,
+            instance_id: record.instance_id,
+            status: record.status,
+            workflow: record.spec.workflow,
+        }),
+    )
+        .into_response();
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        h.insert(header::LOCATION, v);
+    }
+    if outcome.replayed {
+        h.insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    if let Some(n) = wait {
+        if let Ok(v) = HeaderValue::from_str(&format!("wait={n}")) {
+            h.insert("preference-applied", v);
+        }
+    }
+    Ok(response)
+}
+
+/// Query of `GET /v1/workflows/{code}/instances`.
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/workflows/{code}/instances?limit=&cursor=`.
+pub async fn list_instances(
+    State(app): State<Flowgate>,
+    Tenant(tenant): Tenant,
+    Path(workflow): Path<String>,
+    Query(query): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let limit = query
+        .limit
+        .map(|l| {
+            l.parse::<usize>()
+                .map_err(|_| validation::invalid("limit", "must be a whole number"))
+        })
+        .transpose()?;
+    let page = app
+        .list_instances(&tenant, &workflow, limit, query.cursor.as_deref())
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+/// `GET /v1/requests/{request_id}`.
+pub async fn get_request(
+    State(app): State<Flowgate>,
+    Tenant(tenant): Tenant,
+    Path(request_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let record = app.get_request(&tenant, &request_id).await?;
+    Ok(Json(json!({
+        "request_id": record.request_id,
+        "instance_id": record.instance_id,
+        "workflow": record.spec.workflow,
+        "status": record.status,
+        "attempts": record.attempts,
+        "last_error": record.last_error,
+        "idempotency_key": record.idempotency_key,
+        "priority": record.spec.priority,
+        "schedule_time": record.spec.schedule_time,
+        "params": record.spec.params,
+        "accepted_at": record.accepted_at,
+        "updated_at": record.updated_at,
+        "history": record.history,
+    }))
+    .into_response())
+}
+
+/// `GET /v1/instances/{instance_id}`.
+pub async fn get_instance(
+    State(app): State<Flowgate>,
+    Tenant(tenant): Tenant,
+    Path(instance_id): Path<String>,
+) -> Result<Response, ApiError> {
+    Ok(Json(app.get_instance(&tenant, &instance_id).await?).into_response())
+}
+
+/// Unknown routes.
+pub async fn no_route(uri: Uri) -> ApiError {
+    ApiError::RouteNotFound(uri.path().to_owned())
+}
+
+/// Known routes with another method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

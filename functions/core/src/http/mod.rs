@@ -1,0 +1,39 @@
+//! The HTTP API: one axum router served by every host (`flowgate serve`, Lambda).
+
+mod extract;
+mod handlers;
+mod problem;
+
+pub use extract::{JsonBody, MAX_BODY_BYTES, Tenant, TenantId};
+pub use problem::{PROBLEM_TYPE_PREFIX, RETRY_AFTER_SECS};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::usecases::Flowgate;
+
+/// The API router over these use cases.
+pub fn router(app: Flowgate) -> Router {
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route(
+            "/v1/workflows/{code}",
+            get(handlers::get_workflow).put(handlers::put_workflow),
+        )
+        .route(
+            "/v1/workflows/{code}/instances",
+            get(handlers::list_instances).post(handlers::start_instance),
+        )
+        .route("/v1/requests/{request_id}", get(handlers::get_request))
+        .route("/v1/instances/{instance_id}", get(handlers::get_instance))
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(app)
+}

@@ -1,0 +1,102 @@
+//! Identifiers and payload fingerprints.
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::model::StartSpec;
+
+/// Namespace of the name-based request ids derived from idempotency keys.
+const REQUEST_NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_5a52_9d0e_4c1b_8a57_3d2e_f0a4_b7c9);
+
+/// The request id for a start request.
+///
+/// With an idempotency key it is derived from (tenant, key), so every retry of the same key
+/// addresses the same record and a conditional put detects the reuse in one round trip.
+/// Without a key it is a fresh, time-ordered UUIDv7.
+pub fn request_id(tenant: &str, idempotency_key: Option<&str>) -> String {
+    match idempotency_key {
+        Some(key) => {
+            let name = format!("{tenant}\n{key}");
+            Uuid::new_v5(&REQUEST_NAMESPACE, name.as_bytes()).to_string()
+        }
+        None => Uuid::now_v7().to_string(),
+    }
+}
+
+/// A fresh, time-ordered instance id.
+pub fn instance_id() -> String {
+    Uuid::now_v7().to_string()
+}
+
+/// A digest of what a start request asks for, independent of JSON key order and whitespace.
+pub fn fingerprint(spec: &StartSpec) -> String {
+    let value = serde_json::to_value(spec).unwrap_or(Value::Null);
+    let mut canonical = String::new();
+    write_canonical(&value, &mut canonical);
+    let digest = Sha256::digest(canonical.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Serializes `value` with object keys sorted, recursively.
+fn write_canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (i, key) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                write_canonical(&map[key], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Priority;
+    use serde_json::json;
+
+    fn spec(params: Value) -> StartSpec {
+        StartSpec {
+            workflow: "wf".into(),
+            params: params.as_object().cloned().unwrap_or_default(),
+            priority: Priority::Medium,
+            schedule_time: None,
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_key_order_but_not_values() {
+        let a = fingerprint(&spec(json!({"a": 1, "b": {"x": [1, 2], "y": null}})));
+        let b = fingerprint(&spec(json!({"b": {"y": null, "x": [1, 2]}, "a": 1})));
+        let c = fingerprint(&spec(json!({"a": 2, "b": {"x": [1, 2], "y": null}})));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+
+    #[test]
+    fn keyed_request_ids_are_stable_and_tenant_scoped() {
+        assert_eq!(request_id("t1", Some("k")), request_id("t1", Some("k")));
+        assert_ne!(request_id("t1", Some("k")), request_id("t2", Some("k")));
+        assert_ne!(request_id("t1", None), request_id("t1", None));
+    }
+}

@@ -1,0 +1,18 @@
+//! Flowgate's core: the domain, the ports, the use cases and the HTTP router. It names no
+//! cloud: hosts plug their adapters into [`ports::Store`] and [`ports::Queue`].
+
+pub mod api_error;
+pub mod error;
+#[cfg(feature = "faults")]
+pub mod faults;
+pub mod http;
+pub mod ids;
+pub mod message;
+pub mod model;
+pub mod ports;
+pub mod usecases;
+pub mod validation;
+
+pub use api_error::ApiError;
+pub use error::{BackendError, ErrorKind, StoreError};
+pub use usecases::Flowgate;

@@ -1,0 +1,265 @@
+//! Domain types: workflows, start requests, their records and history, instances.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The tenant every request belongs to when no authentication is configured.
+pub const DEFAULT_TENANT: &str = "default";
+
+/// A registered workflow definition, the target of start requests.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workflow {
+    /// Owning tenant.
+    pub tenant: String,
+    /// The workflow's code, unique per tenant.
+    pub code: String,
+    /// Human-readable name.
+    pub name: String,
+    /// Only online workflows accept start requests.
+    pub online: bool,
+    /// JSON Schema that start params must satisfy.
+    pub params_schema: Value,
+    /// Incremented on every update; keys the compiled-schema cache.
+    pub version: u64,
+    /// When the workflow was first registered.
+    pub created_at: DateTime<Utc>,
+    /// When the workflow was last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Scheduling priority of an instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Priority {
+    /// Highest.
+    Highest,
+    /// High.
+    High,
+    /// The default.
+    #[default]
+    Medium,
+    /// Low.
+    Low,
+    /// Lowest.
+    Lowest,
+}
+
+/// Lifecycle of a start request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RequestStatus {
+    /// Durably recorded; its instance does not exist yet.
+    Accepted,
+    /// Its instance exists.
+    Created,
+    /// Delivery failed permanently or too often; it sits in the dead-letter queue.
+    Dead,
+}
+
+impl RequestStatus {
+    /// The wire and storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "ACCEPTED",
+            Self::Created => "CREATED",
+            Self::Dead => "DEAD",
+        }
+    }
+
+    /// Parses the storage spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ACCEPTED" => Some(Self::Accepted),
+            "CREATED" => Some(Self::Created),
+            "DEAD" => Some(Self::Dead),
+            _ => None,
+        }
+    }
+}
+
+/// What happened to a request at one stage of its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// The API recorded the request.
+    Accepted,
+    /// The API put the request's message on the queue.
+    Enqueued,
+    /// The API could not put the message on the queue (the client saw a 503).
+    EnqueueFailed,
+    /// A delivery of the message failed and will be retried.
+    DeliveryFailed,
+    /// The consumer created the instance.
+    Created,
+    /// The message went to the dead-letter queue.
+    DeadLettered,
+    /// The reconciler found the request stuck and sent its message again.
+    Reenqueued,
+    /// An operator re-drove the request from the dead-letter queue.
+    Replayed,
+}
+
+impl EventKind {
+    /// The wire and storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Accepted => "accepted",
+            Self::Enqueued => "enqueued",
+            Self::EnqueueFailed => "enqueue_failed",
+            Self::DeliveryFailed => "delivery_failed",
+            Self::Created => "created",
+            Self::DeadLettered => "dead_lettered",
+            Self::Reenqueued => "reenqueued",
+            Self::Replayed => "replayed",
+        }
+    }
+
+    /// Parses the storage spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        serde_json::from_value(Value::String(s.to_owned())).ok()
+    }
+}
+
+/// One line of a request's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEvent {
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// What happened.
+    #[serde(rename = "event")]
+    pub kind: EventKind,
+    /// Human-readable detail, such as an error reason.
+    pub detail: String,
+}
+
+impl HistoryEvent {
+    /// An event that happens now.
+    pub fn now(kind: EventKind, detail: impl Into<String>) -> Self {
+        Self {
+            at: Utc::now(),
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// The validated content of a start request: what the instance will be made of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StartSpec {
+    /// Target workflow code.
+    pub workflow: String,
+    /// Start params, valid against the workflow's schema.
+    pub params: Map<String, Value>,
+    /// Scheduling priority.
+    pub priority: Priority,
+    /// When the instance should run; `None` means as soon as possible.
+    pub schedule_time: Option<DateTime<Utc>>,
+}
+
+/// The durable record of a start request, the source of truth for its outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Stable id; derived from the idempotency key when there is one.
+    pub request_id: String,
+    /// Assigned at acceptance, before the instance exists.
+    pub instance_id: String,
+    /// The client's idempotency key, if it sent one.
+    pub idempotency_key: Option<String>,
+    /// Digest of the payload, compared when a key is reused.
+    pub fingerprint: String,
+    /// What to create.
+    pub spec: StartSpec,
+    /// Where the request is in its life.
+    pub status: RequestStatus,
+    /// Failed delivery attempts so far.
+    pub attempts: u32,
+    /// The most recent failure reason.
+    pub last_error: Option<String>,
+    /// When the API accepted it.
+    pub accepted_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When its message was last known to be sent or retried; `None` until the first send.
+    /// Only meaningful while `Accepted`: the reconciler compares it with its grace period.
+    pub pending_since: Option<DateTime<Utc>>,
+    /// Its timeline, oldest first.
+    pub history: Vec<HistoryEvent>,
+}
+
+/// Lifecycle of an instance. Flowgate only ever creates instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum InstanceStatus {
+    /// Created and handed to the workflow engine.
+    Submitted,
+}
+
+/// A workflow instance, created exactly once per accepted request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Instance {
+    /// Owning tenant.
+    pub tenant: String,
+    /// The id assigned at acceptance.
+    pub instance_id: String,
+    /// The request that created it.
+    pub request_id: String,
+    /// Workflow code.
+    pub workflow: String,
+    /// Start params.
+    pub params: Map<String, Value>,
+    /// Scheduling priority.
+    pub priority: Priority,
+    /// When it should run.
+    pub schedule_time: Option<DateTime<Utc>>,
+    /// Always `SUBMITTED` for now.
+    pub status: InstanceStatus,
+    /// When the consumer created it.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A page of results with an opaque cursor to the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// This page's items.
+    pub items: Vec<T>,
+    /// Pass back as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A position in a newest-first instance listing: the last instance of the previous page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceCursor {
+    /// `created_at` of the last instance returned.
+    pub created_at: DateTime<Utc>,
+    /// `instance_id` of the last instance returned.
+    pub instance_id: String,
+}
+
+impl InstanceCursor {
+    /// The cursor that continues after `instance`.
+    pub fn after(instance: &Instance) -> Self {
+        Self {
+            created_at: instance.created_at,
+            instance_id: instance.instance_id.clone(),
+        }
+    }
+
+    /// The opaque text form handed to clients (URL-safe base64 of JSON).
+    pub fn encode(&self) -> String {
+        use base64::Engine;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    /// Parses a cursor's text form; `None` if it is not one.
+    pub fn decode(text: &str) -> Option<Self> {
+        use base64::Engine;
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .ok()?;
+        serde_json::from_slice(&json).ok()
+    }
+}

@@ -1,0 +1,210 @@
+//! The ports: the storage and queue contracts every backend implements.
+//!
+//! They are shaped to fit both DynamoDB + SQS and a single local SQLite file: every write is
+//! one conditional item operation or one transaction, and the queue has SQS semantics
+//! (at-least-once delivery, visibility timeout, receive count, dead-letter queue).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use crate::error::{BackendError, StoreError};
+use crate::model::{
+    HistoryEvent, Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow,
+};
+
+/// Whether `put_workflow` created a new definition or replaced one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upsert {
+    /// The workflow did not exist.
+    Created,
+    /// An existing definition was replaced.
+    Updated,
+}
+
+/// Whether `create_instance` made the instance or found it already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Creation {
+    /// This call created the instance and marked the request `CREATED`.
+    Created,
+    /// The instance already existed: a redelivery, which counts as done.
+    AlreadyExisted,
+}
+
+/// A change to a request record, applied atomically with its history event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestUpdate {
+    /// Appended to the history.
+    pub event: HistoryEvent,
+    /// Apply only when the record is currently in this status.
+    pub only_if: Option<RequestStatus>,
+    /// The new status, if it changes.
+    pub set_status: Option<RequestStatus>,
+    /// Sets `attempts` (the number of failed deliveries so far).
+    pub set_attempts: Option<u32>,
+    /// Sets `last_error`.
+    pub set_last_error: Option<String>,
+    /// Sets `pending_since` to the event's time, if the record is (still) `ACCEPTED`.
+    pub touch_pending: bool,
+}
+
+impl RequestUpdate {
+    /// An update that only appends `event`.
+    pub fn event(event: HistoryEvent) -> Self {
+        Self {
+            event,
+            only_if: None,
+            set_status: None,
+            set_attempts: None,
+            set_last_error: None,
+            touch_pending: false,
+        }
+    }
+}
+
+/// The outcome of [`Store::update_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// The update was applied.
+    Applied,
+    /// `only_if` did not hold; nothing changed. Carries the current status.
+    Skipped(RequestStatus),
+    /// There is no such request.
+    NotFound,
+}
+
+/// Durable storage of workflows, request records and instances.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Registers or replaces a workflow definition. The store assigns `version` and keeps
+    /// the original `created_at` on update.
+    async fn put_workflow(&self, workflow: &Workflow) -> Result<Upsert, BackendError>;
+
+    /// Reads a workflow definition.
+    async fn get_workflow(
+        &self,
+        tenant: &str,
+        code: &str,
+    ) -> Result<Option<Workflow>, BackendError>;
+
+    /// Creates a request record if no record with its (tenant, request_id) exists.
+    /// Fails with [`StoreError::AlreadyExists`] carrying the existing record otherwise.
+    async fn create_request(&self, record: &RequestRecord) -> Result<(), StoreError>;
+
+    /// Reads a request record with its history.
+    async fn get_request(
+        &self,
+        tenant: &str,
+        request_id: &str,
+    ) -> Result<Option<RequestRecord>, BackendError>;
+
+    /// Applies `update` to a request record and appends its event, atomically.
+    async fn update_request(
+        &self,
+        tenant: &str,
+        request_id: &str,
+        update: &RequestUpdate,
+    ) -> Result<UpdateOutcome, BackendError>;
+
+    /// Atomically creates `instance` and marks its request `CREATED` with `event`.
+    /// When the instance already exists, changes nothing and answers
+    /// [`Creation::AlreadyExisted`]. Fails permanently when the request record is missing.
+    async fn create_instance(
+        &self,
+        instance: &Instance,
+        event: &HistoryEvent,
+    ) -> Result<Creation, BackendError>;
+
+    /// Reads an instance.
+    async fn get_instance(
+        &self,
+        tenant: &str,
+        instance_id: &str,
+    ) -> Result<Option<Instance>, BackendError>;
+
+    /// Lists up to `limit` of a workflow's instances, newest first (by `created_at`, then
+    /// `instance_id`), starting strictly after `after`.
+    async fn list_instances(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        limit: usize,
+        after: Option<&InstanceCursor>,
+    ) -> Result<Vec<Instance>, BackendError>;
+
+    /// Requests still `ACCEPTED` whose `pending_since` (or `accepted_at`, if never sent) is
+    /// older than `older_than`, oldest first, across all tenants.
+    async fn list_pending(
+        &self,
+        older_than: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RequestRecord>, BackendError>;
+}
+
+/// A message as sent: a body plus the attributes a queue keeps beside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// Owning tenant (a message attribute).
+    pub tenant: String,
+    /// The request it carries (a message attribute).
+    pub request_id: String,
+    /// The serialized [`crate::message::QueueMessage`]; opaque to the queue.
+    pub body: String,
+}
+
+/// One delivery of a message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Delivery {
+    /// The queue's id of the message.
+    pub message_id: String,
+    /// Identifies this delivery for `ack`, `retry_later` and `dead_letter`.
+    pub receipt: String,
+    /// How many times the message has been delivered, this time included.
+    pub receive_count: u32,
+    /// Tenant attribute, if the sender set it.
+    pub tenant: Option<String>,
+    /// Request id attribute, if the sender set it.
+    pub request_id: Option<String>,
+    /// The raw body, which may not parse.
+    pub body: String,
+}
+
+/// What the queue knows of a request's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// A message for it is waiting or in flight on the main queue.
+    Live,
+    /// Its message is in the dead-letter queue, with this reason.
+    DeadLettered(String),
+    /// The queue holds no message for it.
+    Absent,
+    /// The queue cannot tell (SQS cannot look messages up by attribute).
+    Unknown,
+}
+
+/// An at-least-once queue with a dead-letter queue.
+#[async_trait]
+pub trait Queue: Send + Sync + 'static {
+    /// Durably enqueues a message.
+    async fn send(&self, envelope: &Envelope) -> Result<(), BackendError>;
+
+    /// Receives up to `max` visible messages, waiting up to `wait` for the first. Each one
+    /// becomes invisible for the queue's visibility timeout.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError>;
+
+    /// Deletes a delivered message: it was handled.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError>;
+
+    /// Makes a delivered message visible again after `delay`.
+    async fn retry_later(&self, delivery: &Delivery, delay: Duration) -> Result<(), BackendError>;
+
+    /// Moves a delivered message to the dead-letter queue with `reason`.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError>;
+
+    /// What the queue knows of the message for a request.
+    async fn liveness(&self, tenant: &str, request_id: &str) -> Result<Liveness, BackendError> {
+        let _ = (tenant, request_id);
+        Ok(Liveness::Unknown)
+    }
+}

@@ -1,0 +1,289 @@
+//! The consumer: turns each delivery into exactly one instance, a retry, or a dead letter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::error::BackendError;
+use crate::message::QueueMessage;
+use crate::model::{EventKind, HistoryEvent, RequestStatus};
+use crate::ports::{Creation, Delivery, Queue, RequestUpdate, Store, UpdateOutcome};
+
+/// How the consumer treats deliveries.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Deliveries allowed before a message is dead-lettered (SQS `maxReceiveCount`).
+    pub max_receive_count: u32,
+    /// The queue's visibility timeout: the longest a failed delivery waits before retrying.
+    pub visibility_timeout: Duration,
+    /// First retry delay; doubles on each further failure, capped by the visibility timeout.
+    pub retry_base: Duration,
+    /// Messages asked for per receive.
+    pub batch_size: usize,
+    /// Deliveries handled at once.
+    pub max_in_flight: usize,
+    /// Longest wait of one receive call (also bounds how long shutdown waits for it).
+    pub receive_wait: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            max_receive_count: 5,
+            visibility_timeout: Duration::from_secs(30),
+            retry_base: Duration::from_secs(1),
+            batch_size: 64,
+            max_in_flight: 256,
+            receive_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What to do with a delivery once the store side is settled.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Disposition {
+    /// Handled (created now or before): delete the message.
+    Ack,
+    /// Failed but may succeed later: make it visible again after `delay`.
+    Retry {
+        /// Why it failed.
+        reason: String,
+        /// When to try again.
+        delay: Duration,
+    },
+    /// Cannot succeed, or failed too often: move it to the dead-letter queue.
+    DeadLetter {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Creates instances from queue deliveries.
+pub struct Consumer {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    config: ConsumerConfig,
+}
+
+impl Consumer {
+    /// A consumer over these ports.
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, config: ConsumerConfig) -> Self {
+        Self {
+            store,
+            queue,
+            config,
+        }
+    }
+
+    /// Settles one delivery on the store side (creates the instance, or records the failure
+    /// or the death) and says what the queue should do with it. Never panics on bad input.
+    pub async fn decide(&self, delivery: &Delivery) -> Disposition {
+        let message = match QueueMessage::parse(&delivery.body) {
+            Ok(m) => m,
+            Err(e) => return self.poison(delivery, e.to_string()).await,
+        };
+        let span = info_span!(
+            "consume",
+            tenant = %message.tenant,
+            workflow = %message.spec.workflow,
+            request_id = %message.request_id,
+            instance_id = %message.instance_id,
+            receive_count = delivery.receive_count,
+        );
+        async {
+            let event = HistoryEvent::now(
+                EventKind::Created,
+                format!("instance created on delivery {}", delivery.receive_count),
+            );
+            let instance = message.instance(event.at);
+            match self.store.create_instance(&instance, &event).await {
+                Ok(Creation::Created) => {
+                    info!(stage = "created", "instance created");
+                    Disposition::Ack
+                }
+                Ok(Creation::AlreadyExisted) => {
+                    info!(
+                        stage = "duplicate",
+                        "instance already existed; redelivery absorbed"
+                    );
+                    Disposition::Ack
+                }
+                Err(e) => self.failed(&message, delivery, e).await,
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn failed(
+        &self,
+        message: &QueueMessage,
+        delivery: &Delivery,
+        err: BackendError,
+    ) -> Disposition {
+        let reason = err.chain();
+        let last = delivery.receive_count >= self.config.max_receive_count;
+        if last || !err.is_retryable() {
+            let reason = if last {
+                format!(
+                    "gave up after {} deliveries: {reason}",
+                    delivery.receive_count
+                )
+            } else {
+                format!("permanent failure: {reason}")
+            };
+            return self
+                .mark_dead(&message.tenant, &message.request_id, delivery, reason)
+                .await;
+        }
+        warn!(stage = "delivery_failed", error = %reason, "delivery failed; will retry");
+        let update = RequestUpdate {
+            only_if: Some(RequestStatus::Accepted),
+            set_attempts: Some(delivery.receive_count),
+            set_last_error: Some(reason.clone()),
+            touch_pending: true,
+            ..RequestUpdate::event(HistoryEvent::now(
+                EventKind::DeliveryFailed,
+                format!("delivery {} failed: {reason}", delivery.receive_count),
+            ))
+        };
+        if let Err(e) = self
+            .store
+            .update_request(&message.tenant, &message.request_id, &update)
+            .await
+        {
+            warn!(error = %e.chain(), "could not record the failed delivery");
+        }
+        Disposition::Retry {
+            reason,
+            delay: self.retry_delay(delivery.receive_count),
+        }
+    }
+
+    /// Records the request as `DEAD` before its message moves, so the reason is never lost.
+    async fn mark_dead(
+        &self,
+        tenant: &str,
+        request_id: &str,
+        delivery: &Delivery,
+        reason: String,
+    ) -> Disposition {
+        let update = RequestUpdate {
+            only_if: Some(RequestStatus::Accepted),
+            set_status: Some(RequestStatus::Dead),
+            set_attempts: Some(delivery.receive_count),
+            set_last_error: Some(reason.clone()),
+            ..RequestUpdate::event(HistoryEvent::now(EventKind::DeadLettered, reason.clone()))
+        };
+        match self.store.update_request(tenant, request_id, &update).await {
+            Ok(UpdateOutcome::Skipped(RequestStatus::Created)) => {
+                info!(
+                    stage = "duplicate",
+                    "request was created meanwhile; dropping this copy"
+                );
+                Disposition::Ack
+            }
+            Ok(_) => {
+                error!(stage = "dead_lettered", reason = %reason, "request dead-lettered");
+                Disposition::DeadLetter { reason }
+            }
+            Err(e) => {
+                warn!(error = %e.chain(), "could not mark the request dead; will retry");
+                Disposition::Retry {
+                    reason,
+                    delay: self.retry_delay(delivery.receive_count),
+                }
+            }
+        }
+    }
+
+    /// A body that does not parse can never succeed: dead-letter it at once.
+    async fn poison(&self, delivery: &Delivery, why: String) -> Disposition {
+        let reason = format!("poison message {}: {why}", delivery.message_id);
+        match (&delivery.tenant, &delivery.request_id) {
+            (Some(tenant), Some(request_id)) => {
+                let span = info_span!("consume", tenant = %tenant, request_id = %request_id);
+                self.mark_dead(tenant, request_id, delivery, reason)
+                    .instrument(span)
+                    .await
+            }
+            _ => {
+                error!(stage = "dead_lettered", message_id = %delivery.message_id, reason = %reason,
+                    "poison message without request attributes dead-lettered");
+                Disposition::DeadLetter { reason }
+            }
+        }
+    }
+
+    fn retry_delay(&self, receive_count: u32) -> Duration {
+        let exp = receive_count.saturating_sub(1).min(16);
+        (self.config.retry_base * 2u32.pow(exp)).min(self.config.visibility_timeout)
+    }
+
+    /// Settles a delivery and applies the disposition to the queue. A failed queue call is
+    /// only logged: the message becomes visible again and is settled on its next delivery.
+    pub async fn handle(&self, delivery: Delivery) -> Disposition {
+        let disposition = self.decide(&delivery).await;
+        let result = match &disposition {
+            Disposition::Ack => self.queue.ack(&delivery).await,
+            Disposition::Retry { delay, .. } => self.queue.retry_later(&delivery, *delay).await,
+            Disposition::DeadLetter { reason } => self.queue.dead_letter(&delivery, reason).await,
+        };
+        if let Err(e) = result {
+            warn!(message_id = %delivery.message_id, error = %e.chain(),
+                "queue call failed; the message will be redelivered");
+        }
+        disposition
+    }
+
+    /// Receives and handles messages until `shutdown` turns true, then finishes the
+    /// deliveries in flight.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let permits = Arc::new(Semaphore::new(self.config.max_in_flight.max(1)));
+        let mut tasks = JoinSet::new();
+        let mut backoff = Duration::from_millis(50);
+        while !*shutdown.borrow() {
+            let free = permits.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = tasks.join_next() => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            let max = free.min(self.config.batch_size);
+            match self.queue.receive(max, self.config.receive_wait).await {
+                Ok(deliveries) => {
+                    backoff = Duration::from_millis(50);
+                    for delivery in deliveries {
+                        let Ok(permit) = permits.clone().acquire_owned().await else {
+                            break;
+                        };
+                        let me = self.clone();
+                        tasks.spawn(async move {
+                            me.handle(delivery).await;
+                            drop(permit);
+                        });
+                    }
+                }
+                Err(e) => {
+                    warn!(error = %e.chain(), "receive failed; backing off");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+            while tasks.try_join_next().is_some() {}
+        }
+        info!(
+            in_flight = tasks.len(),
+            "consumer stopping; finishing deliveries in flight"
+        );
+        while tasks.join_next().await.is_some() {}
+    }
+}

@@ -1,0 +1,45 @@
+//! The use cases, each one entry point over the ports, shared by every host.
+
+mod consume;
+mod queries;
+mod reconcile;
+mod start;
+mod workflows;
+
+pub use consume::{Consumer, ConsumerConfig, Disposition};
+pub use reconcile::{Reconciler, SweepReport};
+pub use start::{StartOutcome, StartRequest};
+
+use std::sync::Arc;
+
+use crate::ports::{Queue, Store};
+use crate::validation::SchemaCache;
+
+/// The API's use cases over a store and a queue. Cheap to clone.
+#[derive(Clone)]
+pub struct Flowgate {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    schemas: Arc<SchemaCache>,
+}
+
+impl Flowgate {
+    /// The use cases over these ports.
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>) -> Self {
+        Self {
+            store,
+            queue,
+            schemas: Arc::new(SchemaCache::default()),
+        }
+    }
+
+    /// The store this instance uses.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The queue this instance uses.
+    pub fn queue(&self) -> &Arc<dyn Queue> {
+        &self.queue
+    }
+}

@@ -1,0 +1,141 @@
+//! The reconciler: finds requests stuck in `ACCEPTED` and sends their messages again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::watch;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::error::BackendError;
+use crate::message::QueueMessage;
+use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus};
+use crate::ports::{Liveness, Queue, RequestUpdate, Store};
+
+/// What one sweep found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SweepReport {
+    /// Pending requests older than the grace period.
+    pub overdue: usize,
+    /// Sent again.
+    pub reenqueued: usize,
+    /// Left alone: their message is still on the queue.
+    pub live: usize,
+    /// Found in the dead-letter queue and marked `DEAD`.
+    pub dead: usize,
+    /// Could not be handled this time; retried on the next sweep.
+    pub failed: usize,
+}
+
+/// Re-drives requests whose message went missing (say, a crash between record and send).
+pub struct Reconciler {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    grace: Duration,
+    batch: usize,
+}
+
+impl Reconciler {
+    /// A reconciler that treats requests pending longer than `grace` as stuck.
+    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, grace: Duration) -> Self {
+        Self {
+            store,
+            queue,
+            grace,
+            batch: 500,
+        }
+    }
+
+    /// Examines up to one batch of overdue requests.
+    pub async fn sweep(&self) -> Result<SweepReport, BackendError> {
+        let grace = chrono::Duration::from_std(self.grace).unwrap_or(chrono::Duration::MAX);
+        let cutoff = Utc::now() - grace;
+        let overdue = self.store.list_pending(cutoff, self.batch).await?;
+        let mut report = SweepReport {
+            overdue: overdue.len(),
+            ..SweepReport::default()
+        };
+        for record in overdue {
+            let span = info_span!(
+                "reconcile",
+                tenant = %record.tenant,
+                workflow = %record.spec.workflow,
+                request_id = %record.request_id,
+                instance_id = %record.instance_id,
+            );
+            match self.reconcile(&record).instrument(span).await {
+                Ok(Liveness::Live) => report.live += 1,
+                Ok(Liveness::DeadLettered(_)) => report.dead += 1,
+                Ok(_) => report.reenqueued += 1,
+                Err(e) => {
+                    warn!(request_id = %record.request_id, error = %e.chain(), "reconcile failed");
+                    report.failed += 1;
+                }
+            }
+        }
+        if report.overdue > 0 {
+            info!(stage = "reconciled", ?report, "reconciler sweep");
+        }
+        Ok(report)
+    }
+
+    async fn reconcile(&self, record: &RequestRecord) -> Result<Liveness, BackendError> {
+        let liveness = self
+            .queue
+            .liveness(&record.tenant, &record.request_id)
+            .await?;
+        match &liveness {
+            Liveness::Live => {}
+            Liveness::DeadLettered(reason) => {
+                let update = RequestUpdate {
+                    only_if: Some(RequestStatus::Accepted),
+                    set_status: Some(RequestStatus::Dead),
+                    set_last_error: Some(reason.clone()),
+                    ..RequestUpdate::event(HistoryEvent::now(
+                        EventKind::DeadLettered,
+                        format!("found in the dead-letter queue by the reconciler: {reason}"),
+                    ))
+                };
+                self.store
+                    .update_request(&record.tenant, &record.request_id, &update)
+                    .await?;
+                error!(stage = "dead_lettered", reason = %reason, "request found dead-lettered");
+            }
+            Liveness::Absent | Liveness::Unknown => {
+                let age = Utc::now() - record.pending_since.unwrap_or(record.accepted_at);
+                self.queue
+                    .send(&QueueMessage::for_record(record).envelope())
+                    .await?;
+                let update = RequestUpdate {
+                    only_if: Some(RequestStatus::Accepted),
+                    touch_pending: true,
+                    ..RequestUpdate::event(HistoryEvent::now(
+                        EventKind::Reenqueued,
+                        format!(
+                            "re-enqueued by the reconciler after {}s pending",
+                            age.num_seconds()
+                        ),
+                    ))
+                };
+                self.store
+                    .update_request(&record.tenant, &record.request_id, &update)
+                    .await?;
+                warn!(stage = "reenqueued", "stuck request re-enqueued");
+            }
+        }
+        Ok(liveness)
+    }
+
+    /// Sweeps every `interval` until `shutdown` turns true.
+    pub async fn run(self, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+        while !*shutdown.borrow() {
+            if let Err(e) = self.sweep().await {
+                warn!(error = %e.chain(), "reconciler sweep failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+}
