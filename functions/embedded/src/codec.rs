@@ -1,0 +1,111 @@
+//! Conversions between domain values and SQLite columns.
+
+use chrono::{DateTime, Utc};
+use rusqlite::Row;
+use rusqlite::types::Type;
+
+use flowgate_core::model::{
+    EventKind, HistoryEvent, Instance, InstanceStatus, RequestRecord, RequestStatus, StartSpec,
+    Workflow,
+};
+
+/// Timestamps are stored as microseconds since the Unix epoch.
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// The inverse of [`micros`].
+pub fn time(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+fn bad(col: usize, what: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(col, Type::Text, what.into())
+}
+
+fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, col: usize) -> rusqlite::Result<T> {
+    let text: String = row.get(col)?;
+    serde_json::from_str(&text).map_err(|e| bad(col, e.to_string()))
+}
+
+/// Columns of `workflows`, in the order [`workflow`] reads them.
+pub const WORKFLOW_COLS: &str =
+    "tenant, code, name, online, params_schema, version, created_at, updated_at";
+
+/// Reads a `workflows` row.
+pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
+    Ok(Workflow {
+        tenant: row.get(0)?,
+        code: row.get(1)?,
+        name: row.get(2)?,
+        online: row.get(3)?,
+        params_schema: json(row, 4)?,
+        version: row.get::<_, i64>(5)? as u64,
+        created_at: time(row.get(6)?),
+        updated_at: time(row.get(7)?),
+    })
+}
+
+/// Columns of `requests`, in the order [`request`] reads them.
+pub const REQUEST_COLS: &str = "tenant, request_id, instance_id, idempotency_key, fingerprint, \
+     spec, status, attempts, last_error, accepted_at, updated_at, pending_since";
+
+/// Reads a `requests` row; its history is loaded separately.
+pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
+    let status: String = row.get(6)?;
+    let spec: StartSpec = json(row, 5)?;
+    Ok(RequestRecord {
+        tenant: row.get(0)?,
+        request_id: row.get(1)?,
+        instance_id: row.get(2)?,
+        idempotency_key: row.get(3)?,
+        fingerprint: row.get(4)?,
+        spec,
+        status: RequestStatus::parse(&status).ok_or_else(|| bad(6, status))?,
+        attempts: row.get::<_, i64>(7)? as u32,
+        last_error: row.get(8)?,
+        accepted_at: time(row.get(9)?),
+        updated_at: time(row.get(10)?),
+        pending_since: row.get::<_, Option<i64>>(11)?.map(time),
+        history: Vec::new(),
+    })
+}
+
+/// Reads a `history` row selected as `at, event, detail`.
+pub fn history(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
+    let event: String = row.get(1)?;
+    Ok(HistoryEvent {
+        at: time(row.get(0)?),
+        kind: EventKind::parse(&event).ok_or_else(|| bad(1, event))?,
+        detail: row.get(2)?,
+    })
+}
+
+/// Columns of `instances`, in the order [`instance`] reads them.
+pub const INSTANCE_COLS: &str = "tenant, instance_id, request_id, workflow, params, priority, \
+     schedule_time, status, created_at";
+
+/// Reads an `instances` row.
+pub fn instance(row: &Row<'_>) -> rusqlite::Result<Instance> {
+    let priority: String = row.get(5)?;
+    Ok(Instance {
+        tenant: row.get(0)?,
+        instance_id: row.get(1)?,
+        request_id: row.get(2)?,
+        workflow: row.get(3)?,
+        params: json(row, 4)?,
+        priority: serde_json::from_value(serde_json::Value::String(priority.clone()))
+            .map_err(|_| bad(5, priority))?,
+        schedule_time: row.get::<_, Option<i64>>(6)?.map(time),
+        status: InstanceStatus::Submitted,
+        created_at: time(row.get(8)?),
+    })
+}
+
+/// The storage spelling of a serializable unit enum (such as a priority).
+pub fn enum_text<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => String::new(),
+    }
+}

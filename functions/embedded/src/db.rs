@@ -1,0 +1,236 @@
+//! The SQLite file: one writer thread with group commit, and a pool of readers.
+//!
+//! Every write is a job sent to the writer thread. The writer takes all jobs waiting, runs
+//! each in its own savepoint inside one transaction, commits once (one fsync, as
+//! `synchronous=FULL` in WAL mode syncs the log at commit), and only then answers the jobs.
+//! Durability therefore costs one fsync per batch, not per request.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::oneshot;
+use tracing::error;
+
+use flowgate_core::BackendError;
+
+/// Jobs committed together at most.
+const MAX_BATCH: usize = 1024;
+/// How long a connection waits for another process's lock.
+const BUSY_TIMEOUT_MS: u64 = 10_000;
+
+/// A database failure, before it is classified for a port.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// SQLite refused.
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// The batch this job was in could not commit.
+    #[error("commit failed: {0}")]
+    Commit(Arc<rusqlite::Error>),
+    /// The writer thread is gone.
+    #[error("the embedded store's writer has stopped")]
+    WriterGone,
+    /// A blocking read task died.
+    #[error("read task failed: {0}")]
+    ReadTask(String),
+}
+
+impl DbError {
+    /// Classifies the failure of `op` as retryable (locks, I/O, a full disk) or permanent.
+    pub fn into_backend(self, op: &'static str) -> BackendError {
+        let code = match &self {
+            Self::Sqlite(e) => e.sqlite_error_code(),
+            Self::Commit(e) => e.sqlite_error_code(),
+            Self::WriterGone | Self::ReadTask(_) => {
+                return BackendError::retryable(op, self);
+            }
+        };
+        use rusqlite::ErrorCode as C;
+        match code {
+            Some(
+                C::DatabaseBusy
+                | C::DatabaseLocked
+                | C::SystemIoFailure
+                | C::DiskFull
+                | C::CannotOpen
+                | C::OutOfMemory,
+            ) => BackendError::retryable(op, self),
+            _ => BackendError::permanent(op, self),
+        }
+    }
+}
+
+trait Job: Send {
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Finish>;
+    fn abort(self: Box<Self>, err: Arc<rusqlite::Error>);
+}
+
+trait Finish: Send {
+    fn finish(self: Box<Self>, commit: Result<(), Arc<rusqlite::Error>>);
+}
+
+struct Pending<F, R> {
+    work: F,
+    reply: oneshot::Sender<Result<R, DbError>>,
+}
+
+struct Ran<R> {
+    result: Result<R, DbError>,
+    reply: oneshot::Sender<Result<R, DbError>>,
+}
+
+impl<F, R> Job for Pending<F, R>
+where
+    F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+    R: Send + 'static,
+{
+    fn run(self: Box<Self>, conn: &Connection) -> Box<dyn Finish> {
+        let result = in_savepoint(conn, self.work);
+        Box::new(Ran {
+            result,
+            reply: self.reply,
+        })
+    }
+
+    fn abort(self: Box<Self>, err: Arc<rusqlite::Error>) {
+        let _ = self.reply.send(Err(DbError::Commit(err)));
+    }
+}
+
+impl<R: Send + 'static> Finish for Ran<R> {
+    fn finish(self: Box<Self>, commit: Result<(), Arc<rusqlite::Error>>) {
+        let outcome = match commit {
+            Ok(()) => self.result,
+            Err(e) => Err(DbError::Commit(e)),
+        };
+        let _ = self.reply.send(outcome);
+    }
+}
+
+/// Runs one job so that its failure undoes only its own writes.
+fn in_savepoint<R>(
+    conn: &Connection,
+    work: impl FnOnce(&Connection) -> rusqlite::Result<R>,
+) -> Result<R, DbError> {
+    conn.execute_batch("SAVEPOINT job")?;
+    match work(conn) {
+        Ok(value) => {
+            conn.execute_batch("RELEASE job")?;
+            Ok(value)
+        }
+        Err(e) => {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e.into())
+        }
+    }
+}
+
+/// The database: a writer thread and a pool of read connections.
+pub struct Db {
+    path: PathBuf,
+    jobs: mpsc::Sender<Box<dyn Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database file and starts its writer.
+    pub fn open(path: &Path) -> Result<Self, DbError> {
+        let writer = open_connection(path, false)?;
+        crate::schema::migrate(&writer)?;
+        let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        std::thread::Builder::new()
+            .name("flowgate-writer".into())
+            .spawn(move || write_loop(writer, rx))
+            .map_err(|e| DbError::ReadTask(format!("could not start the writer thread: {e}")))?;
+        Ok(Self {
+            path: path.to_owned(),
+            jobs: tx,
+            readers: Arc::new(Mutex::new(Vec::new())),
+        })
+    }
+
+    /// Runs `work` in the next group commit; answers after the commit is durable.
+    pub async fn write<R, F>(&self, work: F) -> Result<R, DbError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Box<dyn Job> = Box::new(Pending { work, reply });
+        self.jobs.send(job).map_err(|_| DbError::WriterGone)?;
+        answer.await.map_err(|_| DbError::WriterGone)?
+    }
+
+    /// Runs `work` on a read connection (a consistent WAL snapshot) off the async threads.
+    pub async fn read<R, F>(&self, work: F) -> Result<R, DbError>
+    where
+        F: FnOnce(&Connection) -> rusqlite::Result<R> + Send + 'static,
+        R: Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_connection(&path, true)?,
+            };
+            let result = work(&conn).map_err(DbError::from);
+            readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            result
+        })
+        .await
+        .map_err(|e| DbError::ReadTask(e.to_string()))?
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_millis(BUSY_TIMEOUT_MS))?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    // FULL: in WAL mode the log is fsync'd at every commit, so a commit is durable.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
+}
+
+fn write_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            error!(error = %e, jobs = batch.len(), "could not begin a write transaction");
+            let e = Arc::new(e);
+            for job in batch {
+                job.abort(e.clone());
+            }
+            continue;
+        }
+        let ran: Vec<Box<dyn Finish>> = batch.into_iter().map(|job| job.run(&conn)).collect();
+        let commit = conn.execute_batch("COMMIT").map_err(|e| {
+            error!(error = %e, jobs = ran.len(), "group commit failed");
+            let _ = conn.execute_batch("ROLLBACK");
+            Arc::new(e)
+        });
+        for finished in ran {
+            finished.finish(commit.clone());
+        }
+    }
+}

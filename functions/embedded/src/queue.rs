@@ -1,0 +1,222 @@
+//! The [`Queue`] port over the SQLite file, with SQS semantics: visibility timeout, receive
+//! count, and a dead-letter queue in the same table.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use rusqlite::{OptionalExtension, params};
+use tracing::warn;
+
+use flowgate_core::BackendError;
+use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue};
+
+use crate::Embedded;
+use crate::codec::micros;
+
+/// How often an idle receive looks for messages sent by another process on the same file.
+const IDLE_POLL: Duration = Duration::from_millis(20);
+
+fn now_us() -> i64 {
+    micros(Utc::now())
+}
+
+fn us(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// A receipt names the message and the delivery, so a stale receipt cannot touch a later one.
+fn receipt(id: i64, receive_count: i64) -> String {
+    format!("{id}.{receive_count}")
+}
+
+fn parse_receipt(receipt: &str) -> Option<i64> {
+    receipt.split_once('.')?.0.parse().ok()
+}
+
+impl Embedded {
+    /// Marks up to `max` visible messages as delivered; moves those already delivered
+    /// `max_receive_count` times to the dead-letter queue instead, as SQS's redrive does.
+    async fn take_visible(&self, max: usize) -> Result<Vec<Delivery>, BackendError> {
+        let visibility = us(self.config.visibility_timeout);
+        let max_receive = i64::from(self.config.max_receive_count);
+        self.db
+            .write(move |conn| {
+                let now = now_us();
+                let mut select = conn.prepare_cached(
+                    "SELECT id, tenant, request_id, body, receive_count FROM messages \
+                     WHERE queue = 'main' AND visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
+                )?;
+                let rows: Vec<(i64, Option<String>, Option<String>, String, i64)> = select
+                    .query_map(params![now, max as i64], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let mut deliveries = Vec::with_capacity(rows.len());
+                for (id, tenant, request_id, body, count) in rows {
+                    if count >= max_receive {
+                        warn!(message_id = id, request_id = ?request_id,
+                            "message exceeded the receive count without a verdict; dead-lettering");
+                        conn.prepare_cached(
+                            "UPDATE messages SET queue = 'dlq', dead_reason = ?2, dead_at = ?3, \
+                             receipt = NULL WHERE id = ?1",
+                        )?
+                        .execute(params![
+                            id,
+                            format!(
+                                "delivered {count} times (the maximum) without being handled; \
+                                 the consumer may have crashed while handling it"
+                            ),
+                            now
+                        ])?;
+                        continue;
+                    }
+                    let count = count + 1;
+                    let token = receipt(id, count);
+                    conn.prepare_cached(
+                        "UPDATE messages SET receive_count = ?2, visible_at = ?3, receipt = ?4 \
+                         WHERE id = ?1",
+                    )?
+                    .execute(params![id, count, now + visibility, token])?;
+                    deliveries.push(Delivery {
+                        message_id: id.to_string(),
+                        receipt: token,
+                        receive_count: count as u32,
+                        tenant,
+                        request_id,
+                        body,
+                    });
+                }
+                Ok(deliveries)
+            })
+            .await
+            .map_err(|e| e.into_backend("queue.receive"))
+    }
+
+    async fn any_visible(&self) -> Result<bool, BackendError> {
+        self.db
+            .read(|conn| {
+                conn.prepare_cached(
+                    "SELECT 1 FROM messages WHERE queue = 'main' AND visible_at <= ?1 LIMIT 1",
+                )?
+                .exists(params![now_us()])
+            })
+            .await
+            .map_err(|e| e.into_backend("queue.receive"))
+    }
+
+    /// Runs `work(id, receipt)` in a write, for the message a receipt names. A stale receipt
+    /// matches no row, so it changes nothing: the message was redelivered and its newer
+    /// delivery decides.
+    async fn on_receipt<F>(
+        &self,
+        op: &'static str,
+        delivery: &Delivery,
+        work: F,
+    ) -> Result<(), BackendError>
+    where
+        F: FnOnce(&rusqlite::Connection, i64, &str) -> rusqlite::Result<usize> + Send + 'static,
+    {
+        let id = parse_receipt(&delivery.receipt).ok_or_else(|| {
+            BackendError::permanent(op, format!("malformed receipt {:?}", delivery.receipt))
+        })?;
+        let token = delivery.receipt.clone();
+        self.db
+            .write(move |conn| work(conn, id, &token).map(drop))
+            .await
+            .map_err(|e| e.into_backend(op))
+    }
+}
+
+#[async_trait]
+impl Queue for Embedded {
+    async fn send(&self, envelope: &Envelope) -> Result<(), BackendError> {
+        let e = envelope.clone();
+        self.db
+            .write(move |conn| {
+                let now = now_us();
+                conn.prepare_cached(
+                    "INSERT INTO messages (queue, tenant, request_id, body, sent_at, visible_at) \
+                     VALUES ('main', ?1, ?2, ?3, ?4, ?4)",
+                )?
+                .execute(params![e.tenant, e.request_id, e.body, now])?;
+                Ok(())
+            })
+            .await
+            .map_err(|e| e.into_backend("queue.send"))?;
+        self.sent.notify_one();
+        Ok(())
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            // A cheap read first, so an idle consumer does not write (and fsync) to poll.
+            if self.any_visible().await? {
+                let deliveries = self.take_visible(max.max(1)).await?;
+                if !deliveries.is_empty() {
+                    return Ok(deliveries);
+                }
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let pause = IDLE_POLL.min(deadline - now);
+            let _ = tokio::time::timeout(pause, self.sent.notified()).await;
+        }
+    }
+
+    async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError> {
+        self.on_receipt("queue.ack", delivery, |conn, id, token| {
+            conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND receipt = ?2")?
+                .execute(params![id, token])
+        })
+        .await
+    }
+
+    async fn retry_later(&self, delivery: &Delivery, delay: Duration) -> Result<(), BackendError> {
+        let visible_at = now_us() + us(delay);
+        self.on_receipt("queue.retry_later", delivery, move |conn, id, token| {
+            conn.prepare_cached(
+                "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2 \
+                 AND queue = 'main'",
+            )?
+            .execute(params![id, token, visible_at])
+        })
+        .await
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError> {
+        let reason = reason.to_owned();
+        self.on_receipt("queue.dead_letter", delivery, move |conn, id, token| {
+            conn.prepare_cached(
+                "UPDATE messages SET queue = 'dlq', dead_reason = ?3, dead_at = ?4, \
+                 receipt = NULL WHERE id = ?1 AND receipt = ?2",
+            )?
+            .execute(params![id, token, reason, now_us()])
+        })
+        .await
+    }
+
+    async fn liveness(&self, tenant: &str, request_id: &str) -> Result<Liveness, BackendError> {
+        let (tenant, request_id) = (tenant.to_owned(), request_id.to_owned());
+        let found: Option<(String, Option<String>)> = self
+            .db
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT queue, dead_reason FROM messages WHERE tenant = ?1 AND request_id = ?2 \
+                     ORDER BY queue = 'main' DESC LIMIT 1",
+                )?
+                .query_row(params![tenant, request_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+            })
+            .await
+            .map_err(|e| e.into_backend("queue.liveness"))?;
+        Ok(match found {
+            None => Liveness::Absent,
+            Some((queue, _)) if queue == "main" => Liveness::Live,
+            Some((_, reason)) => Liveness::DeadLettered(reason.unwrap_or_default()),
+        })
+    }
+}

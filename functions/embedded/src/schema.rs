@@ -1,0 +1,98 @@
+//! The database schema and its migration.
+
+use rusqlite::Connection;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+const V1: &str = r#"
+CREATE TABLE workflows (
+    tenant        TEXT    NOT NULL,
+    code          TEXT    NOT NULL,
+    name          TEXT    NOT NULL,
+    online        INTEGER NOT NULL,
+    params_schema TEXT    NOT NULL,
+    version       INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL,
+    PRIMARY KEY (tenant, code)
+) WITHOUT ROWID;
+
+CREATE TABLE requests (
+    tenant          TEXT    NOT NULL,
+    request_id      TEXT    NOT NULL,
+    instance_id     TEXT    NOT NULL,
+    idempotency_key TEXT,
+    fingerprint     TEXT    NOT NULL,
+    spec            TEXT    NOT NULL,
+    status          TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL,
+    last_error      TEXT,
+    accepted_at     INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    pending_since   INTEGER,
+    PRIMARY KEY (tenant, request_id)
+) WITHOUT ROWID;
+
+-- The reconciler's scan: only pending requests are indexed.
+CREATE INDEX requests_pending ON requests (COALESCE(pending_since, accepted_at))
+    WHERE status = 'ACCEPTED';
+
+CREATE TABLE history (
+    seq        INTEGER PRIMARY KEY,
+    tenant     TEXT    NOT NULL,
+    request_id TEXT    NOT NULL,
+    at         INTEGER NOT NULL,
+    event      TEXT    NOT NULL,
+    detail     TEXT    NOT NULL
+);
+CREATE INDEX history_by_request ON history (tenant, request_id, at, seq);
+
+CREATE TABLE instances (
+    tenant        TEXT    NOT NULL,
+    instance_id   TEXT    NOT NULL,
+    request_id    TEXT    NOT NULL,
+    workflow      TEXT    NOT NULL,
+    params        TEXT    NOT NULL,
+    priority      TEXT    NOT NULL,
+    schedule_time INTEGER,
+    status        TEXT    NOT NULL,
+    created_at    INTEGER NOT NULL,
+    PRIMARY KEY (tenant, instance_id)
+) WITHOUT ROWID;
+CREATE INDEX instances_by_workflow ON instances (tenant, workflow, created_at DESC, instance_id DESC);
+
+-- The queue and its dead-letter queue: `queue` is 'main' or 'dlq'.
+CREATE TABLE messages (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT,
+    queue         TEXT    NOT NULL,
+    tenant        TEXT,
+    request_id    TEXT,
+    body          TEXT    NOT NULL,
+    sent_at       INTEGER NOT NULL,
+    visible_at    INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt       TEXT,
+    dead_reason   TEXT,
+    dead_at       INTEGER
+);
+CREATE INDEX messages_visible ON messages (queue, visible_at, id);
+CREATE INDEX messages_by_request ON messages (tenant, request_id);
+"#;
+
+/// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build.
+pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the data directory holds schema version {version}, newer than this build's \
+             {SCHEMA_VERSION}: upgrade flowgate"
+        )));
+    }
+    if version < 1 {
+        conn.execute_batch(&format!(
+            "BEGIN IMMEDIATE; {V1}; PRAGMA user_version = 1; COMMIT;"
+        ))?;
+    }
+    Ok(())
+}
