@@ -1,1 +1,43 @@
-fn main() {}
+//! The `flowgate` binary: the local server and the client commands.
+
+mod bench;
+mod client;
+mod config;
+mod serve;
+mod telemetry;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use config::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flowgate: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await,
+            Command::Submit(args) => client::submit(&cli.url, args).await,
+            Command::Status(args) => client::status(&cli.url, args).await,
+            Command::Workflows(cmd) => client::workflows(&cli.url, cmd).await,
+            Command::Bench(args) => bench::run(&cli.url, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("flowgate: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

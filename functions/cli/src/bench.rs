@@ -1,0 +1,340 @@
+//! `flowgate bench`: loads a running server and reports accept throughput and latency,
+//! accept-to-created lag, and a final check that nothing was lost or duplicated.
+
+use std::collections::{HashMap, HashSet};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde::Deserialize;
+use serde_json::json;
+use tokio::task::JoinSet;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Options of `flowgate bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Concurrency levels, one phase each.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,256")]
+    pub concurrency: Vec<usize>,
+    /// How long each phase sends requests.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+    /// How long to wait, after the load, for every instance to exist.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+    /// Requests whose records are read to measure accept-to-created lag.
+    #[arg(long, default_value_t = 2000)]
+    pub lag_sample: usize,
+}
+
+#[derive(Debug, Deserialize)]
+struct Accepted {
+    request_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct InstanceRow {
+    request_id: String,
+    instance_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct InstancePage {
+    items: Vec<InstanceRow>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct HistoryRow {
+    at: DateTime<Utc>,
+    event: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequestView {
+    accepted_at: DateTime<Utc>,
+    history: Vec<HistoryRow>,
+}
+
+struct Phase {
+    concurrency: usize,
+    accepted: Vec<String>,
+    latencies_us: Vec<u64>,
+    errors: HashMap<u16, usize>,
+    elapsed: Duration,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Runs the benchmark against `url`.
+pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .build()?;
+    let workflow = format!("bench-{}", uuid::Uuid::now_v7().simple());
+    let put = client
+        .put(format!("{url}/v1/workflows/{workflow}"))
+        .json(&json!({
+            "name": "bench",
+            "online": true,
+            "params_schema": {"type": "object", "required": ["n"],
+                "properties": {"n": {"type": "integer"}}}
+        }))
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach {url}: {e} (is `flowgate serve` running?)"))?;
+    if !put.status().is_success() {
+        return Err(format!("registering the bench workflow failed: {}", put.status()).into());
+    }
+    println!(
+        "workflow {workflow}; {} per phase; machine: {} cores",
+        humantime::format_duration(args.duration),
+        num_cpus()
+    );
+
+    let mut phases = Vec::new();
+    for &concurrency in &args.concurrency {
+        let phase = load(&client, url, &workflow, concurrency.max(1), args.duration).await;
+        report_phase(&phase);
+        phases.push(phase);
+    }
+    let load_end = Instant::now();
+
+    let accepted: HashSet<String> = phases
+        .iter()
+        .flat_map(|p| p.accepted.iter().cloned())
+        .collect();
+    let (instances, drained_in) = drain(
+        &client,
+        url,
+        &workflow,
+        accepted.len(),
+        args.drain_timeout,
+        load_end,
+    )
+    .await?;
+    let lags = sample_lag(&client, url, &accepted, args.lag_sample).await;
+
+    let mut seen_requests = HashSet::new();
+    let mut duplicates = 0usize;
+    for row in &instances {
+        if !seen_requests.insert(row.request_id.clone()) {
+            duplicates += 1;
+        }
+    }
+    let instance_ids: HashSet<&str> = instances.iter().map(|i| i.instance_id.as_str()).collect();
+    let missing = accepted.difference(&seen_requests).count();
+    let unexpected = seen_requests.difference(&accepted).count();
+    println!();
+    println!(
+        "accept-to-created lag (sample of {}): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        lags.len(),
+        ms(percentile(&lags, 50.0)),
+        ms(percentile(&lags, 99.0)),
+        ms(lags.last().copied().unwrap_or(0))
+    );
+    match drained_in {
+        Some(d) => println!(
+            "backlog drained {:.0} ms after the load stopped",
+            d.as_secs_f64() * 1000.0
+        ),
+        None => println!(
+            "backlog NOT drained within {}",
+            humantime::format_duration(args.drain_timeout)
+        ),
+    }
+    println!(
+        "verification: {} accepted, {} instances ({} distinct ids), {} missing, {} duplicated, {} unexpected",
+        accepted.len(),
+        instances.len(),
+        instance_ids.len(),
+        missing,
+        duplicates,
+        unexpected
+    );
+    let ok =
+        missing == 0 && duplicates == 0 && unexpected == 0 && instance_ids.len() == instances.len();
+    println!(
+        "{}",
+        if ok {
+            "OK: nothing lost, nothing duplicated"
+        } else {
+            "FAILED"
+        }
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    workflow: &str,
+    concurrency: usize,
+    duration: Duration,
+) -> Phase {
+    let endpoint = Arc::new(format!("{url}/v1/workflows/{workflow}/instances"));
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut workers = JoinSet::new();
+    for worker in 0..concurrency {
+        let (client, endpoint) = (client.clone(), endpoint.clone());
+        workers.spawn(async move {
+            let mut accepted = Vec::new();
+            let mut latencies = Vec::new();
+            let mut errors: HashMap<u16, usize> = HashMap::new();
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                n += 1;
+                let key = format!("{worker}-{n}-{}", uuid::Uuid::now_v7().simple());
+                let t0 = Instant::now();
+                let result = client
+                    .post(endpoint.as_str())
+                    .header("Idempotency-Key", key)
+                    .json(&json!({"params": {"n": n}}))
+                    .send()
+                    .await;
+                match result {
+                    Ok(resp) if resp.status().is_success() => {
+                        let elapsed = t0.elapsed().as_micros() as u64;
+                        if let Ok(body) = resp.json::<Accepted>().await {
+                            latencies.push(elapsed);
+                            accepted.push(body.request_id);
+                        }
+                    }
+                    Ok(resp) => *errors.entry(resp.status().as_u16()).or_default() += 1,
+                    Err(_) => *errors.entry(0).or_default() += 1,
+                }
+            }
+            (accepted, latencies, errors)
+        });
+    }
+    let mut phase = Phase {
+        concurrency,
+        accepted: Vec::new(),
+        latencies_us: Vec::new(),
+        errors: HashMap::new(),
+        elapsed: Duration::ZERO,
+    };
+    while let Some(Ok((accepted, latencies, errors))) = workers.join_next().await {
+        phase.accepted.extend(accepted);
+        phase.latencies_us.extend(latencies);
+        for (k, v) in errors {
+            *phase.errors.entry(k).or_default() += v;
+        }
+    }
+    phase.elapsed = started.elapsed();
+    phase.latencies_us.sort_unstable();
+    phase
+}
+
+fn report_phase(p: &Phase) {
+    let rate = p.accepted.len() as f64 / p.elapsed.as_secs_f64();
+    println!(
+        "concurrency {:>4}: {:>7} accepted  {:>8.0} req/s  accept latency p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:?}",
+        p.concurrency,
+        p.accepted.len(),
+        rate,
+        ms(percentile(&p.latencies_us, 50.0)),
+        ms(percentile(&p.latencies_us, 99.0)),
+        p.errors
+    );
+}
+
+/// Pages through the workflow's instances until every accepted request has one, or time runs
+/// out. Returns every instance seen and how long after the load the count was reached.
+async fn drain(
+    client: &reqwest::Client,
+    url: &str,
+    workflow: &str,
+    expected: usize,
+    timeout: Duration,
+    load_end: Instant,
+) -> Result<(Vec<InstanceRow>, Option<Duration>)> {
+    let give_up = Instant::now() + timeout;
+    loop {
+        let instances = list_all(client, url, workflow).await?;
+        if instances.len() >= expected {
+            return Ok((instances, Some(load_end.elapsed())));
+        }
+        if Instant::now() >= give_up {
+            return Ok((instances, None));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn list_all(client: &reqwest::Client, url: &str, workflow: &str) -> Result<Vec<InstanceRow>> {
+    let mut all = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        // Cursors are URL-safe base64, so they need no escaping.
+        let query = match &cursor {
+            Some(c) => format!("limit=100&cursor={c}"),
+            None => "limit=100".to_owned(),
+        };
+        let request = client.get(format!("{url}/v1/workflows/{workflow}/instances?{query}"));
+        let page: InstancePage = request.send().await?.error_for_status()?.json().await?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(next) => cursor = Some(next),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// Server-side accept-to-created lag (`created` event time minus `accepted_at`) of a sample
+/// of requests, sorted, in microseconds.
+async fn sample_lag(
+    client: &reqwest::Client,
+    url: &str,
+    accepted: &HashSet<String>,
+    sample: usize,
+) -> Vec<u64> {
+    let step = (accepted.len() / sample.max(1)).max(1);
+    let mut lags = Vec::new();
+    for request_id in accepted.iter().step_by(step).take(sample) {
+        let Ok(resp) = client
+            .get(format!("{url}/v1/requests/{request_id}"))
+            .send()
+            .await
+        else {
+            continue;
+        };
+        let Ok(view) = resp.json::<RequestView>().await else {
+            continue;
+        };
+        if let Some(created) = view.history.iter().find(|h| h.event == "created") {
+            let lag = (created.at - view.accepted_at)
+                .num_microseconds()
+                .unwrap_or(0)
+                .max(0);
+            lags.push(lag as u64);
+        }
+    }
+    lags.sort_unstable();
+    lags
+}

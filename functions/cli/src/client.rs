@@ -1,0 +1,88 @@
+//! The client commands: `submit`, `status`, `workflows put|get`.
+
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::config::{StatusArgs, SubmitArgs, WorkflowsCommand};
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Sends a request and prints the JSON answer: to stdout on success (exit 0), to stderr as
+/// `HTTP <status>: <detail>` on failure (exit 1).
+async fn exchange(request: reqwest::RequestBuilder) -> Result<ExitCode> {
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the server: {e} (is `flowgate serve` running?)"))?;
+    let status = response.status();
+    let replayed = response.headers().contains_key("idempotent-replayed");
+    let text = response.text().await?;
+    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let pretty = serde_json::to_string_pretty(&body)?;
+    if status.is_success() {
+        if replayed {
+            eprintln!("(idempotent replay of an earlier request)");
+        }
+        println!("{pretty}");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        let detail = body["detail"].as_str().unwrap_or("");
+        eprintln!("HTTP {status}: {detail}\n{pretty}");
+        Ok(ExitCode::from(1))
+    }
+}
+
+/// `flowgate submit`.
+pub async fn submit(url: &str, args: SubmitArgs) -> Result<ExitCode> {
+    let params: Value = serde_json::from_str(&args.params)
+        .map_err(|e| format!("--params is not valid JSON: {e}"))?;
+    let mut body = json!({ "params": params });
+    if let Some(p) = args.priority {
+        body["priority"] = json!(p.to_ascii_uppercase());
+    }
+    if let Some(t) = args.schedule_time {
+        body["schedule_time"] = json!(t);
+    }
+    let mut request = reqwest::Client::new()
+        .post(format!("{url}/v1/workflows/{}/instances", args.workflow))
+        .json(&body);
+    if let Some(key) = args.key {
+        request = request.header("Idempotency-Key", key);
+    }
+    if let Some(wait) = args.wait {
+        request = request.header("Prefer", format!("wait={wait}"));
+    }
+    exchange(request).await
+}
+
+/// `flowgate status`.
+pub async fn status(url: &str, args: StatusArgs) -> Result<ExitCode> {
+    exchange(reqwest::Client::new().get(format!("{url}/v1/requests/{}", args.request_id))).await
+}
+
+/// `flowgate workflows put|get`.
+pub async fn workflows(url: &str, command: WorkflowsCommand) -> Result<ExitCode> {
+    let client = reqwest::Client::new();
+    match command {
+        WorkflowsCommand::Put {
+            code,
+            name,
+            schema,
+            offline,
+        } => {
+            let text = match schema.strip_prefix('@') {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("cannot read schema file {path}: {e}"))?,
+                None => schema,
+            };
+            let params_schema: Value = serde_json::from_str(&text)
+                .map_err(|e| format!("--schema is not valid JSON: {e}"))?;
+            let body = json!({ "name": name, "online": !offline, "params_schema": params_schema });
+            exchange(client.put(format!("{url}/v1/workflows/{code}")).json(&body)).await
+        }
+        WorkflowsCommand::Get { code } => {
+            exchange(client.get(format!("{url}/v1/workflows/{code}"))).await
+        }
+    }
+}

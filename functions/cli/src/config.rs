@@ -1,0 +1,150 @@
+//! Command-line and environment configuration (every option has a `FLOWGATE_*` variable).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Flowgate: start workflow instances that are never silently lost.
+#[derive(Debug, Parser)]
+#[command(name = "flowgate", version)]
+pub struct Cli {
+    /// Base URL of a running server, for the client commands.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOWGATE_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub url: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API, consumer and reconciler over the embedded store.
+    Serve(ServeArgs),
+    /// Start an instance of a workflow.
+    Submit(SubmitArgs),
+    /// Show a request with its history.
+    Status(StatusArgs),
+    /// Register or read workflow definitions.
+    #[command(subcommand)]
+    Workflows(WorkflowsCommand),
+    /// Load a running server and report throughput, latency and lag.
+    Bench(crate::bench::BenchArgs),
+}
+
+/// A role `serve` can run; the roles can be split across processes on one data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Role {
+    /// The HTTP API.
+    Api,
+    /// The queue consumer that creates instances.
+    Consumer,
+    /// The periodic sweep that re-sends stuck requests.
+    Reconciler,
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 500ms, 2m)"))
+}
+
+/// Options of `flowgate serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address the API listens on.
+    #[arg(long, env = "FLOWGATE_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory of the embedded store (created if missing).
+    #[arg(long, env = "FLOWGATE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Roles to run in this process.
+    #[arg(
+        long,
+        env = "FLOWGATE_ROLES",
+        value_delimiter = ',',
+        default_value = "api,consumer,reconciler"
+    )]
+    pub roles: Vec<Role>,
+
+    /// Deliveries of a message before it is dead-lettered.
+    #[arg(long, env = "FLOWGATE_MAX_RECEIVE_COUNT", default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub max_receive_count: u32,
+
+    /// How long a delivered message stays invisible before redelivery.
+    #[arg(long, env = "FLOWGATE_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub visibility_timeout: Duration,
+
+    /// First retry delay after a failed delivery (doubles, capped by the visibility timeout).
+    #[arg(long, env = "FLOWGATE_RETRY_BASE", default_value = "1s", value_parser = duration)]
+    pub retry_base: Duration,
+
+    /// How long a request may stay pending before the reconciler re-sends it.
+    #[arg(long, env = "FLOWGATE_RECONCILE_GRACE", default_value = "60s", value_parser = duration)]
+    pub reconcile_grace: Duration,
+
+    /// How often the reconciler sweeps.
+    #[arg(long, env = "FLOWGATE_RECONCILE_INTERVAL", default_value = "10s", value_parser = duration)]
+    pub reconcile_interval: Duration,
+}
+
+/// Options of `flowgate submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// Workflow code.
+    pub workflow: String,
+    /// Start params, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    /// HIGHEST, HIGH, MEDIUM, LOW or LOWEST.
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// RFC 3339 time to run the instance at.
+    #[arg(long)]
+    pub schedule_time: Option<String>,
+    /// Idempotency key; reuse it to retry safely.
+    #[arg(long)]
+    pub key: Option<String>,
+    /// Wait up to this many seconds (at most 20) for the instance to exist.
+    #[arg(long)]
+    pub wait: Option<u64>,
+}
+
+/// Options of `flowgate status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The request id a submit returned.
+    pub request_id: String,
+}
+
+/// `flowgate workflows ...`.
+#[derive(Debug, Subcommand)]
+pub enum WorkflowsCommand {
+    /// Register or update a workflow.
+    Put {
+        /// Workflow code.
+        code: String,
+        /// Human-readable name.
+        #[arg(long)]
+        name: String,
+        /// JSON Schema of the start params, inline or `@file.json`.
+        #[arg(long, default_value = "{\"type\": \"object\"}")]
+        schema: String,
+        /// Register it offline (it refuses starts).
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Show a workflow.
+    Get {
+        /// Workflow code.
+        code: String,
+    },
+}
