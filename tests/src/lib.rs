@@ -1,1 +1,4 @@
-//! x
+//! Shared test code: the conformance suite every backend must pass, and fixtures.
+
+pub mod conformance;
+pub mod fixtures;

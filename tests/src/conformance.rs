@@ -1,0 +1,654 @@
+//! The port contract, as plain async checks over `Arc<dyn Store>` and `Arc<dyn Queue>`.
+//!
+//! Every backend runs the same list through [`conformance_tests!`]. Where backends differ,
+//! [`Caps`] says so; the checks never wipe shared state and use fresh random ids.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{Duration as Span, Utc};
+use serde_json::json;
+
+use flowgate_core::StoreError;
+use flowgate_core::model::{EventKind, HistoryEvent, InstanceCursor, RequestStatus, Workflow};
+use flowgate_core::ports::{
+    Creation, Envelope, Liveness, Queue, RequestUpdate, Store, UpdateOutcome, Upsert,
+};
+
+use crate::fixtures::{instance, record, tenant};
+
+/// What a backend under test can do, where backends legitimately differ.
+#[derive(Debug, Clone)]
+pub struct Caps {
+    /// The queue's visibility timeout (keep it short: checks wait for it to expire).
+    pub visibility_timeout: Duration,
+    /// The queue's maximum receive count before dead-lettering.
+    pub max_receive_count: u32,
+    /// Whether `Queue::liveness` can answer (SQS cannot).
+    pub liveness: bool,
+}
+
+/// A backend under test: fresh for each check.
+pub struct Subject {
+    /// Its store.
+    pub store: Arc<dyn Store>,
+    /// Its queue, empty at the start of the check.
+    pub queue: Arc<dyn Queue>,
+    /// What it can do.
+    pub caps: Caps,
+    /// Whatever must live as long as the subject (a temporary directory, say).
+    pub guard: Box<dyn std::any::Any + Send>,
+}
+
+/// Generates one `#[tokio::test]` per check, each over a fresh subject from `$make`
+/// (an async expression yielding a [`Subject`]).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            workflow_upsert_and_read,
+            create_request_is_conditional,
+            concurrent_creates_have_one_winner,
+            update_request_respects_guards,
+            create_instance_is_exactly_once,
+            concurrent_instance_creation_creates_one,
+            list_instances_pages_newest_first,
+            list_pending_finds_only_overdue_pending,
+            send_receive_ack,
+            retry_later_redelivers_with_higher_count,
+            visibility_timeout_redelivers,
+            dead_letter_keeps_reason,
+            unhandled_message_moves_to_dlq_after_max_receives
+        );
+    };
+    (@each $make:expr; $($check:ident),+) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                $crate::fixtures::init_tracing();
+                let subject = $make.await;
+                $crate::conformance::$check(subject).await;
+            }
+        )+
+    };
+}
+
+fn workflow(tenant: &str, code: &str, online: bool) -> Workflow {
+    let now = Utc::now();
+    Workflow {
+        tenant: tenant.to_owned(),
+        code: code.to_owned(),
+        name: format!("{code} name"),
+        online,
+        params_schema: json!({"type": "object"}),
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+/// Put creates then updates; get reads what was put, with the version bumped and the
+/// original creation time kept; an unknown code reads as `None`.
+pub async fn workflow_upsert_and_read(s: Subject) {
+    let t = tenant();
+    let first = workflow(&t, "orders", true);
+    assert_eq!(s.store.put_workflow(&first).await.unwrap(), Upsert::Created);
+    let read = s.store.get_workflow(&t, "orders").await.unwrap().unwrap();
+    assert_eq!(
+        (read.name.as_str(), read.online, read.version),
+        ("orders name", true, 1)
+    );
+
+    let mut second = workflow(&t, "orders", false);
+    second.updated_at = first.updated_at + Span::seconds(5);
+    assert_eq!(
+        s.store.put_workflow(&second).await.unwrap(),
+        Upsert::Updated
+    );
+    let read = s.store.get_workflow(&t, "orders").await.unwrap().unwrap();
+    assert!(!read.online);
+    assert_eq!(read.version, 2);
+    assert_eq!(
+        read.created_at.timestamp_millis(),
+        first.created_at.timestamp_millis()
+    );
+    assert!(s.store.get_workflow(&t, "missing").await.unwrap().is_none());
+    assert!(
+        s.store
+            .get_workflow(&tenant(), "orders")
+            .await
+            .unwrap()
+            .is_none(),
+        "tenant scoped"
+    );
+}
+
+/// A second create of the same request id fails with the first record, unchanged.
+pub async fn create_request_is_conditional(s: Subject) {
+    let t = tenant();
+    let first = record(&t, "wf", Utc::now());
+    s.store.create_request(&first).await.unwrap();
+    let read = s
+        .store
+        .get_request(&t, &first.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.instance_id, first.instance_id);
+    assert_eq!(read.status, RequestStatus::Accepted);
+    assert_eq!(read.history.len(), 1);
+    assert_eq!(read.history[0].kind, EventKind::Accepted);
+
+    let mut second = record(&t, "other", Utc::now());
+    second.request_id = first.request_id.clone();
+    match s.store.create_request(&second).await {
+        Err(StoreError::AlreadyExists { existing }) => {
+            assert_eq!(existing.instance_id, first.instance_id);
+            assert_eq!(existing.fingerprint, first.fingerprint);
+            assert_eq!(existing.spec.workflow, "wf");
+        }
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    let read = s
+        .store
+        .get_request(&t, &first.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.spec.workflow, "wf", "the loser changed nothing");
+    assert!(
+        s.store
+            .get_request(&tenant(), &first.request_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Of many concurrent creates of one request id, exactly one wins, and every loser learns
+/// the winner's record.
+pub async fn concurrent_creates_have_one_winner(s: Subject) {
+    let t = tenant();
+    let base = record(&t, "wf", Utc::now());
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..16 {
+        let mut candidate = record(&t, "wf", Utc::now());
+        candidate.request_id = base.request_id.clone();
+        let store = s.store.clone();
+        tasks.spawn(async move {
+            let mine = candidate.instance_id.clone();
+            (mine, store.create_request(&candidate).await)
+        });
+    }
+    let mut winners = Vec::new();
+    let mut told = HashSet::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined.unwrap() {
+            (mine, Ok(())) => winners.push(mine),
+            (_, Err(StoreError::AlreadyExists { existing })) => {
+                told.insert(existing.instance_id);
+            }
+            (_, Err(e)) => panic!("unexpected error {e}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one winner");
+    assert!(
+        told.iter().all(|id| *id == winners[0]),
+        "losers learn the winner"
+    );
+}
+
+/// `only_if` guards, `NotFound`, status changes, pending bookkeeping and history order.
+pub async fn update_request_respects_guards(s: Subject) {
+    let t = tenant();
+    let r = record(&t, "wf", Utc::now());
+    s.store.create_request(&r).await.unwrap();
+    let missing = s
+        .store
+        .update_request(
+            &t,
+            "no-such-request",
+            &RequestUpdate::event(HistoryEvent::now(EventKind::Enqueued, "x")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(missing, UpdateOutcome::NotFound);
+
+    let enqueued = HistoryEvent::now(EventKind::Enqueued, "sent");
+    let touch = RequestUpdate {
+        touch_pending: true,
+        ..RequestUpdate::event(enqueued.clone())
+    };
+    assert_eq!(
+        s.store
+            .update_request(&t, &r.request_id, &touch)
+            .await
+            .unwrap(),
+        UpdateOutcome::Applied
+    );
+    let read = s
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        read.pending_since.map(|p| p.timestamp_millis()),
+        Some(enqueued.at.timestamp_millis())
+    );
+
+    let failed = RequestUpdate {
+        only_if: Some(RequestStatus::Accepted),
+        set_attempts: Some(2),
+        set_last_error: Some("boom".into()),
+        ..RequestUpdate::event(HistoryEvent::now(
+            EventKind::DeliveryFailed,
+            "delivery 2 failed: boom",
+        ))
+    };
+    assert_eq!(
+        s.store
+            .update_request(&t, &r.request_id, &failed)
+            .await
+            .unwrap(),
+        UpdateOutcome::Applied
+    );
+
+    let dead = RequestUpdate {
+        only_if: Some(RequestStatus::Accepted),
+        set_status: Some(RequestStatus::Dead),
+        set_last_error: Some("gave up".into()),
+        ..RequestUpdate::event(HistoryEvent::now(EventKind::DeadLettered, "gave up"))
+    };
+    assert_eq!(
+        s.store
+            .update_request(&t, &r.request_id, &dead)
+            .await
+            .unwrap(),
+        UpdateOutcome::Applied
+    );
+    assert_eq!(
+        s.store
+            .update_request(&t, &r.request_id, &dead)
+            .await
+            .unwrap(),
+        UpdateOutcome::Skipped(RequestStatus::Dead),
+        "guard holds"
+    );
+    let read = s
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status, RequestStatus::Dead);
+    assert_eq!(read.attempts, 2);
+    assert_eq!(read.last_error.as_deref(), Some("gave up"));
+    assert_eq!(
+        read.pending_since, None,
+        "only pending requests have pending_since"
+    );
+    let kinds: Vec<EventKind> = read.history.iter().map(|h| h.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            EventKind::Accepted,
+            EventKind::Enqueued,
+            EventKind::DeliveryFailed,
+            EventKind::DeadLettered
+        ]
+    );
+}
+
+/// The first create makes the instance and marks the request `CREATED` in one step; a
+/// redelivery finds it there and changes nothing; a request with no record fails permanently.
+pub async fn create_instance_is_exactly_once(s: Subject) {
+    let t = tenant();
+    let r = record(&t, "wf", Utc::now());
+    s.store.create_request(&r).await.unwrap();
+    let i = instance(&r, Utc::now());
+    let created = HistoryEvent::now(EventKind::Created, "created");
+    assert!(
+        s.store
+            .get_instance(&t, &i.instance_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        s.store.create_instance(&i, &created).await.unwrap(),
+        Creation::Created
+    );
+    assert_eq!(
+        s.store.create_instance(&i, &created).await.unwrap(),
+        Creation::AlreadyExisted
+    );
+
+    let read = s
+        .store
+        .get_instance(&t, &i.instance_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.request_id, r.request_id);
+    assert_eq!(read.params, r.spec.params);
+    assert_eq!(read.priority, r.spec.priority);
+    let req = s
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(req.status, RequestStatus::Created);
+    assert_eq!(
+        req.history
+            .iter()
+            .filter(|h| h.kind == EventKind::Created)
+            .count(),
+        1
+    );
+
+    let orphan = instance(&record(&t, "wf", Utc::now()), Utc::now());
+    let err = s
+        .store
+        .create_instance(&orphan, &created)
+        .await
+        .unwrap_err();
+    assert!(
+        !err.is_retryable(),
+        "a missing request record is permanent: {err}"
+    );
+    assert!(
+        s.store
+            .get_instance(&t, &orphan.instance_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+/// Concurrent deliveries of one message create one instance.
+pub async fn concurrent_instance_creation_creates_one(s: Subject) {
+    let t = tenant();
+    let r = record(&t, "wf", Utc::now());
+    s.store.create_request(&r).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (store, i) = (s.store.clone(), instance(&r, Utc::now()));
+        tasks.spawn(async move {
+            store
+                .create_instance(&i, &HistoryEvent::now(EventKind::Created, "created"))
+                .await
+        });
+    }
+    let mut created = 0;
+    while let Some(joined) = tasks.join_next().await {
+        if joined.unwrap().unwrap() == Creation::Created {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+/// Pages are newest first, continue exactly where the cursor says, and stay in their workflow.
+pub async fn list_instances_pages_newest_first(s: Subject) {
+    let t = tenant();
+    let base = Utc::now();
+    let mut expected = Vec::new();
+    for n in 0..7 {
+        let r = record(&t, "listed", base);
+        s.store.create_request(&r).await.unwrap();
+        // Two share a timestamp so the id tie-break is exercised.
+        let at = base + Span::milliseconds(if n == 3 { 2 } else { n });
+        let i = instance(&r, at);
+        s.store
+            .create_instance(&i, &HistoryEvent::now(EventKind::Created, "c"))
+            .await
+            .unwrap();
+        expected.push((at.timestamp_micros(), i.instance_id));
+    }
+    let other = record(&t, "unlisted", base);
+    s.store.create_request(&other).await.unwrap();
+    s.store
+        .create_instance(
+            &instance(&other, base),
+            &HistoryEvent::now(EventKind::Created, "c"),
+        )
+        .await
+        .unwrap();
+    expected.sort();
+    expected.reverse();
+
+    let mut seen = Vec::new();
+    let mut after: Option<InstanceCursor> = None;
+    loop {
+        let page = s
+            .store
+            .list_instances(&t, "listed", 3, after.as_ref())
+            .await
+            .unwrap();
+        assert!(page.len() <= 3);
+        seen.extend(
+            page.iter()
+                .map(|i| (i.created_at.timestamp_micros(), i.instance_id.clone())),
+        );
+        match page.last() {
+            Some(last) if page.len() == 3 => after = Some(InstanceCursor::after(last)),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
+/// Only `ACCEPTED` requests pending since before the cutoff are listed, oldest first.
+pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
+    let t = tenant();
+    let long_ago = Utc::now() - Span::hours(1000);
+    let old = record(&t, "wf", long_ago);
+    let older = record(&t, "wf", long_ago - Span::seconds(1));
+    let fresh = record(&t, "wf", Utc::now());
+    let done = record(&t, "wf", long_ago);
+    for r in [&old, &older, &fresh, &done] {
+        s.store.create_request(r).await.unwrap();
+    }
+    s.store
+        .create_instance(
+            &instance(&done, Utc::now()),
+            &HistoryEvent::now(EventKind::Created, "c"),
+        )
+        .await
+        .unwrap();
+    let cutoff = Utc::now() - Span::hours(999);
+    let pending: Vec<String> = s
+        .store
+        .list_pending(cutoff, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.tenant == t)
+        .map(|r| r.request_id)
+        .collect();
+    assert_eq!(pending, [older.request_id.clone(), old.request_id.clone()]);
+
+    // Touching pending_since (a send) takes a request out of the overdue set.
+    let touch = RequestUpdate {
+        touch_pending: true,
+        ..RequestUpdate::event(HistoryEvent::now(EventKind::Reenqueued, "again"))
+    };
+    s.store
+        .update_request(&t, &old.request_id, &touch)
+        .await
+        .unwrap();
+    let pending: Vec<String> = s
+        .store
+        .list_pending(cutoff, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.tenant == t)
+        .map(|r| r.request_id)
+        .collect();
+    assert_eq!(pending, [older.request_id]);
+}
+
+fn envelope(tenant: &str, n: u32) -> Envelope {
+    Envelope {
+        tenant: tenant.to_owned(),
+        request_id: format!("req-{n}-{}", uuid::Uuid::now_v7().simple()),
+        body: format!("{{\"n\":{n}}}"),
+    }
+}
+
+async fn receive_all(
+    q: &dyn Queue,
+    want: usize,
+    within: Duration,
+) -> Vec<flowgate_core::ports::Delivery> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut got = Vec::new();
+    while got.len() < want && tokio::time::Instant::now() < deadline {
+        got.extend(
+            q.receive(want - got.len(), Duration::from_millis(200))
+                .await
+                .unwrap(),
+        );
+    }
+    got
+}
+
+/// Sent messages arrive with body and attributes, stay invisible while in flight, and an
+/// acknowledged message is gone.
+pub async fn send_receive_ack(s: Subject) {
+    let t = tenant();
+    let sent: Vec<Envelope> = (0..3).map(|n| envelope(&t, n)).collect();
+    for e in &sent {
+        s.queue.send(e).await.unwrap();
+    }
+    let got = receive_all(s.queue.as_ref(), 3, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 3);
+    for d in &got {
+        let e = sent.iter().find(|e| e.body == d.body).expect("known body");
+        assert_eq!(d.tenant.as_deref(), Some(t.as_str()));
+        assert_eq!(d.request_id.as_deref(), Some(e.request_id.as_str()));
+        assert_eq!(d.receive_count, 1);
+    }
+    assert!(
+        s.queue
+            .receive(10, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty(),
+        "in flight"
+    );
+    if s.caps.liveness {
+        assert_eq!(
+            s.queue.liveness(&t, &sent[0].request_id).await.unwrap(),
+            Liveness::Live
+        );
+    }
+    for d in &got {
+        s.queue.ack(d).await.unwrap();
+    }
+    if s.caps.liveness {
+        assert_eq!(
+            s.queue.liveness(&t, &sent[0].request_id).await.unwrap(),
+            Liveness::Absent
+        );
+    }
+    tokio::time::sleep(s.caps.visibility_timeout + Duration::from_millis(100)).await;
+    assert!(
+        s.queue
+            .receive(10, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty(),
+        "acked is gone"
+    );
+}
+
+/// A message put back with `retry_later` comes again, counted.
+pub async fn retry_later_redelivers_with_higher_count(s: Subject) {
+    let t = tenant();
+    s.queue.send(&envelope(&t, 1)).await.unwrap();
+    let first = receive_all(s.queue.as_ref(), 1, Duration::from_secs(5)).await;
+    s.queue
+        .retry_later(&first[0], Duration::ZERO)
+        .await
+        .unwrap();
+    let second = receive_all(s.queue.as_ref(), 1, Duration::from_secs(5)).await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].body, first[0].body);
+    assert_eq!(second[0].receive_count, 2);
+    s.queue.ack(&second[0]).await.unwrap();
+}
+
+/// A message neither acked nor put back returns after the visibility timeout.
+pub async fn visibility_timeout_redelivers(s: Subject) {
+    let t = tenant();
+    s.queue.send(&envelope(&t, 1)).await.unwrap();
+    let first = receive_all(s.queue.as_ref(), 1, Duration::from_secs(5)).await;
+    assert_eq!(first.len(), 1);
+    let again = receive_all(
+        s.queue.as_ref(),
+        1,
+        s.caps.visibility_timeout * 3 + Duration::from_secs(2),
+    )
+    .await;
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].receive_count, 2);
+    s.queue.ack(&again[0]).await.unwrap();
+}
+
+/// A dead-lettered message leaves the main queue, and (where the queue can tell) keeps its
+/// reason.
+pub async fn dead_letter_keeps_reason(s: Subject) {
+    let t = tenant();
+    let e = envelope(&t, 1);
+    s.queue.send(&e).await.unwrap();
+    let got = receive_all(s.queue.as_ref(), 1, Duration::from_secs(5)).await;
+    s.queue
+        .dead_letter(&got[0], "no such workflow engine")
+        .await
+        .unwrap();
+    tokio::time::sleep(s.caps.visibility_timeout + Duration::from_millis(100)).await;
+    assert!(
+        s.queue
+            .receive(10, Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    if s.caps.liveness {
+        assert_eq!(
+            s.queue.liveness(&t, &e.request_id).await.unwrap(),
+            Liveness::DeadLettered("no such workflow engine".into())
+        );
+    }
+}
+
+/// A message delivered `max_receive_count` times without a verdict goes to the DLQ.
+pub async fn unhandled_message_moves_to_dlq_after_max_receives(s: Subject) {
+    let t = tenant();
+    let e = envelope(&t, 1);
+    s.queue.send(&e).await.unwrap();
+    for n in 1..=s.caps.max_receive_count {
+        let got = receive_all(s.queue.as_ref(), 1, Duration::from_secs(5)).await;
+        assert_eq!(got.len(), 1, "delivery {n}");
+        assert_eq!(got[0].receive_count, n);
+        s.queue.retry_later(&got[0], Duration::ZERO).await.unwrap();
+    }
+    assert!(
+        s.queue
+            .receive(10, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    if s.caps.liveness {
+        assert!(matches!(
+            s.queue.liveness(&t, &e.request_id).await.unwrap(),
+            Liveness::DeadLettered(_)
+        ));
+    }
+}
