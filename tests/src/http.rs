@@ -1,0 +1,203 @@
+//! A test harness for the router: the embedded backend behind fault injectors, called
+//! through `oneshot`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use flowgate_core::Flowgate;
+use flowgate_core::faults::{FaultPlan, FaultyQueue, FaultyStore};
+use flowgate_core::http::{TenantId, router};
+use flowgate_core::ports::{Queue, Store};
+use flowgate_core::usecases::{Consumer, ConsumerConfig};
+
+use crate::fixtures::{TempEmbedded, embedded};
+
+/// The router over an embedded backend whose ports fail as `faults` says.
+pub struct App {
+    /// The router.
+    pub router: Router,
+    /// The faults, changeable during the test.
+    pub faults: Arc<FaultPlan>,
+    /// The store behind the faults.
+    pub store: Arc<dyn Store>,
+    /// The queue behind the faults.
+    pub queue: Arc<dyn Queue>,
+    /// Keeps the data directory.
+    pub backend: TempEmbedded,
+}
+
+/// A response, decoded.
+#[derive(Debug)]
+pub struct Reply {
+    /// Status code.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The body as JSON (`Null` if empty or not JSON).
+    pub body: Value,
+}
+
+impl Reply {
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json reply of this status and kind.
+    pub fn assert_problem(&self, status: u16, kind: &str) {
+        assert_eq!(self.status.as_u16(), status, "body: {}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some("application/problem+json")
+        );
+        assert_eq!(
+            self.body["type"],
+            format!("urn:flowgate:problem:{kind}"),
+            "body: {}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status);
+        assert!(self.body["title"].is_string() && self.body["detail"].is_string());
+    }
+}
+
+impl App {
+    /// A fresh app with no faults.
+    pub fn new() -> Self {
+        let backend = embedded(Duration::from_millis(500), 5);
+        let faults = Arc::new(FaultPlan::default());
+        let store: Arc<dyn Store> =
+            Arc::new(FaultyStore::new(backend.backend.clone(), faults.clone()));
+        let queue: Arc<dyn Queue> =
+            Arc::new(FaultyQueue::new(backend.backend.clone(), faults.clone()));
+        let router = router(Flowgate::new(store.clone(), queue.clone()));
+        Self {
+            router,
+            faults,
+            store,
+            queue,
+            backend,
+        }
+    }
+
+    /// Starts a consumer on this app's ports; it stops when the returned sender drops.
+    pub fn start_consumer(&self) -> tokio::sync::watch::Sender<bool> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let consumer = Arc::new(Consumer::new(
+            self.store.clone(),
+            self.queue.clone(),
+            ConsumerConfig {
+                retry_base: Duration::from_millis(10),
+                visibility_timeout: Duration::from_millis(500),
+                receive_wait: Duration::from_millis(100),
+                ..ConsumerConfig::default()
+            },
+        ));
+        tokio::spawn(consumer.run(stopped));
+        stop
+    }
+
+    /// Sends a request as tenant `default` (or `tenant`).
+    pub async fn call_as(
+        &self,
+        tenant: Option<&str>,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let mut builder = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let mut request = builder
+            .body(
+                body.map(|b| Body::from(b.to_owned()))
+                    .unwrap_or_else(Body::empty),
+            )
+            .expect("request");
+        if let Some(t) = tenant {
+            request.extensions_mut().insert(TenantId(t.to_owned()));
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// Sends a request as tenant `default`.
+    pub async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        self.call_as(None, method, uri, headers, body).await
+    }
+
+    /// Registers a workflow whose params need an integer `amount` of at least 1.
+    pub async fn register(&self, code: &str, online: bool) {
+        let body = serde_json::json!({
+            "name": code,
+            "online": online,
+            "params_schema": {"type": "object", "required": ["amount"],
+                "properties": {"amount": {"type": "integer", "minimum": 1}}}
+        });
+        let reply = self
+            .call(
+                "PUT",
+                &format!("/v1/workflows/{code}"),
+                &[],
+                Some(&body.to_string()),
+            )
+            .await;
+        assert!(reply.status.is_success(), "{}", reply.body);
+    }
+
+    /// Polls a request until it leaves `ACCEPTED` (or 10 s pass); returns its view.
+    pub async fn settled(&self, request_id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let reply = self
+                .call("GET", &format!("/v1/requests/{request_id}"), &[], None)
+                .await;
+            if reply.body["status"] != "ACCEPTED" || tokio::time::Instant::now() > deadline {
+                return reply.body;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Default for App {
+    fn default() -> Self {
+        Self::new()
+    }
+}
