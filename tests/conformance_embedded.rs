@@ -18,6 +18,7 @@ async fn subject() -> Subject {
             visibility_timeout: VISIBILITY,
             max_receive_count: MAX_RECEIVES,
             liveness: true,
+            outbox: true,
         },
         guard: Box::new(t),
     }

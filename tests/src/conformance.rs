@@ -11,9 +11,11 @@ use chrono::{Duration as Span, Utc};
 use serde_json::json;
 
 use flowgate_core::StoreError;
+use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, HistoryEvent, InstanceCursor, RequestStatus, Workflow};
 use flowgate_core::ports::{
-    Creation, Envelope, Liveness, Queue, RequestUpdate, Store, UpdateOutcome, Upsert,
+    Creation, Enqueued, Envelope, Liveness, Outbox, Queue, RequestUpdate, Store, UpdateOutcome,
+    Upsert,
 };
 
 use crate::fixtures::{instance, record, tenant};
@@ -27,6 +29,8 @@ pub struct Caps {
     pub max_receive_count: u32,
     /// Whether `Queue::liveness` can answer (SQS cannot).
     pub liveness: bool,
+    /// Whether `Store::create_request` commits an outbox message with the record.
+    pub outbox: bool,
 }
 
 /// A backend under test: fresh for each check.
@@ -49,6 +53,7 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@each $make;
             workflow_upsert_and_read,
             create_request_is_conditional,
+            outbox_commits_with_the_record_or_not_at_all,
             concurrent_creates_have_one_winner,
             update_request_respects_guards,
             create_instance_is_exactly_once,
@@ -128,7 +133,7 @@ pub async fn workflow_upsert_and_read(s: Subject) {
 pub async fn create_request_is_conditional(s: Subject) {
     let t = tenant();
     let first = record(&t, "wf", Utc::now());
-    s.store.create_request(&first).await.unwrap();
+    s.store.create_request(&first, None).await.unwrap();
     let read = s
         .store
         .get_request(&t, &first.request_id)
@@ -142,7 +147,7 @@ pub async fn create_request_is_conditional(s: Subject) {
 
     let mut second = record(&t, "other", Utc::now());
     second.request_id = first.request_id.clone();
-    match s.store.create_request(&second).await {
+    match s.store.create_request(&second, None).await {
         Err(StoreError::AlreadyExists { existing }) => {
             assert_eq!(existing.instance_id, first.instance_id);
             assert_eq!(existing.fingerprint, first.fingerprint);
@@ -166,6 +171,53 @@ pub async fn create_request_is_conditional(s: Subject) {
     );
 }
 
+/// With an outbox, a store either commits the message, the `enqueued` event and
+/// `pending_since` with the record, or (without an outbox) sends nothing; a losing create
+/// never sends.
+pub async fn outbox_commits_with_the_record_or_not_at_all(s: Subject) {
+    let t = tenant();
+    let r = record(&t, "wf", Utc::now());
+    let outbox = Outbox {
+        envelope: QueueMessage::for_record(&r).envelope(),
+        event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue"),
+    };
+    let answer = s.store.create_request(&r, Some(&outbox)).await.unwrap();
+    let read = s
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let got = receive_all(s.queue.as_ref(), 1, Duration::from_secs(1)).await;
+    let kinds: Vec<EventKind> = read.history.iter().map(|h| h.kind).collect();
+    if s.caps.outbox {
+        assert_eq!(answer, Enqueued::Yes);
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].body, outbox.envelope.body);
+        assert_eq!(got[0].request_id.as_deref(), Some(r.request_id.as_str()));
+        assert!(read.pending_since.is_some());
+        assert_eq!(kinds, [EventKind::Accepted, EventKind::Enqueued]);
+        s.queue.ack(&got[0]).await.unwrap();
+    } else {
+        assert_eq!(answer, Enqueued::No);
+        assert!(got.is_empty(), "a store without an outbox sends nothing");
+        assert!(read.pending_since.is_none());
+        assert_eq!(kinds, [EventKind::Accepted]);
+    }
+    let mut loser = record(&t, "wf", Utc::now());
+    loser.request_id = r.request_id.clone();
+    let lost = s.store.create_request(&loser, Some(&outbox)).await;
+    assert!(matches!(lost, Err(StoreError::AlreadyExists { .. })));
+    assert!(
+        s.queue
+            .receive(10, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a losing create sends nothing"
+    );
+}
+
 /// Of many concurrent creates of one request id, exactly one wins, and every loser learns
 /// the winner's record.
 pub async fn concurrent_creates_have_one_winner(s: Subject) {
@@ -178,14 +230,14 @@ pub async fn concurrent_creates_have_one_winner(s: Subject) {
         let store = s.store.clone();
         tasks.spawn(async move {
             let mine = candidate.instance_id.clone();
-            (mine, store.create_request(&candidate).await)
+            (mine, store.create_request(&candidate, None).await)
         });
     }
     let mut winners = Vec::new();
     let mut told = HashSet::new();
     while let Some(joined) = tasks.join_next().await {
         match joined.unwrap() {
-            (mine, Ok(())) => winners.push(mine),
+            (mine, Ok(_)) => winners.push(mine),
             (_, Err(StoreError::AlreadyExists { existing })) => {
                 told.insert(existing.instance_id);
             }
@@ -203,7 +255,7 @@ pub async fn concurrent_creates_have_one_winner(s: Subject) {
 pub async fn update_request_respects_guards(s: Subject) {
     let t = tenant();
     let r = record(&t, "wf", Utc::now());
-    s.store.create_request(&r).await.unwrap();
+    s.store.create_request(&r, None).await.unwrap();
     let missing = s
         .store
         .update_request(
@@ -306,7 +358,7 @@ pub async fn update_request_respects_guards(s: Subject) {
 pub async fn create_instance_is_exactly_once(s: Subject) {
     let t = tenant();
     let r = record(&t, "wf", Utc::now());
-    s.store.create_request(&r).await.unwrap();
+    s.store.create_request(&r, None).await.unwrap();
     let i = instance(&r, Utc::now());
     let created = HistoryEvent::now(EventKind::Created, "created");
     assert!(
@@ -372,7 +424,7 @@ pub async fn create_instance_is_exactly_once(s: Subject) {
 pub async fn concurrent_instance_creation_creates_one(s: Subject) {
     let t = tenant();
     let r = record(&t, "wf", Utc::now());
-    s.store.create_request(&r).await.unwrap();
+    s.store.create_request(&r, None).await.unwrap();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (store, i) = (s.store.clone(), instance(&r, Utc::now()));
@@ -398,7 +450,7 @@ pub async fn list_instances_pages_newest_first(s: Subject) {
     let mut expected = Vec::new();
     for n in 0..7 {
         let r = record(&t, "listed", base);
-        s.store.create_request(&r).await.unwrap();
+        s.store.create_request(&r, None).await.unwrap();
         // Two share a timestamp so the id tie-break is exercised.
         let at = base + Span::milliseconds(if n == 3 { 2 } else { n });
         let i = instance(&r, at);
@@ -409,7 +461,7 @@ pub async fn list_instances_pages_newest_first(s: Subject) {
         expected.push((at.timestamp_micros(), i.instance_id));
     }
     let other = record(&t, "unlisted", base);
-    s.store.create_request(&other).await.unwrap();
+    s.store.create_request(&other, None).await.unwrap();
     s.store
         .create_instance(
             &instance(&other, base),
@@ -450,7 +502,7 @@ pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
     let fresh = record(&t, "wf", Utc::now());
     let done = record(&t, "wf", long_ago);
     for r in [&old, &older, &fresh, &done] {
-        s.store.create_request(r).await.unwrap();
+        s.store.create_request(r, None).await.unwrap();
     }
     s.store
         .create_instance(

@@ -15,7 +15,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{BackendError, ErrorKind, StoreError};
 use crate::model::{HistoryEvent, Instance, InstanceCursor, RequestRecord, Workflow};
 use crate::ports::{
-    Creation, Delivery, Envelope, Liveness, Queue, RequestUpdate, Store, UpdateOutcome, Upsert,
+    Creation, Delivery, Enqueued, Envelope, Liveness, Outbox, Queue, RequestUpdate, Store,
+    UpdateOutcome, Upsert,
 };
 
 /// The environment variable `flowgate serve` reads its plan from.
@@ -150,6 +151,15 @@ impl FaultPlan {
             .all(|f| f.rate <= 0.0)
     }
 
+    /// Whether a fault with a non-zero rate is set at `point`.
+    pub fn is_active(&self, point: &str) -> bool {
+        self.faults
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(point)
+            .is_some_and(|f| f.rate > 0.0)
+    }
+
     fn roll(&self, point: &'static str) -> Option<Fault> {
         let faults = self.faults.read().unwrap_or_else(|p| p.into_inner());
         let fault = *faults.get(point)?;
@@ -202,9 +212,16 @@ impl Store for FaultyStore {
             .guard("store.get_workflow", self.inner.get_workflow(t, c))
             .await
     }
-    async fn create_request(&self, r: &RequestRecord) -> Result<(), StoreError> {
+    async fn create_request(
+        &self,
+        r: &RequestRecord,
+        outbox: Option<&Outbox>,
+    ) -> Result<Enqueued, StoreError> {
+        // With a send fault configured, bypass the outbox so that every send goes through
+        // the (faulty) queue port, as it would on a backend without one.
+        let outbox = outbox.filter(|_| !self.plan.is_active("queue.send"));
         self.plan
-            .guard("store.put", self.inner.create_request(r))
+            .guard("store.put", self.inner.create_request(r, outbox))
             .await
     }
     async fn get_request(&self, t: &str, r: &str) -> Result<Option<RequestRecord>, BackendError> {

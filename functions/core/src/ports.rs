@@ -63,6 +63,24 @@ impl RequestUpdate {
     }
 }
 
+/// A queue message offered to [`Store::create_request`] for a transactional outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outbox {
+    /// The message.
+    pub envelope: Envelope,
+    /// The `enqueued` event to record if the store enqueues it.
+    pub event: HistoryEvent,
+}
+
+/// Whether [`Store::create_request`] enqueued the outbox message itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    /// The message was committed with the record.
+    Yes,
+    /// The store has no outbox: the caller must send the message.
+    No,
+}
+
 /// The outcome of [`Store::update_request`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpdateOutcome {
@@ -90,7 +108,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Creates a request record if no record with its (tenant, request_id) exists.
     /// Fails with [`StoreError::AlreadyExists`] carrying the existing record otherwise.
-    async fn create_request(&self, record: &RequestRecord) -> Result<(), StoreError>;
+    ///
+    /// `outbox` is the request's queue message. A store that shares a transaction with its
+    /// queue (the embedded one) commits the message, the `enqueued` event and
+    /// `pending_since` atomically with the record and answers [`Enqueued::Yes`]. Any other
+    /// store ignores it and answers [`Enqueued::No`]; the caller then sends the message.
+    async fn create_request(
+        &self,
+        record: &RequestRecord,
+        outbox: Option<&Outbox>,
+    ) -> Result<Enqueued, StoreError>;
 
     /// Reads a request record with its history.
     async fn get_request(

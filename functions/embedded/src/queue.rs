@@ -25,6 +25,25 @@ fn us(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
+/// Puts a message on the main queue, visible at once.
+pub(crate) fn insert_message(
+    conn: &rusqlite::Connection,
+    envelope: &Envelope,
+    sent_at: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO messages (queue, tenant, request_id, body, sent_at, visible_at) \
+         VALUES ('main', ?1, ?2, ?3, ?4, ?4)",
+    )?
+    .execute(params![
+        envelope.tenant,
+        envelope.request_id,
+        envelope.body,
+        sent_at
+    ])?;
+    Ok(())
+}
+
 /// A receipt names the message and the delivery, so a stale receipt cannot touch a later one.
 fn receipt(id: i64, receive_count: i64) -> String {
     format!("{id}.{receive_count}")
@@ -133,15 +152,7 @@ impl Queue for Embedded {
     async fn send(&self, envelope: &Envelope) -> Result<(), BackendError> {
         let e = envelope.clone();
         self.db
-            .write(move |conn| {
-                let now = now_us();
-                conn.prepare_cached(
-                    "INSERT INTO messages (queue, tenant, request_id, body, sent_at, visible_at) \
-                     VALUES ('main', ?1, ?2, ?3, ?4, ?4)",
-                )?
-                .execute(params![e.tenant, e.request_id, e.body, now])?;
-                Ok(())
-            })
+            .write(move |conn| insert_message(conn, &e, now_us()))
             .await
             .map_err(|e| e.into_backend("queue.send"))?;
         self.sent.notify_one();

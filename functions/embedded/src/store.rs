@@ -7,7 +7,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use flowgate_core::model::{
     HistoryEvent, Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow,
 };
-use flowgate_core::ports::{Creation, RequestUpdate, Store, UpdateOutcome, Upsert};
+use flowgate_core::ports::{
+    Creation, Enqueued, Outbox, RequestUpdate, Store, UpdateOutcome, Upsert,
+};
 use flowgate_core::{BackendError, StoreError};
 
 use crate::Embedded;
@@ -122,8 +124,14 @@ impl Store for Embedded {
             .map_err(|e| e.into_backend("store.get_workflow"))
     }
 
-    async fn create_request(&self, record: &RequestRecord) -> Result<(), StoreError> {
+    async fn create_request(
+        &self,
+        record: &RequestRecord,
+        outbox: Option<&Outbox>,
+    ) -> Result<Enqueued, StoreError> {
         let r = record.clone();
+        let outbox = outbox.cloned();
+        let with_outbox = outbox.is_some();
         let spec = serde_json::to_string(&r.spec)
             .map_err(|e| BackendError::permanent("store.create_request", e))?;
         let outcome = self
@@ -158,12 +166,25 @@ impl Store for Embedded {
                 for event in &r.history {
                     append_history(conn, &r.tenant, &r.request_id, event)?;
                 }
+                if let Some(outbox) = &outbox {
+                    let at = micros(outbox.event.at);
+                    crate::queue::insert_message(conn, &outbox.envelope, at)?;
+                    conn.prepare_cached(
+                        "UPDATE requests SET pending_since = ?3 WHERE tenant = ?1 AND request_id = ?2",
+                    )?
+                    .execute(params![r.tenant, r.request_id, at])?;
+                    append_history(conn, &r.tenant, &r.request_id, &outbox.event)?;
+                }
                 Ok(None)
             })
             .await
             .map_err(|e| e.into_backend("store.create_request"))?;
         match outcome {
-            None => Ok(()),
+            None if with_outbox => {
+                self.sent.notify_one();
+                Ok(Enqueued::Yes)
+            }
+            None => Ok(Enqueued::No),
             Some(existing) => Err(StoreError::AlreadyExists {
                 existing: Box::new(existing),
             }),

@@ -11,7 +11,7 @@ use crate::error::StoreError;
 use crate::ids;
 use crate::message::QueueMessage;
 use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus, StartSpec};
-use crate::ports::RequestUpdate;
+use crate::ports::{Enqueued, Outbox, RequestUpdate};
 use crate::validation::{StartBody, identifier};
 
 /// A start request as the API received it.
@@ -99,8 +99,12 @@ impl Flowgate {
                 },
             }],
         };
-        match self.store.create_request(&record).await {
-            Ok(()) => {}
+        let outbox = Outbox {
+            envelope: QueueMessage::for_record(&record).envelope(),
+            event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue"),
+        };
+        let enqueued = match self.store.create_request(&record, Some(&outbox)).await {
+            Ok(enqueued) => enqueued,
             Err(StoreError::AlreadyExists { existing }) => {
                 return self.replay(*existing, &record.spec, req.wait).await;
             }
@@ -108,10 +112,19 @@ impl Flowgate {
                 error!(stage = "accept_failed", error = %e.chain(), "could not record request");
                 return Err(e.into());
             }
-        }
+        };
         Span::current().record("instance_id", record.instance_id.as_str());
         info!(stage = "accepted", "request recorded");
-        let mut record = self.enqueue(record).await?;
+        let mut record = match enqueued {
+            Enqueued::Yes => {
+                info!(stage = "enqueued", "request enqueued with its record");
+                let mut record = record;
+                record.pending_since = Some(outbox.event.at);
+                record.history.push(outbox.event);
+                record
+            }
+            Enqueued::No => self.enqueue(record).await?,
+        };
         if let Some(wait) = req.wait {
             record = self.wait_for_outcome(record, wait).await?;
         }
