@@ -15,7 +15,7 @@ use flowgate_core::Flowgate;
 use flowgate_core::faults::{FaultPlan, FaultyQueue, FaultyStore};
 use flowgate_core::http::{TenantId, router};
 use flowgate_core::ports::{Queue, Store};
-use flowgate_core::usecases::{Consumer, ConsumerConfig};
+use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
 
 use crate::fixtures::{TempEmbedded, embedded};
 
@@ -101,6 +101,14 @@ impl App {
             },
         ));
         tokio::spawn(consumer.run(stopped));
+        stop
+    }
+
+    /// Starts a reconciler with a short grace period; it stops when the sender drops.
+    pub fn start_reconciler(&self, grace: Duration) -> tokio::sync::watch::Sender<bool> {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let reconciler = Reconciler::new(self.store.clone(), self.queue.clone(), grace);
+        tokio::spawn(reconciler.run(grace / 2, stopped));
         stop
     }
 

@@ -87,6 +87,12 @@ impl FaultPlan {
     /// Parses `point=rate[:permanent][:after],...`; an empty text is an empty plan.
     pub fn parse(text: &str) -> Result<Self, PlanError> {
         let plan = Self::default();
+        plan.apply(text)?;
+        Ok(plan)
+    }
+
+    /// Sets every fault `text` names (same syntax as [`FaultPlan::parse`]), keeping others.
+    pub fn apply(&self, text: &str) -> Result<(), PlanError> {
         for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let err = |reason: &str| PlanError {
                 entry: entry.to_owned(),
@@ -116,9 +122,9 @@ impl FaultPlan {
                     _ => return Err(err("flags are :permanent and :after")),
                 }
             }
-            plan.set(point.trim(), fault).map_err(|r| err(&r))?;
+            self.set(point.trim(), fault).map_err(|r| err(&r))?;
         }
-        Ok(plan)
+        Ok(())
     }
 
     /// Sets (or with rate 0, effectively clears) the fault at `point`.
