@@ -5,8 +5,7 @@ use rusqlite::Row;
 use rusqlite::types::Type;
 
 use flowgate_core::model::{
-    EventKind, HistoryEvent, Instance, InstanceStatus, RequestRecord, RequestStatus, StartSpec,
-    Workflow,
+    HistoryEvent, Instance, InstanceStatus, RequestRecord, RequestStatus, StartSpec, Workflow,
 };
 
 /// Timestamps are stored as microseconds since the Unix epoch.
@@ -48,9 +47,9 @@ pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
 
 /// Columns of `requests`, in the order [`request`] reads them.
 pub const REQUEST_COLS: &str = "tenant, request_id, instance_id, idempotency_key, fingerprint, \
-     spec, status, attempts, last_error, accepted_at, updated_at, pending_since";
+     spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history";
 
-/// Reads a `requests` row; its history is loaded separately.
+/// Reads a `requests` row, its history in time order.
 pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
     let status: String = row.get(6)?;
     let spec: StartSpec = json(row, 5)?;
@@ -67,17 +66,12 @@ pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
         accepted_at: time(row.get(9)?),
         updated_at: time(row.get(10)?),
         pending_since: row.get::<_, Option<i64>>(11)?.map(time),
-        history: Vec::new(),
-    })
-}
-
-/// Reads a `history` row selected as `at, event, detail`.
-pub fn history(row: &Row<'_>) -> rusqlite::Result<HistoryEvent> {
-    let event: String = row.get(1)?;
-    Ok(HistoryEvent {
-        at: time(row.get(0)?),
-        kind: EventKind::parse(&event).ok_or_else(|| bad(1, event))?,
-        detail: row.get(2)?,
+        history: {
+            let mut events: Vec<HistoryEvent> = json(row, 12)?;
+            // Appends can land out of order (an `enqueued` note after `created`).
+            events.sort_by_key(|e| e.at);
+            events
+        },
     })
 }
 

@@ -201,8 +201,11 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> 
     }
     // FULL: in WAL mode the log is fsync'd at every commit, so a commit is durable.
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // Map the file rather than copy pages through read(2).
-    conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    if read_only {
+        // Readers map the file rather than copy pages through read(2). The writer does not:
+        // writing through a mapped file costs more in page write-back than it saves.
+        conn.pragma_update(None, "mmap_size", 1i64 << 30)?;
+    }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }

@@ -31,22 +31,15 @@ CREATE TABLE requests (
     accepted_at     INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
     pending_since   INTEGER,
+    -- The timeline, a JSON array of {at, event, detail}, kept inline (as in a DynamoDB
+    -- item) so an append costs no extra index write; capped at MAX_HISTORY events.
+    history         TEXT    NOT NULL,
     PRIMARY KEY (tenant, request_id)
 ) WITHOUT ROWID;
 
 -- The reconciler's scan: only pending requests are indexed.
 CREATE INDEX requests_pending ON requests (COALESCE(pending_since, accepted_at))
     WHERE status = 'ACCEPTED';
-
-CREATE TABLE history (
-    seq        INTEGER PRIMARY KEY,
-    tenant     TEXT    NOT NULL,
-    request_id TEXT    NOT NULL,
-    at         INTEGER NOT NULL,
-    event      TEXT    NOT NULL,
-    detail     TEXT    NOT NULL
-);
-CREATE INDEX history_by_request ON history (tenant, request_id, at, seq);
 
 CREATE TABLE instances (
     tenant        TEXT    NOT NULL,

@@ -15,27 +15,18 @@ use flowgate_core::{BackendError, StoreError};
 use crate::Embedded;
 use crate::codec::{self, INSTANCE_COLS, REQUEST_COLS, WORKFLOW_COLS, micros};
 
+/// The most events a request's history keeps; past it the oldest after `accepted` go.
+pub const MAX_HISTORY: usize = 100;
+
 fn load_request(
     conn: &Connection,
     tenant: &str,
     request_id: &str,
 ) -> rusqlite::Result<Option<RequestRecord>> {
     let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE tenant = ?1 AND request_id = ?2");
-    let Some(mut record) = conn
-        .prepare_cached(&sql)?
+    conn.prepare_cached(&sql)?
         .query_row(params![tenant, request_id], codec::request)
-        .optional()?
-    else {
-        return Ok(None);
-    };
-    let mut stmt = conn.prepare_cached(
-        "SELECT at, event, detail FROM history WHERE tenant = ?1 AND request_id = ?2 \
-         ORDER BY at, seq",
-    )?;
-    record.history = stmt
-        .query_map(params![tenant, request_id], codec::history)?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Some(record))
+        .optional()
 }
 
 fn append_history(
@@ -44,16 +35,14 @@ fn append_history(
     request_id: &str,
     event: &HistoryEvent,
 ) -> rusqlite::Result<()> {
+    let event = serde_json::to_string(event)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     conn.prepare_cached(
-        "INSERT INTO history (tenant, request_id, at, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "UPDATE requests SET history = json_insert(CASE WHEN json_array_length(history) >= ?4 \
+         THEN json_remove(history, '$[1]') ELSE history END, '$[#]', json(?3)) \
+         WHERE tenant = ?1 AND request_id = ?2",
     )?
-    .execute(params![
-        tenant,
-        request_id,
-        micros(event.at),
-        event.kind.as_str(),
-        event.detail
-    ])?;
+    .execute(params![tenant, request_id, event, MAX_HISTORY as i64])?;
     Ok(())
 }
 
@@ -132,6 +121,14 @@ impl Store for Embedded {
         let r = record.clone();
         let outbox = outbox.cloned();
         let with_outbox = outbox.is_some();
+        let mut history = r.history.clone();
+        let mut pending_since = r.pending_since;
+        if let Some(o) = &outbox {
+            history.push(o.event.clone());
+            pending_since = Some(o.event.at);
+        }
+        let history = serde_json::to_string(&history)
+            .map_err(|e| BackendError::permanent("store.create_request", e))?;
         let spec = serde_json::to_string(&r.spec)
             .map_err(|e| BackendError::permanent("store.create_request", e))?;
         let outcome = self
@@ -141,8 +138,8 @@ impl Store for Embedded {
                     .prepare_cached(
                         "INSERT INTO requests (tenant, request_id, instance_id, idempotency_key, \
                          fingerprint, spec, status, attempts, last_error, accepted_at, \
-                         updated_at, pending_since) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                         updated_at, pending_since, history) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                          ON CONFLICT (tenant, request_id) DO NOTHING",
                     )?
                     .execute(params![
@@ -157,23 +154,15 @@ impl Store for Embedded {
                         r.last_error,
                         micros(r.accepted_at),
                         micros(r.updated_at),
-                        r.pending_since.map(micros),
+                        pending_since.map(micros),
+                        history,
                     ])?;
                 if inserted == 0 {
                     // The loser learns the winner's record in the same transaction.
                     return load_request(conn, &r.tenant, &r.request_id);
                 }
-                for event in &r.history {
-                    append_history(conn, &r.tenant, &r.request_id, event)?;
-                }
                 if let Some(outbox) = &outbox {
-                    let at = micros(outbox.event.at);
-                    crate::queue::insert_message(conn, &outbox.envelope, at)?;
-                    conn.prepare_cached(
-                        "UPDATE requests SET pending_since = ?3 WHERE tenant = ?1 AND request_id = ?2",
-                    )?
-                    .execute(params![r.tenant, r.request_id, at])?;
-                    append_history(conn, &r.tenant, &r.request_id, &outbox.event)?;
+                    crate::queue::insert_message(conn, &outbox.envelope, micros(outbox.event.at))?;
                 }
                 Ok(None)
             })
