@@ -1,1 +1,421 @@
-//! usecases
+//! The consumer and the reconciler over the embedded backend: poison messages, retries,
+//! dead-lettering, redelivery, reconciliation, and the structured log line of every stage.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+
+use flowgate_core::faults::{FaultPlan, FaultyStore};
+use flowgate_core::message::QueueMessage;
+use flowgate_core::model::{EventKind, RequestStatus};
+use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
+use flowgate_core::usecases::{Consumer, ConsumerConfig, Disposition, Reconciler};
+use flowgate_tests::fixtures::{TempEmbedded, embedded, record, tenant};
+
+const MAX: u32 = 5;
+
+struct Rig {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    faults: Arc<FaultPlan>,
+    consumer: Consumer,
+    _backend: TempEmbedded,
+}
+
+fn rig() -> Rig {
+    let backend = embedded(Duration::from_millis(200), MAX);
+    let faults = Arc::new(FaultPlan::default());
+    let store: Arc<dyn Store> = Arc::new(FaultyStore::new(backend.backend.clone(), faults.clone()));
+    let queue: Arc<dyn Queue> = backend.backend.clone();
+    let consumer = Consumer::new(
+        store.clone(),
+        queue.clone(),
+        ConsumerConfig {
+            max_receive_count: MAX,
+            retry_base: Duration::ZERO,
+            ..ConsumerConfig::default()
+        },
+    );
+    Rig {
+        store,
+        queue,
+        faults,
+        consumer,
+        _backend: backend,
+    }
+}
+
+async fn next(queue: &dyn Queue) -> Delivery {
+    for _ in 0..50 {
+        if let Some(d) = queue
+            .receive(1, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .pop()
+        {
+            return d;
+        }
+    }
+    panic!("no delivery within 5 s");
+}
+
+/// Records a request (without sending it) and returns it.
+async fn accepted(rig: &Rig, tenant: &str) -> flowgate_core::model::RequestRecord {
+    let r = record(tenant, "wf", Utc::now());
+    rig.store.create_request(&r, None).await.unwrap();
+    r
+}
+
+#[tokio::test]
+async fn a_poison_message_is_dead_lettered_with_its_reason() {
+    let rig = rig();
+    let t = tenant();
+    let r = accepted(&rig, &t).await;
+    rig.queue
+        .send(&Envelope {
+            tenant: t.clone(),
+            request_id: r.request_id.clone(),
+            body: "{oops".into(),
+        })
+        .await
+        .unwrap();
+    let disposition = rig.consumer.handle(next(rig.queue.as_ref()).await).await;
+    let Disposition::DeadLetter { reason } = disposition else {
+        panic!("{disposition:?}")
+    };
+    assert!(reason.contains("poison message"), "{reason}");
+    let read = rig
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status, RequestStatus::Dead);
+    assert!(read.last_error.unwrap().contains("unparseable"));
+    assert!(matches!(
+        rig.queue.liveness(&t, &r.request_id).await.unwrap(),
+        Liveness::DeadLettered(_)
+    ));
+
+    // Without attributes there is no request to mark, but the message is still kept.
+    rig.queue
+        .send(&Envelope {
+            tenant: String::new(),
+            request_id: String::new(),
+            body: "[]".into(),
+        })
+        .await
+        .unwrap();
+    let mut d = next(rig.queue.as_ref()).await;
+    d.tenant = None;
+    d.request_id = None;
+    assert!(matches!(
+        rig.consumer.handle(d).await,
+        Disposition::DeadLetter { .. }
+    ));
+
+    let mut future = QueueMessage::for_record(&r);
+    future.v = 99;
+    rig.queue.send(&future.envelope()).await.unwrap();
+    let Disposition::DeadLetter { reason } =
+        rig.consumer.handle(next(rig.queue.as_ref()).await).await
+    else {
+        panic!("unknown versions are dead-lettered")
+    };
+    assert!(reason.contains("unsupported message version 99"));
+}
+
+#[tokio::test]
+async fn retryable_failures_retry_then_dead_letter_on_the_last_delivery() {
+    let rig = rig();
+    let t = tenant();
+    let r = accepted(&rig, &t).await;
+    rig.faults.apply("consumer.create=1.0").unwrap();
+    rig.queue
+        .send(&QueueMessage::for_record(&r).envelope())
+        .await
+        .unwrap();
+    for n in 1..MAX {
+        let d = next(rig.queue.as_ref()).await;
+        assert_eq!(d.receive_count, n);
+        assert!(matches!(
+            rig.consumer.handle(d).await,
+            Disposition::Retry { .. }
+        ));
+        let read = rig
+            .store
+            .get_request(&t, &r.request_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((read.status, read.attempts), (RequestStatus::Accepted, n));
+        assert!(
+            read.last_error
+                .unwrap()
+                .contains("injected fault at consumer.create")
+        );
+    }
+    let last = next(rig.queue.as_ref()).await;
+    assert_eq!(last.receive_count, MAX);
+    let Disposition::DeadLetter { reason } = rig.consumer.handle(last).await else {
+        panic!()
+    };
+    assert!(reason.starts_with("gave up after 5 deliveries"), "{reason}");
+    let read = rig
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status, RequestStatus::Dead);
+    let kinds: Vec<EventKind> = read.history.iter().map(|h| h.kind).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::DeliveryFailed)
+            .count(),
+        4
+    );
+    assert_eq!(kinds.last(), Some(&EventKind::DeadLettered));
+    assert!(matches!(
+        rig.queue.liveness(&t, &r.request_id).await.unwrap(),
+        Liveness::DeadLettered(_)
+    ));
+    assert!(
+        rig.store
+            .get_instance(&t, &r.instance_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_permanent_failure_dead_letters_at_once() {
+    let rig = rig();
+    let t = tenant();
+    let r = accepted(&rig, &t).await;
+    rig.faults.apply("consumer.create=1.0:permanent").unwrap();
+    rig.queue
+        .send(&QueueMessage::for_record(&r).envelope())
+        .await
+        .unwrap();
+    let Disposition::DeadLetter { reason } =
+        rig.consumer.handle(next(rig.queue.as_ref()).await).await
+    else {
+        panic!()
+    };
+    assert!(reason.starts_with("permanent failure"), "{reason}");
+    let read = rig
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((read.status, read.attempts), (RequestStatus::Dead, 1));
+}
+
+#[tokio::test]
+async fn redelivery_and_duplicates_create_one_instance() {
+    let rig = rig();
+    let t = tenant();
+    let r = accepted(&rig, &t).await;
+    let envelope = QueueMessage::for_record(&r).envelope();
+    rig.queue.send(&envelope).await.unwrap();
+    rig.queue.send(&envelope).await.unwrap();
+    assert_eq!(
+        rig.consumer.handle(next(rig.queue.as_ref()).await).await,
+        Disposition::Ack
+    );
+    assert_eq!(
+        rig.consumer.handle(next(rig.queue.as_ref()).await).await,
+        Disposition::Ack
+    );
+    let read = rig
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status, RequestStatus::Created);
+    assert_eq!(
+        read.history
+            .iter()
+            .filter(|h| h.kind == EventKind::Created)
+            .count(),
+        1
+    );
+    assert_eq!(
+        rig.store
+            .list_instances(&t, "wf", 10, None)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        rig.queue.liveness(&t, &r.request_id).await.unwrap(),
+        Liveness::Absent
+    );
+}
+
+#[tokio::test]
+async fn a_message_for_a_request_without_record_is_dead_lettered() {
+    let rig = rig();
+    let t = tenant();
+    let r = record(&t, "wf", Utc::now());
+    rig.queue
+        .send(&QueueMessage::for_record(&r).envelope())
+        .await
+        .unwrap();
+    let Disposition::DeadLetter { reason } =
+        rig.consumer.handle(next(rig.queue.as_ref()).await).await
+    else {
+        panic!()
+    };
+    assert!(reason.contains("has no record"), "{reason}");
+}
+
+#[tokio::test]
+async fn the_reconciler_resends_a_request_whose_message_was_lost() {
+    let rig = rig();
+    let t = tenant();
+    // A crash between recording and enqueueing: a record, no message.
+    let r = accepted(&rig, &t).await;
+    let reconciler = Reconciler::new(
+        rig.store.clone(),
+        rig.queue.clone(),
+        Duration::from_millis(50),
+    );
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let report = reconciler.sweep().await.unwrap();
+    assert!(report.reenqueued >= 1, "{report:?}");
+    let read = rig
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read.history.iter().any(|h| h.kind == EventKind::Reenqueued));
+    assert_eq!(
+        rig.queue.liveness(&t, &r.request_id).await.unwrap(),
+        Liveness::Live
+    );
+
+    // Overdue again while its message waits: left alone, not sent twice.
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    let report = reconciler.sweep().await.unwrap();
+    assert_eq!(report.reenqueued, 0, "{report:?}");
+    assert!(report.live >= 1);
+
+    assert_eq!(
+        rig.consumer.handle(next(rig.queue.as_ref()).await).await,
+        Disposition::Ack
+    );
+    let read = rig
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status, RequestStatus::Created);
+}
+
+#[tokio::test]
+async fn the_reconciler_marks_dead_a_request_whose_message_was_dead_lettered_unseen() {
+    let rig = rig();
+    let t = tenant();
+    let r = accepted(&rig, &t).await;
+    rig.queue
+        .send(&QueueMessage::for_record(&r).envelope())
+        .await
+        .unwrap();
+    // A consumer that crashed on every delivery: the queue moves the message by itself.
+    for _ in 0..MAX {
+        let d = next(rig.queue.as_ref()).await;
+        rig.queue.retry_later(&d, Duration::ZERO).await.unwrap();
+    }
+    assert!(
+        rig.queue
+            .receive(1, Duration::from_millis(100))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let reconciler = Reconciler::new(rig.store.clone(), rig.queue.clone(), Duration::ZERO);
+    let report = reconciler.sweep().await.unwrap();
+    assert!(report.dead >= 1, "{report:?}");
+    let read = rig
+        .store
+        .get_request(&t, &r.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read.status, RequestStatus::Dead);
+    assert!(read.last_error.unwrap().contains("without being handled"));
+}
+
+/// Collects log output for the log-line test.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn every_stage_logs_request_instance_tenant_and_workflow() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let app = flowgate_tests::http::App::new();
+    app.register("orders", true).await;
+    let _consumer = app.start_consumer();
+    let reply = app
+        .call(
+            "POST",
+            "/v1/workflows/orders/instances",
+            &[("prefer", "wait=5")],
+            Some(r#"{"params":{"amount":3}}"#),
+        )
+        .await;
+    assert_eq!(reply.status, 201);
+    let request_id = reply.body["request_id"].as_str().unwrap();
+    let instance_id = reply.body["instance_id"].as_str().unwrap();
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let mut stages = Vec::new();
+    for line in text.lines() {
+        let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let Some(stage) = entry["fields"]["stage"].as_str() else {
+            continue;
+        };
+        if entry["span"]["request_id"].as_str() != Some(request_id) {
+            continue;
+        }
+        assert_eq!(
+            entry["span"]["instance_id"].as_str(),
+            Some(instance_id),
+            "{line}"
+        );
+        assert_eq!(entry["span"]["tenant"], "default", "{line}");
+        assert_eq!(entry["span"]["workflow"], "orders", "{line}");
+        stages.push(stage.to_owned());
+    }
+    assert_eq!(stages, ["accepted", "enqueued", "created"], "{text}");
+}
