@@ -22,6 +22,18 @@ pub async fn healthz(State(app): State<Flowgate>) -> Result<Json<serde_json::Val
     Ok(Json(json!({"status": "ok"})))
 }
 
+/// `GET /openapi.json`: the contract.
+pub async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        super::OPENAPI,
+    )
+        .into_response()
+}
+
 /// `PUT /v1/workflows/{code}`.
 pub async fn put_workflow(
     State(app): State<Flowgate>,

@@ -15,10 +15,14 @@ use tower_http::trace::TraceLayer;
 
 use crate::usecases::Flowgate;
 
+/// The OpenAPI 3.1 document of this API: the contract, kept true by the tests.
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
 /// The API router over these use cases.
 pub fn router(app: Flowgate) -> Router {
     Router::new()
         .route("/healthz", get(handlers::healthz))
+        .route("/openapi.json", get(handlers::openapi))
         .route(
             "/v1/workflows/{code}",
             get(handlers::get_workflow).put(handlers::put_workflow),
