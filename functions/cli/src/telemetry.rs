@@ -1,5 +1,7 @@
 //! Log setup for the local process: tracing-subscriber with `RUST_LOG` filtering.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber: text by default, JSON lines with
@@ -9,6 +11,7 @@ pub fn init() {
     let json = std::env::var("FLOWGATE_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder

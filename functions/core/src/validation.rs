@@ -158,11 +158,14 @@ fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
     jsonschema::validator_for(schema).map_err(|e| e.to_string())
 }
 
+/// (tenant, workflow code).
+type WorkflowKey = (String, String);
+
 /// Compiled params validators, keyed by workflow and version, so a hot workflow's schema is
 /// compiled once rather than on every start request.
 #[derive(Default)]
 pub struct SchemaCache {
-    compiled: Mutex<HashMap<(String, String), (u64, Arc<jsonschema::Validator>)>>,
+    compiled: Mutex<HashMap<WorkflowKey, (u64, Arc<jsonschema::Validator>)>>,
 }
 
 impl SchemaCache {

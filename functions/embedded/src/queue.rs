@@ -44,6 +44,15 @@ pub(crate) fn insert_message(
     Ok(())
 }
 
+/// A visible message as `take_visible` selects it.
+struct Visible {
+    id: i64,
+    tenant: Option<String>,
+    request_id: Option<String>,
+    body: String,
+    count: i64,
+}
+
 /// A receipt names the message and the delivery, so a stale receipt cannot touch a later one.
 fn receipt(id: i64, receive_count: i64) -> String {
     format!("{id}.{receive_count}")
@@ -66,13 +75,26 @@ impl Embedded {
                     "SELECT id, tenant, request_id, body, receive_count FROM messages \
                      WHERE queue = 'main' AND visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
                 )?;
-                let rows: Vec<(i64, Option<String>, Option<String>, String, i64)> = select
+                let rows: Vec<Visible> = select
                     .query_map(params![now, max as i64], |r| {
-                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                        Ok(Visible {
+                            id: r.get(0)?,
+                            tenant: r.get(1)?,
+                            request_id: r.get(2)?,
+                            body: r.get(3)?,
+                            count: r.get(4)?,
+                        })
                     })?
                     .collect::<rusqlite::Result<_>>()?;
                 let mut deliveries = Vec::with_capacity(rows.len());
-                for (id, tenant, request_id, body, count) in rows {
+                for Visible {
+                    id,
+                    tenant,
+                    request_id,
+                    body,
+                    count,
+                } in rows
+                {
                     if count >= max_receive {
                         warn!(message_id = id, request_id = ?request_id,
                             "message exceeded the receive count without a verdict; dead-lettering");

@@ -122,10 +122,10 @@ pub async fn start_instance(
     if outcome.replayed {
         h.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
-    if let Some(n) = wait {
-        if let Ok(v) = HeaderValue::from_str(&format!("wait={n}")) {
-            h.insert("preference-applied", v);
-        }
+    if let Some(n) = wait
+        && let Ok(v) = HeaderValue::from_str(&format!("wait={n}"))
+    {
+        h.insert("preference-applied", v);
     }
     Ok(response)
 }
