@@ -26,6 +26,10 @@ pub struct BenchArgs {
     /// How long to wait, after the load, for every instance to exist.
     #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
+    /// Offered load (requests/s) of the paced phase that measures accept-to-created lag
+    /// below saturation; 0 skips it (lag is then sampled from the saturating phases).
+    #[arg(long, default_value_t = 5000)]
+    pub lag_rate: u32,
     /// Requests whose records are read to measure accept-to-created lag.
     #[arg(long, default_value_t = 2000)]
     pub lag_sample: usize,
@@ -107,8 +111,34 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
     );
 
     let mut phases = Vec::new();
+    let paced = if args.lag_rate > 0 {
+        let phase = load(
+            &client,
+            url,
+            &workflow,
+            64,
+            args.duration,
+            Some(args.lag_rate),
+        )
+        .await;
+        print!("paced at {}/s, ", args.lag_rate);
+        report_phase(&phase);
+        let ids = phase.accepted.clone();
+        phases.push(phase);
+        Some(ids)
+    } else {
+        None
+    };
     for &concurrency in &args.concurrency {
-        let phase = load(&client, url, &workflow, concurrency.max(1), args.duration).await;
+        let phase = load(
+            &client,
+            url,
+            &workflow,
+            concurrency.max(1),
+            args.duration,
+            None,
+        )
+        .await;
         report_phase(&phase);
         phases.push(phase);
     }
@@ -127,7 +157,11 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
         load_end,
     )
     .await?;
-    let lags = sample_lag(&client, url, &accepted, args.lag_sample).await;
+    let lag_from: HashSet<String> = match paced {
+        Some(ids) => ids.into_iter().collect(),
+        None => accepted.clone(),
+    };
+    let lags = sample_lag(&client, url, &lag_from, args.lag_sample).await;
 
     let mut seen_requests = HashSet::new();
     let mut duplicates = 0usize;
@@ -141,7 +175,12 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
     let unexpected = seen_requests.difference(&accepted).count();
     println!();
     println!(
-        "accept-to-created lag (sample of {}): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        "accept-to-created lag ({}, sample of {}): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
+        if args.lag_rate > 0 {
+            format!("paced phase at {}/s", args.lag_rate)
+        } else {
+            "all phases".to_owned()
+        },
         lags.len(),
         ms(percentile(&lags, 50.0)),
         ms(percentile(&lags, 99.0)),
@@ -189,12 +228,15 @@ fn num_cpus() -> usize {
         .unwrap_or(1)
 }
 
+/// Sends from `concurrency` workers for `duration`: as fast as answers come (closed loop),
+/// or paced to `rate` requests per second in all.
 async fn load(
     client: &reqwest::Client,
     url: &str,
     workflow: &str,
     concurrency: usize,
     duration: Duration,
+    rate: Option<u32>,
 ) -> Phase {
     let endpoint = Arc::new(format!("{url}/v1/workflows/{workflow}/instances"));
     let started = Instant::now();
@@ -202,12 +244,21 @@ async fn load(
     let mut workers = JoinSet::new();
     for worker in 0..concurrency {
         let (client, endpoint) = (client.clone(), endpoint.clone());
+        let pace = rate.map(|r| Duration::from_secs_f64(concurrency as f64 / f64::from(r.max(1))));
         workers.spawn(async move {
+            let mut ticker = pace.map(|p| {
+                let mut t = tokio::time::interval(p);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                t
+            });
             let mut accepted = Vec::new();
             let mut latencies = Vec::new();
             let mut errors: HashMap<u16, usize> = HashMap::new();
             let mut n = 0u64;
             while Instant::now() < deadline {
+                if let Some(t) = ticker.as_mut() {
+                    t.tick().await;
+                }
                 n += 1;
                 let key = format!("{worker}-{n}-{}", uuid::Uuid::now_v7().simple());
                 let t0 = Instant::now();
