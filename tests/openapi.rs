@@ -71,6 +71,21 @@ impl Contract {
         self.covered.insert((template.to_owned(), method, status));
     }
 
+    /// Sends a request and checks the reply.
+    async fn exercise(
+        &mut self,
+        app: &App,
+        template: &str,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let reply = app.call(method, uri, headers, body).await;
+        self.check(template, method, &reply);
+        reply
+    }
+
     fn documented(&self) -> BTreeSet<(String, String, u16)> {
         let mut all = BTreeSet::new();
         for (path, item) in self.spec["paths"].as_object().expect("paths") {
@@ -111,66 +126,36 @@ async fn the_document_matches_the_api_in_both_directions() {
     let start =
         r#"{"params": {"amount": 2}, "priority": "LOW", "schedule_time": "2031-01-01T00:00:00Z"}"#;
 
-    c.check(
-        "/healthz",
-        "GET",
-        &app.call("GET", "/healthz", &[], None).await,
-    );
+    c.exercise(&app, "/healthz", "GET", "/healthz", &[], None)
+        .await;
     let doc = app.call("GET", "/openapi.json", &[], None).await;
     assert_eq!(doc.body, c.spec, "the served document is the file");
     c.check("/openapi.json", "GET", &doc);
 
-    c.check(
-        wf,
-        "PUT",
-        &app.call("PUT", "/v1/workflows/orders", &[], Some(&def))
-            .await,
-    );
-    c.check(
-        wf,
-        "PUT",
-        &app.call("PUT", "/v1/workflows/orders", &[], Some(&def))
-            .await,
-    );
-    c.check(
-        wf,
-        "PUT",
-        &app.call("PUT", "/v1/workflows/orders", &[], Some("{"))
-            .await,
-    );
+    c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some(&def))
+        .await;
+    c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some(&def))
+        .await;
+    c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some("{"))
+        .await;
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70_000));
-    c.check(
+    c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some(&big))
+        .await;
+    c.exercise(
+        &app,
         wf,
         "PUT",
-        &app.call("PUT", "/v1/workflows/orders", &[], Some(&big))
-            .await,
-    );
-    c.check(
-        wf,
-        "PUT",
-        &app.call(
-            "PUT",
-            "/v1/workflows/orders",
-            &[("content-type", "text/plain")],
-            None,
-        )
-        .await,
-    );
-    c.check(
-        wf,
-        "GET",
-        &app.call("GET", "/v1/workflows/orders", &[], None).await,
-    );
-    c.check(
-        wf,
-        "GET",
-        &app.call("GET", "/v1/workflows/no-such", &[], None).await,
-    );
-    c.check(
-        wf,
-        "GET",
-        &app.call("GET", "/v1/workflows/bad%20code", &[], None).await,
-    );
+        "/v1/workflows/orders",
+        &[("content-type", "text/plain")],
+        None,
+    )
+    .await;
+    c.exercise(&app, wf, "GET", "/v1/workflows/orders", &[], None)
+        .await;
+    c.exercise(&app, wf, "GET", "/v1/workflows/no-such", &[], None)
+        .await;
+    c.exercise(&app, wf, "GET", "/v1/workflows/bad%20code", &[], None)
+        .await;
 
     let accepted = app
         .call(
@@ -181,63 +166,61 @@ async fn the_document_matches_the_api_in_both_directions() {
         )
         .await;
     c.check(inst, "POST", &accepted);
-    c.check(
+    c.exercise(
+        &app,
         inst,
         "POST",
-        &app.call(
-            "POST",
-            "/v1/workflows/orders/instances",
-            &[("idempotency-key", "c-1")],
-            Some(start),
-        )
-        .await,
-    );
-    c.check(
+        "/v1/workflows/orders/instances",
+        &[("idempotency-key", "c-1")],
+        Some(start),
+    )
+    .await;
+    c.exercise(
+        &app,
         inst,
         "POST",
-        &app.call(
-            "POST",
-            "/v1/workflows/orders/instances",
-            &[("idempotency-key", "c-1")],
-            Some(r#"{"params": {"amount": 3}}"#),
-        )
-        .await,
-    );
-    c.check(
+        "/v1/workflows/orders/instances",
+        &[("idempotency-key", "c-1")],
+        Some(r#"{"params": {"amount": 3}}"#),
+    )
+    .await;
+    c.exercise(
+        &app,
         inst,
         "POST",
-        &app.call(
-            "POST",
-            "/v1/workflows/orders/instances",
-            &[],
-            Some(r#"{"params": {"amount": 0}}"#),
-        )
-        .await,
-    );
-    c.check(
+        "/v1/workflows/orders/instances",
+        &[],
+        Some(r#"{"params": {"amount": 0}}"#),
+    )
+    .await;
+    c.exercise(
+        &app,
         inst,
         "POST",
-        &app.call("POST", "/v1/workflows/none/instances", &[], Some(start))
-            .await,
-    );
+        "/v1/workflows/none/instances",
+        &[],
+        Some(start),
+    )
+    .await;
     let big = format!("{{\"params\": {{\"pad\": \"{}\"}}}}", "x".repeat(70_000));
-    c.check(
+    c.exercise(
+        &app,
         inst,
         "POST",
-        &app.call("POST", "/v1/workflows/orders/instances", &[], Some(&big))
-            .await,
-    );
-    c.check(
+        "/v1/workflows/orders/instances",
+        &[],
+        Some(&big),
+    )
+    .await;
+    c.exercise(
+        &app,
         inst,
         "POST",
-        &app.call(
-            "POST",
-            "/v1/workflows/orders/instances",
-            &[("content-type", "text/plain")],
-            None,
-        )
-        .await,
-    );
+        "/v1/workflows/orders/instances",
+        &[("content-type", "text/plain")],
+        None,
+    )
+    .await;
     let request_id = accepted.body["request_id"]
         .as_str()
         .expect("request_id")
@@ -246,82 +229,96 @@ async fn the_document_matches_the_api_in_both_directions() {
         .as_str()
         .expect("instance_id")
         .to_owned();
-    c.check(
+    c.exercise(
+        &app,
         "/v1/instances/{instance_id}",
         "GET",
-        &app.call("GET", &format!("/v1/instances/{instance_id}"), &[], None)
-            .await,
-    );
+        &format!("/v1/instances/{instance_id}"),
+        &[],
+        None,
+    )
+    .await;
 
     let _consumer = app.start_consumer();
-    c.check(
+    c.exercise(
+        &app,
         inst,
         "POST",
-        &app.call(
-            "POST",
-            "/v1/workflows/orders/instances",
-            &[("prefer", "wait=10")],
-            Some(start),
-        )
-        .await,
-    );
+        "/v1/workflows/orders/instances",
+        &[("prefer", "wait=10")],
+        Some(start),
+    )
+    .await;
     app.settled(&request_id).await;
-    c.check(
+    c.exercise(
+        &app,
         inst,
         "POST",
-        &app.call(
-            "POST",
-            "/v1/workflows/orders/instances",
-            &[("idempotency-key", "c-1")],
-            Some(start),
-        )
-        .await,
-    );
-    c.check(
+        "/v1/workflows/orders/instances",
+        &[("idempotency-key", "c-1")],
+        Some(start),
+    )
+    .await;
+    c.exercise(
+        &app,
         "/v1/requests/{request_id}",
         "GET",
-        &app.call("GET", &format!("/v1/requests/{request_id}"), &[], None)
-            .await,
-    );
-    c.check(
+        &format!("/v1/requests/{request_id}"),
+        &[],
+        None,
+    )
+    .await;
+    c.exercise(
+        &app,
         "/v1/requests/{request_id}",
         "GET",
-        &app.call("GET", "/v1/requests/nope", &[], None).await,
-    );
-    c.check(
+        "/v1/requests/nope",
+        &[],
+        None,
+    )
+    .await;
+    c.exercise(
+        &app,
         "/v1/instances/{instance_id}",
         "GET",
-        &app.call("GET", &format!("/v1/instances/{instance_id}"), &[], None)
-            .await,
-    );
-    c.check(
+        &format!("/v1/instances/{instance_id}"),
+        &[],
+        None,
+    )
+    .await;
+    c.exercise(
+        &app,
         inst,
         "GET",
-        &app.call("GET", "/v1/workflows/orders/instances?limit=1", &[], None)
-            .await,
-    );
-    c.check(
+        "/v1/workflows/orders/instances?limit=1",
+        &[],
+        None,
+    )
+    .await;
+    c.exercise(
+        &app,
         inst,
         "GET",
-        &app.call("GET", "/v1/workflows/orders/instances?limit=500", &[], None)
-            .await,
-    );
-    c.check(
-        inst,
-        "GET",
-        &app.call("GET", "/v1/workflows/none/instances", &[], None)
-            .await,
-    );
+        "/v1/workflows/orders/instances?limit=500",
+        &[],
+        None,
+    )
+    .await;
+    c.exercise(&app, inst, "GET", "/v1/workflows/none/instances", &[], None)
+        .await;
 
     let def_off = def.replace("\"Orders\"", "\"Orders\", \"online\": false");
     app.call("PUT", "/v1/workflows/offline", &[], Some(&def_off))
         .await;
-    c.check(
+    c.exercise(
+        &app,
         inst,
         "POST",
-        &app.call("POST", "/v1/workflows/offline/instances", &[], Some(start))
-            .await,
-    );
+        "/v1/workflows/offline/instances",
+        &[],
+        Some(start),
+    )
+    .await;
 
     // 503 and 500: each backend call failing retryably, then permanently.
     for kind in [ErrorKind::Retryable, ErrorKind::Permanent] {
@@ -333,46 +330,48 @@ async fn the_document_matches_the_api_in_both_directions() {
         ] {
             app.faults.set(point, fault(kind)).expect("point");
         }
-        c.check(
-            "/healthz",
-            "GET",
-            &app.call("GET", "/healthz", &[], None).await,
-        );
-        c.check(
-            wf,
-            "PUT",
-            &app.call("PUT", "/v1/workflows/orders", &[], Some(&def))
-                .await,
-        );
-        c.check(
-            wf,
-            "GET",
-            &app.call("GET", "/v1/workflows/orders", &[], None).await,
-        );
-        c.check(
+        c.exercise(&app, "/healthz", "GET", "/healthz", &[], None)
+            .await;
+        c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some(&def))
+            .await;
+        c.exercise(&app, wf, "GET", "/v1/workflows/orders", &[], None)
+            .await;
+        c.exercise(
+            &app,
             inst,
             "POST",
-            &app.call("POST", "/v1/workflows/orders/instances", &[], Some(start))
-                .await,
-        );
-        c.check(
+            "/v1/workflows/orders/instances",
+            &[],
+            Some(start),
+        )
+        .await;
+        c.exercise(
+            &app,
             inst,
             "GET",
-            &app.call("GET", "/v1/workflows/orders/instances", &[], None)
-                .await,
-        );
-        c.check(
+            "/v1/workflows/orders/instances",
+            &[],
+            None,
+        )
+        .await;
+        c.exercise(
+            &app,
             "/v1/requests/{request_id}",
             "GET",
-            &app.call("GET", &format!("/v1/requests/{request_id}"), &[], None)
-                .await,
-        );
-        c.check(
+            &format!("/v1/requests/{request_id}"),
+            &[],
+            None,
+        )
+        .await;
+        c.exercise(
+            &app,
             "/v1/instances/{instance_id}",
             "GET",
-            &app.call("GET", &format!("/v1/instances/{instance_id}"), &[], None)
-                .await,
-        );
+            &format!("/v1/instances/{instance_id}"),
+            &[],
+            None,
+        )
+        .await;
         app.faults.clear();
     }
 

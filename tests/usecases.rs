@@ -60,6 +60,22 @@ async fn next(queue: &dyn Queue) -> Delivery {
     panic!("no delivery within 5 s");
 }
 
+impl Rig {
+    /// A request record, which must exist.
+    async fn read(&self, tenant: &str, request_id: &str) -> flowgate_core::model::RequestRecord {
+        self.store
+            .get_request(tenant, request_id)
+            .await
+            .unwrap()
+            .expect("record exists")
+    }
+
+    /// Handles the next delivery.
+    async fn handle_next(&self) -> Disposition {
+        self.consumer.handle(next(self.queue.as_ref()).await).await
+    }
+}
+
 /// Records a request (without sending it) and returns it.
 async fn accepted(rig: &Rig, tenant: &str) -> flowgate_core::model::RequestRecord {
     let r = record(tenant, "wf", Utc::now());
@@ -80,17 +96,12 @@ async fn a_poison_message_is_dead_lettered_with_its_reason() {
         })
         .await
         .unwrap();
-    let disposition = rig.consumer.handle(next(rig.queue.as_ref()).await).await;
+    let disposition = rig.handle_next().await;
     let Disposition::DeadLetter { reason } = disposition else {
         panic!("{disposition:?}")
     };
     assert!(reason.contains("poison message"), "{reason}");
-    let read = rig
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Dead);
     assert!(read.last_error.unwrap().contains("unparseable"));
     assert!(matches!(
@@ -118,9 +129,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason() {
     let mut future = QueueMessage::for_record(&r);
     future.v = 99;
     rig.queue.send(&future.envelope()).await.unwrap();
-    let Disposition::DeadLetter { reason } =
-        rig.consumer.handle(next(rig.queue.as_ref()).await).await
-    else {
+    let Disposition::DeadLetter { reason } = rig.handle_next().await else {
         panic!("unknown versions are dead-lettered")
     };
     assert!(reason.contains("unsupported message version 99"));
@@ -143,12 +152,7 @@ async fn retryable_failures_retry_then_dead_letter_on_the_last_delivery() {
             rig.consumer.handle(d).await,
             Disposition::Retry { .. }
         ));
-        let read = rig
-            .store
-            .get_request(&t, &r.request_id)
-            .await
-            .unwrap()
-            .unwrap();
+        let read = rig.read(&t, &r.request_id).await;
         assert_eq!((read.status, read.attempts), (RequestStatus::Accepted, n));
         assert!(
             read.last_error
@@ -162,12 +166,7 @@ async fn retryable_failures_retry_then_dead_letter_on_the_last_delivery() {
         panic!()
     };
     assert!(reason.starts_with("gave up after 5 deliveries"), "{reason}");
-    let read = rig
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Dead);
     let kinds: Vec<EventKind> = read.history.iter().map(|h| h.kind).collect();
     assert_eq!(
@@ -201,18 +200,11 @@ async fn a_permanent_failure_dead_letters_at_once() {
         .send(&QueueMessage::for_record(&r).envelope())
         .await
         .unwrap();
-    let Disposition::DeadLetter { reason } =
-        rig.consumer.handle(next(rig.queue.as_ref()).await).await
-    else {
+    let Disposition::DeadLetter { reason } = rig.handle_next().await else {
         panic!()
     };
     assert!(reason.starts_with("permanent failure"), "{reason}");
-    let read = rig
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = rig.read(&t, &r.request_id).await;
     assert_eq!((read.status, read.attempts), (RequestStatus::Dead, 1));
 }
 
@@ -224,20 +216,9 @@ async fn redelivery_and_duplicates_create_one_instance() {
     let envelope = QueueMessage::for_record(&r).envelope();
     rig.queue.send(&envelope).await.unwrap();
     rig.queue.send(&envelope).await.unwrap();
-    assert_eq!(
-        rig.consumer.handle(next(rig.queue.as_ref()).await).await,
-        Disposition::Ack
-    );
-    assert_eq!(
-        rig.consumer.handle(next(rig.queue.as_ref()).await).await,
-        Disposition::Ack
-    );
-    let read = rig
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(rig.handle_next().await, Disposition::Ack);
+    assert_eq!(rig.handle_next().await, Disposition::Ack);
+    let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Created);
     assert_eq!(
         read.history
@@ -269,9 +250,7 @@ async fn a_message_for_a_request_without_record_is_dead_lettered() {
         .send(&QueueMessage::for_record(&r).envelope())
         .await
         .unwrap();
-    let Disposition::DeadLetter { reason } =
-        rig.consumer.handle(next(rig.queue.as_ref()).await).await
-    else {
+    let Disposition::DeadLetter { reason } = rig.handle_next().await else {
         panic!()
     };
     assert!(reason.contains("has no record"), "{reason}");
@@ -291,12 +270,7 @@ async fn the_reconciler_resends_a_request_whose_message_was_lost() {
     tokio::time::sleep(Duration::from_millis(80)).await;
     let report = reconciler.sweep().await.unwrap();
     assert!(report.reenqueued >= 1, "{report:?}");
-    let read = rig
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = rig.read(&t, &r.request_id).await;
     assert!(read.history.iter().any(|h| h.kind == EventKind::Reenqueued));
     assert_eq!(
         rig.queue.liveness(&t, &r.request_id).await.unwrap(),
@@ -309,16 +283,8 @@ async fn the_reconciler_resends_a_request_whose_message_was_lost() {
     assert_eq!(report.reenqueued, 0, "{report:?}");
     assert!(report.live >= 1);
 
-    assert_eq!(
-        rig.consumer.handle(next(rig.queue.as_ref()).await).await,
-        Disposition::Ack
-    );
-    let read = rig
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(rig.handle_next().await, Disposition::Ack);
+    let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Created);
 }
 
@@ -346,12 +312,7 @@ async fn the_reconciler_marks_dead_a_request_whose_message_was_dead_lettered_uns
     let reconciler = Reconciler::new(rig.store.clone(), rig.queue.clone(), Duration::ZERO);
     let report = reconciler.sweep().await.unwrap();
     assert!(report.dead >= 1, "{report:?}");
-    let read = rig
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Dead);
     assert!(read.last_error.unwrap().contains("without being handled"));
 }

@@ -85,13 +85,12 @@ impl Consumer {
             Ok(m) => m,
             Err(e) => return self.poison(delivery, e.to_string()).await,
         };
-        let span = info_span!(
+        let span = super::request_span(
             "consume",
-            tenant = %message.tenant,
-            workflow = %message.spec.workflow,
-            request_id = %message.request_id,
-            instance_id = %message.instance_id,
-            receive_count = delivery.receive_count,
+            &message.tenant,
+            &message.spec.workflow,
+            &message.request_id,
+            &message.instance_id,
         );
         async {
             let event = HistoryEvent::now(

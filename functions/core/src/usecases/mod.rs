@@ -15,6 +15,25 @@ use std::sync::Arc;
 use crate::ports::{Queue, Store};
 use crate::validation::SchemaCache;
 
+/// The span in which a worker logs its stages of one request: the ids, tenant and workflow
+/// that let any missing instance be traced.
+fn request_span(
+    role: &'static str,
+    tenant: &str,
+    workflow: &str,
+    request_id: &str,
+    instance_id: &str,
+) -> tracing::Span {
+    tracing::info_span!(
+        "request",
+        role,
+        tenant = %tenant,
+        workflow = %workflow,
+        request_id = %request_id,
+        instance_id = %instance_id,
+    )
+}
+
 /// The API's use cases over a store and a queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Flowgate {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use tokio::sync::watch;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, error, info, warn};
 
 use crate::error::BackendError;
 use crate::message::QueueMessage;
@@ -56,12 +56,12 @@ impl Reconciler {
             ..SweepReport::default()
         };
         for record in overdue {
-            let span = info_span!(
+            let span = super::request_span(
                 "reconcile",
-                tenant = %record.tenant,
-                workflow = %record.spec.workflow,
-                request_id = %record.request_id,
-                instance_id = %record.instance_id,
+                &record.tenant,
+                &record.spec.workflow,
+                &record.request_id,
+                &record.instance_id,
             );
             match self.reconcile(&record).instrument(span).await {
                 Ok(Liveness::Live) => report.live += 1,
