@@ -134,12 +134,7 @@ pub async fn create_request_is_conditional(s: Subject) {
     let t = tenant();
     let first = record(&t, "wf", Utc::now());
     s.store.create_request(&first, None).await.unwrap();
-    let read = s
-        .store
-        .get_request(&t, &first.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = stored(&s, &t, &first.request_id).await;
     assert_eq!(read.instance_id, first.instance_id);
     assert_eq!(read.status, RequestStatus::Accepted);
     assert_eq!(read.history.len(), 1);
@@ -155,12 +150,7 @@ pub async fn create_request_is_conditional(s: Subject) {
         }
         other => panic!("expected AlreadyExists, got {other:?}"),
     }
-    let read = s
-        .store
-        .get_request(&t, &first.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = stored(&s, &t, &first.request_id).await;
     assert_eq!(read.spec.workflow, "wf", "the loser changed nothing");
     assert!(
         s.store
@@ -182,12 +172,7 @@ pub async fn outbox_commits_with_the_record_or_not_at_all(s: Subject) {
         event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue"),
     };
     let answer = s.store.create_request(&r, Some(&outbox)).await.unwrap();
-    let read = s
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = stored(&s, &t, &r.request_id).await;
     let got = receive_all(s.queue.as_ref(), 1, Duration::from_secs(1)).await;
     let kinds: Vec<EventKind> = read.history.iter().map(|h| h.kind).collect();
     if s.caps.outbox {
@@ -208,14 +193,12 @@ pub async fn outbox_commits_with_the_record_or_not_at_all(s: Subject) {
     loser.request_id = r.request_id.clone();
     let lost = s.store.create_request(&loser, Some(&outbox)).await;
     assert!(matches!(lost, Err(StoreError::AlreadyExists { .. })));
-    assert!(
-        s.queue
-            .receive(10, Duration::from_millis(300))
-            .await
-            .unwrap()
-            .is_empty(),
-        "a losing create sends nothing"
-    );
+    assert_no_message(
+        s.queue.as_ref(),
+        Duration::from_millis(300),
+        "a losing create sends nothing",
+    )
+    .await;
 }
 
 /// Of many concurrent creates of one request id, exactly one wins, and every loser learns
@@ -279,12 +262,7 @@ pub async fn update_request_respects_guards(s: Subject) {
             .unwrap(),
         UpdateOutcome::Applied
     );
-    let read = s
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = stored(&s, &t, &r.request_id).await;
     assert_eq!(
         read.pending_since.map(|p| p.timestamp_millis()),
         Some(enqueued.at.timestamp_millis())
@@ -328,12 +306,7 @@ pub async fn update_request_respects_guards(s: Subject) {
         UpdateOutcome::Skipped(RequestStatus::Dead),
         "guard holds"
     );
-    let read = s
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let read = stored(&s, &t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Dead);
     assert_eq!(read.attempts, 2);
     assert_eq!(read.last_error.as_deref(), Some("gave up"));
@@ -386,12 +359,7 @@ pub async fn create_instance_is_exactly_once(s: Subject) {
     assert_eq!(read.request_id, r.request_id);
     assert_eq!(read.params, r.spec.params);
     assert_eq!(read.priority, r.spec.priority);
-    let req = s
-        .store
-        .get_request(&t, &r.request_id)
-        .await
-        .unwrap()
-        .unwrap();
+    let req = stored(&s, &t, &r.request_id).await;
     assert_eq!(req.status, RequestStatus::Created);
     assert_eq!(
         req.history
@@ -544,6 +512,25 @@ pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
     assert_eq!(pending, [older.request_id]);
 }
 
+/// A request record that must exist.
+async fn stored(
+    s: &Subject,
+    tenant: &str,
+    request_id: &str,
+) -> flowgate_core::model::RequestRecord {
+    s.store
+        .get_request(tenant, request_id)
+        .await
+        .unwrap()
+        .expect("the record exists")
+}
+
+/// Asserts that nothing is delivered within `wait`.
+async fn assert_no_message(queue: &dyn Queue, wait: Duration, why: &str) {
+    let got = queue.receive(10, wait).await.unwrap();
+    assert!(got.is_empty(), "{why}: got {got:?}");
+}
+
 fn envelope(tenant: &str, n: u32) -> Envelope {
     Envelope {
         tenant: tenant.to_owned(),
@@ -585,14 +572,7 @@ pub async fn send_receive_ack(s: Subject) {
         assert_eq!(d.request_id.as_deref(), Some(e.request_id.as_str()));
         assert_eq!(d.receive_count, 1);
     }
-    assert!(
-        s.queue
-            .receive(10, Duration::from_millis(100))
-            .await
-            .unwrap()
-            .is_empty(),
-        "in flight"
-    );
+    assert_no_message(s.queue.as_ref(), Duration::from_millis(100), "in flight").await;
     if s.caps.liveness {
         assert_eq!(
             s.queue.liveness(&t, &sent[0].request_id).await.unwrap(),
@@ -609,14 +589,12 @@ pub async fn send_receive_ack(s: Subject) {
         );
     }
     tokio::time::sleep(s.caps.visibility_timeout + Duration::from_millis(100)).await;
-    assert!(
-        s.queue
-            .receive(10, Duration::from_millis(200))
-            .await
-            .unwrap()
-            .is_empty(),
-        "acked is gone"
-    );
+    assert_no_message(
+        s.queue.as_ref(),
+        Duration::from_millis(200),
+        "acked is gone",
+    )
+    .await;
 }
 
 /// A message put back with `retry_later` comes again, counted.
@@ -664,13 +642,12 @@ pub async fn dead_letter_keeps_reason(s: Subject) {
         .await
         .unwrap();
     tokio::time::sleep(s.caps.visibility_timeout + Duration::from_millis(100)).await;
-    assert!(
-        s.queue
-            .receive(10, Duration::from_millis(200))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_message(
+        s.queue.as_ref(),
+        Duration::from_millis(200),
+        "no message expected",
+    )
+    .await;
     if s.caps.liveness {
         assert_eq!(
             s.queue.liveness(&t, &e.request_id).await.unwrap(),
@@ -690,13 +667,12 @@ pub async fn unhandled_message_moves_to_dlq_after_max_receives(s: Subject) {
         assert_eq!(got[0].receive_count, n);
         s.queue.retry_later(&got[0], Duration::ZERO).await.unwrap();
     }
-    assert!(
-        s.queue
-            .receive(10, Duration::from_millis(300))
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert_no_message(
+        s.queue.as_ref(),
+        Duration::from_millis(300),
+        "no message expected",
+    )
+    .await;
     if s.caps.liveness {
         assert!(matches!(
             s.queue.liveness(&t, &e.request_id).await.unwrap(),
