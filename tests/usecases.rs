@@ -380,3 +380,41 @@ async fn every_stage_logs_request_instance_tenant_and_workflow() {
     }
     assert_eq!(stages, ["accepted", "enqueued", "created"], "{text}");
 }
+
+#[tokio::test]
+async fn failure_lines_carry_the_request_ids_even_when_only_warnings_are_logged() {
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(move || sink.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let rig = rig();
+    let t = tenant();
+    let r = accepted(&rig, &t).await;
+    rig.faults.apply("consumer.create=1.0").unwrap();
+    rig.queue
+        .send(&QueueMessage::for_record(&r).envelope())
+        .await
+        .unwrap();
+    assert!(matches!(rig.handle_next().await, Disposition::Retry { .. }));
+
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("delivery_failed"))
+        .unwrap_or_else(|| panic!("no delivery_failed line in {text}"));
+    let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(entry["span"]["request_id"], r.request_id.as_str(), "{line}");
+    assert_eq!(
+        entry["span"]["instance_id"],
+        r.instance_id.as_str(),
+        "{line}"
+    );
+    assert_eq!(entry["span"]["tenant"], t.as_str(), "{line}");
+    assert_eq!(entry["span"]["workflow"], "wf", "{line}");
+}

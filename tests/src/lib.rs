@@ -1,5 +1,6 @@
 //! Shared test code: the conformance suite every backend must pass, and fixtures.
 
+pub mod binary;
 pub mod conformance;
 pub mod fixtures;
 pub mod http;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::{Instrument, error, info, info_span, warn};
+use tracing::{Instrument, error, error_span, info, warn};
 
 use crate::error::BackendError;
 use crate::message::QueueMessage;
@@ -204,7 +204,7 @@ impl Consumer {
         let reason = format!("poison message {}: {why}", delivery.message_id);
         match (&delivery.tenant, &delivery.request_id) {
             (Some(tenant), Some(request_id)) => {
-                let span = info_span!("consume", tenant = %tenant, request_id = %request_id);
+                let span = error_span!("request", role = "consume", tenant = %tenant, request_id = %request_id);
                 self.mark_dead(tenant, request_id, delivery, reason)
                     .instrument(span)
                     .await

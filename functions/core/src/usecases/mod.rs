@@ -16,7 +16,8 @@ use crate::ports::{Queue, Store};
 use crate::validation::SchemaCache;
 
 /// The span in which a worker logs its stages of one request: the ids, tenant and workflow
-/// that let any missing instance be traced.
+/// that let any missing instance be traced. It is an ERROR-level span so that it is enabled
+/// (and its fields printed) whatever the log filter lets through.
 fn request_span(
     role: &'static str,
     tenant: &str,
@@ -24,7 +25,7 @@ fn request_span(
     request_id: &str,
     instance_id: &str,
 ) -> tracing::Span {
-    tracing::info_span!(
+    tracing::error_span!(
         "request",
         role,
         tenant = %tenant,

@@ -48,8 +48,10 @@ impl StartOutcome {
 impl Flowgate {
     /// Accepts a start request: once this returns `Ok`, the request record and its queue
     /// message are durable, so the instance will be created or dead-lettered with a reason.
+    // ERROR level: the span and its ids stay enabled whatever the log filter.
     #[instrument(
         name = "start_instance",
+        level = "error",
         skip(self, req),
         fields(tenant = %req.tenant, workflow = %req.workflow, request_id, instance_id)
     )]

@@ -1,0 +1,196 @@
+//! End-to-end runs of the real binary: split roles on one data directory, fault injection
+//! through `FLOWGATE_FAULTS`, and configuration errors at start.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use flowgate_tests::binary::{Server, list_instances, settle};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
+
+async fn register(client: &reqwest::Client, base: &str, code: &str) {
+    let put = client
+        .put(format!("{base}/v1/workflows/{code}"))
+        .json(&json!({"name": code, "params_schema": {"type": "object"}}))
+        .send()
+        .await
+        .expect("register");
+    assert!(put.status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_and_workers_run_as_separate_processes_on_one_directory() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+    let api = Server::start(BIN, dir.path(), &["--roles", "api"], &[]);
+    api.wait_healthy(&client).await;
+    register(&client, &api.base, "split").await;
+
+    // Nothing creates instances yet: the request waits, accepted.
+    let first: Value = client
+        .post(format!("{}/v1/workflows/split/instances", api.base))
+        .json(&json!({"params": {"n": 1}}))
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(first["status"], "ACCEPTED");
+
+    let workers = Server::start(BIN, dir.path(), &["--roles", "consumer,reconciler"], &[]);
+    let view = settle(
+        &client,
+        &api.base,
+        first["request_id"].as_str().expect("id"),
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(view["status"], "CREATED", "{view}");
+    let waited = client
+        .post(format!("{}/v1/workflows/split/instances", api.base))
+        .header("prefer", "wait=10")
+        .json(&json!({"params": {"n": 2}}))
+        .send()
+        .await
+        .expect("submit");
+    assert_eq!(
+        waited.status(),
+        201,
+        "the other process created it within the wait"
+    );
+
+    assert!(workers.terminate().await.success());
+    assert!(api.terminate().await.success());
+}
+
+#[cfg(feature = "faults")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn injected_faults_in_the_real_binary_lose_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+    let faults = "queue.send=0.2,store.put=0.1:after,consumer.create=0.5,queue.ack=0.2:after,store.update=0.05";
+    let server = Server::start(
+        BIN,
+        dir.path(),
+        &[
+            "--retry-base",
+            "10ms",
+            "--visibility-timeout",
+            "1s",
+            "--reconcile-grace",
+            "1s",
+            "--reconcile-interval",
+            "200ms",
+        ],
+        &[("FLOWGATE_FAULTS", faults)],
+    );
+    server.wait_healthy(&client).await;
+    let base = server.base.clone();
+    register(&client, &base, "chaos").await;
+
+    let mut accepted = Vec::new();
+    for n in 0..200 {
+        let key = format!("chaos-{n}");
+        let mut answer = None;
+        for _ in 0..100 {
+            let r = client
+                .post(format!("{base}/v1/workflows/chaos/instances"))
+                .header("idempotency-key", &key)
+                .json(&json!({"params": {"n": n}}))
+                .send()
+                .await
+                .expect("submit");
+            if r.status() == 503 {
+                assert_eq!(
+                    r.headers().get("retry-after").and_then(|v| v.to_str().ok()),
+                    Some("1")
+                );
+                continue;
+            }
+            assert!(r.status().is_success(), "status {}", r.status());
+            answer = Some(r.json::<Value>().await.expect("json"));
+            break;
+        }
+        accepted.push(answer.expect("a retry with the same key completes the request"));
+    }
+
+    let mut created = HashSet::new();
+    let mut dead = 0;
+    for a in &accepted {
+        let view = settle(
+            &client,
+            &base,
+            a["request_id"].as_str().expect("id"),
+            Duration::from_secs(60),
+        )
+        .await;
+        match view["status"].as_str() {
+            Some("CREATED") => {
+                created.insert((
+                    view["request_id"].as_str().unwrap_or_default().to_owned(),
+                    a["instance_id"].as_str().unwrap_or_default().to_owned(),
+                ));
+            }
+            Some("DEAD") => {
+                dead += 1;
+                assert!(
+                    view["last_error"].as_str().is_some_and(|e| !e.is_empty()),
+                    "{view}"
+                );
+            }
+            _ => panic!("request never settled: {view}"),
+        }
+    }
+    let listed = list_instances(&client, &base, "chaos").await;
+    let requests: HashSet<&str> = listed.iter().map(|(r, _)| r.as_str()).collect();
+    assert_eq!(requests.len(), listed.len(), "one instance per request");
+    assert_eq!(
+        listed.iter().cloned().collect::<HashSet<_>>(),
+        created,
+        "instances are exactly the CREATED requests"
+    );
+    println!("faults: {} created, {dead} dead of 200", created.len());
+    assert!(server.terminate().await.success());
+}
+
+#[cfg(not(feature = "faults"))]
+#[test]
+fn faults_are_refused_without_the_feature() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .env("FLOWGATE_FAULTS", "queue.send=0.5")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--features faults"));
+}
+
+#[test]
+fn bad_configuration_fails_at_start_naming_the_option() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        let mut c = Command::new(BIN);
+        c.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run")
+    };
+    let out = run(&["--visibility-timeout", "soon"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--visibility-timeout"));
+    let out = run(&[], &[("FLOWGATE_MAX_RECEIVE_COUNT", "0")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("max-receive-count"));
+    let out = run(&["--roles", "api,janitor"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("janitor"));
+}
