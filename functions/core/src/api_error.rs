@@ -1,6 +1,6 @@
 //! The errors a client can get from the use cases, one variant per problem type.
 
-use crate::error::{BackendError, StoreError};
+use crate::error::BackendError;
 
 /// One field that failed validation: where, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -88,18 +88,6 @@ impl From<BackendError> for ApiError {
             Self::Unavailable(e)
         } else {
             Self::Internal(e)
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Backend(b) => b.into(),
-            StoreError::AlreadyExists { existing } => Self::Internal(BackendError::permanent(
-                "store.create_request",
-                format!("unexpected conflict on request {}", existing.request_id),
-            )),
         }
     }
 }

@@ -57,9 +57,4 @@ impl Flowgate {
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }
-
-    /// The queue this instance uses.
-    pub fn queue(&self) -> &Arc<dyn Queue> {
-        &self.queue
-    }
 }
