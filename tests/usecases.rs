@@ -357,7 +357,15 @@ async fn every_stage_logs_request_instance_tenant_and_workflow() {
     let request_id = reply.body["request_id"].as_str().unwrap();
     let instance_id = reply.body["instance_id"].as_str().unwrap();
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    // The API may see the instance a moment before the consumer task logs its line.
+    let log = || String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    for _ in 0..100 {
+        if log().contains("\"stage\":\"created\"") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let text = log();
     let mut stages = Vec::new();
     for line in text.lines() {
         let Ok(entry) = serde_json::from_str::<serde_json::Value>(line) else {
