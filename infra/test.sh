@@ -1,10 +1,33 @@
 #!/usr/bin/env bash
-# The whole test suite, as a newcomer and CI run it: formatting, lints, and every test.
-# It installs what it needs (the toolchain's rustfmt and clippy) and leaves nothing running.
+# The whole test suite, as a newcomer and CI run it: formatting, lints, and every test,
+# including the AWS adapters against moto server (a DynamoDB + SQS wire-protocol emulator).
+# It installs what it needs (rustfmt and clippy; moto into ./.venv through pip), starts
+# moto on a free loopback port, and stops it when it ends, however it ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
+
+echo "== moto server (DynamoDB + SQS emulator) into .venv"
+if [ ! -x .venv/bin/moto_server ]; then
+  python3 -m venv .venv
+  .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+fi
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+.venv/bin/moto_server -H 127.0.0.1 -p "$port" >.venv/moto.log 2>&1 &
+moto_pid=$!
+log=$(mktemp)
+trap 'kill "$moto_pid" 2>/dev/null || true; rm -f "$log"' EXIT
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/moto-api/')" 2>/dev/null; then
+    break
+  fi
+  sleep 0.1
+done
+export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
+export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
+export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
+echo "moto server on $AWS_ENDPOINT_URL"
 
 echo "== cargo fmt --check"
 cargo fmt --all --check
@@ -12,10 +35,14 @@ cargo fmt --all --check
 echo "== cargo clippy (all targets, all features, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 
-echo "== cargo test (all features: fault injection compiled in)"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
-cargo test --workspace --all-targets --all-features 2>&1 | tee "$log"
+echo "== cargo test (all features; --include-ignored runs the AWS tests on moto)"
+cargo test --workspace --all-targets --all-features -- --include-ignored 2>&1 | tee "$log"
+
+# The AWS tests must never be skipped here.
+if grep -qE '^test .* \.\.\. ignored' "$log"; then
+  echo "error: some tests were ignored" >&2
+  exit 1
+fi
 
 # One closing line for the whole run, summed over every test binary.
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

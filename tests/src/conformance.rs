@@ -46,11 +46,18 @@ pub struct Subject {
 }
 
 /// Generates one `#[tokio::test]` per check, each over a fresh subject from `$make`
-/// (an async expression yielding a [`Subject`]).
+/// (an async expression yielding a [`Subject`]). With `, ignored: "why"`, the tests are
+/// `#[ignore]`d with that reason (they run under `--include-ignored`).
 #[macro_export]
 macro_rules! conformance_tests {
+    ($make:expr, ignored: $why:literal) => {
+        $crate::conformance_tests!(@list [#[ignore = $why]] $make);
+    };
     ($make:expr) => {
-        $crate::conformance_tests!(@each $make;
+        $crate::conformance_tests!(@list [] $make);
+    };
+    (@list [$($attr:tt)*] $make:expr) => {
+        $crate::conformance_tests!(@each [$($attr)*] $make;
             workflow_upsert_and_read,
             create_request_is_conditional,
             outbox_commits_with_the_record_or_not_at_all,
@@ -67,16 +74,17 @@ macro_rules! conformance_tests {
             unhandled_message_moves_to_dlq_after_max_receives
         );
     };
-    (@each $make:expr; $($check:ident),+) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                $crate::fixtures::init_tracing();
-                let subject = $make.await;
-                $crate::conformance::$check(subject).await;
-            }
-        )+
+    (@each [$($attr:tt)*] $make:expr; $check:ident $(, $rest:ident)*) => {
+        $($attr)*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $check() {
+            $crate::fixtures::init_tracing();
+            let subject = $make.await;
+            $crate::conformance::$check(subject).await;
+        }
+        $crate::conformance_tests!(@each [$($attr)*] $make; $($rest),*);
     };
+    (@each [$($attr:tt)*] $make:expr;) => {};
 }
 
 fn workflow(tenant: &str, code: &str, online: bool) -> Workflow {

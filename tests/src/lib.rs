@@ -1,5 +1,6 @@
 //! Shared test code: the conformance suite every backend must pass, and fixtures.
 
+pub mod aws;
 pub mod binary;
 pub mod conformance;
 pub mod fixtures;

@@ -1,0 +1,404 @@
+//! The [`Store`] port on DynamoDB: conditional puts that return the winner's record,
+//! one transaction to create an instance, and a sparse GSI for the reconciler.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+
+use flowgate_core::model::{
+    HistoryEvent, Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow,
+};
+use flowgate_core::ports::{
+    Creation, Enqueued, Outbox, RequestUpdate, Store, UpdateOutcome, Upsert,
+};
+use flowgate_core::{BackendError, StoreError};
+
+use crate::error::classify;
+use crate::items::{
+    InstanceItem, PENDING, RequestItem, WorkflowItem, bound_detail, bound_history, expiry,
+    instance_key, instance_order, instances_of, request_key, stamp, workflow_key,
+};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// How often an optimistic read-modify-write is retried when it races.
+const MAX_RACES: usize = 8;
+
+/// The store on one DynamoDB table.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+    retention_days: u32,
+}
+
+fn to_item<T: serde::Serialize>(op: &'static str, value: &T) -> Result<Item, BackendError> {
+    serde_dynamo::to_item(value).map_err(|e| BackendError::permanent(op, e))
+}
+
+fn from_item<T: DeserializeOwned>(op: &'static str, item: Item) -> Result<T, BackendError> {
+    serde_dynamo::from_item(item).map_err(|e| BackendError::permanent(op, e))
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
+    e.code() == Some("ConditionalCheckFailedException")
+}
+
+impl DynamoStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>, retention_days: u32) -> Self {
+        Self {
+            client,
+            table: table.into(),
+            retention_days,
+        }
+    }
+
+    async fn get(
+        &self,
+        op: &'static str,
+        pk: String,
+        sk: &str,
+    ) -> Result<Option<Item>, BackendError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        Ok(out.item)
+    }
+
+    /// Puts `item` if the stored version is still `expected` (or absent, for `None`).
+    /// Answers false when another writer got there first.
+    async fn put_versioned(
+        &self,
+        op: &'static str,
+        item: Item,
+        expected: Option<u64>,
+    ) -> Result<bool, BackendError> {
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        put = match expected {
+            None => put.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => put
+                .condition_expression("version = :v")
+                .expression_attribute_values(":v", AttributeValue::N(v.to_string())),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(is_condition_failure) => Ok(false),
+            Err(e) => Err(classify(op, e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for DynamoStore {
+    async fn put_workflow(&self, workflow: &Workflow) -> Result<Upsert, BackendError> {
+        const OP: &str = "store.put_workflow";
+        for _ in 0..MAX_RACES {
+            let current = self
+                .get(OP, workflow_key(&workflow.tenant, &workflow.code), "WF")
+                .await?;
+            let (expected, version, created_at, upsert) = match current {
+                None => (None, 1, workflow.created_at, Upsert::Created),
+                Some(item) => {
+                    let old: WorkflowItem = from_item(OP, item)?;
+                    let old = old.into_workflow();
+                    (
+                        Some(old.version),
+                        old.version + 1,
+                        old.created_at,
+                        Upsert::Updated,
+                    )
+                }
+            };
+            let item = to_item(OP, &WorkflowItem::new(workflow, version, created_at))?;
+            if self.put_versioned(OP, item, expected).await? {
+                return Ok(upsert);
+            }
+        }
+        Err(BackendError::retryable(
+            OP,
+            "too many concurrent updates of this workflow",
+        ))
+    }
+
+    async fn get_workflow(
+        &self,
+        tenant: &str,
+        code: &str,
+    ) -> Result<Option<Workflow>, BackendError> {
+        const OP: &str = "store.get_workflow";
+        match self.get(OP, workflow_key(tenant, code), "WF").await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(from_item::<WorkflowItem>(OP, item)?.into_workflow())),
+        }
+    }
+
+    async fn create_request(
+        &self,
+        record: &RequestRecord,
+        _outbox: Option<&Outbox>,
+    ) -> Result<Enqueued, StoreError> {
+        const OP: &str = "store.create_request";
+        let item = to_item(OP, &RequestItem::new(record, 1, self.retention_days))?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match put {
+            // DynamoDB shares no transaction with SQS: the caller sends the message.
+            Ok(_) => Ok(Enqueued::No),
+            Err(e) => {
+                if let Some(PutItemError::ConditionalCheckFailedException(failed)) =
+                    e.as_service_error()
+                {
+                    // The loser learns the winner's record in the same round trip.
+                    let old = failed.item().cloned().ok_or_else(|| {
+                        BackendError::permanent(OP, "conditional put failed without ALL_OLD")
+                    })?;
+                    let existing = from_item::<RequestItem>(OP, old)?.into_record();
+                    return Err(StoreError::AlreadyExists {
+                        existing: Box::new(existing),
+                    });
+                }
+                Err(StoreError::Backend(classify(OP, e)))
+            }
+        }
+    }
+
+    async fn get_request(
+        &self,
+        tenant: &str,
+        request_id: &str,
+    ) -> Result<Option<RequestRecord>, BackendError> {
+        const OP: &str = "store.get_request";
+        match self.get(OP, request_key(tenant, request_id), "R").await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(from_item::<RequestItem>(OP, item)?.into_record())),
+        }
+    }
+
+    async fn update_request(
+        &self,
+        tenant: &str,
+        request_id: &str,
+        update: &RequestUpdate,
+    ) -> Result<UpdateOutcome, BackendError> {
+        const OP: &str = "store.update_request";
+        for _ in 0..MAX_RACES {
+            let Some(item) = self.get(OP, request_key(tenant, request_id), "R").await? else {
+                return Ok(UpdateOutcome::NotFound);
+            };
+            let stored: RequestItem = from_item(OP, item)?;
+            let version = stored.version;
+            let mut record = stored.into_record();
+            if let Some(required) = update.only_if
+                && required != record.status
+            {
+                return Ok(UpdateOutcome::Skipped(record.status));
+            }
+            if let Some(status) = update.set_status {
+                record.status = status;
+            }
+            if let Some(attempts) = update.set_attempts {
+                record.attempts = attempts;
+            }
+            if let Some(error) = &update.set_last_error {
+                record.last_error = Some(error.clone());
+            }
+            record.updated_at = update.event.at;
+            if record.status != RequestStatus::Accepted {
+                record.pending_since = None;
+            } else if update.touch_pending {
+                record.pending_since = Some(update.event.at);
+            }
+            record.history.push(update.event.clone());
+            bound_history(&mut record.history);
+            let item = to_item(
+                OP,
+                &RequestItem::new(&record, version + 1, self.retention_days),
+            )?;
+            if self.put_versioned(OP, item, Some(version)).await? {
+                return Ok(UpdateOutcome::Applied);
+            }
+        }
+        Err(BackendError::retryable(
+            OP,
+            "too many concurrent updates of this request",
+        ))
+    }
+
+    async fn create_instance(
+        &self,
+        instance: &Instance,
+        event: &HistoryEvent,
+    ) -> Result<Creation, BackendError> {
+        const OP: &str = "store.create_instance";
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(OP, &InstanceItem::new(instance))?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| BackendError::permanent(OP, e))?;
+        let mut event = event.clone();
+        bound_detail(&mut event);
+        let event_value: AttributeValue =
+            serde_dynamo::to_attribute_value(&event).map_err(|e| BackendError::permanent(OP, e))?;
+        let mark = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(request_key(&instance.tenant, &instance.request_id)))
+            .key("sk", s("R"))
+            .condition_expression("attribute_exists(pk)")
+            .update_expression(
+                "SET #status = :created, updated_at = :at, history = list_append(history, :event), \
+                 version = version + :one, #ttl = :ttl REMOVE pending_since, gsi1pk, gsi1sk",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#ttl", "ttl")
+            .expression_attribute_values(":created", s("CREATED"))
+            .expression_attribute_values(":at", s(stamp(event.at)))
+            .expression_attribute_values(":event", AttributeValue::L(vec![event_value]))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":ttl",
+                AttributeValue::N(expiry(event.at, self.retention_days).to_string()),
+            )
+            .build()
+            .map_err(|e| BackendError::permanent(OP, e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().update(mark).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Creation::Created),
+            Err(e) => {
+                let reasons: Vec<Option<String>> = e
+                    .as_service_error()
+                    .and_then(|s| match s {
+                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
+                            Some(c.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let failed = |i: usize| {
+                    reasons.get(i).and_then(|r| r.as_deref()) == Some("ConditionalCheckFailed")
+                };
+                if failed(0) {
+                    // The instance exists: a redelivery, which counts as done.
+                    Ok(Creation::AlreadyExisted)
+                } else if failed(1) {
+                    Err(BackendError::permanent(
+                        OP,
+                        format!("request {} has no record", instance.request_id),
+                    ))
+                } else {
+                    Err(classify(OP, e))
+                }
+            }
+        }
+    }
+
+    async fn get_instance(
+        &self,
+        tenant: &str,
+        instance_id: &str,
+    ) -> Result<Option<Instance>, BackendError> {
+        const OP: &str = "store.get_instance";
+        match self.get(OP, instance_key(tenant, instance_id), "I").await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(from_item::<InstanceItem>(OP, item)?.into_instance())),
+        }
+    }
+
+    async fn list_instances(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        limit: usize,
+        after: Option<&InstanceCursor>,
+    ) -> Result<Vec<Instance>, BackendError> {
+        const OP: &str = "store.list_instances";
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi2")
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .expression_attribute_values(":p", s(instances_of(tenant, workflow)));
+        query = match after {
+            None => query.key_condition_expression("gsi2pk = :p"),
+            Some(c) => query
+                .key_condition_expression("gsi2pk = :p AND gsi2sk < :c")
+                .expression_attribute_values(":c", s(instance_order(c.created_at, &c.instance_id))),
+        };
+        let out = query.send().await.map_err(|e| classify(OP, e))?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| from_item::<InstanceItem>(OP, item).map(InstanceItem::into_instance))
+            .collect()
+    }
+
+    async fn list_pending(
+        &self,
+        older_than: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<RequestRecord>, BackendError> {
+        const OP: &str = "store.list_pending";
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :p AND gsi1sk < :c")
+                .expression_attribute_values(":p", s(PENDING))
+                .expression_attribute_values(":c", s(stamp(older_than)))
+                .limit(i32::try_from(limit - records.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))?;
+            for item in out.items.unwrap_or_default() {
+                records.push(from_item::<RequestItem>(OP, item)?.into_record());
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || records.len() >= limit {
+                return Ok(records);
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! DynamoDB item shapes (mapped with serde_dynamo) and their keys.
+//!
+//! One table, keys `pk`/`sk`. Two sparse GSIs: `gsi1` lists pending requests by age for the
+//! reconciler (only `ACCEPTED` requests carry `gsi1pk`/`gsi1sk`), `gsi2` lists a workflow's
+//! instances newest first.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use flowgate_core::model::{
+    HistoryEvent, Instance, InstanceStatus, Priority, RequestRecord, RequestStatus, Workflow,
+};
+
+/// The partition of pending requests in `gsi1`.
+pub const PENDING: &str = "PENDING";
+/// The most events a request keeps in its item (bounded well inside the 400 KB item limit:
+/// a detail is at most 2 KB, so the history stays under about 210 KB).
+pub const MAX_HISTORY: usize = 100;
+/// The longest event detail kept.
+pub const MAX_DETAIL: usize = 2048;
+
+/// A fixed-width, lexicographically ordered timestamp.
+pub fn stamp(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn parse(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+/// The key of a workflow item.
+pub fn workflow_key(tenant: &str, code: &str) -> String {
+    format!("T#{tenant}#WF#{code}")
+}
+
+/// The key of a request item.
+pub fn request_key(tenant: &str, request_id: &str) -> String {
+    format!("T#{tenant}#R#{request_id}")
+}
+
+/// The key of an instance item.
+pub fn instance_key(tenant: &str, instance_id: &str) -> String {
+    format!("T#{tenant}#I#{instance_id}")
+}
+
+/// The `gsi2` partition of a workflow's instances.
+pub fn instances_of(tenant: &str, workflow: &str) -> String {
+    format!("T#{tenant}#W#{workflow}")
+}
+
+/// The `gsi2` sort key of an instance: newest first when read backwards.
+pub fn instance_order(created_at: DateTime<Utc>, instance_id: &str) -> String {
+    format!("{}#{instance_id}", stamp(created_at))
+}
+
+/// A workflow definition item. The schema is kept as JSON text so that any valid JSON
+/// Schema (numbers of any precision, empty keys) round-trips exactly.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WorkflowItem {
+    pub pk: String,
+    pub sk: String,
+    pub tenant: String,
+    pub code: String,
+    pub name: String,
+    pub online: bool,
+    pub params_schema: String,
+    pub version: u64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl WorkflowItem {
+    pub fn new(w: &Workflow, version: u64, created_at: DateTime<Utc>) -> Self {
+        Self {
+            pk: workflow_key(&w.tenant, &w.code),
+            sk: "WF".into(),
+            tenant: w.tenant.clone(),
+            code: w.code.clone(),
+            name: w.name.clone(),
+            online: w.online,
+            params_schema: w.params_schema.to_string(),
+            version,
+            created_at: stamp(created_at),
+            updated_at: stamp(w.updated_at),
+        }
+    }
+
+    pub fn into_workflow(self) -> Workflow {
+        Workflow {
+            tenant: self.tenant,
+            code: self.code,
+            name: self.name,
+            online: self.online,
+            params_schema: serde_json::from_str(&self.params_schema).unwrap_or_default(),
+            version: self.version,
+            created_at: parse(&self.created_at),
+            updated_at: parse(&self.updated_at),
+        }
+    }
+}
+
+/// A request record item, with its history inline.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RequestItem {
+    pub pk: String,
+    pub sk: String,
+    pub tenant: String,
+    pub request_id: String,
+    pub instance_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
+    pub fingerprint: String,
+    /// The start spec as JSON text (params are client JSON).
+    pub spec: String,
+    pub status: RequestStatus,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    pub accepted_at: String,
+    pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_since: Option<String>,
+    pub history: Vec<HistoryEvent>,
+    /// Optimistic-concurrency version for read-modify-write updates.
+    pub version: u64,
+    /// Present only while `ACCEPTED`: the sparse pending index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi1sk: Option<String>,
+    /// Epoch seconds when DynamoDB may expire the finished request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<i64>,
+}
+
+impl RequestItem {
+    /// The item for a record, with the index and TTL attributes its status implies.
+    pub fn new(r: &RequestRecord, version: u64, retention_days: u32) -> Self {
+        let pending = r.status == RequestStatus::Accepted;
+        let due = r.pending_since.unwrap_or(r.accepted_at);
+        let mut history = r.history.clone();
+        bound_history(&mut history);
+        Self {
+            pk: request_key(&r.tenant, &r.request_id),
+            sk: "R".into(),
+            tenant: r.tenant.clone(),
+            request_id: r.request_id.clone(),
+            instance_id: r.instance_id.clone(),
+            idempotency_key: r.idempotency_key.clone(),
+            fingerprint: r.fingerprint.clone(),
+            spec: serde_json::to_string(&r.spec).unwrap_or_default(),
+            status: r.status,
+            attempts: r.attempts,
+            last_error: r.last_error.clone(),
+            accepted_at: stamp(r.accepted_at),
+            updated_at: stamp(r.updated_at),
+            pending_since: r.pending_since.map(stamp),
+            history,
+            version,
+            gsi1pk: pending.then(|| PENDING.to_owned()),
+            gsi1sk: pending.then(|| format!("{}#{}", stamp(due), r.request_id)),
+            ttl: (!pending).then(|| expiry(r.updated_at, retention_days)),
+        }
+    }
+
+    pub fn into_record(self) -> RequestRecord {
+        let mut history = self.history;
+        history.sort_by_key(|e| e.at);
+        RequestRecord {
+            tenant: self.tenant,
+            request_id: self.request_id,
+            instance_id: self.instance_id,
+            idempotency_key: self.idempotency_key,
+            fingerprint: self.fingerprint,
+            spec: serde_json::from_str(&self.spec).unwrap_or_else(|_| {
+                flowgate_core::model::StartSpec {
+                    workflow: String::new(),
+                    params: Default::default(),
+                    priority: Priority::Medium,
+                    schedule_time: None,
+                }
+            }),
+            status: self.status,
+            attempts: self.attempts,
+            last_error: self.last_error,
+            accepted_at: parse(&self.accepted_at),
+            updated_at: parse(&self.updated_at),
+            pending_since: self.pending_since.as_deref().map(parse),
+            history,
+        }
+    }
+}
+
+/// When a finished request expires.
+pub fn expiry(finished: DateTime<Utc>, retention_days: u32) -> i64 {
+    finished.timestamp() + i64::from(retention_days) * 86_400
+}
+
+/// Truncates an over-long detail (at a character boundary).
+pub fn bound_detail(event: &mut HistoryEvent) {
+    if event.detail.len() > MAX_DETAIL {
+        let mut cut = MAX_DETAIL;
+        while !event.detail.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        event.detail.truncate(cut);
+    }
+}
+
+/// Keeps the first event (`accepted`) and the newest ones, and truncates long details.
+pub fn bound_history(history: &mut Vec<HistoryEvent>) {
+    history.iter_mut().for_each(bound_detail);
+    if history.len() > MAX_HISTORY {
+        let excess = history.len() - MAX_HISTORY;
+        history.drain(1..=excess);
+    }
+}
+
+/// An instance item.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct InstanceItem {
+    pub pk: String,
+    pub sk: String,
+    pub tenant: String,
+    pub instance_id: String,
+    pub request_id: String,
+    pub workflow: String,
+    pub params: String,
+    pub priority: Priority,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_time: Option<String>,
+    pub status: InstanceStatus,
+    pub created_at: String,
+    pub gsi2pk: String,
+    pub gsi2sk: String,
+}
+
+impl InstanceItem {
+    pub fn new(i: &Instance) -> Self {
+        Self {
+            pk: instance_key(&i.tenant, &i.instance_id),
+            sk: "I".into(),
+            tenant: i.tenant.clone(),
+            instance_id: i.instance_id.clone(),
+            request_id: i.request_id.clone(),
+            workflow: i.workflow.clone(),
+            params: serde_json::to_string(&i.params).unwrap_or_default(),
+            priority: i.priority,
+            schedule_time: i.schedule_time.map(stamp),
+            status: i.status,
+            created_at: stamp(i.created_at),
+            gsi2pk: instances_of(&i.tenant, &i.workflow),
+            gsi2sk: instance_order(i.created_at, &i.instance_id),
+        }
+    }
+
+    pub fn into_instance(self) -> Instance {
+        Instance {
+            tenant: self.tenant,
+            instance_id: self.instance_id,
+            request_id: self.request_id,
+            workflow: self.workflow,
+            params: serde_json::from_str(&self.params).unwrap_or_default(),
+            priority: self.priority,
+            schedule_time: self.schedule_time.as_deref().map(parse),
+            status: self.status,
+            created_at: parse(&self.created_at),
+        }
+    }
+}

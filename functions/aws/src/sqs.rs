@@ -1,0 +1,173 @@
+//! The [`Queue`] port on SQS: a standard queue with a dead-letter queue. Redelivery and
+//! duplicates are absorbed by the idempotent consumer.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_sqs::Client;
+use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+
+use flowgate_core::BackendError;
+use flowgate_core::ports::{Delivery, Envelope, Queue};
+
+use crate::error::classify;
+
+/// Message attribute names.
+const TENANT: &str = "tenant";
+const REQUEST_ID: &str = "request_id";
+const REASON: &str = "dead_letter_reason";
+
+/// The queue on an SQS queue URL, with its DLQ.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: Client,
+    url: String,
+    dlq_url: String,
+}
+
+fn text(value: &str) -> Result<MessageAttributeValue, BackendError> {
+    MessageAttributeValue::builder()
+        .data_type("String")
+        .string_value(value)
+        .build()
+        .map_err(|e| BackendError::permanent("queue.send", e))
+}
+
+impl SqsQueue {
+    /// A queue on `url`, dead-lettering to `dlq_url`.
+    pub fn new(client: Client, url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
+        Self {
+            client,
+            url: url.into(),
+            dlq_url: dlq_url.into(),
+        }
+    }
+
+    /// The main queue's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    async fn send_to(
+        &self,
+        op: &'static str,
+        url: &str,
+        tenant: &str,
+        request_id: &str,
+        body: &str,
+        reason: Option<&str>,
+    ) -> Result<(), BackendError> {
+        let mut send = self.client.send_message().queue_url(url).message_body(body);
+        // SQS refuses empty attribute values, so absent ids are simply not sent.
+        if !tenant.is_empty() {
+            send = send.message_attributes(TENANT, text(tenant)?);
+        }
+        if !request_id.is_empty() {
+            send = send.message_attributes(REQUEST_ID, text(request_id)?);
+        }
+        if let Some(reason) = reason {
+            send = send.message_attributes(REASON, text(reason)?);
+        }
+        send.send().await.map_err(|e| classify(op, e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, e: &Envelope) -> Result<(), BackendError> {
+        self.send_to(
+            "queue.send",
+            &self.url,
+            &e.tenant,
+            &e.request_id,
+            &e.body,
+            None,
+        )
+        .await
+    }
+
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(&self.url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| classify("queue.receive", e))?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| {
+                let attribute = |name: &str| {
+                    m.message_attributes()
+                        .and_then(|a| a.get(name))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_owned)
+                };
+                Delivery {
+                    message_id: m.message_id().unwrap_or_default().to_owned(),
+                    receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+                    receive_count: m
+                        .attributes()
+                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                        .and_then(|c| c.parse().ok())
+                        .unwrap_or(1),
+                    tenant: attribute(TENANT),
+                    request_id: attribute(REQUEST_ID),
+                    body: m.body().unwrap_or_default().to_owned(),
+                }
+            })
+            .collect())
+    }
+
+    async fn ack(&self, d: &Delivery) -> Result<(), BackendError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(&d.receipt)
+            .send()
+            .await
+            .map_err(|e| classify("queue.ack", e))?;
+        Ok(())
+    }
+
+    async fn retry_later(&self, d: &Delivery, delay: Duration) -> Result<(), BackendError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(&self.url)
+            .receipt_handle(&d.receipt)
+            .visibility_timeout(delay.as_secs().min(43_200) as i32)
+            .send()
+            .await
+            .map_err(|e| classify("queue.retry_later", e))?;
+        Ok(())
+    }
+
+    /// Sends a copy with the reason to the DLQ, then deletes the original: never the other
+    /// way round, so a failure in between leaves a duplicate, never a loss.
+    async fn dead_letter(&self, d: &Delivery, reason: &str) -> Result<(), BackendError> {
+        self.send_to(
+            "queue.dead_letter",
+            &self.dlq_url,
+            d.tenant.as_deref().unwrap_or(""),
+            d.request_id.as_deref().unwrap_or(""),
+            &d.body,
+            Some(reason),
+        )
+        .await?;
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(&d.receipt)
+            .send()
+            .await
+            .map_err(|e| classify("queue.dead_letter", e))?;
+        Ok(())
+    }
+}
