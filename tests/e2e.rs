@@ -1,7 +1,6 @@
 //! End-to-end runs of the real binary: split roles on one data directory, fault injection
 //! through `FLOWGATE_FAULTS`, and configuration errors at start.
 
-use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
@@ -118,7 +117,7 @@ async fn injected_faults_in_the_real_binary_lose_nothing() {
         accepted.push(answer.expect("a retry with the same key completes the request"));
     }
 
-    let mut created = HashSet::new();
+    let mut created = std::collections::HashSet::new();
     let mut dead = 0;
     for a in &accepted {
         let view = settle(
@@ -146,10 +145,14 @@ async fn injected_faults_in_the_real_binary_lose_nothing() {
         }
     }
     let listed = list_instances(&client, &base, "chaos").await;
-    let requests: HashSet<&str> = listed.iter().map(|(r, _)| r.as_str()).collect();
+    let requests: std::collections::HashSet<&str> =
+        listed.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(requests.len(), listed.len(), "one instance per request");
     assert_eq!(
-        listed.iter().cloned().collect::<HashSet<_>>(),
+        listed
+            .iter()
+            .cloned()
+            .collect::<std::collections::HashSet<_>>(),
         created,
         "instances are exactly the CREATED requests"
     );
@@ -193,4 +196,101 @@ fn bad_configuration_fails_at_start_naming_the_option() {
     let out = run(&["--roles", "api,janitor"], &[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("janitor"));
+}
+
+/// Names of fresh AWS resources for one test, as environment variables.
+fn aws_names() -> Vec<(&'static str, String)> {
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    vec![
+        ("FLOWGATE_TABLE", format!("fg-e2e-{id}")),
+        ("FLOWGATE_QUEUE", format!("fg-e2e-{id}")),
+        ("FLOWGATE_DLQ", format!("fg-e2e-{id}-dlq")),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a moto server: run infra/test.sh"]
+async fn the_aws_backend_serves_the_same_api_on_moto() {
+    let names = aws_names();
+    let env: Vec<(&str, &str)> = names.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+
+    // Not bootstrapped yet: serve refuses, naming the fix.
+    let out = Command::new(BIN)
+        .args(["serve", "--backend", "aws", "--listen", "127.0.0.1:0"])
+        .envs(env.iter().copied())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("flowgate aws bootstrap"));
+
+    for _ in 0..2 {
+        let out = Command::new(BIN)
+            .args([
+                "aws",
+                "bootstrap",
+                "--visibility-timeout",
+                "2s",
+                "--max-receive-count",
+                "3",
+            ])
+            .envs(env.iter().copied())
+            .output()
+            .expect("bootstrap");
+        assert!(
+            out.status.success(),
+            "bootstrap (twice is harmless): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let client = reqwest::Client::new();
+    let server = Server::start(
+        BIN,
+        dir.path(),
+        &["--backend", "aws", "--retry-base", "10ms"],
+        &env,
+    );
+    server.wait_healthy(&client).await;
+    register(&client, &server.base, "aws").await;
+    let post = |key: &'static str| {
+        client
+            .post(format!("{}/v1/workflows/aws/instances", server.base))
+            .header("idempotency-key", key)
+            .header("prefer", "wait=15")
+            .json(&json!({"params": {"n": 1}}))
+            .send()
+    };
+    let first = post("aws-1").await.expect("submit");
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.expect("json");
+    let replay = post("aws-1").await.expect("replay");
+    assert_eq!(replay.status(), 200);
+    assert_eq!(
+        replay
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let replay: Value = replay.json().await.expect("json");
+    assert_eq!(replay["instance_id"], first["instance_id"]);
+
+    let view = settle(
+        &client,
+        &server.base,
+        first["request_id"].as_str().expect("id"),
+        Duration::from_secs(5),
+    )
+    .await;
+    let events: Vec<&str> = view["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .filter_map(|h| h["event"].as_str())
+        .collect();
+    assert_eq!(events, ["accepted", "enqueued", "created"], "{view}");
+    let listed = list_instances(&client, &server.base, "aws").await;
+    assert_eq!(listed.len(), 1);
+    assert!(server.terminate().await.success());
 }

@@ -37,6 +37,9 @@ pub enum Command {
     Workflows(WorkflowsCommand),
     /// Load a running server and report throughput, latency and lag.
     Bench(crate::bench::BenchArgs),
+    /// Manage the AWS backend's resources.
+    #[command(subcommand)]
+    Aws(AwsCommand),
 }
 
 /// A role `serve` can run; the roles can be split across processes on one data directory.
@@ -54,12 +57,42 @@ fn duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 30s, 500ms, 2m)"))
 }
 
+/// Where `serve` keeps requests, instances and messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// One SQLite file under `--data-dir` (no cloud account needed).
+    Embedded,
+    /// DynamoDB and SQS, as configured by `FLOWGATE_TABLE`, `FLOWGATE_QUEUE`, `FLOWGATE_DLQ`
+    /// and the AWS SDK's own variables (`AWS_REGION`, `AWS_ENDPOINT_URL`, credentials).
+    Aws,
+}
+
+/// `flowgate aws ...`.
+#[derive(Debug, Subcommand)]
+pub enum AwsCommand {
+    /// Create the table (with its GSIs and TTL), the queue and its DLQ, as template.yaml
+    /// defines them. Running it again does no harm.
+    Bootstrap {
+        /// Deliveries before SQS moves a message to the DLQ.
+        #[arg(long, env = "FLOWGATE_MAX_RECEIVE_COUNT", default_value_t = 5,
+            value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_receive_count: u32,
+        /// The queue's visibility timeout.
+        #[arg(long, env = "FLOWGATE_VISIBILITY_TIMEOUT", default_value = "30s", value_parser = duration)]
+        visibility_timeout: Duration,
+    },
+}
+
 /// Options of `flowgate serve`.
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address the API listens on.
     #[arg(long, env = "FLOWGATE_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+
+    /// Where to keep the data.
+    #[arg(long, env = "FLOWGATE_BACKEND", default_value = "embedded")]
+    pub backend: Backend,
 
     /// Directory of the embedded store (created if missing).
     #[arg(long, env = "FLOWGATE_DATA_DIR", default_value = "./data")]

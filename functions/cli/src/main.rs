@@ -1,5 +1,6 @@
 //! The `flowgate` binary: the local server and the client commands.
 
+mod aws;
 mod bench;
 mod client;
 mod config;
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
             Command::Status(args) => client::status(&cli.url, args).await,
             Command::Workflows(cmd) => client::workflows(&cli.url, cmd).await,
             Command::Bench(args) => bench::run(&cli.url, args).await,
+            Command::Aws(cmd) => aws::run(cmd).await,
         }
     });
     match result {

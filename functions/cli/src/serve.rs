@@ -13,7 +13,7 @@ use flowgate_core::ports::{Queue, Store};
 use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
 use flowgate_embedded::{Embedded, EmbeddedConfig};
 
-use crate::config::{Role, ServeArgs};
+use crate::config::{Backend, Role, ServeArgs};
 use crate::telemetry;
 
 /// Why `serve` could not start.
@@ -44,15 +44,21 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>
     if args.roles.is_empty() {
         return Err(ServeError::NoRoles.into());
     }
-    let backend = Embedded::open(
-        &args.data_dir,
-        EmbeddedConfig {
-            visibility_timeout: args.visibility_timeout,
-            max_receive_count: args.max_receive_count,
-        },
-    )
-    .map_err(ServeError::from)?;
-    let (store, queue) = with_faults(backend.clone(), backend)?;
+    let (store, queue): Ports = match args.backend {
+        Backend::Embedded => {
+            let backend = Embedded::open(
+                &args.data_dir,
+                EmbeddedConfig {
+                    visibility_timeout: args.visibility_timeout,
+                    max_receive_count: args.max_receive_count,
+                },
+            )
+            .map_err(ServeError::from)?;
+            (backend.clone(), backend)
+        }
+        Backend::Aws => crate::aws::ports().await?,
+    };
+    let (store, queue) = with_faults(store, queue)?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
@@ -78,7 +84,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>
             }
             "api"
         });
-        info!(%addr, data_dir = %args.data_dir.display(), "API listening");
+        info!(%addr, backend = ?args.backend, "API listening");
     }
     if args.roles.contains(&Role::Consumer) {
         let consumer = Arc::new(Consumer::new(
