@@ -29,6 +29,14 @@ export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 echo "moto server on $AWS_ENDPOINT_URL"
 
+echo "== the Lambda binaries never link the embedded backend"
+for f in api consumer reconciler; do
+  if cargo tree -p "flowgate-$f" -e normal --prefix none | grep -qE '^(flowgate-embedded|rusqlite) '; then
+    echo "error: flowgate-$f links the embedded backend" >&2
+    exit 1
+  fi
+done
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 

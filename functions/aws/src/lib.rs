@@ -4,11 +4,13 @@
 
 pub mod bootstrap;
 pub mod config;
+mod connect;
 mod dynamo;
 mod error;
 mod items;
 mod sqs;
 
 pub use config::{AwsConfig, sdk_config};
+pub use connect::{ConnectError, Connected, connect};
 pub use dynamo::DynamoStore;
 pub use sqs::SqsQueue;

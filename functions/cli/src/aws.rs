@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use flowgate_aws::bootstrap::{self, QueueSpec};
-use flowgate_aws::{AwsConfig, DynamoStore, SqsQueue, sdk_config};
+use flowgate_aws::{AwsConfig, sdk_config};
 use flowgate_core::ports::{Queue, Store};
 
 use crate::config::AwsCommand;
@@ -45,31 +45,6 @@ pub async fn run(command: AwsCommand) -> Result<ExitCode> {
 
 /// The store and queue on the resources `bootstrap` created.
 pub async fn ports() -> Result<(Arc<dyn Store>, Arc<dyn Queue>)> {
-    let config = AwsConfig::from_env()?;
-    let sdk = sdk_config().await;
-    let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
-    let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let url = |name: String| {
-        let sqs = sqs.clone();
-        async move {
-            sqs.get_queue_url()
-                .queue_name(&name)
-                .send()
-                .await
-                .map_err(|e| {
-                    format!(
-                        "queue {name} not found ({}); run `flowgate aws bootstrap` first",
-                        flowgate_core::error::error_chain(&e)
-                    )
-                })
-                .map(|out| out.queue_url.unwrap_or_default())
-        }
-    };
-    let queue_url = url(config.queue.clone()).await?;
-    let dlq_url = url(config.dlq.clone()).await?;
-    let store = DynamoStore::new(dynamo, config.table, config.retention_days);
-    Ok((
-        Arc::new(store),
-        Arc::new(SqsQueue::new(sqs, queue_url, dlq_url)),
-    ))
+    let connected = flowgate_aws::connect().await?;
+    Ok((connected.store, connected.queue))
 }

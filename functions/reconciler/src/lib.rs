@@ -1,0 +1,44 @@
+//! The reconciler Lambda: on each EventBridge schedule, one sweep of overdue pending
+//! requests, with the overdue count emitted as a CloudWatch metric (Embedded Metric Format).
+
+use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
+use serde_json::{Value, json};
+
+use flowgate_core::BackendError;
+use flowgate_core::usecases::{Reconciler, SweepReport};
+
+/// The metric namespace of Flowgate's custom metrics.
+pub const NAMESPACE: &str = "Flowgate";
+
+/// The EMF log line that publishes a sweep's figures as metrics.
+pub fn metric_line(report: &SweepReport, at_millis: i64) -> Value {
+    json!({
+        "_aws": {
+            "Timestamp": at_millis,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [[]],
+                "Metrics": [
+                    {"Name": "PendingOverGrace", "Unit": "Count"},
+                    {"Name": "Reenqueued", "Unit": "Count"},
+                    {"Name": "ReconcileFailed", "Unit": "Count"}
+                ]
+            }]
+        },
+        "PendingOverGrace": report.overdue,
+        "Reenqueued": report.reenqueued,
+        "ReconcileFailed": report.failed,
+    })
+}
+
+/// Handles one scheduled event: sweeps, prints the metric line, answers the report.
+pub async fn handle(
+    reconciler: &Reconciler,
+    event: CloudWatchEvent,
+) -> Result<SweepReport, BackendError> {
+    tracing::info!(source = ?event.source, detail_type = ?event.detail_type, "scheduled sweep");
+    let report = reconciler.sweep().await?;
+    let at = event.time.timestamp_millis();
+    println!("{}", metric_line(&report, at));
+    Ok(report)
+}

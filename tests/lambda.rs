@@ -1,0 +1,360 @@
+//! The Lambda handlers fed with real event shapes: API Gateway HTTP API v2 requests with and
+//! without authorizers, SQS batches with a poison message, and EventBridge scheduled events.
+//! The ports are the embedded ones (the Lambda binaries themselves link only the AWS ones).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use flowgate_core::Flowgate;
+use flowgate_core::faults::{FaultPlan, FaultyStore};
+use flowgate_core::message::QueueMessage;
+use flowgate_core::model::{EventKind, RequestStatus};
+use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
+use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
+use flowgate_tests::fixtures::{embedded, record, tenant};
+
+/// An API Gateway HTTP API (payload v2.0) event, as the Lambda receives it.
+fn http_event(method: &str, path: &str, body: Option<&Value>, authorizer: Value) -> String {
+    json!({
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"content-type": "application/json", "host": "abc123.execute-api.eu-west-1.amazonaws.com"},
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "abc123",
+            "authorizer": authorizer,
+            "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+            "domainPrefix": "abc123",
+            "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "192.0.2.1", "userAgent": "test"},
+            "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+            "routeKey": "$default",
+            "stage": "$default",
+            "time": "12/Mar/2020:19:03:58 +0000",
+            "timeEpoch": 1583348638390u64
+        },
+        "body": body.map(Value::to_string),
+        "isBase64Encoded": false
+    })
+    .to_string()
+}
+
+fn jwt(claims: Value) -> Value {
+    json!({"jwt": {"claims": claims, "scopes": ["flowgate/start"]}})
+}
+
+async fn call(app: &axum::Router, event: String) -> (u16, Value) {
+    let request = lambda_http::request::from_str(&event).expect("a valid API Gateway event");
+    let request = request.map(|b| Body::from(b.to_vec()));
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status().as_u16();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn the_api_takes_the_tenant_from_the_authorizer_context() {
+    let backend = embedded(Duration::from_secs(30), 5);
+    let app = flowgate_api::app(
+        Flowgate::new(backend.backend.clone(), backend.backend.clone()),
+        "tenant".into(),
+    );
+    let def = json!({"name": "Orders", "params_schema": {"type": "object"}});
+    let start = json!({"params": {"n": 1}});
+
+    // No authorizer context: tenant `default`.
+    let (status, _) = call(
+        &app,
+        http_event("PUT", "/v1/workflows/orders", Some(&def), Value::Null),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let (status, accepted) = call(
+        &app,
+        http_event(
+            "POST",
+            "/v1/workflows/orders/instances",
+            Some(&start),
+            Value::Null,
+        ),
+    )
+    .await;
+    assert_eq!(status, 202, "{accepted}");
+    let request_path = format!(
+        "/v1/requests/{}",
+        accepted["request_id"].as_str().expect("id")
+    );
+
+    // A JWT with a tenant claim is that tenant: it does not see `default`'s workflow or request.
+    let acme = jwt(json!({"sub": "user-1", "tenant": "acme", "iss": "https://issuer.example"}));
+    let (status, body) = call(
+        &app,
+        http_event("GET", "/v1/workflows/orders", None, acme.clone()),
+    )
+    .await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (404, Some("urn:flowgate:problem:workflow-not-found"))
+    );
+    let (status, _) = call(&app, http_event("GET", &request_path, None, acme.clone())).await;
+    assert_eq!(status, 404);
+    let (status, body) = call(
+        &app,
+        http_event("PUT", "/v1/workflows/orders", Some(&def), acme),
+    )
+    .await;
+    assert_eq!((status, body["tenant"].as_str()), (201, Some("acme")));
+
+    // Without the claim, the subject names the tenant.
+    let (_, body) = call(
+        &app,
+        http_event(
+            "PUT",
+            "/v1/workflows/orders",
+            Some(&def),
+            jwt(json!({"sub": "user-2"})),
+        ),
+    )
+    .await;
+    assert_eq!(body["tenant"], "user-2");
+
+    // IAM authorization: the caller's ARN.
+    let iam = json!({"iam": {"accessKey": "AKIA", "accountId": "123456789012", "callerId": "AIDA",
+        "principalOrgId": null, "userArn": "arn:aws:iam::123456789012:user/ops", "userId": "AIDA"}});
+    let (_, body) = call(
+        &app,
+        http_event("PUT", "/v1/workflows/orders", Some(&def), iam),
+    )
+    .await;
+    assert_eq!(body["tenant"], "arn:aws:iam::123456789012:user/ops");
+
+    // The default tenant still sees its own request.
+    let (status, body) = call(&app, http_event("GET", &request_path, None, Value::Null)).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ACCEPTED")));
+}
+
+/// The SQS event record for a delivery, as the event source mapping sends it.
+fn sqs_record(d: &Delivery) -> Value {
+    let attr = |v: &Option<String>| {
+        v.as_ref()
+            .map(|s| json!({"stringValue": s, "dataType": "String"}))
+    };
+    let mut attributes = serde_json::Map::new();
+    if let Some(t) = attr(&d.tenant) {
+        attributes.insert("tenant".into(), t);
+    }
+    if let Some(r) = attr(&d.request_id) {
+        attributes.insert("request_id".into(), r);
+    }
+    json!({
+        "messageId": d.message_id,
+        "receiptHandle": d.receipt,
+        "body": d.body,
+        "attributes": {
+            "ApproximateReceiveCount": d.receive_count.to_string(),
+            "SentTimestamp": "1545082649183",
+            "SenderId": "AIDAIENQZJOLO23YVJ4VO",
+            "ApproximateFirstReceiveTimestamp": "1545082649185"
+        },
+        "messageAttributes": attributes,
+        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:flowgate-requests",
+        "awsRegion": "eu-west-1"
+    })
+}
+
+async fn batch(
+    queue: &dyn Queue,
+    n: usize,
+) -> (Vec<Delivery>, aws_lambda_events::event::sqs::SqsEvent) {
+    let mut deliveries = Vec::new();
+    for _ in 0..50 {
+        deliveries.extend(
+            queue
+                .receive(n - deliveries.len(), Duration::from_millis(100))
+                .await
+                .expect("receive"),
+        );
+        if deliveries.len() == n {
+            break;
+        }
+    }
+    assert_eq!(deliveries.len(), n);
+    let event = json!({"Records": deliveries.iter().map(sqs_record).collect::<Vec<_>>()});
+    (
+        deliveries,
+        serde_json::from_value(event).expect("a valid SQS event"),
+    )
+}
+
+#[tokio::test]
+async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
+    let backend = embedded(Duration::from_millis(100), 3);
+    let faults = Arc::new(FaultPlan::default());
+    let store: Arc<dyn Store> = Arc::new(FaultyStore::new(backend.backend.clone(), faults.clone()));
+    let queue: Arc<dyn Queue> = backend.backend.clone();
+    let consumer = Consumer::new(
+        store.clone(),
+        queue.clone(),
+        ConsumerConfig {
+            max_receive_count: 3,
+            retry_base: Duration::ZERO,
+            ..ConsumerConfig::default()
+        },
+    );
+    let t = tenant();
+    let good = record(&t, "wf", chrono::Utc::now());
+    let poisoned = record(&t, "wf", chrono::Utc::now());
+    for r in [&good, &poisoned] {
+        store.create_request(r, None).await.expect("record");
+    }
+    queue
+        .send(&QueueMessage::for_record(&good).envelope())
+        .await
+        .expect("send");
+    queue
+        .send(&Envelope {
+            tenant: t.clone(),
+            request_id: poisoned.request_id.clone(),
+            body: "not json".into(),
+        })
+        .await
+        .expect("send");
+
+    // A good message and a poison one: no failure reported, one created, one dead.
+    let (_, event) = batch(queue.as_ref(), 2).await;
+    let response = flowgate_consumer::handle(&consumer, queue.as_ref(), event).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "{:?}",
+        response.batch_item_failures
+    );
+    let read = |id: String| {
+        let (store, t) = (store.clone(), t.clone());
+        async move {
+            store
+                .get_request(&t, &id)
+                .await
+                .expect("read")
+                .expect("exists")
+        }
+    };
+    assert_eq!(
+        read(good.request_id.clone()).await.status,
+        RequestStatus::Created
+    );
+    let dead = read(poisoned.request_id.clone()).await;
+    assert_eq!(dead.status, RequestStatus::Dead);
+    assert!(
+        dead.last_error
+            .unwrap_or_default()
+            .contains("poison message")
+    );
+    assert!(matches!(
+        queue
+            .liveness(&t, &poisoned.request_id)
+            .await
+            .expect("liveness"),
+        Liveness::DeadLettered(_)
+    ));
+
+    // A failing creation: reported by message id, retried, then dead on the last delivery.
+    let failing = record(&t, "wf", chrono::Utc::now());
+    store.create_request(&failing, None).await.expect("record");
+    queue
+        .send(&QueueMessage::for_record(&failing).envelope())
+        .await
+        .expect("send");
+    faults.apply("consumer.create=1.0").expect("plan");
+    for delivery in 1..=3u32 {
+        let (deliveries, event) = batch(queue.as_ref(), 1).await;
+        assert_eq!(deliveries[0].receive_count, delivery);
+        let response = flowgate_consumer::handle(&consumer, queue.as_ref(), event).await;
+        let failed: Vec<&str> = response
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.as_str())
+            .collect();
+        if delivery < 3 {
+            assert_eq!(failed, [deliveries[0].message_id.as_str()]);
+        } else {
+            assert!(
+                failed.is_empty(),
+                "the last delivery dead-letters instead of failing"
+            );
+        }
+    }
+    let dead = read(failing.request_id.clone()).await;
+    assert_eq!((dead.status, dead.attempts), (RequestStatus::Dead, 3));
+    let kinds: Vec<EventKind> = dead.history.iter().map(|h| h.kind).collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == EventKind::DeliveryFailed)
+            .count(),
+        2
+    );
+    assert_eq!(kinds.last(), Some(&EventKind::DeadLettered));
+}
+
+#[tokio::test]
+async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
+    let backend = embedded(Duration::from_secs(30), 5);
+    let store: Arc<dyn Store> = backend.backend.clone();
+    let queue: Arc<dyn Queue> = backend.backend.clone();
+    let t = tenant();
+    let stuck = record(&t, "wf", chrono::Utc::now() - chrono::Duration::minutes(5));
+    store.create_request(&stuck, None).await.expect("record");
+    let reconciler = Reconciler::new(store.clone(), queue.clone(), Duration::from_secs(60));
+    let event = json!({
+        "version": "0",
+        "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": "123456789012",
+        "time": "2026-11-23T12:00:00Z",
+        "region": "eu-west-1",
+        "resources": ["arn:aws:events:eu-west-1:123456789012:rule/flowgate-reconciler"],
+        "detail": {}
+    });
+    let event = serde_json::from_value(event).expect("a valid scheduled event");
+    let report = flowgate_reconciler::handle(&reconciler, event)
+        .await
+        .expect("sweep");
+    assert!(report.reenqueued >= 1, "{report:?}");
+    let read = store
+        .get_request(&t, &stuck.request_id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(read.history.iter().any(|h| h.kind == EventKind::Reenqueued));
+    assert_eq!(
+        queue
+            .liveness(&t, &stuck.request_id)
+            .await
+            .expect("liveness"),
+        Liveness::Live
+    );
+
+    let line = flowgate_reconciler::metric_line(&report, 1_700_000_000_000);
+    assert_eq!(
+        line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "Flowgate"
+    );
+    assert_eq!(line["PendingOverGrace"], report.overdue);
+}
