@@ -13,6 +13,9 @@ if [ ! -x .venv/bin/moto_server ]; then
   python3 -m venv .venv
   .venv/bin/pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
 fi
+if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check cfn-lint aws-sam-cli
+fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" >.venv/moto.log 2>&1 &
 moto_pid=$!
@@ -28,6 +31,20 @@ export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing
 echo "moto server on $AWS_ENDPOINT_URL"
+
+echo "== template.yaml: cfn-lint, sam validate --lint, no wildcard IAM"
+export SAM_CLI_TELEMETRY=0
+.venv/bin/cfn-lint template.yaml
+.venv/bin/sam validate --lint --template template.yaml
+.venv/bin/python infra/check_iam.py template.yaml
+# The IAM check must catch a wildcard: feed it one.
+bad=$(mktemp)
+sed 's/Action: \[dynamodb:Query\]/Action: [dynamodb:*]/' template.yaml >"$bad"
+if .venv/bin/python infra/check_iam.py "$bad" 2>/dev/null; then
+  echo "error: infra/check_iam.py missed a wildcard action" >&2
+  exit 1
+fi
+rm -f "$bad"
 
 echo "== the Lambda binaries never link the embedded backend"
 for f in api consumer reconciler; do
