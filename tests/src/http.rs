@@ -19,7 +19,7 @@ use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
 
 use crate::fixtures::{TempEmbedded, embedded};
 
-/// The router over an embedded backend whose ports fail as `faults` says.
+/// The router over a backend whose ports fail as `faults` says.
 pub struct App {
     /// The router.
     pub router: Router,
@@ -29,8 +29,12 @@ pub struct App {
     pub store: Arc<dyn Store>,
     /// The queue behind the faults.
     pub queue: Arc<dyn Queue>,
-    /// Keeps the data directory.
-    pub backend: TempEmbedded,
+    /// The ports without the faults (to inspect or drive them directly).
+    pub raw_store: Arc<dyn Store>,
+    /// The queue without the faults.
+    pub raw_queue: Arc<dyn Queue>,
+    /// Keeps whatever the backend needs alive (a data directory, say).
+    pub guard: Box<dyn std::any::Any + Send + Sync>,
 }
 
 /// A response, decoded.
@@ -69,21 +73,31 @@ impl Reply {
 }
 
 impl App {
-    /// A fresh app with no faults.
+    /// A fresh app on a fresh embedded backend, with no faults.
     pub fn new() -> Self {
-        let backend = embedded(Duration::from_millis(500), 5);
+        let backend: TempEmbedded = embedded(Duration::from_millis(500), 5);
+        let (store, queue) = (backend.backend.clone(), backend.backend.clone());
+        Self::over(store, queue, Box::new(backend))
+    }
+
+    /// An app over these ports, behind fault injectors that start with no faults.
+    pub fn over(
+        raw_store: Arc<dyn Store>,
+        raw_queue: Arc<dyn Queue>,
+        guard: Box<dyn std::any::Any + Send + Sync>,
+    ) -> Self {
         let faults = Arc::new(FaultPlan::default());
-        let store: Arc<dyn Store> =
-            Arc::new(FaultyStore::new(backend.backend.clone(), faults.clone()));
-        let queue: Arc<dyn Queue> =
-            Arc::new(FaultyQueue::new(backend.backend.clone(), faults.clone()));
+        let store: Arc<dyn Store> = Arc::new(FaultyStore::new(raw_store.clone(), faults.clone()));
+        let queue: Arc<dyn Queue> = Arc::new(FaultyQueue::new(raw_queue.clone(), faults.clone()));
         let router = router(Flowgate::new(store.clone(), queue.clone()));
         Self {
             router,
             faults,
             store,
             queue,
-            backend,
+            raw_store,
+            raw_queue,
+            guard,
         }
     }
 
@@ -172,6 +186,11 @@ impl App {
 
     /// Registers a workflow whose params need an integer `amount` of at least 1.
     pub async fn register(&self, code: &str, online: bool) {
+        self.register_as(None, code, online).await;
+    }
+
+    /// Registers that workflow for `tenant` (or `default`).
+    pub async fn register_as(&self, tenant: Option<&str>, code: &str, online: bool) {
         let body = serde_json::json!({
             "name": code,
             "online": online,
@@ -179,7 +198,8 @@ impl App {
                 "properties": {"amount": {"type": "integer", "minimum": 1}}}
         });
         let reply = self
-            .call(
+            .call_as(
+                tenant,
                 "PUT",
                 &format!("/v1/workflows/{code}"),
                 &[],

@@ -5,3 +5,4 @@ pub mod binary;
 pub mod conformance;
 pub mod fixtures;
 pub mod http;
+pub mod pipeline;
