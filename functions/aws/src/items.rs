@@ -270,3 +270,113 @@ impl InstanceItem {
         }
     }
 }
+
+#[cfg(test)]
+/// The size DynamoDB bills and limits an item by: attribute names plus values, by
+/// DynamoDB's published rules (strings and binaries by UTF-8 length, numbers by digits,
+/// one byte for booleans and nulls, three plus one per element for lists and maps).
+pub fn item_size(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> usize {
+    item.iter()
+        .map(|(name, value)| name.len() + value_size(value))
+        .sum()
+}
+
+#[cfg(test)]
+fn value_size(value: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    match value {
+        V::S(s) => s.len(),
+        V::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
+        V::Bool(_) | V::Null(_) => 1,
+        V::L(items) => 3 + items.iter().map(|v| 1 + value_size(v)).sum::<usize>(),
+        V::M(map) => {
+            3 + map
+                .iter()
+                .map(|(k, v)| 1 + k.len() + value_size(v))
+                .sum::<usize>()
+        }
+        V::Ss(set) => set.iter().map(String::len).sum(),
+        V::Ns(set) => set.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        V::B(b) => b.as_ref().len(),
+        V::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use flowgate_core::model::{EventKind, StartSpec};
+    use serde_json::json;
+
+    fn record(history: usize, detail: usize) -> RequestRecord {
+        let now = Utc::now();
+        RequestRecord {
+            tenant: "default".into(),
+            request_id: "67f07946-3186-5e3a-97d2-fa60e17ddc57".into(),
+            instance_id: "01a20a88-26a7-72f8-ac1c-249792f1c9ac".into(),
+            idempotency_key: Some("order-42".into()),
+            fingerprint: "ab".repeat(32),
+            spec: StartSpec {
+                workflow: "orders".into(),
+                params: json!({"amount": 3, "customer": "c-1234"})
+                    .as_object()
+                    .cloned()
+                    .unwrap_or_default(),
+                priority: Priority::High,
+                schedule_time: None,
+            },
+            status: RequestStatus::Accepted,
+            attempts: 0,
+            last_error: None,
+            accepted_at: now,
+            updated_at: now,
+            pending_since: Some(now),
+            history: (0..history)
+                .map(|i| HistoryEvent {
+                    at: now,
+                    kind: if i == 0 {
+                        EventKind::Accepted
+                    } else {
+                        EventKind::DeliveryFailed
+                    },
+                    detail: "x".repeat(detail),
+                })
+                .collect(),
+        }
+    }
+
+    fn size(r: &RequestRecord) -> usize {
+        item_size(&serde_dynamo::to_item(RequestItem::new(r, 1, 7)).expect("item"))
+    }
+
+    #[test]
+    fn a_typical_request_item_is_about_one_kilobyte() {
+        let typical = record(3, 20);
+        let bytes = size(&typical);
+        println!("typical request item: {bytes} bytes");
+        assert!((500..1500).contains(&bytes), "{bytes}");
+    }
+
+    #[test]
+    fn history_is_bounded_inside_the_item_limit() {
+        // Far more events than kept, each with an over-long detail.
+        let worst = record(1_000, 10_000);
+        let item = RequestItem::new(&worst, 1, 7);
+        assert_eq!(item.history.len(), MAX_HISTORY);
+        assert_eq!(
+            item.history[0].kind,
+            EventKind::Accepted,
+            "the first event is kept"
+        );
+        let bytes = size(&worst);
+        println!("worst-case request item: {bytes} bytes");
+        assert!(
+            bytes < 400 * 1024,
+            "{bytes} bytes is over DynamoDB's 400 KB item limit"
+        );
+    }
+}
