@@ -48,6 +48,17 @@ impl SqsQueue {
         &self.url
     }
 
+    async fn delete(&self, op: &'static str, d: &Delivery) -> Result<(), BackendError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(&d.receipt)
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        Ok(())
+    }
+
     async fn send_to(
         &self,
         op: &'static str,
@@ -127,14 +138,7 @@ impl Queue for SqsQueue {
     }
 
     async fn ack(&self, d: &Delivery) -> Result<(), BackendError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(&d.receipt)
-            .send()
-            .await
-            .map_err(|e| classify("queue.ack", e))?;
-        Ok(())
+        self.delete("queue.ack", d).await
     }
 
     async fn retry_later(&self, d: &Delivery, delay: Duration) -> Result<(), BackendError> {
@@ -161,13 +165,6 @@ impl Queue for SqsQueue {
             Some(reason),
         )
         .await?;
-        self.client
-            .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(&d.receipt)
-            .send()
-            .await
-            .map_err(|e| classify("queue.dead_letter", e))?;
-        Ok(())
+        self.delete("queue.dead_letter", d).await
     }
 }
