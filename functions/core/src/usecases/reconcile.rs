@@ -103,9 +103,7 @@ impl Reconciler {
             }
             Liveness::Absent | Liveness::Unknown => {
                 let age = Utc::now() - record.pending_since.unwrap_or(record.accepted_at);
-                self.queue
-                    .send(&QueueMessage::for_record(record).envelope())
-                    .await?;
+                // Stamped before the send, so it precedes anything the consumer then records.
                 let update = RequestUpdate {
                     only_if: Some(RequestStatus::Accepted),
                     touch_pending: true,
@@ -117,6 +115,9 @@ impl Reconciler {
                         ),
                     ))
                 };
+                self.queue
+                    .send(&QueueMessage::for_record(record).envelope())
+                    .await?;
                 self.store
                     .update_request(&record.tenant, &record.request_id, &update)
                     .await?;

@@ -189,6 +189,9 @@ impl Flowgate {
     /// sends it again.
     async fn enqueue(&self, mut record: RequestRecord) -> Result<RequestRecord, ApiError> {
         let envelope = QueueMessage::for_record(&record).envelope();
+        // Stamped before the send: the consumer may create the instance before the send
+        // call returns, and the history must still read enqueued-then-created.
+        let event = HistoryEvent::now(EventKind::Enqueued, "sent to the queue");
         if let Err(e) = self.queue.send(&envelope).await {
             error!(stage = "enqueue_failed", error = %e.chain(), "could not enqueue request");
             let event = HistoryEvent::now(EventKind::EnqueueFailed, e.chain());
@@ -205,7 +208,6 @@ impl Flowgate {
             }
             return Err(e.into());
         }
-        let event = HistoryEvent::now(EventKind::Enqueued, "sent to the queue");
         record.pending_since = Some(event.at);
         let update = RequestUpdate {
             touch_pending: true,
