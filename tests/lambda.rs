@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 use flowgate_core::Flowgate;
 use flowgate_core::faults::{FaultPlan, FaultyStore};
@@ -51,19 +49,8 @@ fn jwt(claims: Value) -> Value {
 
 async fn call(app: &axum::Router, event: String) -> (u16, Value) {
     let request = lambda_http::request::from_str(&event).expect("a valid API Gateway event");
-    let request = request.map(|b| Body::from(b.to_vec()));
-    let response = app.clone().oneshot(request).await.expect("infallible");
-    let status = response.status().as_u16();
-    let bytes = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    let reply = flowgate_tests::http::send(app, request.map(|b| Body::from(b.to_vec()))).await;
+    (reply.status.as_u16(), reply.body)
 }
 
 #[tokio::test]

@@ -72,6 +72,25 @@ impl Reply {
     }
 }
 
+/// Calls `router` with `request` and decodes the response.
+pub async fn send(router: &Router, request: Request<Body>) -> Reply {
+    let response = router.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
 impl App {
     /// A fresh app on a fresh embedded backend, with no faults.
     pub fn new() -> Self {
@@ -151,26 +170,7 @@ impl App {
         if let Some(t) = tenant {
             request.extensions_mut().insert(TenantId(t.to_owned()));
         }
-        let response = self
-            .router
-            .clone()
-            .oneshot(request)
-            .await
-            .expect("infallible");
-        let status = response.status();
-        let headers = response.headers().clone();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .expect("body")
-            .to_bytes();
-        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Reply {
-            status,
-            headers,
-            body,
-        }
+        send(&self.router, request).await
     }
 
     /// Sends a request as tenant `default`.
