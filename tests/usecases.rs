@@ -76,6 +76,16 @@ impl Rig {
     }
 }
 
+/// Records a request and sends its message, as the API would; returns the record.
+async fn sent(rig: &Rig, tenant: &str) -> flowgate_core::model::RequestRecord {
+    let r = accepted(rig, tenant).await;
+    rig.queue
+        .send(&QueueMessage::for_record(&r).envelope())
+        .await
+        .unwrap();
+    r
+}
+
 /// Records a request (without sending it) and returns it.
 async fn accepted(rig: &Rig, tenant: &str) -> flowgate_core::model::RequestRecord {
     let r = record(tenant, "wf", Utc::now());
@@ -139,12 +149,8 @@ async fn a_poison_message_is_dead_lettered_with_its_reason() {
 async fn retryable_failures_retry_then_dead_letter_on_the_last_delivery() {
     let rig = rig();
     let t = tenant();
-    let r = accepted(&rig, &t).await;
     rig.faults.apply("consumer.create=1.0").unwrap();
-    rig.queue
-        .send(&QueueMessage::for_record(&r).envelope())
-        .await
-        .unwrap();
+    let r = sent(&rig, &t).await;
     for n in 1..MAX {
         let d = next(rig.queue.as_ref()).await;
         assert_eq!(d.receive_count, n);
@@ -194,12 +200,8 @@ async fn retryable_failures_retry_then_dead_letter_on_the_last_delivery() {
 async fn a_permanent_failure_dead_letters_at_once() {
     let rig = rig();
     let t = tenant();
-    let r = accepted(&rig, &t).await;
     rig.faults.apply("consumer.create=1.0:permanent").unwrap();
-    rig.queue
-        .send(&QueueMessage::for_record(&r).envelope())
-        .await
-        .unwrap();
+    let r = sent(&rig, &t).await;
     let Disposition::DeadLetter { reason } = rig.handle_next().await else {
         panic!()
     };
@@ -292,11 +294,7 @@ async fn the_reconciler_resends_a_request_whose_message_was_lost() {
 async fn the_reconciler_marks_dead_a_request_whose_message_was_dead_lettered_unseen() {
     let rig = rig();
     let t = tenant();
-    let r = accepted(&rig, &t).await;
-    rig.queue
-        .send(&QueueMessage::for_record(&r).envelope())
-        .await
-        .unwrap();
+    let r = sent(&rig, &t).await;
     // A consumer that crashed on every delivery: the queue moves the message by itself.
     for _ in 0..MAX {
         let d = next(rig.queue.as_ref()).await;
@@ -403,12 +401,8 @@ async fn failure_lines_carry_the_request_ids_even_when_only_warnings_are_logged(
 
     let rig = rig();
     let t = tenant();
-    let r = accepted(&rig, &t).await;
     rig.faults.apply("consumer.create=1.0").unwrap();
-    rig.queue
-        .send(&QueueMessage::for_record(&r).envelope())
-        .await
-        .unwrap();
+    let r = sent(&rig, &t).await;
     assert!(matches!(rig.handle_next().await, Disposition::Retry { .. }));
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
