@@ -204,6 +204,7 @@ pub async fn verify(app: &App, tenant: &str, workflow: &str, loaded: &Loaded) ->
                 );
             }
             RequestStatus::Accepted => panic!("request {request_id} was not drained"),
+            RequestStatus::Archived => panic!("request {request_id} archived by nobody"),
         }
     }
     let mut listed = Vec::new();

@@ -161,7 +161,9 @@ impl RequestItem {
             version,
             gsi1pk: pending.then(|| PENDING.to_owned()),
             gsi1sk: pending.then(|| format!("{}#{}", stamp(due), r.request_id)),
-            ttl: (!pending).then(|| expiry(r.updated_at, retention_days)),
+            // A dead request waits for an operator, so only finished ones expire.
+            ttl: matches!(r.status, RequestStatus::Created | RequestStatus::Archived)
+                .then(|| expiry(r.updated_at, retention_days)),
         }
     }
 

@@ -9,6 +9,7 @@ mod dynamo;
 mod error;
 mod items;
 mod sqs;
+mod sqs_dlq;
 
 pub use config::{AwsConfig, sdk_config};
 pub use connect::{ConnectError, Connected, connect};

@@ -5,24 +5,27 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
-use aws_sdk_sqs::types::{MessageAttributeValue, MessageSystemAttributeName};
+use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeName};
+use chrono::{DateTime, Utc};
 
 use flowgate_core::BackendError;
-use flowgate_core::ports::{Delivery, Envelope, Queue};
+use flowgate_core::ports::{DeadLetter, Delivery, Envelope, MoveAll, Queue};
 
 use crate::error::classify;
 
 /// Message attribute names.
-const TENANT: &str = "tenant";
-const REQUEST_ID: &str = "request_id";
-const REASON: &str = "dead_letter_reason";
+pub(crate) const TENANT: &str = "tenant";
+pub(crate) const REQUEST_ID: &str = "request_id";
+pub(crate) const REASON: &str = "dead_letter_reason";
+pub(crate) const RECEIVE_COUNT: &str = "receive_count";
+pub(crate) const DEAD_AT: &str = "dead_lettered_at";
 
 /// The queue on an SQS queue URL, with its DLQ.
 #[derive(Debug, Clone)]
 pub struct SqsQueue {
-    client: Client,
-    url: String,
-    dlq_url: String,
+    pub(crate) client: Client,
+    pub(crate) url: String,
+    pub(crate) dlq_url: String,
 }
 
 fn text(value: &str) -> Result<MessageAttributeValue, BackendError> {
@@ -59,14 +62,15 @@ impl SqsQueue {
         Ok(())
     }
 
-    async fn send_to(
+    /// Sends a message with its attributes to `url`; `dead` adds the dead-letter attributes.
+    pub(crate) async fn send_to(
         &self,
         op: &'static str,
         url: &str,
         tenant: &str,
         request_id: &str,
         body: &str,
-        reason: Option<&str>,
+        dead: Option<&DeadAttributes<'_>>,
     ) -> Result<(), BackendError> {
         let mut send = self.client.send_message().queue_url(url).message_body(body);
         // SQS refuses empty attribute values, so absent ids are simply not sent.
@@ -76,12 +80,66 @@ impl SqsQueue {
         if !request_id.is_empty() {
             send = send.message_attributes(REQUEST_ID, text(request_id)?);
         }
-        if let Some(reason) = reason {
-            send = send.message_attributes(REASON, text(reason)?);
+        if let Some(dead) = dead {
+            if let Some(reason) = dead.reason.filter(|r| !r.is_empty()) {
+                send = send.message_attributes(REASON, text(reason)?);
+            }
+            send = send
+                .message_attributes(RECEIVE_COUNT, text(&dead.receive_count.to_string())?)
+                .message_attributes(DEAD_AT, text(&dead.at.to_rfc3339())?);
         }
         send.send().await.map_err(|e| classify(op, e))?;
         Ok(())
     }
+
+    /// Receives up to `max` messages from `url`, hiding them for `visibility` when given.
+    pub(crate) async fn receive_from(
+        &self,
+        op: &'static str,
+        url: &str,
+        max: usize,
+        wait: Duration,
+        visibility: Option<Duration>,
+    ) -> Result<Vec<Message>, BackendError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .wait_time_seconds(wait.as_secs().min(20) as i32)
+            .set_visibility_timeout(visibility.map(|v| v.as_secs().min(43_200) as i32))
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        Ok(out.messages.unwrap_or_default())
+    }
+}
+
+/// A message attribute's string value.
+pub(crate) fn attribute(m: &Message, name: &str) -> Option<String> {
+    m.message_attributes()
+        .and_then(|a| a.get(name))
+        .and_then(|v| v.string_value())
+        .map(str::to_owned)
+}
+
+/// ApproximateReceiveCount, 1 when SQS leaves it out.
+pub(crate) fn receive_count(m: &Message) -> u32 {
+    m.attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
+
+/// The attributes a dead letter carries beside its body.
+#[derive(Debug)]
+pub(crate) struct DeadAttributes<'a> {
+    pub reason: Option<&'a str>,
+    pub receive_count: u32,
+    pub at: DateTime<Utc>,
 }
 
 #[async_trait]
@@ -99,40 +157,18 @@ impl Queue for SqsQueue {
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError> {
-        let out = self
-            .client
-            .receive_message()
-            .queue_url(&self.url)
-            .max_number_of_messages(max.clamp(1, 10) as i32)
-            .wait_time_seconds(wait.as_secs().min(20) as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_attribute_names("All")
-            .send()
-            .await
-            .map_err(|e| classify("queue.receive", e))?;
-        Ok(out
-            .messages
-            .unwrap_or_default()
+        let messages = self
+            .receive_from("queue.receive", &self.url, max, wait, None)
+            .await?;
+        Ok(messages
             .into_iter()
-            .map(|m| {
-                let attribute = |name: &str| {
-                    m.message_attributes()
-                        .and_then(|a| a.get(name))
-                        .and_then(|v| v.string_value())
-                        .map(str::to_owned)
-                };
-                Delivery {
-                    message_id: m.message_id().unwrap_or_default().to_owned(),
-                    receipt: m.receipt_handle().unwrap_or_default().to_owned(),
-                    receive_count: m
-                        .attributes()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-                        .and_then(|c| c.parse().ok())
-                        .unwrap_or(1),
-                    tenant: attribute(TENANT),
-                    request_id: attribute(REQUEST_ID),
-                    body: m.body().unwrap_or_default().to_owned(),
-                }
+            .map(|m| Delivery {
+                message_id: m.message_id().unwrap_or_default().to_owned(),
+                receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+                receive_count: receive_count(&m),
+                tenant: attribute(&m, TENANT),
+                request_id: attribute(&m, REQUEST_ID),
+                body: m.body().unwrap_or_default().to_owned(),
             })
             .collect())
     }
@@ -162,9 +198,37 @@ impl Queue for SqsQueue {
             d.tenant.as_deref().unwrap_or(""),
             d.request_id.as_deref().unwrap_or(""),
             &d.body,
-            Some(reason),
+            Some(&DeadAttributes {
+                reason: Some(reason),
+                receive_count: d.receive_count,
+                at: Utc::now(),
+            }),
         )
         .await?;
         self.delete("queue.dead_letter", d).await
+    }
+
+    async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
+        self.peek_dead(max).await
+    }
+
+    async fn dlq_claim(&self, max: usize, hold: Duration) -> Result<Vec<DeadLetter>, BackendError> {
+        self.claim_dead(max, hold).await
+    }
+
+    async fn dlq_release(&self, letter: &DeadLetter) -> Result<(), BackendError> {
+        self.release_dead(letter).await
+    }
+
+    async fn dlq_delete(&self, letter: &DeadLetter) -> Result<(), BackendError> {
+        self.delete_dead(letter).await
+    }
+
+    async fn dlq_restore(&self, letter: &DeadLetter) -> Result<(), BackendError> {
+        self.restore_dead(letter).await
+    }
+
+    async fn dlq_move_all(&self) -> Result<MoveAll, BackendError> {
+        Ok(self.move_all().await)
     }
 }

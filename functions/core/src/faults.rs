@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{BackendError, ErrorKind, StoreError};
 use crate::model::{HistoryEvent, Instance, InstanceCursor, RequestRecord, Workflow};
 use crate::ports::{
-    Creation, Delivery, Enqueued, Envelope, Liveness, Outbox, Queue, RequestUpdate, Store,
-    UpdateOutcome, Upsert,
+    Creation, DeadLetter, Delivery, Enqueued, Envelope, Liveness, MoveAll, Outbox, Queue,
+    RequestUpdate, Store, UpdateOutcome, Upsert,
 };
 
 /// The environment variable `flowgate serve` reads its plan from.
@@ -51,6 +51,12 @@ pub const POINTS: &[(&str, &str)] = &[
     ("queue.retry_later", "Queue::retry_later"),
     ("queue.dead_letter", "Queue::dead_letter"),
     ("queue.liveness", "Queue::liveness"),
+    ("dlq.peek", "Queue::dlq_peek"),
+    ("dlq.claim", "Queue::dlq_claim"),
+    ("dlq.release", "Queue::dlq_release"),
+    ("dlq.delete", "Queue::dlq_delete"),
+    ("dlq.restore", "Queue::dlq_restore"),
+    ("dlq.move_all", "Queue::dlq_move_all"),
 ];
 
 /// One configured fault.
@@ -326,6 +332,34 @@ impl Queue for FaultyQueue {
     async fn liveness(&self, t: &str, r: &str) -> Result<Liveness, BackendError> {
         self.plan
             .guard("queue.liveness", self.inner.liveness(t, r))
+            .await
+    }
+    async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
+        self.plan.guard("dlq.peek", self.inner.dlq_peek(max)).await
+    }
+    async fn dlq_claim(&self, max: usize, hold: Duration) -> Result<Vec<DeadLetter>, BackendError> {
+        self.plan
+            .guard("dlq.claim", self.inner.dlq_claim(max, hold))
+            .await
+    }
+    async fn dlq_release(&self, l: &DeadLetter) -> Result<(), BackendError> {
+        self.plan
+            .guard("dlq.release", self.inner.dlq_release(l))
+            .await
+    }
+    async fn dlq_delete(&self, l: &DeadLetter) -> Result<(), BackendError> {
+        self.plan
+            .guard("dlq.delete", self.inner.dlq_delete(l))
+            .await
+    }
+    async fn dlq_restore(&self, l: &DeadLetter) -> Result<(), BackendError> {
+        self.plan
+            .guard("dlq.restore", self.inner.dlq_restore(l))
+            .await
+    }
+    async fn dlq_move_all(&self) -> Result<MoveAll, BackendError> {
+        self.plan
+            .guard("dlq.move_all", self.inner.dlq_move_all())
             .await
     }
 }

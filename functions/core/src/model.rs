@@ -55,6 +55,8 @@ pub enum RequestStatus {
     Created,
     /// Delivery failed permanently or too often; it sits in the dead-letter queue.
     Dead,
+    /// An operator archived its dead letter to a file (`flowgate dlq archive`).
+    Archived,
 }
 
 impl RequestStatus {
@@ -64,6 +66,7 @@ impl RequestStatus {
             Self::Accepted => "ACCEPTED",
             Self::Created => "CREATED",
             Self::Dead => "DEAD",
+            Self::Archived => "ARCHIVED",
         }
     }
 
@@ -73,6 +76,7 @@ impl RequestStatus {
             "ACCEPTED" => Some(Self::Accepted),
             "CREATED" => Some(Self::Created),
             "DEAD" => Some(Self::Dead),
+            "ARCHIVED" => Some(Self::Archived),
             _ => None,
         }
     }
@@ -98,6 +102,10 @@ pub enum EventKind {
     Reenqueued,
     /// An operator re-drove the request from the dead-letter queue.
     Replayed,
+    /// An operator archived the dead letter to a file and removed it from the queue.
+    Archived,
+    /// An operator put an archived dead letter back in the dead-letter queue.
+    Restored,
 }
 
 impl EventKind {
@@ -112,6 +120,8 @@ impl EventKind {
             Self::DeadLettered => "dead_lettered",
             Self::Reenqueued => "reenqueued",
             Self::Replayed => "replayed",
+            Self::Archived => "archived",
+            Self::Restored => "restored",
         }
     }
 
@@ -247,19 +257,29 @@ impl InstanceCursor {
         }
     }
 
-    /// The opaque text form handed to clients (URL-safe base64 of JSON).
+    /// The opaque text form handed to clients.
     pub fn encode(&self) -> String {
-        use base64::Engine;
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+        encode_cursor(self)
     }
 
     /// Parses a cursor's text form; `None` if it is not one.
     pub fn decode(text: &str) -> Option<Self> {
-        use base64::Engine;
-        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .ok()?;
-        serde_json::from_slice(&json).ok()
+        decode_cursor(text)
     }
+}
+
+/// A cursor's opaque text form: URL-safe base64 of its JSON.
+pub fn encode_cursor<T: Serialize>(cursor: &T) -> String {
+    use base64::Engine;
+    let json = serde_json::to_vec(cursor).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+/// Parses [`encode_cursor`]'s text form; `None` if it is not one.
+pub fn decode_cursor<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
+    use base64::Engine;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .ok()?;
+    serde_json::from_slice(&json).ok()
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
 use crate::error::{BackendError, StoreError};
 use crate::model::{
@@ -210,6 +211,37 @@ pub enum Liveness {
     Unknown,
 }
 
+/// A message in the dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// The queue's id of the message (in the dead-letter queue).
+    pub message_id: String,
+    /// Identifies this claim for `dlq_release` and `dlq_delete`; empty when only peeked.
+    #[serde(skip)]
+    pub receipt: String,
+    /// Tenant attribute, if the sender set it.
+    pub tenant: Option<String>,
+    /// Request id attribute, if the sender set it.
+    pub request_id: Option<String>,
+    /// The raw body, which may not parse.
+    pub body: String,
+    /// Why it was dead-lettered; `None` when the queue's own redrive moved it.
+    pub reason: Option<String>,
+    /// Deliveries on the main queue before it was dead-lettered.
+    pub receive_count: u32,
+    /// When it entered the dead-letter queue.
+    pub dead_lettered_at: DateTime<Utc>,
+}
+
+/// The outcome of [`Queue::dlq_move_all`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MoveAll {
+    /// The queue moved every dead letter back to the main queue itself; carries how many.
+    Moved(u64),
+    /// The queue has no native bulk move; carries why, for the operator.
+    Unsupported(String),
+}
+
 /// An at-least-once queue with a dead-letter queue.
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
@@ -228,6 +260,31 @@ pub trait Queue: Send + Sync + 'static {
 
     /// Moves a delivered message to the dead-letter queue with `reason`.
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError>;
+
+    /// Up to `max` dead letters, oldest first, without claiming or changing any of them.
+    async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError>;
+
+    /// Claims up to `max` (at most 10) unclaimed dead letters for `hold`: no other claim
+    /// sees them until they are released, deleted, or the hold runs out.
+    async fn dlq_claim(&self, max: usize, hold: Duration) -> Result<Vec<DeadLetter>, BackendError>;
+
+    /// Ends a claim without changing the letter.
+    async fn dlq_release(&self, letter: &DeadLetter) -> Result<(), BackendError>;
+
+    /// Deletes a claimed dead letter. A stale claim (the hold ran out and another claim took
+    /// the letter) may leave it in place, never delete a newer claim's letter wrongly.
+    async fn dlq_delete(&self, letter: &DeadLetter) -> Result<(), BackendError>;
+
+    /// Puts a letter (from an archive) back in the dead-letter queue, with its reason.
+    async fn dlq_restore(&self, letter: &DeadLetter) -> Result<(), BackendError>;
+
+    /// Moves every dead letter back to the main queue with the queue's native bulk move,
+    /// if it has one. Callers must fall back to letter-by-letter replay on `Unsupported`.
+    async fn dlq_move_all(&self) -> Result<MoveAll, BackendError> {
+        Ok(MoveAll::Unsupported(
+            "this queue has no native bulk move".into(),
+        ))
+    }
 
     /// What the queue knows of the message for a request.
     async fn liveness(&self, tenant: &str, request_id: &str) -> Result<Liveness, BackendError> {

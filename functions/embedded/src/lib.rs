@@ -3,6 +3,7 @@
 
 mod codec;
 mod db;
+mod dlq;
 mod queue;
 mod schema;
 mod store;

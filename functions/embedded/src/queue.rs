@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use tracing::warn;
 
 use flowgate_core::BackendError;
-use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue};
+use flowgate_core::ports::{DeadLetter, Delivery, Envelope, Liveness, Queue};
 
 use crate::Embedded;
 use crate::codec::micros;
@@ -17,11 +17,11 @@ use crate::codec::micros;
 /// How often an idle receive looks for messages sent by another process on the same file.
 const IDLE_POLL: Duration = Duration::from_millis(20);
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     micros(Utc::now())
 }
 
-fn us(d: Duration) -> i64 {
+pub(crate) fn us(d: Duration) -> i64 {
     i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
 }
 
@@ -100,7 +100,7 @@ impl Embedded {
                             "message exceeded the receive count without a verdict; dead-lettering");
                         conn.prepare_cached(
                             "UPDATE messages SET queue = 'dlq', dead_reason = ?2, dead_at = ?3, \
-                             receipt = NULL WHERE id = ?1",
+                             visible_at = ?3, receipt = NULL WHERE id = ?1",
                         )?
                         .execute(params![
                             id,
@@ -149,19 +149,18 @@ impl Embedded {
     /// Runs `work(id, receipt)` in a write, for the message a receipt names. A stale receipt
     /// matches no row, so it changes nothing: the message was redelivered and its newer
     /// delivery decides.
-    async fn on_receipt<F>(
+    pub(crate) async fn on_receipt<F>(
         &self,
         op: &'static str,
-        delivery: &Delivery,
+        receipt: &str,
         work: F,
     ) -> Result<(), BackendError>
     where
         F: FnOnce(&rusqlite::Connection, i64, &str) -> rusqlite::Result<usize> + Send + 'static,
     {
-        let id = parse_receipt(&delivery.receipt).ok_or_else(|| {
-            BackendError::permanent(op, format!("malformed receipt {:?}", delivery.receipt))
-        })?;
-        let token = delivery.receipt.clone();
+        let id = parse_receipt(receipt)
+            .ok_or_else(|| BackendError::permanent(op, format!("malformed receipt {receipt:?}")))?;
+        let token = receipt.to_owned();
         self.db
             .write(move |conn| work(conn, id, &token).map(drop))
             .await
@@ -201,7 +200,7 @@ impl Queue for Embedded {
     }
 
     async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError> {
-        self.on_receipt("queue.ack", delivery, |conn, id, token| {
+        self.on_receipt("queue.ack", &delivery.receipt, |conn, id, token| {
             conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND receipt = ?2")?
                 .execute(params![id, token])
         })
@@ -210,26 +209,54 @@ impl Queue for Embedded {
 
     async fn retry_later(&self, delivery: &Delivery, delay: Duration) -> Result<(), BackendError> {
         let visible_at = now_us() + us(delay);
-        self.on_receipt("queue.retry_later", delivery, move |conn, id, token| {
-            conn.prepare_cached(
-                "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2 \
+        self.on_receipt(
+            "queue.retry_later",
+            &delivery.receipt,
+            move |conn, id, token| {
+                conn.prepare_cached(
+                    "UPDATE messages SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2 \
                  AND queue = 'main'",
-            )?
-            .execute(params![id, token, visible_at])
-        })
+                )?
+                .execute(params![id, token, visible_at])
+            },
+        )
         .await
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError> {
         let reason = reason.to_owned();
-        self.on_receipt("queue.dead_letter", delivery, move |conn, id, token| {
-            conn.prepare_cached(
-                "UPDATE messages SET queue = 'dlq', dead_reason = ?3, dead_at = ?4, \
-                 receipt = NULL WHERE id = ?1 AND receipt = ?2",
-            )?
-            .execute(params![id, token, reason, now_us()])
-        })
+        self.on_receipt(
+            "queue.dead_letter",
+            &delivery.receipt,
+            move |conn, id, token| {
+                conn.prepare_cached(
+                    "UPDATE messages SET queue = 'dlq', dead_reason = ?3, dead_at = ?4, \
+                 visible_at = ?4, receipt = NULL WHERE id = ?1 AND receipt = ?2",
+                )?
+                .execute(params![id, token, reason, now_us()])
+            },
+        )
         .await
+    }
+
+    async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
+        self.peek_dead(max).await
+    }
+
+    async fn dlq_claim(&self, max: usize, hold: Duration) -> Result<Vec<DeadLetter>, BackendError> {
+        self.claim_dead(max, hold).await
+    }
+
+    async fn dlq_release(&self, letter: &DeadLetter) -> Result<(), BackendError> {
+        self.release_dead(letter).await
+    }
+
+    async fn dlq_delete(&self, letter: &DeadLetter) -> Result<(), BackendError> {
+        self.delete_dead(letter).await
+    }
+
+    async fn dlq_restore(&self, letter: &DeadLetter) -> Result<(), BackendError> {
+        self.restore_dead(letter).await
     }
 
     async fn liveness(&self, tenant: &str, request_id: &str) -> Result<Liveness, BackendError> {

@@ -13,6 +13,7 @@ use super::extract::{JsonBody, Tenant};
 use crate::api_error::ApiError;
 use crate::model::RequestStatus;
 use crate::ports::Upsert;
+use crate::usecases::dlq::{self, LetterFilter, ReplayOptions};
 use crate::usecases::{Flowgate, StartRequest};
 use crate::validation::{self, StartBody, WorkflowBody};
 
@@ -199,4 +200,76 @@ pub async fn no_route(uri: Uri) -> ApiError {
 /// Known routes with another method.
 pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// Query of `GET /v1/dlq`.
+#[derive(Debug, Deserialize)]
+pub struct DlqQuery {
+    workflow: Option<String>,
+    error: Option<String>,
+    older_than: Option<String>,
+    newer_than: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn age(field: &str, text: Option<String>) -> Result<Option<Duration>, ApiError> {
+    text.map(|t| dlq::parse_duration(&t).map_err(|e| validation::invalid(field, e)))
+        .transpose()
+}
+
+/// `GET /v1/dlq`: the caller's dead letters, oldest first.
+pub async fn list_dlq(
+    State(app): State<Flowgate>,
+    Tenant(tenant): Tenant,
+    Query(query): Query<DlqQuery>,
+) -> Result<Response, ApiError> {
+    let filter = LetterFilter {
+        tenant: Some(tenant),
+        workflow: query.workflow,
+        error: query.error,
+        older_than: age("older_than", query.older_than)?,
+        newer_than: age("newer_than", query.newer_than)?,
+    };
+    let limit = query
+        .limit
+        .map(|l| {
+            l.parse::<usize>()
+                .map_err(|_| validation::invalid("limit", "must be a whole number"))
+        })
+        .transpose()?;
+    let page = app
+        .dlq_list(&filter, limit, query.cursor.as_deref())
+        .await?;
+    Ok(Json(page).into_response())
+}
+
+/// `POST /v1/dlq/replay`: replays the caller's dead letters that the body selects.
+pub async fn replay_dlq(
+    State(app): State<Flowgate>,
+    Tenant(tenant): Tenant,
+    JsonBody(mut options): JsonBody<ReplayOptions>,
+) -> Result<Response, ApiError> {
+    if options.filter.tenant.as_ref().is_some_and(|t| *t != tenant) {
+        return Err(validation::invalid(
+            "/tenant",
+            "can only name your own tenant",
+        ));
+    }
+    options.filter.tenant = Some(tenant);
+    let max = options.max.unwrap_or(dlq::DEFAULT_HTTP_REPLAY);
+    if !(1..=dlq::MAX_HTTP_REPLAY).contains(&max) {
+        return Err(validation::invalid(
+            "/max",
+            format!("must be from 1 to {}", dlq::MAX_HTTP_REPLAY),
+        ));
+    }
+    options.max = Some(max);
+    if options.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+        return Err(validation::invalid(
+            "/rate",
+            "must be a positive number of letters per second",
+        ));
+    }
+    Ok(Json(app.dlq_replay(&options, &|_| {}).await?).into_response())
 }

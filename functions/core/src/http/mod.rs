@@ -9,7 +9,7 @@ pub use problem::{PROBLEM_TYPE_PREFIX, RETRY_AFTER_SECS};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -33,6 +33,8 @@ pub fn router(app: Flowgate) -> Router {
         )
         .route("/v1/requests/{request_id}", get(handlers::get_request))
         .route("/v1/instances/{instance_id}", get(handlers::get_instance))
+        .route("/v1/dlq", get(handlers::list_dlq))
+        .route("/v1/dlq/replay", post(handlers::replay_dlq))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

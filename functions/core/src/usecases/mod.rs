@@ -1,6 +1,7 @@
 //! The use cases, each one entry point over the ports, shared by every host.
 
 mod consume;
+pub mod dlq;
 mod queries;
 mod reconcile;
 mod start;

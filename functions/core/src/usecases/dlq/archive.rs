@@ -1,0 +1,258 @@
+//! Archive and restore: dead letters move to a durable file and back. Nothing is deleted
+//! from the queue before the sink has made it durable.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use super::LetterFilter;
+use super::walk::{Walk, hold_for};
+use crate::error::{BackendError, StoreError};
+use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus};
+use crate::ports::{DeadLetter, RequestUpdate};
+use crate::usecases::Flowgate;
+
+/// The archive format's version, the first field of every line.
+pub const ARCHIVE_VERSION: u32 = 1;
+
+/// One archived dead letter: a line of the JSONL file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArchivedLetter {
+    /// [`ARCHIVE_VERSION`].
+    pub version: u32,
+    /// When it was archived.
+    pub archived_at: DateTime<Utc>,
+    /// The letter as it was in the dead-letter queue.
+    pub letter: DeadLetter,
+    /// The request record as it was before archiving, if one existed.
+    pub record: Option<RequestRecord>,
+}
+
+/// Where archived letters go. `write` must return only once they are durable (fsync'd).
+pub trait ArchiveSink: Send {
+    /// Durably appends `letters`.
+    fn write(&mut self, letters: &[ArchivedLetter]) -> std::io::Result<()>;
+    /// Names the archive in history events.
+    fn name(&self) -> String;
+}
+
+/// The summary of an archive.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ArchiveReport {
+    /// Letters written and removed from the queue.
+    pub archived: u64,
+    /// Letters written but left in the queue (or not written): each with why.
+    pub failed: Vec<String>,
+}
+
+/// The summary of a restore.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// Letters put back in the dead-letter queue.
+    pub restored: u64,
+    /// Letters whose request is no longer archived (restored or re-driven before).
+    pub skipped: u64,
+    /// Letters that could not be restored: each with why.
+    pub failed: Vec<String>,
+}
+
+/// Why an archive stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    /// The sink could not write; nothing of the failed batch was removed.
+    #[error("cannot write the archive: {0}")]
+    Sink(#[source] std::io::Error),
+    /// The queue or store failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl Flowgate {
+    /// Writes the letters `filter` selects (up to `max`) to `sink`, then removes them from the
+    /// queue and marks their requests `ARCHIVED`.
+    pub async fn dlq_archive(
+        &self,
+        filter: &LetterFilter,
+        max: Option<usize>,
+        sink: &mut dyn ArchiveSink,
+    ) -> Result<ArchiveReport, ArchiveError> {
+        let mut report = ArchiveReport::default();
+        let name = sink.name();
+        let mut walk = Walk::new(self.queue.as_ref(), filter, max, hold_for(max, None));
+        let result = async {
+            loop {
+                let batch = walk.next().await?;
+                if batch.is_empty() {
+                    return Ok(());
+                }
+                let mut lines = Vec::with_capacity(batch.len());
+                for (letter, summary) in batch {
+                    let record = match (&summary.tenant, &summary.request_id) {
+                        (Some(t), Some(r)) => match self.store.get_request(t, r).await {
+                            Ok(record) => record,
+                            Err(e) => {
+                                report
+                                    .failed
+                                    .push(format!("{}: {}", letter.message_id, e.chain()));
+                                walk.keep(letter);
+                                continue;
+                            }
+                        },
+                        _ => None,
+                    };
+                    lines.push(ArchivedLetter {
+                        version: ARCHIVE_VERSION,
+                        archived_at: Utc::now(),
+                        letter,
+                        record,
+                    });
+                }
+                if let Err(e) = sink.write(&lines) {
+                    for line in lines {
+                        walk.keep(line.letter);
+                    }
+                    return Err(ArchiveError::Sink(e));
+                }
+                for line in lines {
+                    match self.retire(&line, &name).await {
+                        Ok(()) => report.archived += 1,
+                        Err(e) => {
+                            report.failed.push(format!(
+                                "{}: {}",
+                                line.letter.message_id,
+                                e.chain()
+                            ));
+                            walk.keep(line.letter);
+                        }
+                    }
+                }
+            }
+        }
+        .await;
+        walk.finish().await;
+        result?;
+        info!(stage = "dlq_archive", archived = report.archived, failed = report.failed.len(),
+            archive = %name, "dead-letter archive finished");
+        Ok(report)
+    }
+
+    /// Marks an archived letter's request `ARCHIVED`, then removes the letter.
+    async fn retire(&self, line: &ArchivedLetter, archive: &str) -> Result<(), BackendError> {
+        if let Some(record) = &line.record
+            && record.status != RequestStatus::Created
+        {
+            let update = RequestUpdate {
+                set_status: Some(RequestStatus::Archived),
+                ..RequestUpdate::event(HistoryEvent::now(
+                    EventKind::Archived,
+                    format!(
+                        "dead letter {} archived to {archive}",
+                        line.letter.message_id
+                    ),
+                ))
+            };
+            // No `only_if`: this applies whatever the status is (a record that vanished is
+            // in the archive line all the same).
+            self.store
+                .update_request(&record.tenant, &record.request_id, &update)
+                .await?;
+            info!(stage = "archived", tenant = %record.tenant, request_id = %record.request_id,
+                message_id = %line.letter.message_id, "dead letter archived");
+        }
+        self.queue.dlq_delete(&line.letter).await
+    }
+
+    /// Puts archived letters back in the dead-letter queue and their requests back to `DEAD`.
+    /// A letter whose request is no longer `ARCHIVED` is skipped, so restoring a file twice
+    /// does not duplicate letters. A request whose record expired is recreated from the file.
+    pub async fn dlq_restore(&self, lines: &[ArchivedLetter], archive: &str) -> RestoreReport {
+        let mut report = RestoreReport::default();
+        for line in lines {
+            match self.restore_one(line, archive).await {
+                Ok(true) => report.restored += 1,
+                Ok(false) => report.skipped += 1,
+                Err(e) => {
+                    warn!(message_id = %line.letter.message_id, error = %e.chain(), "restore failed");
+                    report
+                        .failed
+                        .push(format!("{}: {}", line.letter.message_id, e.chain()));
+                }
+            }
+        }
+        info!(stage = "dlq_restore", restored = report.restored, skipped = report.skipped,
+            failed = report.failed.len(), archive = %archive, "dead-letter restore finished");
+        report
+    }
+
+    async fn restore_one(
+        &self,
+        line: &ArchivedLetter,
+        archive: &str,
+    ) -> Result<bool, BackendError> {
+        let event = HistoryEvent::now(
+            EventKind::Restored,
+            format!(
+                "dead letter {} restored from {archive}",
+                line.letter.message_id
+            ),
+        );
+        let Some(archived) = &line.record else {
+            // A poison letter has no record to tell whether it was restored before.
+            self.queue.dlq_restore(&line.letter).await?;
+            return Ok(true);
+        };
+        let current = self
+            .store
+            .get_request(&archived.tenant, &archived.request_id)
+            .await?;
+        match current.map(|c| c.status) {
+            Some(RequestStatus::Archived) => {
+                // The letter first: a failure after it leaves a duplicate letter, never a
+                // request that says DEAD with no letter to replay.
+                self.queue.dlq_restore(&line.letter).await?;
+                let update = RequestUpdate {
+                    only_if: Some(RequestStatus::Archived),
+                    set_status: Some(RequestStatus::Dead),
+                    ..RequestUpdate::event(event)
+                };
+                self.store
+                    .update_request(&archived.tenant, &archived.request_id, &update)
+                    .await?;
+                Ok(true)
+            }
+            Some(_) => Ok(false),
+            None => {
+                self.queue.dlq_restore(&line.letter).await?;
+                let mut record = archived.clone();
+                record.status = RequestStatus::Dead;
+                record.pending_since = None;
+                record.updated_at = event.at;
+                record.history.push(event);
+                match self.store.create_request(&record, None).await {
+                    Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(true),
+                    Err(StoreError::Backend(e)) => Err(e),
+                }
+            }
+        }
+    }
+}
+
+/// Reads an archive's lines, refusing the whole file if any line is not an archived letter.
+pub fn parse_archive(text: &str) -> Result<Vec<ArchivedLetter>, String> {
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            let letter: ArchivedLetter = serde_json::from_str(line)
+                .map_err(|e| format!("line {}: not an archived dead letter: {e}", n + 1))?;
+            if letter.version != ARCHIVE_VERSION {
+                return Err(format!(
+                    "line {}: archive version {} (this build reads {ARCHIVE_VERSION})",
+                    n + 1,
+                    letter.version
+                ));
+            }
+            Ok(letter)
+        })
+        .collect()
+}
