@@ -40,6 +40,131 @@ pub enum Command {
     /// Manage the AWS backend's resources.
     #[command(subcommand)]
     Aws(AwsCommand),
+    /// Inspect, replay, archive and restore dead letters.
+    Dlq(DlqArgs),
+}
+
+/// `flowgate dlq ...`: works on the backend directly, like `serve`.
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    /// The backend holding the dead-letter queue.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOWGATE_BACKEND",
+        default_value = "embedded"
+    )]
+    pub backend: Backend,
+
+    /// Directory of the embedded store (it must exist).
+    #[arg(
+        long,
+        global = true,
+        env = "FLOWGATE_DATA_DIR",
+        default_value = "./data"
+    )]
+    pub data_dir: PathBuf,
+
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+/// Which dead letters a `dlq` command applies to; every option given must match.
+#[derive(Debug, Clone, Default, Args)]
+pub struct FilterArgs {
+    /// Only this workflow's letters.
+    #[arg(long)]
+    pub workflow: Option<String>,
+    /// Only this tenant's letters.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// A failure kind (permanent, exhausted, poison, unknown) or a substring of the reason.
+    #[arg(long)]
+    pub error: Option<String>,
+    /// Only letters dead-lettered at least this long ago (e.g. 15m, 2h, 7d).
+    #[arg(long, value_parser = age)]
+    pub older_than: Option<Duration>,
+    /// Only letters dead-lettered at most this long ago.
+    #[arg(long, value_parser = age)]
+    pub newer_than: Option<Duration>,
+}
+
+fn age(text: &str) -> Result<Duration, String> {
+    flowgate_core::usecases::dlq::parse_duration(text)
+}
+
+/// A rate such as `50/s`, `50` (per second) or `600/m`.
+pub fn rate(text: &str) -> Result<f64, String> {
+    let (count, per) = text.split_once('/').unwrap_or((text, "s"));
+    let seconds = match per {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("unknown unit /{per}: use /s, /m or /h")),
+    };
+    match count.trim().parse::<f64>() {
+        Ok(n) if n.is_finite() && n > 0.0 => Ok(n / seconds),
+        _ => Err(format!(
+            "{count:?} is not a positive number (examples: 50/s, 600/m)"
+        )),
+    }
+}
+
+/// The `dlq` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// One row per dead letter; changes nothing.
+    List {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A request's dead letter, its record and its full history.
+    Show {
+        /// The request id.
+        request_id: String,
+        /// The request's tenant, when request ids could clash across tenants.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send dead letters back to the main queue and their requests back to ACCEPTED.
+    Replay {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many letters.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max: Option<u64>,
+        /// At most this many letters per second (50/s, 600/m).
+        #[arg(long, value_parser = rate)]
+        rate: Option<f64>,
+        /// Show what would happen, and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write dead letters to a JSONL file (fsync'd), then remove them and mark them ARCHIVED.
+    Archive {
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// At most this many letters.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        max: Option<u64>,
+        /// The archive file; appended to if it exists.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Put the letters of an archive file back in the dead-letter queue.
+    Restore {
+        /// The archive file `dlq archive` wrote.
+        file: PathBuf,
+    },
 }
 
 /// A role `serve` can run; the roles can be split across processes on one data directory.

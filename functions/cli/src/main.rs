@@ -1,9 +1,11 @@
 //! The `flowgate` binary: the local server and the client commands.
 
 mod aws;
+mod backend;
 mod bench;
 mod client;
 mod config;
+mod dlq;
 mod serve;
 mod telemetry;
 
@@ -33,6 +35,7 @@ fn main() -> ExitCode {
             Command::Workflows(cmd) => client::workflows(&cli.url, cmd).await,
             Command::Bench(args) => bench::run(&cli.url, args).await,
             Command::Aws(cmd) => aws::run(cmd).await,
+            Command::Dlq(args) => dlq::run(args).await,
         }
     });
     match result {

@@ -11,17 +11,15 @@ use tracing::{info, warn};
 use flowgate_core::Flowgate;
 use flowgate_core::ports::{Queue, Store};
 use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
-use flowgate_embedded::{Embedded, EmbeddedConfig};
+use flowgate_embedded::EmbeddedConfig;
 
-use crate::config::{Backend, Role, ServeArgs};
+use crate::backend::{self, Ports};
+use crate::config::{Role, ServeArgs};
 use crate::telemetry;
 
 /// Why `serve` could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The data directory could not be opened.
-    #[error(transparent)]
-    Open(#[from] flowgate_embedded::OpenError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -40,24 +38,19 @@ pub enum ServeError {
 
 /// Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0.
 pub async fn run(args: ServeArgs) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    telemetry::init();
+    telemetry::init("info");
     if args.roles.is_empty() {
         return Err(ServeError::NoRoles.into());
     }
-    let (store, queue): Ports = match args.backend {
-        Backend::Embedded => {
-            let backend = Embedded::open(
-                &args.data_dir,
-                EmbeddedConfig {
-                    visibility_timeout: args.visibility_timeout,
-                    max_receive_count: args.max_receive_count,
-                },
-            )
-            .map_err(ServeError::from)?;
-            (backend.clone(), backend)
-        }
-        Backend::Aws => crate::aws::ports().await?,
-    };
+    let (store, queue) = backend::open(
+        args.backend,
+        &args.data_dir,
+        EmbeddedConfig {
+            visibility_timeout: args.visibility_timeout,
+            max_receive_count: args.max_receive_count,
+        },
+    )
+    .await?;
     let (store, queue) = with_faults(store, queue)?;
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -148,8 +141,6 @@ async fn shutdown_signal() {
         _ = terminate => {}
     }
 }
-
-type Ports = (Arc<dyn Store>, Arc<dyn Queue>);
 
 /// Wraps the ports in fault injectors when `FLOWGATE_FAULTS` asks for it.
 #[cfg(feature = "faults")]
