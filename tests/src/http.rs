@@ -23,6 +23,8 @@ use crate::fixtures::{TempEmbedded, embedded};
 pub struct App {
     /// The router.
     pub router: Router,
+    /// The use cases behind the router (over the faulty ports).
+    pub flowgate: Flowgate,
     /// The faults, changeable during the test.
     pub faults: Arc<FaultPlan>,
     /// The store behind the faults.
@@ -108,9 +110,11 @@ impl App {
         let faults = Arc::new(FaultPlan::default());
         let store: Arc<dyn Store> = Arc::new(FaultyStore::new(raw_store.clone(), faults.clone()));
         let queue: Arc<dyn Queue> = Arc::new(FaultyQueue::new(raw_queue.clone(), faults.clone()));
-        let router = router(Flowgate::new(store.clone(), queue.clone()));
+        let flowgate = Flowgate::new(store.clone(), queue.clone());
+        let router = router(flowgate.clone());
         Self {
             router,
+            flowgate,
             faults,
             store,
             queue,

@@ -1,6 +1,8 @@
 //! Archive and restore: dead letters move to a durable file and back. Nothing is deleted
 //! from the queue before the sink has made it durable.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
@@ -163,12 +165,25 @@ impl Flowgate {
     }
 
     /// Puts archived letters back in the dead-letter queue and their requests back to `DEAD`.
-    /// A letter whose request is no longer `ARCHIVED` is skipped, so restoring a file twice
-    /// does not duplicate letters. A request whose record expired is recreated from the file.
+    /// A letter whose request is no longer `ARCHIVED` is skipped, and so is a record-less
+    /// (poison) letter whose body is already in the queue, so restoring a file twice does not
+    /// duplicate letters. A request whose record expired is recreated from the file.
     pub async fn dlq_restore(&self, lines: &[ArchivedLetter], archive: &str) -> RestoreReport {
         let mut report = RestoreReport::default();
+        let mut present = HashSet::new();
+        if lines.iter().any(|l| l.record.is_none()) {
+            match self.queue.dlq_peek(super::MAX_SCAN).await {
+                Ok(letters) => present.extend(letters.into_iter().map(|l| l.body)),
+                Err(e) => {
+                    report
+                        .failed
+                        .push(format!("cannot read the dead-letter queue: {}", e.chain()));
+                    return report;
+                }
+            }
+        }
         for line in lines {
-            match self.restore_one(line, archive).await {
+            match self.restore_one(line, archive, &mut present).await {
                 Ok(true) => report.restored += 1,
                 Ok(false) => report.skipped += 1,
                 Err(e) => {
@@ -188,6 +203,7 @@ impl Flowgate {
         &self,
         line: &ArchivedLetter,
         archive: &str,
+        present: &mut HashSet<String>,
     ) -> Result<bool, BackendError> {
         let event = HistoryEvent::now(
             EventKind::Restored,
@@ -197,8 +213,13 @@ impl Flowgate {
             ),
         );
         let Some(archived) = &line.record else {
-            // A poison letter has no record to tell whether it was restored before.
+            // A poison letter has no record to tell whether it was restored before: the
+            // queue holding the same body does.
+            if present.contains(&line.letter.body) {
+                return Ok(false);
+            }
             self.queue.dlq_restore(&line.letter).await?;
+            present.insert(line.letter.body.clone());
             return Ok(true);
         };
         let current = self
