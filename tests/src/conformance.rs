@@ -20,6 +20,8 @@ use flowgate_core::ports::{
 
 use crate::fixtures::{instance, record, tenant};
 
+pub use crate::conformance_dlq::*;
+
 /// What a backend under test can do, where backends legitimately differ.
 #[derive(Debug, Clone)]
 pub struct Caps {
@@ -71,7 +73,9 @@ macro_rules! conformance_tests {
             retry_later_redelivers_with_higher_count,
             visibility_timeout_redelivers,
             dead_letter_keeps_reason,
-            unhandled_message_moves_to_dlq_after_max_receives
+            unhandled_message_moves_to_dlq_after_max_receives,
+            dead_letters_peek_claim_release_delete,
+            dead_letters_restore_as_they_were
         );
     };
     (@each [$($attr:tt)*] $make:expr; $check:ident $(, $rest:ident)*) => {
@@ -534,12 +538,12 @@ async fn stored(
 }
 
 /// Asserts that nothing is delivered within `wait`.
-async fn assert_no_message(queue: &dyn Queue, wait: Duration, why: &str) {
+pub(crate) async fn assert_no_message(queue: &dyn Queue, wait: Duration, why: &str) {
     let got = queue.receive(10, wait).await.unwrap();
     assert!(got.is_empty(), "{why}: got {got:?}");
 }
 
-fn envelope(tenant: &str, n: u32) -> Envelope {
+pub(crate) fn envelope(tenant: &str, n: u32) -> Envelope {
     Envelope {
         tenant: tenant.to_owned(),
         request_id: format!("req-{n}-{}", uuid::Uuid::now_v7().simple()),
@@ -547,7 +551,7 @@ fn envelope(tenant: &str, n: u32) -> Envelope {
     }
 }
 
-async fn receive_all(
+pub(crate) async fn receive_all(
     q: &dyn Queue,
     want: usize,
     within: Duration,
@@ -687,4 +691,7 @@ pub async fn unhandled_message_moves_to_dlq_after_max_receives(s: Subject) {
             Liveness::DeadLettered(_)
         ));
     }
+    let letters = s.queue.dlq_peek(10).await.unwrap();
+    assert_eq!(letters.len(), 1, "the redriven message is a dead letter");
+    assert_eq!(letters[0].body, e.body);
 }

@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod binary;
 pub mod conformance;
+mod conformance_dlq;
 pub mod dlq;
 pub mod fixtures;
 pub mod http;
