@@ -102,19 +102,38 @@ async fn an_operator_lists_shows_replays_archives_and_restores() {
     let shown = dlq(d, &["show", &ids[0]]);
     assert_eq!(code(&shown), 0);
     let text = String::from_utf8_lossy(&shown.stdout);
-    assert!(text.contains("history:") && text.contains("dead_lettered"), "{text}");
+    assert!(
+        text.contains("history:") && text.contains("dead_lettered"),
+        "{text}"
+    );
     assert_eq!(code(&dlq(d, &["show", "no-such-request"])), 1);
 
     let dry = json_of(&dlq(d, &["replay", "--dry-run", "--json"]));
-    assert_eq!((dry["dry_run"].clone(), dry["replayed"].clone()), (json!(true), json!(5)));
-    assert_eq!(json_of(&dlq(d, &["list", "--json"])).as_array().map(Vec::len), Some(5));
+    assert_eq!(
+        (dry["dry_run"].clone(), dry["replayed"].clone()),
+        (json!(true), json!(5))
+    );
+    assert_eq!(
+        json_of(&dlq(d, &["list", "--json"]))
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
 
-    let two = json_of(&dlq(d, &["replay", "--max", "2", "--rate", "100/s", "--json"]));
+    let two = json_of(&dlq(
+        d,
+        &["replay", "--max", "2", "--rate", "100/s", "--json"],
+    ));
     assert_eq!(two["replayed"], 2, "{two}");
 
     let archive = d.join("letters.jsonl");
     let archived = dlq(d, &["archive", "--out", archive.to_str().expect("path")]);
-    assert_eq!(code(&archived), 0, "{}", String::from_utf8_lossy(&archived.stderr));
+    assert_eq!(
+        code(&archived),
+        0,
+        "{}",
+        String::from_utf8_lossy(&archived.stderr)
+    );
     let lines = std::fs::read_to_string(&archive).expect("archive file");
     assert_eq!(lines.lines().count(), 3);
     assert_eq!(json_of(&dlq(d, &["list", "--json"])), json!([]));
@@ -126,11 +145,19 @@ async fn an_operator_lists_shows_replays_archives_and_restores() {
         })
         .collect();
     for id in &archived_ids {
-        assert_eq!(status(&client, &server.base, id).await["status"], "ARCHIVED");
+        assert_eq!(
+            status(&client, &server.base, id).await["status"],
+            "ARCHIVED"
+        );
     }
 
     let restored = dlq(d, &["restore", archive.to_str().expect("path")]);
-    assert_eq!(code(&restored), 0, "{}", String::from_utf8_lossy(&restored.stderr));
+    assert_eq!(
+        code(&restored),
+        0,
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
     let rest = dlq(d, &["replay"]);
     assert_eq!(code(&rest), 0, "{}", String::from_utf8_lossy(&rest.stderr));
     assert!(String::from_utf8_lossy(&rest.stderr).contains("replayed 3"));

@@ -1,7 +1,11 @@
 //! The dead-letter scenario and a timed replay of 1,000 letters on the embedded backend.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use flowgate_core::metrics::Metrics;
+use flowgate_core::usecases::dlq::{LetterFilter, ReplayOptions};
+use flowgate_tests::dlq;
+use flowgate_tests::fixtures::tenant;
 use flowgate_tests::http::App;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -22,4 +26,40 @@ async fn a_thousand_letters_replay() {
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64()
     );
+}
+
+#[derive(Default)]
+struct Recorder(Mutex<Vec<(&'static str, u64)>>);
+
+impl Metrics for Recorder {
+    fn counts(&self, values: &[(&'static str, u64)]) {
+        self.0.lock().expect("lock").extend_from_slice(values);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replays_and_archives_are_counted_in_metrics() {
+    let app = App::new();
+    let t = tenant();
+    app.register_as(Some(&t), "counted", true).await;
+    dlq::dead_letter(&app, &t, "counted", 3).await;
+    let recorder = Arc::new(Recorder::default());
+    let flowgate = app.flowgate.clone().with_metrics(recorder.clone());
+    let options = ReplayOptions {
+        max: Some(2),
+        ..ReplayOptions::default()
+    };
+    flowgate
+        .dlq_replay(&options, &|_| {})
+        .await
+        .expect("replay");
+    let mut sink = dlq::TextSink::default();
+    flowgate
+        .dlq_archive(&LetterFilter::default(), None, &mut sink)
+        .await
+        .expect("archive");
+    let counted = recorder.0.lock().expect("lock").clone();
+    assert!(counted.contains(&("DlqReplayed", 2)), "{counted:?}");
+    assert!(counted.contains(&("DlqReplayFailed", 0)), "{counted:?}");
+    assert!(counted.contains(&("DlqArchived", 1)), "{counted:?}");
 }

@@ -375,6 +375,48 @@ async fn the_document_matches_the_api_in_both_directions() {
         app.faults.clear();
     }
 
+    // The dead-letter routes: a listing, a dry run, a replay, and their bad inputs.
+    let dlq = "/v1/dlq";
+    let replay = "/v1/dlq/replay";
+    c.exercise(
+        &app,
+        dlq,
+        "GET",
+        "/v1/dlq?limit=5&error=permanent",
+        &[],
+        None,
+    )
+    .await;
+    c.exercise(&app, dlq, "GET", "/v1/dlq?older_than=soon", &[], None)
+        .await;
+    let dry = r#"{"workflow": "orders", "dry_run": true, "max": 10, "older_than": "1s"}"#;
+    c.exercise(&app, replay, "POST", replay, &[], Some(dry))
+        .await;
+    c.exercise(&app, replay, "POST", replay, &[], Some(r#"{"max": 0}"#))
+        .await;
+    c.exercise(&app, replay, "POST", replay, &[], Some(r#"{"rate": -1}"#))
+        .await;
+    c.exercise(
+        &app,
+        replay,
+        "POST",
+        replay,
+        &[("content-type", "text/plain")],
+        None,
+    )
+    .await;
+    let huge = format!(r#"{{"workflow": "{}"}}"#, "x".repeat(70_000));
+    c.exercise(&app, replay, "POST", replay, &[], Some(&huge))
+        .await;
+    for kind in [ErrorKind::Retryable, ErrorKind::Permanent] {
+        app.faults.set("dlq.peek", fault(kind)).expect("point");
+        app.faults.set("dlq.claim", fault(kind)).expect("point");
+        c.exercise(&app, dlq, "GET", dlq, &[], None).await;
+        c.exercise(&app, replay, "POST", replay, &[], Some("{}"))
+            .await;
+        app.faults.clear();
+    }
+
     let documented = c.documented();
     let never_produced: Vec<_> = documented.difference(&c.covered).collect();
     assert!(

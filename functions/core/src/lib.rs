@@ -8,6 +8,7 @@ pub mod faults;
 pub mod http;
 pub mod ids;
 pub mod message;
+pub mod metrics;
 pub mod model;
 pub mod ports;
 pub mod usecases;

@@ -2,33 +2,25 @@
 //! requests, with the overdue count emitted as a CloudWatch metric (Embedded Metric Format).
 
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use flowgate_core::metrics::emf_line;
 
 use flowgate_core::BackendError;
 use flowgate_core::usecases::{Reconciler, SweepReport};
 
-/// The metric namespace of Flowgate's custom metrics.
-pub const NAMESPACE: &str = "Flowgate";
+pub use flowgate_core::metrics::NAMESPACE;
 
 /// The EMF log line that publishes a sweep's figures as metrics.
 pub fn metric_line(report: &SweepReport, at_millis: i64) -> Value {
-    json!({
-        "_aws": {
-            "Timestamp": at_millis,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [[]],
-                "Metrics": [
-                    {"Name": "PendingOverGrace", "Unit": "Count"},
-                    {"Name": "Reenqueued", "Unit": "Count"},
-                    {"Name": "ReconcileFailed", "Unit": "Count"}
-                ]
-            }]
-        },
-        "PendingOverGrace": report.overdue,
-        "Reenqueued": report.reenqueued,
-        "ReconcileFailed": report.failed,
-    })
+    emf_line(
+        &[
+            ("PendingOverGrace", report.overdue as u64),
+            ("Reenqueued", report.reenqueued as u64),
+            ("ReconcileFailed", report.failed as u64),
+        ],
+        at_millis,
+    )
 }
 
 /// Handles one scheduled event: sweeps, prints the metric line, answers the report.

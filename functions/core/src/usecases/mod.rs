@@ -13,6 +13,7 @@ pub use start::{StartOutcome, StartRequest};
 
 use std::sync::Arc;
 
+use crate::metrics::Metrics;
 use crate::ports::{Queue, Store};
 use crate::validation::SchemaCache;
 
@@ -42,6 +43,7 @@ pub struct Flowgate {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     schemas: Arc<SchemaCache>,
+    metrics: Option<Arc<dyn Metrics>>,
 }
 
 impl Flowgate {
@@ -51,6 +53,19 @@ impl Flowgate {
             store,
             queue,
             schemas: Arc::new(SchemaCache::default()),
+            metrics: None,
+        }
+    }
+
+    /// Reports the operator use cases' counts to `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn count(&self, values: &[(&'static str, u64)]) {
+        if let Some(m) = &self.metrics {
+            m.counts(values);
         }
     }
 

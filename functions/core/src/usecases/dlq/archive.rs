@@ -133,6 +133,10 @@ impl Flowgate {
         .await;
         walk.finish().await;
         result?;
+        self.count(&[
+            ("DlqArchived", report.archived),
+            ("DlqArchiveFailed", report.failed.len() as u64),
+        ]);
         info!(stage = "dlq_archive", archived = report.archived, failed = report.failed.len(),
             archive = %name, "dead-letter archive finished");
         Ok(report)
@@ -194,6 +198,10 @@ impl Flowgate {
                 }
             }
         }
+        self.count(&[
+            ("DlqRestored", report.restored),
+            ("DlqRestoreFailed", report.failed.len() as u64),
+        ]);
         info!(stage = "dlq_restore", restored = report.restored, skipped = report.skipped,
             failed = report.failed.len(), archive = %archive, "dead-letter restore finished");
         report

@@ -148,13 +148,13 @@ impl Flowgate {
                 };
                 report.record(outcome, progress);
             }
-            return Ok(report);
+            return Ok(self.summarize(report));
         }
         let unfiltered =
             options.filter.is_empty() && options.max.is_none() && options.rate.is_none();
         let already_reset = if unfiltered {
             match self.move_all(&mut report, progress).await? {
-                None => return Ok(summarize(report)),
+                None => return Ok(self.summarize(report)),
                 Some(reset) => reset,
             }
         } else {
@@ -182,7 +182,7 @@ impl Flowgate {
         .await;
         walk.finish().await;
         result?;
-        Ok(summarize(report))
+        Ok(self.summarize(report))
     }
 
     /// Tries the queue's native bulk move for an unfiltered replay. Records are reset first,
@@ -230,6 +230,26 @@ impl Flowgate {
                 Ok(Some(reset))
             }
         }
+    }
+
+    fn summarize(&self, report: ReplayReport) -> ReplayReport {
+        if !report.dry_run {
+            self.count(&[
+                ("DlqReplayed", report.replayed),
+                ("DlqReplaySkipped", report.skipped_created),
+                ("DlqReplayFailed", report.failed),
+            ]);
+        }
+        info!(
+            stage = "dlq_replay",
+            dry_run = report.dry_run,
+            replayed = report.replayed,
+            skipped_created = report.skipped_created,
+            failed = report.failed,
+            native_move = ?report.native_move,
+            "dead-letter replay finished"
+        );
+        report
     }
 
     async fn plan(&self, letter: &DeadLetter) -> Result<Plan, BackendError> {
@@ -389,16 +409,4 @@ fn outcome(letter: &DeadLetter, action: Action, detail: impl Into<String>) -> Le
         action,
         detail: detail.into(),
     }
-}
-
-fn summarize(report: ReplayReport) -> ReplayReport {
-    info!(
-        stage = "dlq_replay",
-        replayed = report.replayed,
-        skipped_created = report.skipped_created,
-        failed = report.failed,
-        native_move = ?report.native_move,
-        "dead-letter replay finished"
-    );
-    report
 }
