@@ -238,10 +238,12 @@ async fn replay(app: &Flowgate, options: &ReplayOptions, json: bool) -> Result<E
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        let prefix = if report.dry_run { "would be " } else { "" };
         for o in &report.letters {
+            let action = serde_json::to_value(o.action)?;
             println!(
-                "{:<15} {:<36} {}",
-                format!("{:?}", o.action).to_lowercase(),
+                "{prefix}{:<15} {:<36} {}",
+                action.as_str().unwrap_or_default(),
                 o.request_id.as_deref().unwrap_or("-"),
                 o.detail
             );
