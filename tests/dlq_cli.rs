@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use flowgate_tests::binary::{Server, settle};
+use flowgate_tests::binary::{Server, request_view, settle, submit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 
@@ -37,17 +37,6 @@ fn json_of(out: &Output) -> Value {
     serde_json::from_slice(&out.stdout).expect("JSON on stdout")
 }
 
-async fn status(client: &reqwest::Client, base: &str, id: &str) -> Value {
-    client
-        .get(format!("{base}/v1/requests/{id}"))
-        .send()
-        .await
-        .expect("status")
-        .json()
-        .await
-        .expect("json")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_lists_shows_replays_archives_and_restores() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -68,15 +57,7 @@ async fn an_operator_lists_shows_replays_archives_and_restores() {
     assert!(put.status().is_success());
     let mut ids = Vec::new();
     for n in 0..5 {
-        let r: Value = client
-            .post(format!("{}/v1/workflows/ops/instances", broken.base))
-            .json(&json!({"params": {"n": n}}))
-            .send()
-            .await
-            .expect("submit")
-            .json()
-            .await
-            .expect("json");
+        let r = submit(&client, &broken.base, "ops", json!({"n": n})).await;
         ids.push(r["request_id"].as_str().expect("id").to_owned());
     }
     for id in &ids {
@@ -146,7 +127,7 @@ async fn an_operator_lists_shows_replays_archives_and_restores() {
         .collect();
     for id in &archived_ids {
         assert_eq!(
-            status(&client, &server.base, id).await["status"],
+            request_view(&client, &server.base, id).await["status"],
             "ARCHIVED"
         );
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use flowgate_tests::binary::{Server, list_instances, settle};
+use flowgate_tests::binary::{Server, list_instances, settle, submit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 
@@ -29,15 +29,7 @@ async fn api_and_workers_run_as_separate_processes_on_one_directory() {
     register(&client, &api.base, "split").await;
 
     // Nothing creates instances yet: the request waits, accepted.
-    let first: Value = client
-        .post(format!("{}/v1/workflows/split/instances", api.base))
-        .json(&json!({"params": {"n": 1}}))
-        .send()
-        .await
-        .expect("submit")
-        .json()
-        .await
-        .expect("json");
+    let first = submit(&client, &api.base, "split", json!({"n": 1})).await;
     assert_eq!(first["status"], "ACCEPTED");
 
     let workers = Server::start(BIN, dir.path(), &["--roles", "consumer,reconciler"], &[]);

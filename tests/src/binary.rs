@@ -145,17 +145,35 @@ pub async fn settle(
 ) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let view: Value = client
-            .get(format!("{base}/v1/requests/{request_id}"))
-            .send()
-            .await
-            .expect("status")
-            .json()
-            .await
-            .expect("json");
+        let view = request_view(client, base, request_id).await;
         if view["status"] != "ACCEPTED" || Instant::now() > deadline {
             return view;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// `GET /v1/requests/{request_id}`, as JSON.
+pub async fn request_view(client: &reqwest::Client, base: &str, request_id: &str) -> Value {
+    client
+        .get(format!("{base}/v1/requests/{request_id}"))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("json")
+}
+
+/// `POST /v1/workflows/{workflow}/instances` with `params`; the answer as JSON.
+pub async fn submit(client: &reqwest::Client, base: &str, workflow: &str, params: Value) -> Value {
+    client
+        .post(format!("{base}/v1/workflows/{workflow}/instances"))
+        .json(&serde_json::json!({ "params": params }))
+        .send()
+        .await
+        .expect("submit")
+        .json()
+        .await
+        .expect("json")
 }

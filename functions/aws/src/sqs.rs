@@ -9,7 +9,7 @@ use aws_sdk_sqs::types::{Message, MessageAttributeValue, MessageSystemAttributeN
 use chrono::{DateTime, Utc};
 
 use flowgate_core::BackendError;
-use flowgate_core::ports::{DeadLetter, Delivery, Envelope, MoveAll, Queue};
+use flowgate_core::ports::{Delivery, Envelope, Queue};
 
 use crate::error::classify;
 
@@ -206,29 +206,5 @@ impl Queue for SqsQueue {
         )
         .await?;
         self.delete("queue.dead_letter", d).await
-    }
-
-    async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
-        self.peek_dead(max).await
-    }
-
-    async fn dlq_claim(&self, max: usize, hold: Duration) -> Result<Vec<DeadLetter>, BackendError> {
-        self.claim_dead(max, hold).await
-    }
-
-    async fn dlq_release(&self, letter: &DeadLetter) -> Result<(), BackendError> {
-        self.release_dead(letter).await
-    }
-
-    async fn dlq_delete(&self, letter: &DeadLetter) -> Result<(), BackendError> {
-        self.delete_dead(letter).await
-    }
-
-    async fn dlq_restore(&self, letter: &DeadLetter) -> Result<(), BackendError> {
-        self.restore_dead(letter).await
-    }
-
-    async fn dlq_move_all(&self) -> Result<MoveAll, BackendError> {
-        Ok(self.move_all().await)
     }
 }

@@ -4,12 +4,13 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use aws_sdk_sqs::types::{ChangeMessageVisibilityBatchRequestEntry, Message, QueueAttributeName};
 use chrono::{DateTime, Utc};
 use tracing::warn;
 
 use flowgate_core::BackendError;
-use flowgate_core::ports::{DeadLetter, MoveAll};
+use flowgate_core::ports::{DeadLetter, DeadLetterQueue, MoveAll};
 
 use crate::error::classify;
 use crate::sqs::{
@@ -54,10 +55,11 @@ fn letter(m: &Message, receipt: bool) -> DeadLetter {
     }
 }
 
-impl SqsQueue {
+#[async_trait]
+impl DeadLetterQueue for SqsQueue {
     /// SQS cannot read a queue without receiving: a peek receives every letter with a short
     /// hold, then makes them all visible again at once.
-    pub(crate) async fn peek_dead(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
+    async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
         let mut seen = HashSet::new();
         let mut letters = Vec::new();
         let mut handles = Vec::new();
@@ -96,6 +98,62 @@ impl SqsQueue {
         Ok(letters)
     }
 
+    async fn dlq_claim(&self, max: usize, hold: Duration) -> Result<Vec<DeadLetter>, BackendError> {
+        let batch = self
+            .receive_from(
+                "dlq.claim",
+                &self.dlq_url,
+                max,
+                Duration::from_secs(1),
+                Some(hold),
+            )
+            .await?;
+        Ok(batch.iter().map(|m| letter(m, true)).collect())
+    }
+
+    async fn dlq_release(&self, l: &DeadLetter) -> Result<(), BackendError> {
+        self.release_all("dlq.release", std::slice::from_ref(&l.receipt))
+            .await
+    }
+
+    async fn dlq_delete(&self, l: &DeadLetter) -> Result<(), BackendError> {
+        self.client
+            .delete_message()
+            .queue_url(&self.dlq_url)
+            .receipt_handle(&l.receipt)
+            .send()
+            .await
+            .map_err(|e| classify("dlq.delete", e))?;
+        Ok(())
+    }
+
+    async fn dlq_restore(&self, l: &DeadLetter) -> Result<(), BackendError> {
+        self.send_to(
+            "dlq.restore",
+            &self.dlq_url,
+            l.tenant.as_deref().unwrap_or(""),
+            l.request_id.as_deref().unwrap_or(""),
+            &l.body,
+            Some(&DeadAttributes {
+                reason: l.reason.as_deref(),
+                receive_count: l.receive_count,
+                at: l.dead_lettered_at,
+            }),
+        )
+        .await
+    }
+
+    /// SQS's native redrive of the whole DLQ to the main queue. Any failure (no permission,
+    /// an emulator without the API, a failed task) is `Unsupported`: the caller falls back.
+    async fn dlq_move_all(&self) -> Result<MoveAll, BackendError> {
+        Ok(match self.try_move_all().await {
+            Ok(moved) => MoveAll::Moved(moved),
+            Err(e) => MoveAll::Unsupported(e.chain()),
+        })
+    }
+}
+
+impl SqsQueue {
     async fn release_all(&self, op: &'static str, handles: &[String]) -> Result<(), BackendError> {
         for chunk in handles.chunks(10) {
             let entries = chunk
@@ -127,64 +185,6 @@ impl SqsQueue {
             }
         }
         Ok(())
-    }
-
-    pub(crate) async fn claim_dead(
-        &self,
-        max: usize,
-        hold: Duration,
-    ) -> Result<Vec<DeadLetter>, BackendError> {
-        let batch = self
-            .receive_from(
-                "dlq.claim",
-                &self.dlq_url,
-                max,
-                Duration::from_secs(1),
-                Some(hold),
-            )
-            .await?;
-        Ok(batch.iter().map(|m| letter(m, true)).collect())
-    }
-
-    pub(crate) async fn release_dead(&self, l: &DeadLetter) -> Result<(), BackendError> {
-        self.release_all("dlq.release", std::slice::from_ref(&l.receipt))
-            .await
-    }
-
-    pub(crate) async fn delete_dead(&self, l: &DeadLetter) -> Result<(), BackendError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.dlq_url)
-            .receipt_handle(&l.receipt)
-            .send()
-            .await
-            .map_err(|e| classify("dlq.delete", e))?;
-        Ok(())
-    }
-
-    pub(crate) async fn restore_dead(&self, l: &DeadLetter) -> Result<(), BackendError> {
-        self.send_to(
-            "dlq.restore",
-            &self.dlq_url,
-            l.tenant.as_deref().unwrap_or(""),
-            l.request_id.as_deref().unwrap_or(""),
-            &l.body,
-            Some(&DeadAttributes {
-                reason: l.reason.as_deref(),
-                receive_count: l.receive_count,
-                at: l.dead_lettered_at,
-            }),
-        )
-        .await
-    }
-
-    /// SQS's native redrive of the whole DLQ to the main queue. Any failure (no permission,
-    /// an emulator without the API, a failed task) is `Unsupported`: the caller falls back.
-    pub(crate) async fn move_all(&self) -> MoveAll {
-        match self.try_move_all().await {
-            Ok(moved) => MoveAll::Moved(moved),
-            Err(e) => MoveAll::Unsupported(e.chain()),
-        }
     }
 
     async fn arn(&self, url: &str) -> Result<String, BackendError> {

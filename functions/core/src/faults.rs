@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{BackendError, ErrorKind, StoreError};
 use crate::model::{HistoryEvent, Instance, InstanceCursor, RequestRecord, Workflow};
 use crate::ports::{
-    Creation, DeadLetter, Delivery, Enqueued, Envelope, Liveness, MoveAll, Outbox, Queue,
-    RequestUpdate, Store, UpdateOutcome, Upsert,
+    Creation, DeadLetter, DeadLetterQueue, Delivery, Enqueued, Envelope, Liveness, MoveAll, Outbox,
+    Queue, RequestUpdate, Store, UpdateOutcome, Upsert,
 };
 
 /// The environment variable `flowgate serve` reads its plan from.
@@ -334,6 +334,10 @@ impl Queue for FaultyQueue {
             .guard("queue.liveness", self.inner.liveness(t, r))
             .await
     }
+}
+
+#[async_trait]
+impl DeadLetterQueue for FaultyQueue {
     async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
         self.plan.guard("dlq.peek", self.inner.dlq_peek(max)).await
     }

@@ -242,25 +242,9 @@ pub enum MoveAll {
     Unsupported(String),
 }
 
-/// An at-least-once queue with a dead-letter queue.
+/// The dead-letter queue beside a [`Queue`], as the operator's tools use it.
 #[async_trait]
-pub trait Queue: Send + Sync + 'static {
-    /// Durably enqueues a message.
-    async fn send(&self, envelope: &Envelope) -> Result<(), BackendError>;
-
-    /// Receives up to `max` visible messages, waiting up to `wait` for the first. Each one
-    /// becomes invisible for the queue's visibility timeout.
-    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError>;
-
-    /// Deletes a delivered message: it was handled.
-    async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError>;
-
-    /// Makes a delivered message visible again after `delay`.
-    async fn retry_later(&self, delivery: &Delivery, delay: Duration) -> Result<(), BackendError>;
-
-    /// Moves a delivered message to the dead-letter queue with `reason`.
-    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError>;
-
+pub trait DeadLetterQueue: Send + Sync {
     /// Up to `max` dead letters, oldest first, without claiming or changing any of them.
     async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError>;
 
@@ -285,6 +269,26 @@ pub trait Queue: Send + Sync + 'static {
             "this queue has no native bulk move".into(),
         ))
     }
+}
+
+/// An at-least-once queue with a dead-letter queue.
+#[async_trait]
+pub trait Queue: DeadLetterQueue + Send + Sync + 'static {
+    /// Durably enqueues a message.
+    async fn send(&self, envelope: &Envelope) -> Result<(), BackendError>;
+
+    /// Receives up to `max` visible messages, waiting up to `wait` for the first. Each one
+    /// becomes invisible for the queue's visibility timeout.
+    async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError>;
+
+    /// Deletes a delivered message: it was handled.
+    async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError>;
+
+    /// Makes a delivered message visible again after `delay`.
+    async fn retry_later(&self, delivery: &Delivery, delay: Duration) -> Result<(), BackendError>;
+
+    /// Moves a delivered message to the dead-letter queue with `reason`.
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError>;
 
     /// What the queue knows of the message for a request.
     async fn liveness(&self, tenant: &str, request_id: &str) -> Result<Liveness, BackendError> {

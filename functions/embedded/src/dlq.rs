@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use async_trait::async_trait;
 use rusqlite::{Row, params};
 
 use flowgate_core::BackendError;
-use flowgate_core::ports::DeadLetter;
+use flowgate_core::ports::{DeadLetter, DeadLetterQueue};
 
 use crate::Embedded;
 use crate::codec::{micros, time};
@@ -30,8 +31,9 @@ fn letter(row: &Row<'_>, receipt: impl FnOnce(i64) -> String) -> rusqlite::Resul
     })
 }
 
-impl Embedded {
-    pub(crate) async fn peek_dead(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
+#[async_trait]
+impl DeadLetterQueue for Embedded {
+    async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
         let limit = i64::try_from(max).unwrap_or(i64::MAX);
         self.db
             .read(move |conn| {
@@ -46,11 +48,7 @@ impl Embedded {
             .map_err(|e| e.into_backend("dlq.peek"))
     }
 
-    pub(crate) async fn claim_dead(
-        &self,
-        max: usize,
-        hold: Duration,
-    ) -> Result<Vec<DeadLetter>, BackendError> {
+    async fn dlq_claim(&self, max: usize, hold: Duration) -> Result<Vec<DeadLetter>, BackendError> {
         let limit = i64::try_from(max.clamp(1, 10)).unwrap_or(10);
         let hold = us(hold);
         self.db
@@ -78,7 +76,7 @@ impl Embedded {
             .map_err(|e| e.into_backend("dlq.claim"))
     }
 
-    pub(crate) async fn release_dead(&self, letter: &DeadLetter) -> Result<(), BackendError> {
+    async fn dlq_release(&self, letter: &DeadLetter) -> Result<(), BackendError> {
         self.on_receipt("dlq.release", &letter.receipt, |conn, id, token| {
             conn.prepare_cached(
                 "UPDATE messages SET visible_at = ?3, receipt = NULL \
@@ -89,7 +87,7 @@ impl Embedded {
         .await
     }
 
-    pub(crate) async fn delete_dead(&self, letter: &DeadLetter) -> Result<(), BackendError> {
+    async fn dlq_delete(&self, letter: &DeadLetter) -> Result<(), BackendError> {
         self.on_receipt("dlq.delete", &letter.receipt, |conn, id, token| {
             conn.prepare_cached(
                 "DELETE FROM messages WHERE id = ?1 AND receipt = ?2 AND queue = 'dlq'",
@@ -99,7 +97,7 @@ impl Embedded {
         .await
     }
 
-    pub(crate) async fn restore_dead(&self, letter: &DeadLetter) -> Result<(), BackendError> {
+    async fn dlq_restore(&self, letter: &DeadLetter) -> Result<(), BackendError> {
         let l = letter.clone();
         self.db
             .write(move |conn| {

@@ -9,7 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use tracing::warn;
 
 use flowgate_core::BackendError;
-use flowgate_core::ports::{DeadLetter, Delivery, Envelope, Liveness, Queue};
+use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue};
 
 use crate::Embedded;
 use crate::codec::micros;
@@ -237,26 +237,6 @@ impl Queue for Embedded {
             },
         )
         .await
-    }
-
-    async fn dlq_peek(&self, max: usize) -> Result<Vec<DeadLetter>, BackendError> {
-        self.peek_dead(max).await
-    }
-
-    async fn dlq_claim(&self, max: usize, hold: Duration) -> Result<Vec<DeadLetter>, BackendError> {
-        self.claim_dead(max, hold).await
-    }
-
-    async fn dlq_release(&self, letter: &DeadLetter) -> Result<(), BackendError> {
-        self.release_dead(letter).await
-    }
-
-    async fn dlq_delete(&self, letter: &DeadLetter) -> Result<(), BackendError> {
-        self.delete_dead(letter).await
-    }
-
-    async fn dlq_restore(&self, letter: &DeadLetter) -> Result<(), BackendError> {
-        self.restore_dead(letter).await
     }
 
     async fn liveness(&self, tenant: &str, request_id: &str) -> Result<Liveness, BackendError> {

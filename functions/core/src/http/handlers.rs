@@ -138,6 +138,15 @@ pub struct ListQuery {
     cursor: Option<String>,
 }
 
+/// The `limit` query parameter of a listing.
+fn page_limit(text: Option<String>) -> Result<Option<usize>, ApiError> {
+    text.map(|l| {
+        l.parse::<usize>()
+            .map_err(|_| validation::invalid("limit", "must be a whole number"))
+    })
+    .transpose()
+}
+
 /// `GET /v1/workflows/{code}/instances?limit=&cursor=`.
 pub async fn list_instances(
     State(app): State<Flowgate>,
@@ -145,13 +154,7 @@ pub async fn list_instances(
     Path(workflow): Path<String>,
     Query(query): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = query
-        .limit
-        .map(|l| {
-            l.parse::<usize>()
-                .map_err(|_| validation::invalid("limit", "must be a whole number"))
-        })
-        .transpose()?;
+    let limit = page_limit(query.limit)?;
     let page = app
         .list_instances(&tenant, &workflow, limit, query.cursor.as_deref())
         .await?;
@@ -231,13 +234,7 @@ pub async fn list_dlq(
         older_than: age("older_than", query.older_than)?,
         newer_than: age("newer_than", query.newer_than)?,
     };
-    let limit = query
-        .limit
-        .map(|l| {
-            l.parse::<usize>()
-                .map_err(|_| validation::invalid("limit", "must be a whole number"))
-        })
-        .transpose()?;
+    let limit = page_limit(query.limit)?;
     let page = app
         .dlq_list(&filter, limit, query.cursor.as_deref())
         .await?;
