@@ -319,6 +319,52 @@ pub async fn scenario(app: Arc<App>) {
     );
     assert_eq!(count_instances(&app, &t, "alpha").await, 12);
 
+    // A stale letter of a request created since is removed, not re-sent.
+    let created = app
+        .raw_store
+        .get_request(&t, &alpha[0])
+        .await
+        .expect("read")
+        .expect("record");
+    app.raw_queue
+        .dlq_restore(&DeadLetter {
+            message_id: String::new(),
+            receipt: String::new(),
+            tenant: Some(t.clone()),
+            request_id: Some(created.request_id.clone()),
+            body: QueueMessage::for_record(&created).envelope().body,
+            reason: Some("permanent failure: stale".into()),
+            receive_count: 1,
+            dead_lettered_at: chrono::Utc::now(),
+        })
+        .await
+        .expect("stale letter");
+    let stale = replay(
+        &app,
+        ReplayOptions {
+            filter: only(&t, "alpha"),
+            ..ReplayOptions::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        (stale.replayed, stale.skipped_created, stale.failed),
+        (0, 1, 0)
+    );
+    assert_eq!(scan(only(&t, "alpha")).await, 0, "the stale letter is gone");
+    let after = app
+        .raw_store
+        .get_request(&t, &alpha[0])
+        .await
+        .expect("read")
+        .expect("record");
+    assert_eq!(
+        after.history.len(),
+        created.history.len(),
+        "no replayed event"
+    );
+    assert_eq!(count_instances(&app, &t, "alpha").await, 12);
+
     // Archive the rest, check the file, restore it.
     let mut sink = TextSink::default();
     let archived = app
