@@ -282,6 +282,18 @@ pub async fn scenario(app: Arc<App>) {
         "a dry run changed something"
     );
 
+    // A misspelt filter is refused, never read as "every letter".
+    app.call_as(
+        Some(&t),
+        "POST",
+        "/v1/dlq/replay",
+        &[],
+        Some(r#"{"workflw": "alpha"}"#),
+    )
+    .await
+    .assert_problem(400, "invalid-request");
+    assert_eq!(snapshot(&app, &t, &all).await, before);
+
     // Replay alpha through the API, with the fault gone and the consumer running.
     let stop = app.start_consumer();
     let reply = app

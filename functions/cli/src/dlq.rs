@@ -78,7 +78,10 @@ pub async fn run(args: DlqArgs) -> Result<ExitCode> {
             filter: f,
             max: m,
             out,
-        } => archive(&app, &filter(f), max(m), &out).await,
+        } => {
+            let mut sink = JsonlFile::open(&out)?;
+            archive(&app, &filter(f), max(m), &mut sink).await
+        }
         DlqCommand::Restore { file } => {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
@@ -202,9 +205,6 @@ async fn show(
 }
 
 fn bar(total: usize, what: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
     let bar = ProgressBar::new(total as u64);
     if let Ok(style) = ProgressStyle::with_template(&format!(
         "{what} {{bar:40}} {{pos}}/{{len}} {{per_sec}} eta {{eta}}"
@@ -215,11 +215,16 @@ fn bar(total: usize, what: &str) -> ProgressBar {
 }
 
 async fn replay(app: &Flowgate, options: &ReplayOptions, json: bool) -> Result<ExitCode> {
-    let expected = app.dlq_scan(&options.filter).await?.len();
-    let bar = bar(
-        options.max.map_or(expected, |m| m.min(expected)),
-        "replaying",
-    );
+    // The bar's length costs a full read of the DLQ, so only a terminal pays for it.
+    let bar = if std::io::stderr().is_terminal() {
+        let expected = app.dlq_scan(&options.filter).await?.len();
+        bar(
+            options.max.map_or(expected, |m| m.min(expected)),
+            "replaying",
+        )
+    } else {
+        ProgressBar::hidden()
+    };
     let progress = |o: &LetterOutcome| {
         bar.inc(1);
         if o.action == Action::Failed {
@@ -319,17 +324,16 @@ async fn archive(
     app: &Flowgate,
     filter: &LetterFilter,
     max: Option<usize>,
-    out: &Path,
+    sink: &mut JsonlFile,
 ) -> Result<ExitCode> {
-    let mut sink = JsonlFile::open(out)?;
-    let report = app.dlq_archive(filter, max, &mut sink).await?;
+    let report = app.dlq_archive(filter, max, sink).await?;
     for failure in &report.failed {
         eprintln!("failed: {failure}");
     }
     eprintln!(
         "archived {} to {} at {}, failed {}",
         report.archived,
-        out.display(),
+        sink.path.display(),
         Utc::now().to_rfc3339(),
         report.failed.len()
     );

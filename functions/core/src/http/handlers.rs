@@ -241,12 +241,40 @@ pub async fn list_dlq(
     Ok(Json(page).into_response())
 }
 
+/// The body of `POST /v1/dlq/replay`. Unknown fields are refused: a misspelt filter must
+/// not widen a replay to every letter.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayBody {
+    tenant: Option<String>,
+    workflow: Option<String>,
+    error: Option<String>,
+    older_than: Option<String>,
+    newer_than: Option<String>,
+    max: Option<usize>,
+    rate: Option<f64>,
+    #[serde(default)]
+    dry_run: bool,
+}
+
 /// `POST /v1/dlq/replay`: replays the caller's dead letters that the body selects.
 pub async fn replay_dlq(
     State(app): State<Flowgate>,
     Tenant(tenant): Tenant,
-    JsonBody(mut options): JsonBody<ReplayOptions>,
+    JsonBody(body): JsonBody<ReplayBody>,
 ) -> Result<Response, ApiError> {
+    let mut options = ReplayOptions {
+        filter: LetterFilter {
+            tenant: body.tenant,
+            workflow: body.workflow,
+            error: body.error,
+            older_than: age("/older_than", body.older_than)?,
+            newer_than: age("/newer_than", body.newer_than)?,
+        },
+        max: body.max,
+        rate: body.rate,
+        dry_run: body.dry_run,
+    };
     if options.filter.tenant.as_ref().is_some_and(|t| *t != tenant) {
         return Err(validation::invalid(
             "/tenant",

@@ -130,7 +130,7 @@ impl LetterSummary {
 }
 
 /// Which letters an operation applies to; every field that is set must match.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct LetterFilter {
     /// Only this tenant's letters.
     pub tenant: Option<String>,
@@ -140,10 +140,8 @@ pub struct LetterFilter {
     /// substring of the reason.
     pub error: Option<String>,
     /// Only letters dead-lettered at least this long ago.
-    #[serde(default, with = "humantime_opt")]
     pub older_than: Option<Duration>,
     /// Only letters dead-lettered at most this long ago.
-    #[serde(default, with = "humantime_opt")]
     pub newer_than: Option<Duration>,
 }
 
@@ -167,26 +165,6 @@ impl LetterFilter {
             })
             && self.older_than.is_none_or(|d| age >= d)
             && self.newer_than.is_none_or(|d| age <= d)
-    }
-}
-
-/// Durations as humantime text (`90s`, `2h`) in JSON bodies.
-mod humantime_opt {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
-        match d {
-            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        Option::<String>::deserialize(d)?
-            .map(|text| super::parse_duration(&text).map_err(serde::de::Error::custom))
-            .transpose()
     }
 }
 

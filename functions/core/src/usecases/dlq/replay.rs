@@ -17,17 +17,15 @@ use crate::ports::{DeadLetter, MoveAll, RequestUpdate, UpdateOutcome};
 use crate::usecases::{Flowgate, request_span};
 
 /// What a replay applies to, and how.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReplayOptions {
     /// Which letters.
-    #[serde(flatten)]
     pub filter: LetterFilter,
     /// At most this many letters.
     pub max: Option<usize>,
     /// At most this many letters per second.
     pub rate: Option<f64>,
     /// Report what would happen, and change nothing.
-    #[serde(default)]
     pub dry_run: bool,
 }
 
