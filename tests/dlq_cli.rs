@@ -160,6 +160,10 @@ async fn an_operator_lists_shows_replays_archives_and_restores() {
     assert_eq!(code(&dlq(d, &["replay", "--rate", "fast"])), 2);
     assert_eq!(code(&dlq(d, &["replay", "--max", "0"])), 2);
     assert_eq!(code(&dlq(d, &["list", "--older-than", "soon"])), 2);
+    let nowhere = d.join("no-such-dir").join("out.jsonl");
+    let unwritable = dlq(d, &["archive", "--out", nowhere.to_str().expect("path")]);
+    assert_eq!(code(&unwritable), 2);
+    assert!(String::from_utf8_lossy(&unwritable.stderr).contains("cannot open"));
     let garbage = d.join("garbage.jsonl");
     std::fs::write(&garbage, "{\"not\": \"a letter\"}\n").expect("write");
     let bad = dlq(d, &["restore", garbage.to_str().expect("path")]);
