@@ -198,7 +198,11 @@ impl Flowgate {
             match self.plan(letter).await? {
                 Plan::Replay(message, status) => plans.push((letter, message, status)),
                 // Stale or unreplayable letters need the letter-by-letter path.
-                _ => return Ok(Some(HashSet::new())),
+                _ => {
+                    report.native_move =
+                        Some("not tried: some letters are stale or cannot be replayed".into());
+                    return Ok(Some(HashSet::new()));
+                }
             }
         }
         if plans.is_empty() {
