@@ -46,10 +46,14 @@ if .venv/bin/python infra/check_iam.py "$bad" 2>/dev/null; then
 fi
 rm -f "$bad"
 
-echo "== the Lambda binaries never link the embedded backend"
+echo "== the Lambda binaries never link the embedded backend (nor aws-lc: TLS is rustls on ring)"
 for f in api consumer reconciler; do
   if cargo tree -p "flowgate-$f" -e normal --prefix none | grep -qE '^(flowgate-embedded|rusqlite) '; then
     echo "error: flowgate-$f links the embedded backend" >&2
+    exit 1
+  fi
+  if cargo tree -p "flowgate-$f" -e normal --prefix none | grep -qE '^aws-lc-(rs|sys) '; then
+    echo "error: flowgate-$f links aws-lc, which grows the binary; keep the SDKs on rustls-ring" >&2
     exit 1
   fi
 done

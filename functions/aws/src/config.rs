@@ -5,6 +5,8 @@ use std::time::Duration;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+use aws_smithy_http_client::tls::Provider;
+use aws_smithy_http_client::tls::rustls_provider::CryptoMode;
 
 /// Where the backend's resources are. `AWS_ENDPOINT_URL` (for moto or LocalStack),
 /// `AWS_REGION` and credentials are read by the SDK itself.
@@ -50,9 +52,14 @@ impl AwsConfig {
     }
 }
 
-/// The SDK configuration with explicit retries (standard mode, 3 attempts) and timeouts.
+/// The SDK configuration with explicit retries (standard mode, 3 attempts) and timeouts, over
+/// an HTTPS client on rustls with ring.
 pub async fn sdk_config() -> SdkConfig {
+    let https = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(https)
         .retry_config(RetryConfig::standard().with_max_attempts(3))
         .timeout_config(
             TimeoutConfig::builder()
