@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use flowgate_core::message::QueueMessage;
-use flowgate_core::model::{EventKind, RequestStatus};
+use flowgate_core::model::{EventKind, RequestRecord, RequestStatus};
 use flowgate_core::ports::{DeadLetter, Envelope};
 use flowgate_core::usecases::dlq::{
     ArchiveSink, ArchivedLetter, LetterFilter, ReplayOptions, ReplayReport, parse_archive,
@@ -339,16 +339,7 @@ pub async fn scenario(app: Arc<App>) {
         .expect("read")
         .expect("record");
     app.raw_queue
-        .dlq_restore(&DeadLetter {
-            message_id: String::new(),
-            receipt: String::new(),
-            tenant: Some(t.clone()),
-            request_id: Some(created.request_id.clone()),
-            body: QueueMessage::for_record(&created).envelope().body,
-            reason: Some("permanent failure: stale".into()),
-            receive_count: 1,
-            dead_lettered_at: chrono::Utc::now(),
-        })
+        .dlq_restore(&letter_of(&created, "stale"))
         .await
         .expect("stale letter");
     let stale = replay(
@@ -458,6 +449,20 @@ pub async fn scenario(app: Arc<App>) {
     drop(stop);
 }
 
+/// A dead letter of `record`'s message, as the consumer would have left it.
+fn letter_of(record: &RequestRecord, why: &str) -> DeadLetter {
+    DeadLetter {
+        message_id: String::new(),
+        receipt: String::new(),
+        tenant: Some(record.tenant.clone()),
+        request_id: Some(record.request_id.clone()),
+        body: QueueMessage::for_record(record).envelope().body,
+        reason: Some(format!("permanent failure: {why}")),
+        receive_count: 1,
+        dead_lettered_at: chrono::Utc::now(),
+    }
+}
+
 /// Waits until none of `ids` is `ACCEPTED`.
 async fn settle(app: &App, tenant: &str, ids: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(300);
@@ -485,16 +490,7 @@ pub async fn timed_replay(app: &App, n: usize) -> Duration {
             .await
             .expect("record");
         app.raw_queue
-            .dlq_restore(&DeadLetter {
-                message_id: String::new(),
-                receipt: String::new(),
-                tenant: Some(t.clone()),
-                request_id: Some(record.request_id.clone()),
-                body: QueueMessage::for_record(&record).envelope().body,
-                reason: Some("permanent failure: timed".into()),
-                receive_count: 1,
-                dead_lettered_at: chrono::Utc::now(),
-            })
+            .dlq_restore(&letter_of(&record, "timed"))
             .await
             .expect("letter");
         ids.insert(record.request_id);
