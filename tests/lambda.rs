@@ -14,7 +14,7 @@ use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestStatus};
 use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
 use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
-use flowgate_tests::fixtures::{embedded, record, tenant};
+use flowgate_tests::fixtures::{count_events, embedded, record, tenant};
 
 /// An API Gateway HTTP API (payload v2.0) event, as the Lambda receives it.
 fn http_event(method: &str, path: &str, body: Option<&Value>, authorizer: Value) -> String {
@@ -288,15 +288,11 @@ async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
     }
     let dead = read(failing.request_id.clone()).await;
     assert_eq!((dead.status, dead.attempts), (RequestStatus::Dead, 3));
-    let kinds: Vec<EventKind> = dead.history.iter().map(|h| h.kind).collect();
+    assert_eq!(count_events(&dead.history, EventKind::DeliveryFailed), 2);
     assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| **k == EventKind::DeliveryFailed)
-            .count(),
-        2
+        dead.history.last().map(|h| h.kind),
+        Some(EventKind::DeadLettered)
     );
-    assert_eq!(kinds.last(), Some(&EventKind::DeadLettered));
 }
 
 #[tokio::test]

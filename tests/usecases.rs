@@ -11,7 +11,7 @@ use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestStatus};
 use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
 use flowgate_core::usecases::{Consumer, ConsumerConfig, Disposition, Reconciler};
-use flowgate_tests::fixtures::{TempEmbedded, embedded, record, tenant};
+use flowgate_tests::fixtures::{TempEmbedded, count_events, embedded, record, tenant};
 
 const MAX: u32 = 5;
 
@@ -174,15 +174,11 @@ async fn retryable_failures_retry_then_dead_letter_on_the_last_delivery() {
     assert!(reason.starts_with("gave up after 5 deliveries"), "{reason}");
     let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Dead);
-    let kinds: Vec<EventKind> = read.history.iter().map(|h| h.kind).collect();
+    assert_eq!(count_events(&read.history, EventKind::DeliveryFailed), 4);
     assert_eq!(
-        kinds
-            .iter()
-            .filter(|k| **k == EventKind::DeliveryFailed)
-            .count(),
-        4
+        read.history.last().map(|h| h.kind),
+        Some(EventKind::DeadLettered)
     );
-    assert_eq!(kinds.last(), Some(&EventKind::DeadLettered));
     assert!(matches!(
         rig.queue.liveness(&t, &r.request_id).await.unwrap(),
         Liveness::DeadLettered(_)
@@ -222,13 +218,7 @@ async fn redelivery_and_duplicates_create_one_instance() {
     assert_eq!(rig.handle_next().await, Disposition::Ack);
     let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Created);
-    assert_eq!(
-        read.history
-            .iter()
-            .filter(|h| h.kind == EventKind::Created)
-            .count(),
-        1
-    );
+    assert_eq!(count_events(&read.history, EventKind::Created), 1);
     assert_eq!(
         rig.store
             .list_instances(&t, "wf", 10, None)

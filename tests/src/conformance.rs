@@ -18,7 +18,7 @@ use flowgate_core::ports::{
     Upsert,
 };
 
-use crate::fixtures::{instance, record, tenant};
+use crate::fixtures::{count_events, instance, record, tenant};
 
 pub use crate::conformance_dlq::*;
 
@@ -373,13 +373,7 @@ pub async fn create_instance_is_exactly_once(s: Subject) {
     assert_eq!(read.priority, r.spec.priority);
     let req = stored(&s, &t, &r.request_id).await;
     assert_eq!(req.status, RequestStatus::Created);
-    assert_eq!(
-        req.history
-            .iter()
-            .filter(|h| h.kind == EventKind::Created)
-            .count(),
-        1
-    );
+    assert_eq!(count_events(&req.history, EventKind::Created), 1);
 
     let orphan = instance(&record(&t, "wf", Utc::now()), Utc::now());
     let err = s

@@ -17,7 +17,7 @@ use flowgate_core::usecases::dlq::{
 };
 use flowgate_core::usecases::{Consumer, ConsumerConfig};
 
-use crate::fixtures;
+use crate::fixtures::{self, count_events};
 use crate::http::App;
 
 /// An in-memory archive, as a JSONL text.
@@ -152,13 +152,7 @@ async fn assert_created_once(app: &App, tenant: &str, ids: &[String]) {
                 .expect("read")
                 .is_some()
         );
-        assert_eq!(
-            r.history
-                .iter()
-                .filter(|h| h.kind == EventKind::Created)
-                .count(),
-            1
-        );
+        assert_eq!(count_events(&r.history, EventKind::Created), 1);
         assert!(r.history.iter().any(|h| h.kind == EventKind::Replayed));
     }
 }
@@ -180,6 +174,22 @@ async fn replay(app: &App, options: ReplayOptions) -> ReplayReport {
         .dlq_replay(&options, &nothing_progress())
         .await
         .expect("replay")
+}
+
+async fn replay_filtered(app: &App, filter: LetterFilter) -> ReplayReport {
+    replay(
+        app,
+        ReplayOptions {
+            filter,
+            ..ReplayOptions::default()
+        },
+    )
+    .await
+}
+
+/// (replayed, skipped as created, failed).
+fn counts(r: &ReplayReport) -> (u64, u64, u64) {
+    (r.replayed, r.skipped_created, r.failed)
 }
 
 /// The whole scenario on one backend.
@@ -317,16 +327,8 @@ pub async fn scenario(app: Arc<App>) {
     assert_eq!(count_instances(&app, &t, "beta").await, 0);
 
     // Again: nothing left to do, nothing changes.
-    let again = replay(
-        &app,
-        ReplayOptions {
-            filter: only(&t, "alpha"),
-            ..ReplayOptions::default()
-        },
-    )
-    .await;
     assert_eq!(
-        (again.replayed, again.skipped_created, again.failed),
+        counts(&replay_filtered(&app, only(&t, "alpha")).await),
         (0, 0, 0)
     );
     assert_eq!(count_instances(&app, &t, "alpha").await, 12);
@@ -342,16 +344,8 @@ pub async fn scenario(app: Arc<App>) {
         .dlq_restore(&letter_of(&created, "stale"))
         .await
         .expect("stale letter");
-    let stale = replay(
-        &app,
-        ReplayOptions {
-            filter: only(&t, "alpha"),
-            ..ReplayOptions::default()
-        },
-    )
-    .await;
     assert_eq!(
-        (stale.replayed, stale.skipped_created, stale.failed),
+        counts(&replay_filtered(&app, only(&t, "alpha")).await),
         (0, 1, 0)
     );
     assert_eq!(scan(only(&t, "alpha")).await, 0, "the stale letter is gone");
@@ -409,11 +403,10 @@ pub async fn scenario(app: Arc<App>) {
     );
 
     // Two replays at once, with the consumer running: one instance per request.
-    let options = ReplayOptions {
-        filter: filter(&t),
-        ..ReplayOptions::default()
-    };
-    let (a, b) = tokio::join!(replay(&app, options.clone()), replay(&app, options));
+    let (a, b) = tokio::join!(
+        replay_filtered(&app, filter(&t)),
+        replay_filtered(&app, filter(&t))
+    );
     assert_eq!(a.replayed + b.replayed, 12, "{a:?} {b:?}");
     assert!(
         a.failed + b.failed >= 1,

@@ -30,6 +30,11 @@ pub fn init_tracing() {
     });
 }
 
+/// How many events of `kind` a history holds.
+pub fn count_events(history: &[HistoryEvent], kind: EventKind) -> usize {
+    history.iter().filter(|h| h.kind == kind).count()
+}
+
 /// A fresh random tenant, so tests never see each other's data.
 pub fn tenant() -> String {
     format!("t-{}", uuid::Uuid::now_v7().simple())

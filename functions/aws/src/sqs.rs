@@ -51,11 +51,17 @@ impl SqsQueue {
         &self.url
     }
 
-    async fn delete(&self, op: &'static str, d: &Delivery) -> Result<(), BackendError> {
+    /// Deletes the message a receipt names from the queue at `url`.
+    pub(crate) async fn delete(
+        &self,
+        op: &'static str,
+        url: &str,
+        receipt: &str,
+    ) -> Result<(), BackendError> {
         self.client
             .delete_message()
-            .queue_url(&self.url)
-            .receipt_handle(&d.receipt)
+            .queue_url(url)
+            .receipt_handle(receipt)
             .send()
             .await
             .map_err(|e| classify(op, e))?;
@@ -174,7 +180,7 @@ impl Queue for SqsQueue {
     }
 
     async fn ack(&self, d: &Delivery) -> Result<(), BackendError> {
-        self.delete("queue.ack", d).await
+        self.delete("queue.ack", &self.url, &d.receipt).await
     }
 
     async fn retry_later(&self, d: &Delivery, delay: Duration) -> Result<(), BackendError> {
@@ -205,6 +211,7 @@ impl Queue for SqsQueue {
             }),
         )
         .await?;
-        self.delete("queue.dead_letter", d).await
+        self.delete("queue.dead_letter", &self.url, &d.receipt)
+            .await
     }
 }

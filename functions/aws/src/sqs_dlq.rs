@@ -117,14 +117,7 @@ impl DeadLetterQueue for SqsQueue {
     }
 
     async fn dlq_delete(&self, l: &DeadLetter) -> Result<(), BackendError> {
-        self.client
-            .delete_message()
-            .queue_url(&self.dlq_url)
-            .receipt_handle(&l.receipt)
-            .send()
-            .await
-            .map_err(|e| classify("dlq.delete", e))?;
-        Ok(())
+        self.delete("dlq.delete", &self.dlq_url, &l.receipt).await
     }
 
     async fn dlq_restore(&self, l: &DeadLetter) -> Result<(), BackendError> {

@@ -2,6 +2,7 @@
 //! cloud: hosts plug their adapters into [`ports::Store`] and [`ports::Queue`].
 
 pub mod api_error;
+pub mod dead_reason;
 pub mod error;
 #[cfg(feature = "faults")]
 pub mod faults;

@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 use tracing::warn;
 
 use flowgate_core::BackendError;
+use flowgate_core::dead_reason;
 use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue};
 
 use crate::Embedded;
@@ -104,10 +105,7 @@ impl Embedded {
                         )?
                         .execute(params![
                             id,
-                            format!(
-                                "delivered {count} times (the maximum) without being handled; \
-                                 the consumer may have crashed while handling it"
-                            ),
+                            dead_reason::redriven(count),
                             now
                         ])?;
                         continue;

@@ -7,6 +7,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, error_span, info, warn};
 
+use crate::dead_reason;
 use crate::error::BackendError;
 use crate::message::QueueMessage;
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
@@ -127,12 +128,9 @@ impl Consumer {
         let last = delivery.receive_count >= self.config.max_receive_count;
         if last || !err.is_retryable() {
             let reason = if last {
-                format!(
-                    "gave up after {} deliveries: {reason}",
-                    delivery.receive_count
-                )
+                dead_reason::exhausted(delivery.receive_count, &reason)
             } else {
-                format!("permanent failure: {reason}")
+                dead_reason::permanent(&reason)
             };
             return self
                 .mark_dead(&message.tenant, &message.request_id, delivery, reason)
@@ -201,7 +199,7 @@ impl Consumer {
 
     /// A body that does not parse can never succeed: dead-letter it at once.
     async fn poison(&self, delivery: &Delivery, why: String) -> Disposition {
-        let reason = format!("poison message {}: {why}", delivery.message_id);
+        let reason = dead_reason::poison(&delivery.message_id, &why);
         match (&delivery.tenant, &delivery.request_id) {
             (Some(tenant), Some(request_id)) => {
                 let span = error_span!("request", role = "consume", tenant = %tenant, request_id = %request_id);

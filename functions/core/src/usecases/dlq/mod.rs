@@ -19,6 +19,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::dead_reason::FailureKind;
+
 use super::Flowgate;
 use crate::api_error::ApiError;
 use crate::error::BackendError;
@@ -38,46 +40,6 @@ pub const DEFAULT_PAGE: usize = 100;
 pub const MAX_HTTP_REPLAY: usize = 1000;
 /// The letters `POST /v1/dlq/replay` replays when the body names no `max`.
 pub const DEFAULT_HTTP_REPLAY: usize = 100;
-
-/// Why a letter was dead-lettered, in broad terms (`--error` accepts these names).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FailureKind {
-    /// A permanent error: retrying the same message would fail the same way.
-    Permanent,
-    /// Retryable errors, until the maximum receive count ran out.
-    Exhausted,
-    /// The body is not a Flowgate request message.
-    Poison,
-    /// The reason does not say.
-    Unknown,
-}
-
-impl FailureKind {
-    /// The name `--error` matches.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Permanent => "permanent",
-            Self::Exhausted => "exhausted",
-            Self::Poison => "poison",
-            Self::Unknown => "unknown",
-        }
-    }
-
-    fn of(reason: Option<&str>, parses: bool) -> Self {
-        match reason {
-            _ if !parses => Self::Poison,
-            // SQS's own redrive gives no reason: the receive count ran out.
-            None => Self::Exhausted,
-            Some(r) if r.starts_with("permanent failure") => Self::Permanent,
-            Some(r) if r.starts_with("gave up after") || r.starts_with("delivered ") => {
-                Self::Exhausted
-            }
-            Some(r) if r.starts_with("poison message") => Self::Poison,
-            Some(_) => Self::Unknown,
-        }
-    }
-}
 
 /// One row of a dead-letter listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
