@@ -177,3 +177,18 @@ pub async fn submit(client: &reqwest::Client, base: &str, workflow: &str, params
         .await
         .expect("json")
 }
+
+/// Registers workflow `code` (any object params) over HTTP, as a client would.
+pub async fn register(client: &reqwest::Client, base: &str, code: &str) {
+    let put = client
+        .put(format!("{base}/v1/workflows/{code}"))
+        .json(&serde_json::json!({"name": code, "params_schema": {"type": "object"}}))
+        .send()
+        .await
+        .expect("register");
+    assert!(
+        put.status().is_success(),
+        "register {code}: {}",
+        put.status()
+    );
+}

@@ -18,7 +18,7 @@ use flowgate_core::ports::{
     Upsert,
 };
 
-use crate::fixtures::{count_events, instance, record, tenant};
+use crate::fixtures::{count_events, created, instance, record, tenant};
 
 pub use crate::conformance_dlq::*;
 
@@ -65,6 +65,7 @@ macro_rules! conformance_tests {
             outbox_commits_with_the_record_or_not_at_all,
             concurrent_creates_have_one_winner,
             update_request_respects_guards,
+            history_is_bounded_and_details_cut,
             create_instance_is_exactly_once,
             concurrent_instance_creation_creates_one,
             list_instances_pages_newest_first,
@@ -338,6 +339,55 @@ pub async fn update_request_respects_guards(s: Subject) {
     );
 }
 
+/// Whatever the backend, a history keeps its first event and the newest ones, at most
+/// `MAX_HISTORY`, each detail cut to `MAX_DETAIL` bytes, through updates and creation alike.
+pub async fn history_is_bounded_and_details_cut(s: Subject) {
+    use flowgate_core::record::{MAX_DETAIL, MAX_HISTORY};
+    let t = tenant();
+    let r = record(&t, "wf", Utc::now());
+    s.store.create_request(&r, None).await.unwrap();
+    let long = "é".repeat(MAX_DETAIL);
+    for n in 0..MAX_HISTORY + 20 {
+        let update = RequestUpdate::event(HistoryEvent::now(
+            EventKind::DeliveryFailed,
+            format!("{n}: {long}"),
+        ));
+        s.store
+            .update_request(&t, &r.request_id, &update)
+            .await
+            .unwrap();
+    }
+    s.store
+        .create_instance(&instance(&r, Utc::now()), &created(3))
+        .await
+        .unwrap();
+    let read = stored(&s, &t, &r.request_id).await;
+    assert_eq!(read.history.len(), MAX_HISTORY);
+    assert_eq!(
+        read.history[0].kind,
+        EventKind::Accepted,
+        "the first event stays"
+    );
+    assert_eq!(
+        read.history.last().map(|h| h.kind),
+        Some(EventKind::Created)
+    );
+    for h in &read.history {
+        assert!(
+            h.detail.len() <= MAX_DETAIL,
+            "a detail of {} bytes",
+            h.detail.len()
+        );
+    }
+    let cut = &read.history[read.history.len() - 2].detail;
+    assert!(
+        cut.starts_with(&format!("{}: ", MAX_HISTORY + 19)),
+        "the newest are kept"
+    );
+    assert!(cut.len() > MAX_DETAIL - 2, "cut at the limit, not before");
+    assert_eq!(read.attempts, 3);
+}
+
 /// The first create makes the instance and marks the request `CREATED` in one step; a
 /// redelivery finds it there and changes nothing; a request with no record fails permanently.
 pub async fn create_instance_is_exactly_once(s: Subject) {
@@ -345,7 +395,7 @@ pub async fn create_instance_is_exactly_once(s: Subject) {
     let r = record(&t, "wf", Utc::now());
     s.store.create_request(&r, None).await.unwrap();
     let i = instance(&r, Utc::now());
-    let created = HistoryEvent::now(EventKind::Created, "created");
+    let created = created(1);
     assert!(
         s.store
             .get_instance(&t, &i.instance_id)
@@ -373,6 +423,11 @@ pub async fn create_instance_is_exactly_once(s: Subject) {
     assert_eq!(read.priority, r.spec.priority);
     let req = stored(&s, &t, &r.request_id).await;
     assert_eq!(req.status, RequestStatus::Created);
+    assert_eq!(
+        req.attempts, 1,
+        "attempts counts the delivery that created it"
+    );
+    assert_eq!(req.pending_since, None);
     assert_eq!(count_events(&req.history, EventKind::Created), 1);
 
     let orphan = instance(&record(&t, "wf", Utc::now()), Utc::now());
@@ -402,11 +457,7 @@ pub async fn concurrent_instance_creation_creates_one(s: Subject) {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..8 {
         let (store, i) = (s.store.clone(), instance(&r, Utc::now()));
-        tasks.spawn(async move {
-            store
-                .create_instance(&i, &HistoryEvent::now(EventKind::Created, "created"))
-                .await
-        });
+        tasks.spawn(async move { store.create_instance(&i, &created(1)).await });
     }
     let mut created = 0;
     while let Some(joined) = tasks.join_next().await {
@@ -428,19 +479,13 @@ pub async fn list_instances_pages_newest_first(s: Subject) {
         // Two share a timestamp so the id tie-break is exercised.
         let at = base + Span::milliseconds(if n == 3 { 2 } else { n });
         let i = instance(&r, at);
-        s.store
-            .create_instance(&i, &HistoryEvent::now(EventKind::Created, "c"))
-            .await
-            .unwrap();
+        s.store.create_instance(&i, &created(1)).await.unwrap();
         expected.push((at.timestamp_micros(), i.instance_id));
     }
     let other = record(&t, "unlisted", base);
     s.store.create_request(&other, None).await.unwrap();
     s.store
-        .create_instance(
-            &instance(&other, base),
-            &HistoryEvent::now(EventKind::Created, "c"),
-        )
+        .create_instance(&instance(&other, base), &created(1))
         .await
         .unwrap();
     expected.sort();
@@ -479,10 +524,7 @@ pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
         s.store.create_request(r, None).await.unwrap();
     }
     s.store
-        .create_instance(
-            &instance(&done, Utc::now()),
-            &HistoryEvent::now(EventKind::Created, "c"),
-        )
+        .create_instance(&instance(&done, Utc::now()), &created(1))
         .await
         .unwrap();
     let cutoff = Utc::now() - Span::hours(999);

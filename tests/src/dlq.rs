@@ -15,7 +15,6 @@ use flowgate_core::ports::{DeadLetter, Envelope};
 use flowgate_core::usecases::dlq::{
     ArchiveSink, ArchivedLetter, LetterFilter, ReplayOptions, ReplayReport, parse_archive,
 };
-use flowgate_core::usecases::{Consumer, ConsumerConfig};
 
 use crate::fixtures::{self, count_events};
 use crate::http::App;
@@ -54,14 +53,7 @@ fn only(tenant: &str, workflow: &str) -> LetterFilter {
 
 /// Handles deliveries through the consumer (over the faulty ports) until `until` holds.
 async fn consume_until(app: &App, what: &str, mut until: impl AsyncFnMut() -> bool) {
-    let consumer = Consumer::new(
-        app.store.clone(),
-        app.queue.clone(),
-        ConsumerConfig {
-            retry_base: Duration::ZERO,
-            ..ConsumerConfig::default()
-        },
-    );
+    let consumer = app.consumer(5);
     let deadline = Instant::now() + Duration::from_secs(300);
     while !until().await {
         assert!(Instant::now() < deadline, "{what}: never settled");

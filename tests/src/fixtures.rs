@@ -7,11 +7,15 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 
+use flowgate_core::faults::{FaultPlan, FaultyStore};
 use flowgate_core::ids;
+use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{
     EventKind, HistoryEvent, Instance, InstanceStatus, Priority, RequestRecord, RequestStatus,
     StartSpec,
 };
+use flowgate_core::ports::{Queue, RequestUpdate, Store};
+use flowgate_core::usecases::{Consumer, ConsumerConfig};
 use flowgate_embedded::{Embedded, EmbeddedConfig};
 
 /// Prints logs during tests when `TEST_LOG` is set; silent otherwise.
@@ -28,6 +32,18 @@ pub fn init_tracing() {
                 .try_init();
         }
     });
+}
+
+/// The update a consumer applies when its delivery number `delivery` creates the instance.
+pub fn created(delivery: u32) -> RequestUpdate {
+    RequestUpdate {
+        set_status: Some(RequestStatus::Created),
+        set_attempts: Some(delivery),
+        ..RequestUpdate::event(HistoryEvent::now(
+            EventKind::Created,
+            format!("instance created on delivery {delivery}"),
+        ))
+    }
 }
 
 /// How many events of `kind` a history holds.
@@ -104,4 +120,78 @@ pub fn embedded(visibility_timeout: Duration, max_receive_count: u32) -> TempEmb
     )
     .expect("open embedded backend");
     TempEmbedded { backend, dir }
+}
+
+/// The consumer's settings in tests: no retry delay, short waits.
+pub fn consumer_config(max_receive_count: u32, visibility_timeout: Duration) -> ConsumerConfig {
+    ConsumerConfig {
+        max_receive_count,
+        visibility_timeout,
+        retry_base: Duration::ZERO,
+        receive_wait: Duration::from_millis(100),
+        ..ConsumerConfig::default()
+    }
+}
+
+/// A consumer over an embedded backend whose store fails as `faults` says.
+pub struct Rig {
+    /// The store, behind the faults.
+    pub store: Arc<dyn Store>,
+    /// The queue (no faults).
+    pub queue: Arc<dyn Queue>,
+    /// The store's faults, changeable during the test.
+    pub faults: Arc<FaultPlan>,
+    /// The consumer over `store` and `queue`.
+    pub consumer: Consumer,
+    /// Keeps the backend's directory alive.
+    pub backend: TempEmbedded,
+}
+
+impl Rig {
+    /// A rig whose queue dead-letters after `max_receive_count` deliveries.
+    pub fn new(visibility_timeout: Duration, max_receive_count: u32) -> Self {
+        let backend = embedded(visibility_timeout, max_receive_count);
+        let faults = Arc::new(FaultPlan::default());
+        let store: Arc<dyn Store> =
+            Arc::new(FaultyStore::new(backend.backend.clone(), faults.clone()));
+        let queue: Arc<dyn Queue> = backend.backend.clone();
+        let consumer = Consumer::new(
+            store.clone(),
+            queue.clone(),
+            consumer_config(max_receive_count, visibility_timeout),
+        );
+        Self {
+            store,
+            queue,
+            faults,
+            consumer,
+            backend,
+        }
+    }
+
+    /// Records a request (without sending it), as the API would.
+    pub async fn accepted(&self, tenant: &str) -> RequestRecord {
+        let r = record(tenant, "wf", Utc::now());
+        self.store.create_request(&r, None).await.expect("record");
+        r
+    }
+
+    /// Records a request and sends its message, as the API would.
+    pub async fn sent(&self, tenant: &str) -> RequestRecord {
+        let r = self.accepted(tenant).await;
+        self.queue
+            .send(&QueueMessage::for_record(&r).envelope())
+            .await
+            .expect("send");
+        r
+    }
+
+    /// A request record, which must exist.
+    pub async fn read(&self, tenant: &str, request_id: &str) -> RequestRecord {
+        self.store
+            .get_request(tenant, request_id)
+            .await
+            .expect("read")
+            .expect("record exists")
+    }
 }

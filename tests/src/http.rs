@@ -15,9 +15,9 @@ use flowgate_core::Flowgate;
 use flowgate_core::faults::{FaultPlan, FaultyQueue, FaultyStore};
 use flowgate_core::http::{TenantId, router};
 use flowgate_core::ports::{Queue, Store};
-use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
+use flowgate_core::usecases::{Consumer, Reconciler};
 
-use crate::fixtures::{TempEmbedded, embedded};
+use crate::fixtures::{TempEmbedded, consumer_config, embedded};
 
 /// The router over a backend whose ports fail as `faults` says.
 pub struct App {
@@ -124,20 +124,20 @@ impl App {
         }
     }
 
+    /// A consumer over this app's (faulty) ports that dead-letters after
+    /// `max_receive_count` deliveries.
+    pub fn consumer(&self, max_receive_count: u32) -> Consumer {
+        Consumer::new(
+            self.store.clone(),
+            self.queue.clone(),
+            consumer_config(max_receive_count, Duration::from_millis(500)),
+        )
+    }
+
     /// Starts a consumer on this app's ports; it stops when the returned sender drops.
     pub fn start_consumer(&self) -> tokio::sync::watch::Sender<bool> {
         let (stop, stopped) = tokio::sync::watch::channel(false);
-        let consumer = Arc::new(Consumer::new(
-            self.store.clone(),
-            self.queue.clone(),
-            ConsumerConfig {
-                retry_base: Duration::from_millis(10),
-                visibility_timeout: Duration::from_millis(500),
-                receive_wait: Duration::from_millis(100),
-                ..ConsumerConfig::default()
-            },
-        ));
-        tokio::spawn(consumer.run(stopped));
+        tokio::spawn(Arc::new(self.consumer(5)).run(stopped));
         stop
     }
 

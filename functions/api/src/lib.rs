@@ -12,9 +12,6 @@ use flowgate_core::Flowgate;
 use flowgate_core::http::{TenantId, router};
 use flowgate_core::model::DEFAULT_TENANT;
 
-/// The JWT claim that names the tenant when none is configured (`FLOWGATE_TENANT_CLAIM`).
-pub const DEFAULT_TENANT_CLAIM: &str = "tenant";
-
 /// The tenant of an API Gateway request:
 /// - with a JWT authorizer, the `claim` claim, or the subject (`sub`) if it is absent;
 /// - with IAM authorization, the caller's ARN;

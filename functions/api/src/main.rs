@@ -2,17 +2,18 @@
 
 use std::sync::Arc;
 
+use flowgate_aws::emf::Emf;
 use flowgate_core::Flowgate;
-use flowgate_core::metrics::EmfStdout;
+use flowgate_settings::{Host, Settings};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
-    let connected = flowgate_aws::connect().await?;
-    let claim = std::env::var("FLOWGATE_TENANT_CLAIM")
-        .unwrap_or_else(|_| flowgate_api::DEFAULT_TENANT_CLAIM.to_owned());
-    let flowgate =
-        Flowgate::new(connected.store, connected.queue).with_metrics(Arc::new(EmfStdout));
-    let app = flowgate_api::app(flowgate, claim);
+    let settings = Settings::from_env(Host::Api)?;
+    let connected = flowgate_aws::connect(&settings).await?;
+    let flowgate = Flowgate::new(connected.store, connected.queue)
+        .with_metrics(Arc::new(Emf::stdout()))
+        .with_redelivery_bound(settings.redelivery_bound());
+    let app = flowgate_api::app(flowgate, settings.tenant_claim);
     lambda_http::run(app).await
 }

@@ -6,24 +6,24 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
-use flowgate_core::model::{
-    HistoryEvent, Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow,
-};
+use flowgate_core::model::{Instance, InstanceCursor, RequestRecord, Workflow};
 use flowgate_core::ports::{
     Creation, Enqueued, Outbox, RequestUpdate, Store, UpdateOutcome, Upsert,
 };
+use flowgate_core::record::GuardFailed;
 use flowgate_core::{BackendError, StoreError};
 
 use crate::error::classify;
 use crate::items::{
-    InstanceItem, PENDING, RequestItem, WorkflowItem, bound_detail, bound_history, expiry,
-    instance_key, instance_order, instances_of, request_key, stamp, workflow_key,
+    InstanceItem, PENDING, RequestItem, WorkflowItem, instance_key, instance_order, instances_of,
+    request_key, stamp, workflow_key,
 };
 
 type Item = HashMap<String, AttributeValue>;
@@ -55,6 +55,20 @@ fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E)
     e.code() == Some("ConditionalCheckFailedException")
 }
 
+/// For a cancelled transaction, whether each item's condition failed.
+fn cancelled_by_condition<R>(
+    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
+) -> Vec<bool> {
+    match e.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+            .cancellation_reasons()
+            .iter()
+            .map(|r| r.code() == Some("ConditionalCheckFailed"))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
 impl DynamoStore {
     /// A store on `table`.
     pub fn new(client: Client, table: impl Into<String>, retention_days: u32) -> Self {
@@ -82,6 +96,67 @@ impl DynamoStore {
             .await
             .map_err(|e| classify(op, e))?;
         Ok(out.item)
+    }
+
+    /// Reads a request record with its item version.
+    async fn read_request(
+        &self,
+        op: &'static str,
+        tenant: &str,
+        request_id: &str,
+    ) -> Result<Option<(RequestRecord, u64)>, BackendError> {
+        let Some(item) = self.get(op, request_key(tenant, request_id), "R").await? else {
+            return Ok(None);
+        };
+        let stored: RequestItem = from_item(op, item)?;
+        let version = stored.version;
+        Ok(Some((stored.into_record(), version)))
+    }
+
+    /// One transaction: the instance if it does not exist, and the request as `record` if
+    /// its item is still at `version`. `None` when the request changed meanwhile (retry).
+    async fn put_instance_and_request(
+        &self,
+        instance: &Instance,
+        record: &RequestRecord,
+        version: u64,
+    ) -> Result<Option<Creation>, BackendError> {
+        const OP: &str = "store.create_instance";
+        let put_instance = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(OP, &InstanceItem::new(instance))?))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| BackendError::permanent(OP, e))?;
+        let put_request = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(to_item(
+                OP,
+                &RequestItem::new(record, version + 1, self.retention_days),
+            )?))
+            .condition_expression("version = :v")
+            .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
+            .build()
+            .map_err(|e| BackendError::permanent(OP, e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_instance).build())
+            .transact_items(TransactWriteItem::builder().put(put_request).build())
+            .send()
+            .await;
+        let Err(e) = result else {
+            return Ok(Some(Creation::Created));
+        };
+        let failed = cancelled_by_condition(&e);
+        if failed.first() == Some(&true) {
+            // The instance exists: a redelivery, which counts as done.
+            Ok(Some(Creation::AlreadyExisted))
+        } else if failed.get(1) == Some(&true) {
+            Ok(None)
+        } else {
+            Err(classify(OP, e))
+        }
     }
 
     /// Puts `item` if the stored version is still `expected` (or absent, for `None`).
@@ -212,34 +287,13 @@ impl Store for DynamoStore {
     ) -> Result<UpdateOutcome, BackendError> {
         const OP: &str = "store.update_request";
         for _ in 0..MAX_RACES {
-            let Some(item) = self.get(OP, request_key(tenant, request_id), "R").await? else {
+            let Some((mut record, version)) = self.read_request(OP, tenant, request_id).await?
+            else {
                 return Ok(UpdateOutcome::NotFound);
             };
-            let stored: RequestItem = from_item(OP, item)?;
-            let version = stored.version;
-            let mut record = stored.into_record();
-            if let Some(required) = update.only_if
-                && required != record.status
-            {
-                return Ok(UpdateOutcome::Skipped(record.status));
+            if let Err(GuardFailed(current)) = record.apply(update) {
+                return Ok(UpdateOutcome::Skipped(current));
             }
-            if let Some(status) = update.set_status {
-                record.status = status;
-            }
-            if let Some(attempts) = update.set_attempts {
-                record.attempts = attempts;
-            }
-            if let Some(error) = &update.set_last_error {
-                record.last_error = Some(error.clone());
-            }
-            record.updated_at = update.event.at;
-            if record.status != RequestStatus::Accepted {
-                record.pending_since = None;
-            } else if update.touch_pending {
-                record.pending_since = Some(update.event.at);
-            }
-            record.history.push(update.event.clone());
-            bound_history(&mut record.history);
             let item = to_item(
                 OP,
                 &RequestItem::new(&record, version + 1, self.retention_days),
@@ -257,75 +311,33 @@ impl Store for DynamoStore {
     async fn create_instance(
         &self,
         instance: &Instance,
-        event: &HistoryEvent,
+        update: &RequestUpdate,
     ) -> Result<Creation, BackendError> {
         const OP: &str = "store.create_instance";
-        let put = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(to_item(OP, &InstanceItem::new(instance))?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| BackendError::permanent(OP, e))?;
-        let mut event = event.clone();
-        bound_detail(&mut event);
-        let event_value: AttributeValue =
-            serde_dynamo::to_attribute_value(&event).map_err(|e| BackendError::permanent(OP, e))?;
-        let mark = Update::builder()
-            .table_name(&self.table)
-            .key("pk", s(request_key(&instance.tenant, &instance.request_id)))
-            .key("sk", s("R"))
-            .condition_expression("attribute_exists(pk)")
-            .update_expression(
-                "SET #status = :created, updated_at = :at, history = list_append(history, :event), \
-                 version = version + :one, #ttl = :ttl REMOVE pending_since, gsi1pk, gsi1sk",
-            )
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#ttl", "ttl")
-            .expression_attribute_values(":created", s("CREATED"))
-            .expression_attribute_values(":at", s(stamp(event.at)))
-            .expression_attribute_values(":event", AttributeValue::L(vec![event_value]))
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(
-                ":ttl",
-                AttributeValue::N(expiry(event.at, self.retention_days).to_string()),
-            )
-            .build()
-            .map_err(|e| BackendError::permanent(OP, e))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put).build())
-            .transact_items(TransactWriteItem::builder().update(mark).build())
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Creation::Created),
-            Err(e) => {
-                let reasons: Vec<Option<String>> = e
-                    .as_service_error()
-                    .and_then(|s| match s {
-                        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(c) => {
-                            Some(c.cancellation_reasons().iter().map(|r| r.code().map(str::to_owned)).collect())
-                        }
-                        _ => None,
-                    })
-                    .unwrap_or_default();
-                let failed = |i: usize| {
-                    reasons.get(i).and_then(|r| r.as_deref()) == Some("ConditionalCheckFailed")
-                };
-                if failed(0) {
-                    // The instance exists: a redelivery, which counts as done.
-                    Ok(Creation::AlreadyExisted)
-                } else if failed(1) {
-                    Err(BackendError::permanent(
-                        OP,
-                        format!("request {} has no record", instance.request_id),
-                    ))
-                } else {
-                    Err(classify(OP, e))
-                }
+        for _ in 0..MAX_RACES {
+            let Some((mut record, version)) = self
+                .read_request(OP, &instance.tenant, &instance.request_id)
+                .await?
+            else {
+                return Err(BackendError::permanent(
+                    OP,
+                    format!("request {} has no record", instance.request_id),
+                ));
+            };
+            // The guard of a creation never fails: an instance makes its request CREATED.
+            let _ = record.apply(update);
+            match self
+                .put_instance_and_request(instance, &record, version)
+                .await?
+            {
+                Some(creation) => return Ok(creation),
+                None => continue,
             }
         }
+        Err(BackendError::retryable(
+            OP,
+            "too many concurrent updates of this request",
+        ))
     }
 
     async fn get_instance(

@@ -10,14 +10,10 @@ use serde::{Deserialize, Serialize};
 use flowgate_core::model::{
     HistoryEvent, Instance, InstanceStatus, Priority, RequestRecord, RequestStatus, Workflow,
 };
+use flowgate_core::record::bound_history;
 
 /// The partition of pending requests in `gsi1`.
 pub const PENDING: &str = "PENDING";
-/// The most events a request keeps in its item (bounded well inside the 400 KB item limit:
-/// a detail is at most 2 KB, so the history stays under about 210 KB).
-pub const MAX_HISTORY: usize = 100;
-/// The longest event detail kept.
-pub const MAX_DETAIL: usize = 2048;
 
 /// A fixed-width, lexicographically ordered timestamp.
 pub fn stamp(t: DateTime<Utc>) -> String {
@@ -168,8 +164,7 @@ impl RequestItem {
     }
 
     pub fn into_record(self) -> RequestRecord {
-        let mut history = self.history;
-        history.sort_by_key(|e| e.at);
+        let history = self.history;
         RequestRecord {
             tenant: self.tenant,
             request_id: self.request_id,
@@ -198,26 +193,6 @@ impl RequestItem {
 /// When a finished request expires.
 pub fn expiry(finished: DateTime<Utc>, retention_days: u32) -> i64 {
     finished.timestamp() + i64::from(retention_days) * 86_400
-}
-
-/// Truncates an over-long detail (at a character boundary).
-pub fn bound_detail(event: &mut HistoryEvent) {
-    if event.detail.len() > MAX_DETAIL {
-        let mut cut = MAX_DETAIL;
-        while !event.detail.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        event.detail.truncate(cut);
-    }
-}
-
-/// Keeps the first event (`accepted`) and the newest ones, and truncates long details.
-pub fn bound_history(history: &mut Vec<HistoryEvent>) {
-    history.iter_mut().for_each(bound_detail);
-    if history.len() > MAX_HISTORY {
-        let excess = history.len() - MAX_HISTORY;
-        history.drain(1..=excess);
-    }
 }
 
 /// An instance item.
@@ -312,6 +287,7 @@ mod tests {
     use super::*;
     use chrono::Utc;
     use flowgate_core::model::{EventKind, StartSpec};
+    use flowgate_core::record::MAX_HISTORY;
     use serde_json::json;
 
     fn record(history: usize, detail: usize) -> RequestRecord {

@@ -113,7 +113,9 @@ impl SqsQueue {
             .queue_url(url)
             .max_number_of_messages(max.clamp(1, 10) as i32)
             .wait_time_seconds(wait.as_secs().min(20) as i32)
-            .set_visibility_timeout(visibility.map(|v| v.as_secs().min(43_200) as i32))
+            .set_visibility_timeout(
+                visibility.map(|v| v.as_secs().min(crate::config::SQS_MAX_VISIBILITY_SECS) as i32),
+            )
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
@@ -188,7 +190,7 @@ impl Queue for SqsQueue {
             .change_message_visibility()
             .queue_url(&self.url)
             .receipt_handle(&d.receipt)
-            .visibility_timeout(delay.as_secs().min(43_200) as i32)
+            .visibility_timeout(delay.as_secs().min(crate::config::SQS_MAX_VISIBILITY_SECS) as i32)
             .send()
             .await
             .map_err(|e| classify("queue.retry_later", e))?;

@@ -1,50 +1,38 @@
-//! The AWS backend from the command line: `flowgate aws bootstrap`, and the ports
-//! `flowgate serve --backend aws` runs on.
+//! `flowgate aws bootstrap`: creates the AWS backend's resources on any endpoint.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use flowgate_aws::bootstrap::{self, QueueSpec};
-use flowgate_aws::{AwsConfig, sdk_config};
-use flowgate_core::ports::{Queue, Store};
+use flowgate_aws::sdk_config;
 
-use crate::config::AwsCommand;
+use crate::config::{AwsArgs, AwsCommand};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// `flowgate aws ...`.
-pub async fn run(command: AwsCommand) -> Result<ExitCode> {
-    let AwsCommand::Bootstrap {
-        max_receive_count,
-        visibility_timeout,
-    } = command;
-    let config = AwsConfig::from_env()?;
+pub async fn run(args: AwsArgs) -> Result<ExitCode> {
+    let AwsCommand::Bootstrap = args.command;
+    let settings = args.settings.0;
     let sdk = sdk_config().await;
     let dynamo = aws_sdk_dynamodb::Client::new(&sdk);
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    bootstrap::table(&dynamo, &config.table)
+    bootstrap::table(&dynamo, &settings.table)
         .await
         .map_err(|e| e.chain())?;
     let (queue_url, dlq_url) = bootstrap::queues(
         &sqs,
         &QueueSpec {
-            name: config.queue.clone(),
-            dlq_name: config.dlq.clone(),
-            visibility_timeout,
-            max_receive_count,
+            name: settings.queue.clone(),
+            dlq_name: settings.dlq.clone(),
+            visibility_timeout: settings.visibility_timeout,
+            max_receive_count: settings.max_receive_count,
         },
     )
     .await
     .map_err(|e| e.chain())?;
     println!(
         "{}",
-        serde_json::json!({"table": config.table, "queue_url": queue_url, "dlq_url": dlq_url})
+        serde_json::json!({"table": settings.table, "queue_url": queue_url, "dlq_url": dlq_url})
     );
     Ok(ExitCode::SUCCESS)
-}
-
-/// The store and queue on the resources `bootstrap` created.
-pub async fn ports() -> Result<(Arc<dyn Store>, Arc<dyn Queue>)> {
-    let connected = flowgate_aws::connect().await?;
-    Ok((connected.store, connected.queue))
 }

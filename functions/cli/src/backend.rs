@@ -1,29 +1,27 @@
 //! Opening the backend a command works on: the embedded store under a data directory, or
-//! DynamoDB and SQS.
+//! DynamoDB and SQS, as the settings say.
 
 use std::error::Error;
-use std::path::Path;
 use std::sync::Arc;
 
 use flowgate_core::ports::{Queue, Store};
 use flowgate_embedded::{Embedded, EmbeddedConfig};
-
-use crate::config::Backend;
+use flowgate_settings::{Backend, Settings};
 
 /// The store and the queue of one backend.
 pub type Ports = (Arc<dyn Store>, Arc<dyn Queue>);
 
-/// Opens `backend`; `data_dir` and `config` only matter to the embedded one.
-pub async fn open(
-    backend: Backend,
-    data_dir: &Path,
-    config: EmbeddedConfig,
-) -> Result<Ports, Box<dyn Error>> {
-    match backend {
+/// Opens the backend `settings` name.
+pub async fn open(settings: &Settings) -> Result<Ports, Box<dyn Error>> {
+    match settings.backend {
         Backend::Embedded => {
-            let embedded = Embedded::open(data_dir, config)?;
+            let embedded =
+                Embedded::open(&settings.data_dir, EmbeddedConfig::from_settings(settings))?;
             Ok((embedded.clone(), embedded))
         }
-        Backend::Aws => crate::aws::ports().await,
+        Backend::Aws => {
+            let connected = flowgate_aws::connect(settings).await?;
+            Ok((connected.store, connected.queue))
+        }
     }
 }

@@ -11,76 +11,42 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use flowgate_core::Flowgate;
 use flowgate_core::usecases::dlq::{
-    Action, ArchiveSink, ArchivedLetter, LetterFilter, LetterOutcome, LetterSummary, ReplayOptions,
-    parse_archive,
+    Action, ArchiveSink, ArchivedLetter, FilterParams, LetterFilter, LetterOutcome, LetterSummary,
+    ReplayOptions, Scope, parse_archive,
 };
-use flowgate_embedded::{DB_FILE, EmbeddedConfig};
+use flowgate_embedded::DB_FILE;
+use flowgate_settings::{Backend, Settings};
 
 use crate::backend;
-use crate::config::{Backend, DlqArgs, DlqCommand, FilterArgs};
+use crate::config::{DlqArgs, DlqCommand};
 use crate::telemetry;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 const SOME_FAILED: u8 = 1;
 
-fn filter(args: FilterArgs) -> LetterFilter {
-    LetterFilter {
-        tenant: args.tenant,
-        workflow: args.workflow,
-        error: args.error,
-        older_than: args.older_than,
-        newer_than: args.newer_than,
-    }
-}
-
-fn max(value: Option<u64>) -> Option<usize> {
-    value.map(|m| usize::try_from(m).unwrap_or(usize::MAX))
-}
-
-/// Runs a `dlq` command. Configuration errors come back as `Err` (exit 2).
+/// Runs a `dlq` command. Usage and configuration errors come back as `Err` (exit 2); a
+/// failure part-way through an operation is exit 1.
 pub async fn run(args: DlqArgs) -> Result<ExitCode> {
-    telemetry::init("warn");
-    if args.backend == Backend::Embedded && !args.data_dir.join(DB_FILE).exists() {
-        return Err(format!(
-            "no Flowgate data in {}: pass the --data-dir (or FLOWGATE_DATA_DIR) that \
-             `flowgate serve` uses",
-            args.data_dir.display()
-        )
-        .into());
-    }
-    let (store, queue) =
-        backend::open(args.backend, &args.data_dir, EmbeddedConfig::default()).await?;
-    let app = Flowgate::new(store, queue);
+    let settings = args.settings.0;
+    telemetry::init("warn", settings.log_format);
+    let app = open(&settings).await?;
     let outcome = match args.command {
-        DlqCommand::List { filter: f, json } => list(&app, filter(f), json).await,
+        DlqCommand::List { filter, json } => list(&app, checked(filter)?, json).await,
         DlqCommand::Show {
             request_id,
             tenant,
             json,
         } => show(&app, &request_id, tenant.as_deref(), json).await,
-        DlqCommand::Replay {
-            filter: f,
-            max: m,
-            rate,
-            dry_run,
-            json,
-        } => {
-            let options = ReplayOptions {
-                filter: filter(f),
-                max: max(m),
-                rate,
-                dry_run,
-            };
+        DlqCommand::Replay { params, json } => {
+            let options = ReplayOptions::scoped(&Scope::Operator, params)?;
             replay(&app, &options, json).await
         }
-        DlqCommand::Archive {
-            filter: f,
-            max: m,
-            out,
-        } => {
+        DlqCommand::Archive { filter, max, out } => {
+            let filter = checked(filter)?;
+            let max = Scope::Operator.replay_max(max)?;
             let mut sink = JsonlFile::open(&out)?;
-            archive(&app, &filter(f), max(m), &mut sink).await
+            archive(&app, &filter, max, &mut sink).await
         }
         DlqCommand::Restore { file } => {
             let text = std::fs::read_to_string(&file)
@@ -89,11 +55,28 @@ pub async fn run(args: DlqArgs) -> Result<ExitCode> {
             restore(&app, &lines, &file).await
         }
     };
-    // A failure part-way through an operation is not a usage error: report it as exit 1.
     outcome.or_else(|e| {
         eprintln!("flowgate dlq: {e}");
         Ok(ExitCode::from(SOME_FAILED))
     })
+}
+
+/// The use cases over the backend the settings name; the embedded one must already exist.
+async fn open(settings: &Settings) -> Result<Flowgate> {
+    if settings.backend == Backend::Embedded && !settings.data_dir.join(DB_FILE).exists() {
+        return Err(format!(
+            "no Flowgate data in {}: pass the --data-dir (or FLOWGATE_DATA_DIR) that \
+             `flowgate serve` uses",
+            settings.data_dir.display()
+        )
+        .into());
+    }
+    let (store, queue) = backend::open(settings).await?;
+    Ok(Flowgate::new(store, queue))
+}
+
+fn checked(filter: FilterParams) -> Result<LetterFilter> {
+    Ok(Scope::Operator.confine(LetterFilter::try_from(filter)?)?)
 }
 
 fn one_line(text: &str, width: usize) -> String {

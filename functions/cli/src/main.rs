@@ -29,12 +29,12 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await,
+            Command::Serve(settings) => serve::run(settings.0).await,
             Command::Submit(args) => client::submit(&cli.url, args).await,
             Command::Status(args) => client::status(&cli.url, args).await,
             Command::Workflows(cmd) => client::workflows(&cli.url, cmd).await,
             Command::Bench(args) => bench::run(&cli.url, args).await,
-            Command::Aws(cmd) => aws::run(cmd).await,
+            Command::Aws(args) => aws::run(args).await,
             Command::Dlq(args) => dlq::run(args).await,
         }
     });

@@ -1,8 +1,6 @@
 //! The consumer Lambda: an SQS batch in, `batchItemFailures` out. Only failed message ids
 //! are reported, so a poison message never fails the whole batch.
 
-use std::time::Duration;
-
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent, SqsMessage};
 use tracing::warn;
 
@@ -42,10 +40,7 @@ pub async fn handle(consumer: &Consumer, queue: &dyn Queue, event: SqsEvent) -> 
         let failed = match consumer.decide(&delivery).await {
             Disposition::Ack => false,
             Disposition::Retry { delay, .. } => {
-                if let Err(e) = queue
-                    .retry_later(&delivery, delay.min(Duration::from_secs(43_200)))
-                    .await
-                {
+                if let Err(e) = queue.retry_later(&delivery, delay).await {
                     warn!(message_id = %delivery.message_id, error = %e.chain(), "could not set the retry delay");
                 }
                 true

@@ -90,3 +90,82 @@ impl StoreError {
         matches!(self, Self::Backend(e) if e.is_retryable())
     }
 }
+
+/// One field that failed validation: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct InvalidParam {
+    /// JSON pointer (into the body), query parameter or header name.
+    pub pointer: String,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl InvalidParam {
+    /// A failed field.
+    pub fn new(pointer: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self {
+            pointer: pointer.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Why a use case failed, in domain terms. Hosts decide what each means to their callers
+/// (the HTTP layer maps it to problem+json, the CLI to an exit code).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is not acceptable.
+    #[error("invalid request: {detail}")]
+    Invalid {
+        /// Summary.
+        detail: String,
+        /// Each failing field.
+        errors: Vec<InvalidParam>,
+    },
+    /// Start params fail the workflow's JSON Schema.
+    #[error("params do not match the workflow's schema")]
+    ParamsInvalid {
+        /// Each failing path.
+        errors: Vec<InvalidParam>,
+    },
+    /// No such workflow (for this tenant).
+    #[error("workflow {0} not found")]
+    WorkflowNotFound(String),
+    /// The workflow does not accept starts.
+    #[error("workflow {0} is offline")]
+    WorkflowOffline(String),
+    /// No such request (for this tenant).
+    #[error("request {0} not found")]
+    RequestNotFound(String),
+    /// No such instance (for this tenant), or not created yet.
+    #[error("instance {0} not found")]
+    InstanceNotFound(String),
+    /// The idempotency key was used before with a different payload.
+    #[error("idempotency key reused with a different payload (request {request_id})")]
+    KeyReused {
+        /// The request the key belongs to.
+        request_id: String,
+    },
+    /// An archive could not be written; nothing of the failed batch was removed.
+    #[error("cannot write the archive")]
+    Sink(#[source] std::io::Error),
+    /// A backend failed, retryably or permanently.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl Error {
+    /// A single-field validation error.
+    pub fn invalid(pointer: &str, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self::Invalid {
+            detail: format!("{pointer} {reason}"),
+            errors: vec![InvalidParam::new(pointer, reason)],
+        }
+    }
+
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Backend(e) if e.is_retryable())
+    }
+}

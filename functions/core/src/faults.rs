@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::error::{BackendError, ErrorKind, StoreError};
-use crate::model::{HistoryEvent, Instance, InstanceCursor, RequestRecord, Workflow};
+use crate::model::{Instance, InstanceCursor, RequestRecord, Workflow};
 use crate::ports::{
     Creation, DeadLetter, DeadLetterQueue, Delivery, Enqueued, Envelope, Liveness, MoveAll, Outbox,
     Queue, RequestUpdate, Store, UpdateOutcome, Upsert,
@@ -254,10 +254,10 @@ impl Store for FaultyStore {
     async fn create_instance(
         &self,
         i: &Instance,
-        e: &HistoryEvent,
+        u: &RequestUpdate,
     ) -> Result<Creation, BackendError> {
         self.plan
-            .guard("consumer.create", self.inner.create_instance(i, e))
+            .guard("consumer.create", self.inner.create_instance(i, u))
             .await
     }
     async fn get_instance(&self, t: &str, i: &str) -> Result<Option<Instance>, BackendError> {

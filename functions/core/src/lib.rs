@@ -1,7 +1,7 @@
 //! Flowgate's core: the domain, the ports, the use cases and the HTTP router. It names no
-//! cloud: hosts plug their adapters into [`ports::Store`] and [`ports::Queue`].
+//! cloud: hosts plug their adapters into [`ports::Store`] and [`ports::Queue`], and their
+//! metrics sink into [`metrics::Metrics`].
 
-pub mod api_error;
 pub mod dead_reason;
 pub mod error;
 #[cfg(feature = "faults")]
@@ -11,10 +11,11 @@ pub mod ids;
 pub mod message;
 pub mod metrics;
 pub mod model;
+pub mod paging;
 pub mod ports;
+pub mod record;
 pub mod usecases;
 pub mod validation;
 
-pub use api_error::ApiError;
-pub use error::{BackendError, ErrorKind, StoreError};
+pub use error::{BackendError, Error, ErrorKind, InvalidParam, StoreError};
 pub use usecases::Flowgate;

@@ -90,7 +90,8 @@ pub enum EventKind {
     Accepted,
     /// The API put the request's message on the queue.
     Enqueued,
-    /// The API could not put the message on the queue (the client saw a 503).
+    /// The API could not put the message on the queue; the request is durable, and the
+    /// reconciler sends it within its bound.
     EnqueueFailed,
     /// A delivery of the message failed and will be retried.
     DeliveryFailed,
@@ -184,7 +185,7 @@ pub struct RequestRecord {
     pub spec: StartSpec,
     /// Where the request is in its life.
     pub status: RequestStatus,
-    /// Failed delivery attempts so far.
+    /// Deliveries of its message so far, the one that created the instance included.
     pub attempts: u32,
     /// The most recent failure reason.
     pub last_error: Option<String>,
@@ -256,30 +257,4 @@ impl InstanceCursor {
             instance_id: instance.instance_id.clone(),
         }
     }
-
-    /// The opaque text form handed to clients.
-    pub fn encode(&self) -> String {
-        encode_cursor(self)
-    }
-
-    /// Parses a cursor's text form; `None` if it is not one.
-    pub fn decode(text: &str) -> Option<Self> {
-        decode_cursor(text)
-    }
-}
-
-/// A cursor's opaque text form: URL-safe base64 of its JSON.
-pub fn encode_cursor<T: Serialize>(cursor: &T) -> String {
-    use base64::Engine;
-    let json = serde_json::to_vec(cursor).unwrap_or_default();
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
-}
-
-/// Parses [`encode_cursor`]'s text form; `None` if it is not one.
-pub fn decode_cursor<T: serde::de::DeserializeOwned>(text: &str) -> Option<T> {
-    use base64::Engine;
-    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(text)
-        .ok()?;
-    serde_json::from_slice(&json).ok()
 }

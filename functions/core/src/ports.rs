@@ -1,8 +1,9 @@
 //! The ports: the storage and queue contracts every backend implements.
 //!
-//! They are shaped to fit both DynamoDB + SQS and a single local SQLite file: every write is
-//! one conditional item operation or one transaction, and the queue has SQS semantics
-//! (at-least-once delivery, visibility timeout, receive count, dead-letter queue).
+//! They are shaped to fit both a managed key-value store with a managed queue and a single
+//! local SQLite file: every write is one conditional item operation or one transaction, and
+//! the queue is at-least-once, with a visibility timeout, a receive count and a dead-letter
+//! queue.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::error::{BackendError, StoreError};
 use crate::model::{
     HistoryEvent, Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow,
 };
+pub use crate::record::RequestUpdate;
 
 /// Whether `put_workflow` created a new definition or replaced one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,37 +33,6 @@ pub enum Creation {
     Created,
     /// The instance already existed: a redelivery, which counts as done.
     AlreadyExisted,
-}
-
-/// A change to a request record, applied atomically with its history event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RequestUpdate {
-    /// Appended to the history.
-    pub event: HistoryEvent,
-    /// Apply only when the record is currently in this status.
-    pub only_if: Option<RequestStatus>,
-    /// The new status, if it changes.
-    pub set_status: Option<RequestStatus>,
-    /// Sets `attempts` (the number of failed deliveries so far).
-    pub set_attempts: Option<u32>,
-    /// Sets `last_error`.
-    pub set_last_error: Option<String>,
-    /// Sets `pending_since` to the event's time, if the record is (still) `ACCEPTED`.
-    pub touch_pending: bool,
-}
-
-impl RequestUpdate {
-    /// An update that only appends `event`.
-    pub fn event(event: HistoryEvent) -> Self {
-        Self {
-            event,
-            only_if: None,
-            set_status: None,
-            set_attempts: None,
-            set_last_error: None,
-            touch_pending: false,
-        }
-    }
 }
 
 /// A queue message offered to [`Store::create_request`] for a transactional outbox.
@@ -127,7 +98,7 @@ pub trait Store: Send + Sync + 'static {
         request_id: &str,
     ) -> Result<Option<RequestRecord>, BackendError>;
 
-    /// Applies `update` to a request record and appends its event, atomically.
+    /// Applies `update` to a request record atomically, by [`RequestRecord::apply`].
     async fn update_request(
         &self,
         tenant: &str,
@@ -135,13 +106,14 @@ pub trait Store: Send + Sync + 'static {
         update: &RequestUpdate,
     ) -> Result<UpdateOutcome, BackendError>;
 
-    /// Atomically creates `instance` and marks its request `CREATED` with `event`.
-    /// When the instance already exists, changes nothing and answers
-    /// [`Creation::AlreadyExisted`]. Fails permanently when the request record is missing.
+    /// Atomically creates `instance` and applies `update` (which marks the request
+    /// `CREATED`) to its request, by [`RequestRecord::apply`]. When the instance already
+    /// exists, changes nothing and answers [`Creation::AlreadyExisted`]. Fails permanently
+    /// when the request record is missing.
     async fn create_instance(
         &self,
         instance: &Instance,
-        event: &HistoryEvent,
+        update: &RequestUpdate,
     ) -> Result<Creation, BackendError>;
 
     /// Reads an instance.
@@ -207,7 +179,7 @@ pub enum Liveness {
     DeadLettered(String),
     /// The queue holds no message for it.
     Absent,
-    /// The queue cannot tell (SQS cannot look messages up by attribute).
+    /// The queue cannot tell (it cannot look messages up by attribute).
     Unknown,
 }
 

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::api_error::{ApiError, InvalidParam};
+use crate::error::{Error, InvalidParam};
 use crate::model::{Priority, StartSpec, Workflow};
 
 /// The longest `Prefer: wait=N` honoured, in seconds.
@@ -16,7 +16,7 @@ pub const MAX_WAIT_SECS: u64 = 20;
 pub const MAX_KEY_LEN: usize = 255;
 
 /// Checks a workflow code or tenant: 1 to 128 characters of `A-Z a-z 0-9 _ . -`.
-pub fn identifier(what: &str, value: &str) -> Result<(), ApiError> {
+pub fn identifier(what: &str, value: &str) -> Result<(), Error> {
     let ok = !value.is_empty()
         && value.len() <= 128
         && value
@@ -25,7 +25,7 @@ pub fn identifier(what: &str, value: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(invalid(
+        Err(Error::invalid(
             what,
             "must be 1 to 128 characters of A-Z, a-z, 0-9, '_', '.', '-'",
         ))
@@ -34,24 +34,25 @@ pub fn identifier(what: &str, value: &str) -> Result<(), ApiError> {
 
 /// Parses an `Idempotency-Key` header value: 1 to 255 printable ASCII characters. The
 /// structured-field string form (`"key"`) is accepted too and means the same key.
-pub fn idempotency_key(raw: &[u8]) -> Result<String, ApiError> {
+pub fn idempotency_key(raw: &[u8]) -> Result<String, Error> {
     let reason = "must be 1 to 255 printable ASCII characters";
-    let text = std::str::from_utf8(raw).map_err(|_| invalid("Idempotency-Key", reason))?;
+    let text = std::str::from_utf8(raw).map_err(|_| Error::invalid("Idempotency-Key", reason))?;
     let key = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(inner) if text.len() >= 2 => inner,
         _ => text,
     };
     let printable = key.bytes().all(|b| (0x20..=0x7e).contains(&b));
     if key.is_empty() || key.len() > MAX_KEY_LEN || !printable {
-        return Err(invalid("Idempotency-Key", reason));
+        return Err(Error::invalid("Idempotency-Key", reason));
     }
     Ok(key.to_owned())
 }
 
 /// Extracts `wait=N` from `Prefer` header values (RFC 7240). `None` when absent.
-pub fn prefer_wait<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, ApiError> {
+pub fn prefer_wait<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, Error> {
     for raw in values {
-        let text = std::str::from_utf8(raw).map_err(|_| invalid("Prefer", "not valid text"))?;
+        let text =
+            std::str::from_utf8(raw).map_err(|_| Error::invalid("Prefer", "not valid text"))?;
         for preference in text.split(',') {
             let token = preference.split(';').next().unwrap_or("").trim();
             let Some((name, value)) = token.split_once('=') else {
@@ -63,7 +64,7 @@ pub fn prefer_wait<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<
             let value = value.trim().trim_matches('"');
             return match value.parse::<u64>() {
                 Ok(n) if n <= MAX_WAIT_SECS => Ok(Some(n)),
-                _ => Err(invalid(
+                _ => Err(Error::invalid(
                     "Prefer",
                     format!("wait must be a whole number of seconds from 0 to {MAX_WAIT_SECS}"),
                 )),
@@ -91,18 +92,18 @@ pub struct StartBody {
 impl StartBody {
     /// Checks the body's own shape and builds the spec (params are checked against the
     /// workflow's schema separately).
-    pub fn into_spec(self, workflow: &str) -> Result<StartSpec, ApiError> {
+    pub fn into_spec(self, workflow: &str) -> Result<StartSpec, Error> {
         let params = match self.params {
             None => Map::new(),
             Some(Value::Object(map)) => map,
-            Some(_) => return Err(invalid("/params", "must be a JSON object")),
+            Some(_) => return Err(Error::invalid("/params", "must be a JSON object")),
         };
         let schedule_time = match self.schedule_time {
             None => None,
             Some(text) => Some(
                 DateTime::parse_from_rfc3339(&text)
                     .map_err(|e| {
-                        invalid(
+                        Error::invalid(
                             "/schedule_time",
                             format!("must be an RFC 3339 timestamp ({e})"),
                         )
@@ -138,12 +139,12 @@ fn default_online() -> bool {
 
 impl WorkflowBody {
     /// Checks the name and that the schema is a valid JSON Schema.
-    pub fn validate(&self) -> Result<(), ApiError> {
+    pub fn validate(&self) -> Result<(), Error> {
         let name = self.name.trim();
         if name.is_empty() || name.chars().count() > 200 {
-            return Err(invalid("/name", "must be 1 to 200 characters"));
+            return Err(Error::invalid("/name", "must be 1 to 200 characters"));
         }
-        compile(&self.params_schema).map_err(|reason| ApiError::Invalid {
+        compile(&self.params_schema).map_err(|reason| Error::Invalid {
             detail: "params_schema is not a valid JSON Schema".into(),
             errors: vec![InvalidParam::new("/params_schema", reason)],
         })?;
@@ -170,7 +171,7 @@ pub struct SchemaCache {
 
 impl SchemaCache {
     /// Checks `params` against the workflow's schema, listing every failing path.
-    pub fn check(&self, workflow: &Workflow, params: &Map<String, Value>) -> Result<(), ApiError> {
+    pub fn check(&self, workflow: &Workflow, params: &Map<String, Value>) -> Result<(), Error> {
         let validator = self.validator(workflow)?;
         let instance = Value::Object(params.clone());
         let errors: Vec<InvalidParam> = validator
@@ -180,11 +181,11 @@ impl SchemaCache {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::ParamsInvalid { errors })
+            Err(Error::ParamsInvalid { errors })
         }
     }
 
-    fn validator(&self, workflow: &Workflow) -> Result<Arc<jsonschema::Validator>, ApiError> {
+    fn validator(&self, workflow: &Workflow) -> Result<Arc<jsonschema::Validator>, Error> {
         let key = (workflow.tenant.clone(), workflow.code.clone());
         let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((version, validator)) = compiled.get(&key)
@@ -194,7 +195,7 @@ impl SchemaCache {
         }
         // A stored schema was valid when registered; failing now means the library changed.
         let validator = Arc::new(compile(&workflow.params_schema).map_err(|reason| {
-            ApiError::Internal(crate::error::BackendError::permanent(
+            Error::Backend(crate::error::BackendError::permanent(
                 "schema.compile",
                 format!(
                     "stored schema of workflow {} no longer compiles: {reason}",
@@ -204,15 +205,6 @@ impl SchemaCache {
         })?);
         compiled.insert(key, (workflow.version, validator.clone()));
         Ok(validator)
-    }
-}
-
-/// A single-field validation error.
-pub fn invalid(pointer: &str, reason: impl Into<String>) -> ApiError {
-    let reason = reason.into();
-    ApiError::Invalid {
-        detail: format!("{pointer} {reason}"),
-        errors: vec![InvalidParam::new(pointer, reason)],
     }
 }
 

@@ -5,7 +5,7 @@ use rusqlite::Row;
 use rusqlite::types::Type;
 
 use flowgate_core::model::{
-    HistoryEvent, Instance, InstanceStatus, RequestRecord, RequestStatus, StartSpec, Workflow,
+    Instance, InstanceStatus, RequestRecord, RequestStatus, StartSpec, Workflow,
 };
 
 /// Timestamps are stored as microseconds since the Unix epoch.
@@ -66,12 +66,7 @@ pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
         accepted_at: time(row.get(9)?),
         updated_at: time(row.get(10)?),
         pending_since: row.get::<_, Option<i64>>(11)?.map(time),
-        history: {
-            let mut events: Vec<HistoryEvent> = json(row, 12)?;
-            // Appends can land out of order (an `enqueued` note after `created`).
-            events.sort_by_key(|e| e.at);
-            events
-        },
+        history: json(row, 12)?,
     })
 }
 
@@ -102,4 +97,9 @@ pub fn enum_text<T: serde::Serialize>(value: &T) -> String {
         Ok(serde_json::Value::String(s)) => s,
         _ => String::new(),
     }
+}
+
+/// A value as JSON text for a column.
+pub fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
 }

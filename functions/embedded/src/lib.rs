@@ -28,12 +28,19 @@ pub struct EmbeddedConfig {
     pub max_receive_count: u32,
 }
 
+impl EmbeddedConfig {
+    /// The queue a host's settings describe.
+    pub fn from_settings(settings: &flowgate_settings::Settings) -> Self {
+        Self {
+            visibility_timeout: settings.visibility_timeout,
+            max_receive_count: settings.max_receive_count,
+        }
+    }
+}
+
 impl Default for EmbeddedConfig {
     fn default() -> Self {
-        Self {
-            visibility_timeout: Duration::from_secs(30),
-            max_receive_count: 5,
-        }
+        Self::from_settings(&flowgate_settings::Settings::defaults())
     }
 }
 

@@ -4,19 +4,15 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use flowgate_core::model::{
-    HistoryEvent, Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow,
-};
+use flowgate_core::model::{Instance, InstanceCursor, RequestRecord, Workflow};
 use flowgate_core::ports::{
     Creation, Enqueued, Outbox, RequestUpdate, Store, UpdateOutcome, Upsert,
 };
+use flowgate_core::record::{GuardFailed, bound_history};
 use flowgate_core::{BackendError, StoreError};
 
 use crate::Embedded;
 use crate::codec::{self, INSTANCE_COLS, REQUEST_COLS, WORKFLOW_COLS, micros};
-
-/// The most events a request's history keeps; past it the oldest after `accepted` go.
-pub const MAX_HISTORY: usize = 100;
 
 fn load_request(
     conn: &Connection,
@@ -29,33 +25,35 @@ fn load_request(
         .optional()
 }
 
-fn append_history(
+/// Reads a request, applies `update` by the core rule, and writes back what changed.
+fn apply_update(
     conn: &Connection,
     tenant: &str,
     request_id: &str,
-    event: &HistoryEvent,
-) -> rusqlite::Result<()> {
-    let event = serde_json::to_string(event)
-        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+    update: &RequestUpdate,
+) -> rusqlite::Result<UpdateOutcome> {
+    let Some(mut record) = load_request(conn, tenant, request_id)? else {
+        return Ok(UpdateOutcome::NotFound);
+    };
+    if let Err(GuardFailed(current)) = record.apply(update) {
+        return Ok(UpdateOutcome::Skipped(current));
+    }
+    let history = codec::to_json(&record.history)?;
     conn.prepare_cached(
-        "UPDATE requests SET history = json_insert(CASE WHEN json_array_length(history) >= ?4 \
-         THEN json_remove(history, '$[1]') ELSE history END, '$[#]', json(?3)) \
-         WHERE tenant = ?1 AND request_id = ?2",
+        "UPDATE requests SET status = ?3, attempts = ?4, last_error = ?5, updated_at = ?6, \
+         pending_since = ?7, history = ?8 WHERE tenant = ?1 AND request_id = ?2",
     )?
-    .execute(params![tenant, request_id, event, MAX_HISTORY as i64])?;
-    Ok(())
-}
-
-fn current_status(
-    conn: &Connection,
-    tenant: &str,
-    request_id: &str,
-) -> rusqlite::Result<Option<RequestStatus>> {
-    let status: Option<String> = conn
-        .prepare_cached("SELECT status FROM requests WHERE tenant = ?1 AND request_id = ?2")?
-        .query_row(params![tenant, request_id], |r| r.get(0))
-        .optional()?;
-    Ok(status.and_then(|s| RequestStatus::parse(&s)))
+    .execute(params![
+        tenant,
+        request_id,
+        record.status.as_str(),
+        record.attempts,
+        record.last_error,
+        micros(record.updated_at),
+        record.pending_since.map(micros),
+        history,
+    ])?;
+    Ok(UpdateOutcome::Applied)
 }
 
 #[async_trait]
@@ -124,9 +122,10 @@ impl Store for Embedded {
         let mut history = r.history.clone();
         let mut pending_since = r.pending_since;
         if let Some(o) = &outbox {
-            history.push(o.event.clone());
+            flowgate_core::record::append(&mut history, o.event.clone());
             pending_since = Some(o.event.at);
         }
+        bound_history(&mut history);
         let history = serde_json::to_string(&history)
             .map_err(|e| BackendError::permanent("store.create_request", e))?;
         let spec = serde_json::to_string(&r.spec)
@@ -200,41 +199,7 @@ impl Store for Embedded {
     ) -> Result<UpdateOutcome, BackendError> {
         let (tenant, request_id, u) = (tenant.to_owned(), request_id.to_owned(), update.clone());
         self.db
-            .write(move |conn| {
-                let Some(current) = current_status(conn, &tenant, &request_id)? else {
-                    return Ok(UpdateOutcome::NotFound);
-                };
-                if let Some(required) = u.only_if
-                    && required != current
-                {
-                    return Ok(UpdateOutcome::Skipped(current));
-                }
-                let status = u.set_status.unwrap_or(current);
-                // `pending_since` only means something while the request is pending.
-                let pending = match (status, u.touch_pending) {
-                    (RequestStatus::Accepted, true) => Some(Some(micros(u.event.at))),
-                    (RequestStatus::Accepted, false) => None,
-                    _ => Some(None),
-                };
-                conn.prepare_cached(
-                    "UPDATE requests SET status = ?3, attempts = COALESCE(?4, attempts), \
-                     last_error = COALESCE(?5, last_error), updated_at = ?6, \
-                     pending_since = CASE WHEN ?7 THEN ?8 ELSE pending_since END \
-                     WHERE tenant = ?1 AND request_id = ?2",
-                )?
-                .execute(params![
-                    tenant,
-                    request_id,
-                    status.as_str(),
-                    u.set_attempts,
-                    u.set_last_error,
-                    micros(u.event.at),
-                    pending.is_some(),
-                    pending.flatten(),
-                ])?;
-                append_history(conn, &tenant, &request_id, &u.event)?;
-                Ok(UpdateOutcome::Applied)
-            })
+            .write(move |conn| apply_update(conn, &tenant, &request_id, &u))
             .await
             .map_err(|e| e.into_backend("store.update_request"))
     }
@@ -242,15 +207,18 @@ impl Store for Embedded {
     async fn create_instance(
         &self,
         instance: &Instance,
-        event: &HistoryEvent,
+        update: &RequestUpdate,
     ) -> Result<Creation, BackendError> {
-        let (i, event) = (instance.clone(), event.clone());
+        let (i, update) = (instance.clone(), update.clone());
         let params_json = serde_json::to_string(&i.params)
             .map_err(|e| BackendError::permanent("store.create_instance", e))?;
         let outcome = self
             .db
             .write(move |conn| {
-                if current_status(conn, &i.tenant, &i.request_id)?.is_none() {
+                let exists = conn
+                    .prepare_cached("SELECT 1 FROM requests WHERE tenant = ?1 AND request_id = ?2")?
+                    .exists(params![i.tenant, i.request_id])?;
+                if !exists {
                     return Ok(None);
                 }
                 let inserted = conn
@@ -273,12 +241,7 @@ impl Store for Embedded {
                 if inserted == 0 {
                     return Ok(Some(Creation::AlreadyExisted));
                 }
-                conn.prepare_cached(
-                    "UPDATE requests SET status = 'CREATED', pending_since = NULL, updated_at = ?3 \
-                     WHERE tenant = ?1 AND request_id = ?2",
-                )?
-                .execute(params![i.tenant, i.request_id, micros(event.at)])?;
-                append_history(conn, &i.tenant, &i.request_id, &event)?;
+                apply_update(conn, &i.tenant, &i.request_id, &update)?;
                 Ok(Some(Creation::Created))
             })
             .await

@@ -1,27 +1,23 @@
 //! Lambda bootstrap of the reconciler (EventBridge schedule).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 
+use flowgate_aws::emf::Emf;
 use flowgate_core::usecases::Reconciler;
-
-fn grace() -> Result<Duration, lambda_runtime::Error> {
-    match std::env::var("FLOWGATE_RECONCILE_GRACE_SECS") {
-        Err(_) => Ok(Duration::from_secs(60)),
-        Ok(text) => text.parse().map(Duration::from_secs).map_err(|_| {
-            format!("FLOWGATE_RECONCILE_GRACE_SECS: {text:?} is not a whole number").into()
-        }),
-    }
-}
+use flowgate_settings::{Host, Settings};
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
-    let connected = flowgate_aws::connect().await?;
-    let reconciler = Arc::new(Reconciler::new(connected.store, connected.queue, grace()?));
+    let settings = Settings::from_env(Host::Reconciler)?;
+    let connected = flowgate_aws::connect(&settings).await?;
+    let reconciler = Arc::new(
+        Reconciler::new(connected.store, connected.queue, settings.reconcile_grace)
+            .with_metrics(Arc::new(Emf::stdout())),
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<CloudWatchEvent>| {
         let reconciler = reconciler.clone();
         async move {

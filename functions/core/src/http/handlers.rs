@@ -3,24 +3,27 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::extract::{JsonBody, Tenant};
-use crate::api_error::ApiError;
-use crate::model::RequestStatus;
+use super::extract::{JsonBody, QueryParams, Segment, Tenant};
+use super::problem::HttpError;
+use crate::model::{RequestRecord, RequestStatus};
+use crate::paging::PageParams;
 use crate::ports::Upsert;
-use crate::usecases::dlq::{self, LetterFilter, ReplayOptions};
-use crate::usecases::{Flowgate, StartRequest};
+use crate::usecases::dlq::{ListParams, ReplayParams, Scope};
+use crate::usecases::{Flowgate, StartOutcome, StartRequest};
 use crate::validation::{self, StartBody, WorkflowBody};
 
+type Answer = Result<Response, HttpError>;
+
 /// `GET /healthz`: 200 when the store answers, 503 otherwise.
-pub async fn healthz(State(app): State<Flowgate>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn healthz(State(app): State<Flowgate>) -> Answer {
     app.store().get_workflow("-", "-").await?;
-    Ok(Json(json!({"status": "ok"})))
+    Ok(Json(json!({"status": "ok"})).into_response())
 }
 
 /// `GET /openapi.json`: the contract.
@@ -39,9 +42,9 @@ pub async fn openapi() -> Response {
 pub async fn put_workflow(
     State(app): State<Flowgate>,
     Tenant(tenant): Tenant,
-    Path(code): Path<String>,
+    Segment(code): Segment,
     JsonBody(body): JsonBody<WorkflowBody>,
-) -> Result<Response, ApiError> {
+) -> Answer {
     let (upsert, workflow) = app.put_workflow(&tenant, &code, body).await?;
     let status = match upsert {
         Upsert::Created => StatusCode::CREATED,
@@ -54,8 +57,8 @@ pub async fn put_workflow(
 pub async fn get_workflow(
     State(app): State<Flowgate>,
     Tenant(tenant): Tenant,
-    Path(code): Path<String>,
-) -> Result<Response, ApiError> {
+    Segment(code): Segment,
+) -> Answer {
     Ok(Json(app.get_workflow(&tenant, &code).await?).into_response())
 }
 
@@ -76,10 +79,10 @@ pub struct StartResponse {
 pub async fn start_instance(
     State(app): State<Flowgate>,
     Tenant(tenant): Tenant,
-    Path(workflow): Path<String>,
+    Segment(workflow): Segment,
     headers: HeaderMap,
     JsonBody(body): JsonBody<StartBody>,
-) -> Result<Response, ApiError> {
+) -> Answer {
     let idempotency_key = headers
         .get("idempotency-key")
         .map(|v| validation::idempotency_key(v.as_bytes()))
@@ -99,6 +102,12 @@ pub async fn start_instance(
             wait: wait.map(Duration::from_secs),
         })
         .await?;
+    Ok(start_response(outcome, wait))
+}
+
+/// 200 for a replay of a created request, 201 when a wait saw the instance, else 202; with
+/// `Location`, `Idempotent-Replayed` and `Preference-Applied` as they apply.
+fn start_response(outcome: StartOutcome, wait: Option<u64>) -> Response {
     let status = match (outcome.replayed, outcome.created()) {
         (true, true) => StatusCode::OK,
         (false, true) if wait.is_some() => StatusCode::CREATED,
@@ -128,173 +137,104 @@ pub async fn start_instance(
     {
         h.insert("preference-applied", v);
     }
-    Ok(response)
-}
-
-/// Query of `GET /v1/workflows/{code}/instances`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-/// The `limit` query parameter of a listing.
-fn page_limit(text: Option<String>) -> Result<Option<usize>, ApiError> {
-    text.map(|l| {
-        l.parse::<usize>()
-            .map_err(|_| validation::invalid("limit", "must be a whole number"))
-    })
-    .transpose()
+    response
 }
 
 /// `GET /v1/workflows/{code}/instances?limit=&cursor=`.
 pub async fn list_instances(
     State(app): State<Flowgate>,
     Tenant(tenant): Tenant,
-    Path(workflow): Path<String>,
-    Query(query): Query<ListQuery>,
-) -> Result<Response, ApiError> {
-    let limit = page_limit(query.limit)?;
-    let page = app
-        .list_instances(&tenant, &workflow, limit, query.cursor.as_deref())
-        .await?;
-    Ok(Json(page).into_response())
+    Segment(workflow): Segment,
+    QueryParams(page): QueryParams<PageParams>,
+) -> Answer {
+    Ok(Json(app.list_instances(&tenant, &workflow, &page).await?).into_response())
+}
+
+/// A request as `GET /v1/requests/{request_id}` shows it.
+#[derive(Debug, Serialize)]
+struct RequestView<'a> {
+    request_id: &'a str,
+    instance_id: &'a str,
+    workflow: &'a str,
+    status: RequestStatus,
+    attempts: u32,
+    last_error: &'a Option<String>,
+    idempotency_key: &'a Option<String>,
+    priority: crate::model::Priority,
+    schedule_time: Option<chrono::DateTime<chrono::Utc>>,
+    params: &'a serde_json::Map<String, serde_json::Value>,
+    accepted_at: chrono::DateTime<chrono::Utc>,
+    updated_at: chrono::DateTime<chrono::Utc>,
+    history: &'a [crate::model::HistoryEvent],
+}
+
+impl<'a> From<&'a RequestRecord> for RequestView<'a> {
+    fn from(r: &'a RequestRecord) -> Self {
+        Self {
+            request_id: &r.request_id,
+            instance_id: &r.instance_id,
+            workflow: &r.spec.workflow,
+            status: r.status,
+            attempts: r.attempts,
+            last_error: &r.last_error,
+            idempotency_key: &r.idempotency_key,
+            priority: r.spec.priority,
+            schedule_time: r.spec.schedule_time,
+            params: &r.spec.params,
+            accepted_at: r.accepted_at,
+            updated_at: r.updated_at,
+            history: &r.history,
+        }
+    }
 }
 
 /// `GET /v1/requests/{request_id}`.
 pub async fn get_request(
     State(app): State<Flowgate>,
     Tenant(tenant): Tenant,
-    Path(request_id): Path<String>,
-) -> Result<Response, ApiError> {
+    Segment(request_id): Segment,
+) -> Answer {
     let record = app.get_request(&tenant, &request_id).await?;
-    Ok(Json(json!({
-        "request_id": record.request_id,
-        "instance_id": record.instance_id,
-        "workflow": record.spec.workflow,
-        "status": record.status,
-        "attempts": record.attempts,
-        "last_error": record.last_error,
-        "idempotency_key": record.idempotency_key,
-        "priority": record.spec.priority,
-        "schedule_time": record.spec.schedule_time,
-        "params": record.spec.params,
-        "accepted_at": record.accepted_at,
-        "updated_at": record.updated_at,
-        "history": record.history,
-    }))
-    .into_response())
+    Ok(Json(RequestView::from(&record)).into_response())
 }
 
 /// `GET /v1/instances/{instance_id}`.
 pub async fn get_instance(
     State(app): State<Flowgate>,
     Tenant(tenant): Tenant,
-    Path(instance_id): Path<String>,
-) -> Result<Response, ApiError> {
+    Segment(instance_id): Segment,
+) -> Answer {
     Ok(Json(app.get_instance(&tenant, &instance_id).await?).into_response())
 }
 
 /// Unknown routes.
-pub async fn no_route(uri: Uri) -> ApiError {
-    ApiError::RouteNotFound(uri.path().to_owned())
+pub async fn no_route(uri: Uri) -> HttpError {
+    HttpError::RouteNotFound(uri.path().to_owned())
 }
 
 /// Known routes with another method.
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
-}
-
-/// Query of `GET /v1/dlq`.
-#[derive(Debug, Deserialize)]
-pub struct DlqQuery {
-    workflow: Option<String>,
-    error: Option<String>,
-    older_than: Option<String>,
-    newer_than: Option<String>,
-    limit: Option<String>,
-    cursor: Option<String>,
-}
-
-fn age(field: &str, text: Option<String>) -> Result<Option<Duration>, ApiError> {
-    text.map(|t| dlq::parse_duration(&t).map_err(|e| validation::invalid(field, e)))
-        .transpose()
+pub async fn method_not_allowed() -> HttpError {
+    HttpError::MethodNotAllowed
 }
 
 /// `GET /v1/dlq`: the caller's dead letters, oldest first.
 pub async fn list_dlq(
     State(app): State<Flowgate>,
     Tenant(tenant): Tenant,
-    Query(query): Query<DlqQuery>,
-) -> Result<Response, ApiError> {
-    let filter = LetterFilter {
-        tenant: Some(tenant),
-        workflow: query.workflow,
-        error: query.error,
-        older_than: age("older_than", query.older_than)?,
-        newer_than: age("newer_than", query.newer_than)?,
-    };
-    let limit = page_limit(query.limit)?;
-    let page = app
-        .dlq_list(&filter, limit, query.cursor.as_deref())
-        .await?;
+    QueryParams(params): QueryParams<ListParams>,
+) -> Answer {
+    let page = app.dlq_list(&Scope::Tenant(tenant), params).await?;
     Ok(Json(page).into_response())
-}
-
-/// The body of `POST /v1/dlq/replay`. Unknown fields are refused: a misspelt filter must
-/// not widen a replay to every letter.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReplayBody {
-    tenant: Option<String>,
-    workflow: Option<String>,
-    error: Option<String>,
-    older_than: Option<String>,
-    newer_than: Option<String>,
-    max: Option<usize>,
-    rate: Option<f64>,
-    #[serde(default)]
-    dry_run: bool,
 }
 
 /// `POST /v1/dlq/replay`: replays the caller's dead letters that the body selects.
 pub async fn replay_dlq(
     State(app): State<Flowgate>,
     Tenant(tenant): Tenant,
-    JsonBody(body): JsonBody<ReplayBody>,
-) -> Result<Response, ApiError> {
-    let mut options = ReplayOptions {
-        filter: LetterFilter {
-            tenant: body.tenant,
-            workflow: body.workflow,
-            error: body.error,
-            older_than: age("/older_than", body.older_than)?,
-            newer_than: age("/newer_than", body.newer_than)?,
-        },
-        max: body.max,
-        rate: body.rate,
-        dry_run: body.dry_run,
-    };
-    if options.filter.tenant.as_ref().is_some_and(|t| *t != tenant) {
-        return Err(validation::invalid(
-            "/tenant",
-            "can only name your own tenant",
-        ));
-    }
-    options.filter.tenant = Some(tenant);
-    let max = options.max.unwrap_or(dlq::DEFAULT_HTTP_REPLAY);
-    if !(1..=dlq::MAX_HTTP_REPLAY).contains(&max) {
-        return Err(validation::invalid(
-            "/max",
-            format!("must be from 1 to {}", dlq::MAX_HTTP_REPLAY),
-        ));
-    }
-    options.max = Some(max);
-    if options.rate.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-        return Err(validation::invalid(
-            "/rate",
-            "must be a positive number of letters per second",
-        ));
-    }
-    Ok(Json(app.dlq_replay(&options, &|_| {}).await?).into_response())
+    JsonBody(params): JsonBody<ReplayParams>,
+) -> Answer {
+    let report = app
+        .dlq_replay_as(&Scope::Tenant(tenant), params, &|_| {})
+        .await?;
+    Ok(Json(report).into_response())
 }

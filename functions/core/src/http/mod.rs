@@ -4,8 +4,8 @@ mod extract;
 mod handlers;
 mod problem;
 
-pub use extract::{JsonBody, MAX_BODY_BYTES, Tenant, TenantId};
-pub use problem::{PROBLEM_TYPE_PREFIX, RETRY_AFTER_SECS};
+pub use extract::{JsonBody, MAX_BODY_BYTES, QueryParams, Segment, Tenant, TenantId};
+pub use problem::{HttpError, PROBLEM_TYPE_PREFIX, RETRY_AFTER_SECS};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -38,6 +38,7 @@ pub fn router(app: Flowgate) -> Router {
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(problem::log_failures))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))

@@ -1,11 +1,15 @@
-//! RFC 9457 `application/problem+json` responses, one stable `type` per error kind.
+//! RFC 9457 `application/problem+json` responses: the one table that maps every failure an
+//! HTTP caller can see (a domain [`Error`], or a transport rejection) to a status and a
+//! stable `type`. Failures are logged by [`log_failures`], not here.
 
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use tracing::error;
+use tracing::{error, warn};
 
-use crate::api_error::ApiError;
+use crate::error::Error;
 
 /// Prefix of every problem `type` URI; the suffix names the error kind.
 pub const PROBLEM_TYPE_PREFIX: &str = "urn:flowgate:problem:";
@@ -13,18 +17,45 @@ pub const PROBLEM_TYPE_PREFIX: &str = "urn:flowgate:problem:";
 /// Seconds a client should wait before retrying after a 503.
 pub const RETRY_AFTER_SECS: u32 = 1;
 
-impl ApiError {
+/// A failure as an HTTP caller sees it: a use case's error, or a rejection of the request
+/// before any use case ran.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// A use case failed.
+    #[error(transparent)]
+    Domain(#[from] Error),
+    /// The body is not JSON.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The content type is not JSON.
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// The body is over the size limit.
+    #[error("body over {limit} bytes")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// No such route.
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    /// The route exists but not for this method.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+}
+
+impl From<crate::BackendError> for HttpError {
+    fn from(e: crate::BackendError) -> Self {
+        Self::Domain(e.into())
+    }
+}
+
+impl HttpError {
     /// The HTTP status, the stable kind (suffix of the problem type) and the title.
     pub fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         use StatusCode as S;
         match self {
             Self::MalformedJson(_) => (S::BAD_REQUEST, "malformed-json", "Malformed JSON body"),
-            Self::Invalid { .. } => (S::BAD_REQUEST, "invalid-request", "Invalid request"),
-            Self::ParamsInvalid { .. } => (
-                S::BAD_REQUEST,
-                "params-invalid",
-                "Params do not match the workflow's schema",
-            ),
             Self::UnsupportedMediaType(_) => (
                 S::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported-media-type",
@@ -33,61 +64,88 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => {
                 (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Body too large")
             }
-            Self::WorkflowNotFound(_) => (S::NOT_FOUND, "workflow-not-found", "Workflow not found"),
-            Self::WorkflowOffline(_) => (S::CONFLICT, "workflow-offline", "Workflow is offline"),
-            Self::RequestNotFound(_) => (S::NOT_FOUND, "request-not-found", "Request not found"),
-            Self::InstanceNotFound(_) => (S::NOT_FOUND, "instance-not-found", "Instance not found"),
             Self::RouteNotFound(_) => (S::NOT_FOUND, "route-not-found", "No such route"),
             Self::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,
                 "method-not-allowed",
                 "Method not allowed",
             ),
-            Self::KeyReused { .. } => (
-                S::UNPROCESSABLE_ENTITY,
-                "idempotency-key-reused",
-                "Idempotency key reused with a different payload",
+            Self::Domain(e) => classify_domain(e),
+        }
+    }
+
+    /// What the client is told: never a backend's internals.
+    fn detail(&self) -> String {
+        match self {
+            Self::Domain(Error::Backend(e)) if e.is_retryable() => format!(
+                "A backend is unavailable. Retry after {RETRY_AFTER_SECS}s with the same \
+                 Idempotency-Key; nothing was lost."
             ),
-            Self::Unavailable(_) => (
-                S::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service temporarily unavailable",
-            ),
-            Self::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal", "Internal error"),
+            Self::Domain(Error::Backend(_)) => {
+                "An internal error occurred; it has been logged.".to_owned()
+            }
+            Self::Domain(Error::Sink(_)) => "The archive could not be written.".to_owned(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The whole cause, for the log only.
+    fn chain(&self) -> String {
+        crate::error::error_chain(self)
+    }
+}
+
+fn classify_domain(e: &Error) -> (StatusCode, &'static str, &'static str) {
+    use StatusCode as S;
+    match e {
+        Error::Invalid { .. } => (S::BAD_REQUEST, "invalid-request", "Invalid request"),
+        Error::ParamsInvalid { .. } => (
+            S::BAD_REQUEST,
+            "params-invalid",
+            "Params do not match the workflow's schema",
+        ),
+        Error::WorkflowNotFound(_) => (S::NOT_FOUND, "workflow-not-found", "Workflow not found"),
+        Error::WorkflowOffline(_) => (S::CONFLICT, "workflow-offline", "Workflow is offline"),
+        Error::RequestNotFound(_) => (S::NOT_FOUND, "request-not-found", "Request not found"),
+        Error::InstanceNotFound(_) => (S::NOT_FOUND, "instance-not-found", "Instance not found"),
+        Error::KeyReused { .. } => (
+            S::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "Idempotency key reused with a different payload",
+        ),
+        Error::Backend(b) if b.is_retryable() => (
+            S::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "Service temporarily unavailable",
+        ),
+        Error::Backend(_) | Error::Sink(_) => {
+            (S::INTERNAL_SERVER_ERROR, "internal", "Internal error")
         }
     }
 }
 
-impl IntoResponse for ApiError {
+/// The cause of a failed response, handed from the response to [`log_failures`].
+#[derive(Debug, Clone)]
+struct Failure(String);
+
+impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let (status, kind, title) = self.classify();
-        let detail = match &self {
-            Self::Unavailable(e) | Self::Internal(e) => {
-                // The chain goes to the log only: 5xx bodies never carry internals.
-                error!(error = %e.chain(), status = status.as_u16(), "request failed");
-                match self {
-                    Self::Unavailable(_) => format!(
-                        "A backend is unavailable. Retry after {RETRY_AFTER_SECS}s with the same Idempotency-Key; nothing was lost."
-                    ),
-                    _ => "An internal error occurred; it has been logged.".to_owned(),
-                }
-            }
-            other => other.to_string(),
-        };
         let mut body = json!({
             "type": format!("{PROBLEM_TYPE_PREFIX}{kind}"),
             "title": title,
             "status": status.as_u16(),
-            "detail": detail,
+            "detail": self.detail(),
         });
         match &self {
-            Self::Invalid { errors, .. } | Self::ParamsInvalid { errors } => {
+            Self::Domain(Error::Invalid { errors, .. } | Error::ParamsInvalid { errors }) => {
                 body["errors"] = serde_json::to_value(errors).unwrap_or(Value::Null);
             }
-            Self::KeyReused { request_id } => body["request_id"] = json!(request_id),
+            Self::Domain(Error::KeyReused { request_id }) => body["request_id"] = json!(request_id),
             _ => {}
         }
         let mut response = (status, axum::Json(body)).into_response();
+        response.extensions_mut().insert(Failure(self.chain()));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -98,4 +156,22 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// The one place failed requests are logged: a 5xx with its whole cause (which its body
+/// never carries), a 4xx at debug.
+pub async fn log_failures(request: Request, next: Next) -> Response {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    let response = next.run(request).await;
+    if let Some(Failure(chain)) = response.extensions().get::<Failure>() {
+        let status = response.status().as_u16();
+        if response.status().is_server_error() {
+            error!(%method, %path, status, error = %chain, "request failed");
+        } else {
+            tracing::debug!(%method, %path, status, error = %chain, "request refused");
+        }
+    } else if response.status().is_server_error() {
+        warn!(%method, %path, status = response.status().as_u16(), "request failed");
+    }
+    response
 }

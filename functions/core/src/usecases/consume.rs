@@ -16,7 +16,7 @@ use crate::ports::{Creation, Delivery, Queue, RequestUpdate, Store, UpdateOutcom
 /// How the consumer treats deliveries.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
-    /// Deliveries allowed before a message is dead-lettered (SQS `maxReceiveCount`).
+    /// Deliveries allowed before a message is dead-lettered.
     pub max_receive_count: u32,
     /// The queue's visibility timeout: the longest a failed delivery waits before retrying.
     pub visibility_timeout: Duration,
@@ -30,16 +30,23 @@ pub struct ConsumerConfig {
     pub receive_wait: Duration,
 }
 
-impl Default for ConsumerConfig {
-    fn default() -> Self {
+impl ConsumerConfig {
+    /// The consumer a host's settings describe.
+    pub fn from_settings(settings: &flowgate_settings::Settings) -> Self {
         Self {
-            max_receive_count: 5,
-            visibility_timeout: Duration::from_secs(30),
-            retry_base: Duration::from_secs(1),
+            max_receive_count: settings.max_receive_count,
+            visibility_timeout: settings.visibility_timeout,
+            retry_base: settings.retry_base,
             batch_size: 64,
             max_in_flight: 256,
             receive_wait: Duration::from_secs(1),
         }
+    }
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self::from_settings(&flowgate_settings::Settings::defaults())
     }
 }
 
@@ -94,12 +101,16 @@ impl Consumer {
             &message.instance_id,
         );
         async {
-            let event = HistoryEvent::now(
-                EventKind::Created,
-                format!("instance created on delivery {}", delivery.receive_count),
-            );
-            let instance = message.instance(event.at);
-            match self.store.create_instance(&instance, &event).await {
+            let update = RequestUpdate {
+                set_status: Some(RequestStatus::Created),
+                set_attempts: Some(delivery.receive_count),
+                ..RequestUpdate::event(HistoryEvent::now(
+                    EventKind::Created,
+                    format!("instance created on delivery {}", delivery.receive_count),
+                ))
+            };
+            let instance = message.instance(update.event.at);
+            match self.store.create_instance(&instance, &update).await {
                 Ok(Creation::Created) => {
                     info!(stage = "created", "instance created");
                     Disposition::Ack

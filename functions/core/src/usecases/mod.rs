@@ -12,6 +12,7 @@ pub use reconcile::{Reconciler, SweepReport};
 pub use start::{StartOutcome, StartRequest};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::metrics::Metrics;
 use crate::ports::{Queue, Store};
@@ -44,22 +45,32 @@ pub struct Flowgate {
     queue: Arc<dyn Queue>,
     schemas: Arc<SchemaCache>,
     metrics: Option<Arc<dyn Metrics>>,
+    redelivery_bound: Duration,
 }
 
 impl Flowgate {
     /// The use cases over these ports.
     pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>) -> Self {
+        let defaults = flowgate_settings::Settings::defaults();
         Self {
             store,
             queue,
             schemas: Arc::new(SchemaCache::default()),
             metrics: None,
+            redelivery_bound: defaults.redelivery_bound(),
         }
     }
 
-    /// Reports the operator use cases' counts to `metrics`.
+    /// Reports the use cases' counts to `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.metrics = Some(metrics);
+        self
+    }
+
+    /// The longest an accepted request whose enqueue failed waits for the reconciler to send
+    /// it (its grace period plus one sweep), as stated in that request's history.
+    pub fn with_redelivery_bound(mut self, bound: Duration) -> Self {
+        self.redelivery_bound = bound;
         self
     }
 

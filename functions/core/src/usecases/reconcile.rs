@@ -9,6 +9,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::error::BackendError;
 use crate::message::QueueMessage;
+use crate::metrics::Metrics;
 use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus};
 use crate::ports::{Liveness, Queue, RequestUpdate, Store};
 
@@ -33,6 +34,7 @@ pub struct Reconciler {
     queue: Arc<dyn Queue>,
     grace: Duration,
     batch: usize,
+    metrics: Option<Arc<dyn Metrics>>,
 }
 
 impl Reconciler {
@@ -43,6 +45,26 @@ impl Reconciler {
             queue,
             grace,
             batch: 500,
+            metrics: None,
+        }
+    }
+
+    /// Reports each sweep's counts (`PendingOverGrace`, `Reenqueued`, `ReconcileFailed`).
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn report(&self, report: &SweepReport) {
+        if let Some(m) = &self.metrics {
+            m.counts(&[
+                ("PendingOverGrace", report.overdue as u64),
+                ("Reenqueued", report.reenqueued as u64),
+                ("ReconcileFailed", report.failed as u64),
+            ]);
+        }
+        if report.overdue > 0 {
+            info!(stage = "reconciled", ?report, "reconciler sweep");
         }
     }
 
@@ -73,9 +95,7 @@ impl Reconciler {
                 }
             }
         }
-        if report.overdue > 0 {
-            info!(stage = "reconciled", ?report, "reconciler sweep");
-        }
+        self.report(&report);
         Ok(report)
     }
 

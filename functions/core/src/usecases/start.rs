@@ -1,4 +1,8 @@
 //! Starting an instance: validate, record durably, enqueue, optionally wait.
+//!
+//! The answer always matches what will happen: once the record is durable the request is
+//! accepted (2xx), even if its enqueue fails, because the reconciler will send it. Only a
+//! request of which nothing durable was written fails (retryably).
 
 use std::time::Duration;
 
@@ -6,8 +10,7 @@ use chrono::Utc;
 use tracing::{Span, error, info, instrument, warn};
 
 use super::Flowgate;
-use crate::api_error::ApiError;
-use crate::error::StoreError;
+use crate::error::{Error, StoreError};
 use crate::ids;
 use crate::message::QueueMessage;
 use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus, StartSpec};
@@ -45,9 +48,18 @@ impl StartOutcome {
     }
 }
 
+/// The first event of a new request's history.
+fn accepted_event(keyed: bool) -> &'static str {
+    if keyed {
+        "accepted with an idempotency key"
+    } else {
+        "accepted"
+    }
+}
+
 impl Flowgate {
-    /// Accepts a start request: once this returns `Ok`, the request record and its queue
-    /// message are durable, so the instance will be created or dead-lettered with a reason.
+    /// Accepts a start request: once this returns `Ok`, the request record is durable, so the
+    /// instance will be created or dead-lettered with a reason.
     // ERROR level: the span and its ids stay enabled whatever the log filter.
     #[instrument(
         name = "start_instance",
@@ -55,114 +67,127 @@ impl Flowgate {
         skip(self, req),
         fields(tenant = %req.tenant, workflow = %req.workflow, request_id, instance_id)
     )]
-    pub async fn start_instance(&self, req: StartRequest) -> Result<StartOutcome, ApiError> {
+    pub async fn start_instance(&self, req: StartRequest) -> Result<StartOutcome, Error> {
         identifier("workflow", &req.workflow)?;
         let spec = req.body.clone().into_spec(&req.workflow)?;
         let request_id = ids::request_id(&req.tenant, req.idempotency_key.as_deref());
         Span::current().record("request_id", request_id.as_str());
-
-        if let Err(e) = self.check_startable(&req.tenant, &spec).await {
-            // A retry of an accepted key must get the original answer even if the workflow
-            // changed since (went offline, tightened its schema).
-            if req.idempotency_key.is_some()
-                && matches!(
-                    e,
-                    ApiError::WorkflowNotFound(_)
-                        | ApiError::WorkflowOffline(_)
-                        | ApiError::ParamsInvalid { .. }
-                )
-                && let Some(existing) = self.store.get_request(&req.tenant, &request_id).await?
-            {
-                return self.replay(existing, &spec, req.wait).await;
-            }
-            return Err(e);
+        if let Err(refused) = self.check_startable(&req.tenant, &spec).await {
+            return self
+                .replay_if_known(&req, &request_id, &spec, refused)
+                .await;
         }
-
-        let now = Utc::now();
-        let record = RequestRecord {
-            tenant: req.tenant.clone(),
-            request_id: request_id.clone(),
-            instance_id: ids::instance_id(),
-            idempotency_key: req.idempotency_key.clone(),
-            fingerprint: ids::fingerprint(&spec),
-            spec,
-            status: RequestStatus::Accepted,
-            attempts: 0,
-            last_error: None,
-            accepted_at: now,
-            updated_at: now,
-            pending_since: None,
-            history: vec![HistoryEvent {
-                at: now,
-                kind: EventKind::Accepted,
-                detail: match &req.idempotency_key {
-                    Some(_) => "accepted with an idempotency key".into(),
-                    None => "accepted".into(),
-                },
-            }],
-        };
-        let outbox = Outbox {
-            envelope: QueueMessage::for_record(&record).envelope(),
-            event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue"),
-        };
-        let enqueued = match self.store.create_request(&record, Some(&outbox)).await {
-            Ok(enqueued) => enqueued,
-            Err(StoreError::AlreadyExists { existing }) => {
-                return self.replay(*existing, &record.spec, req.wait).await;
-            }
-            Err(StoreError::Backend(e)) => {
-                error!(stage = "accept_failed", error = %e.chain(), "could not record request");
-                return Err(e.into());
-            }
-        };
-        Span::current().record("instance_id", record.instance_id.as_str());
-        info!(stage = "accepted", "request recorded");
-        let mut record = match enqueued {
-            Enqueued::Yes => {
-                info!(stage = "enqueued", "request enqueued with its record");
-                let mut record = record;
-                record.pending_since = Some(outbox.event.at);
-                record.history.push(outbox.event);
-                record
-            }
-            Enqueued::No => self.enqueue(record).await?,
-        };
-        if let Some(wait) = req.wait {
-            record = self.wait_for_outcome(record, wait).await?;
-        }
-        Ok(StartOutcome {
-            record,
-            replayed: false,
-        })
+        let fresh_record = new_record(&req, request_id, spec);
+        Span::current().record("instance_id", fresh_record.record.instance_id.as_str());
+        let outcome = self.accept(fresh_record).await?;
+        self.finish(outcome, req.wait).await
     }
 
-    async fn check_startable(&self, tenant: &str, spec: &StartSpec) -> Result<(), ApiError> {
+    async fn check_startable(&self, tenant: &str, spec: &StartSpec) -> Result<(), Error> {
         let workflow = self
             .store
             .get_workflow(tenant, &spec.workflow)
             .await?
-            .ok_or_else(|| ApiError::WorkflowNotFound(spec.workflow.clone()))?;
+            .ok_or_else(|| Error::WorkflowNotFound(spec.workflow.clone()))?;
         if !workflow.online {
-            return Err(ApiError::WorkflowOffline(spec.workflow.clone()));
+            return Err(Error::WorkflowOffline(spec.workflow.clone()));
         }
         self.schemas.check(&workflow, &spec.params)
     }
 
+    /// A retry of an accepted key gets the original answer even if the workflow changed
+    /// since (went offline, tightened its schema); anything else keeps its refusal.
+    async fn replay_if_known(
+        &self,
+        req: &StartRequest,
+        request_id: &str,
+        spec: &StartSpec,
+        refused: Error,
+    ) -> Result<StartOutcome, Error> {
+        let replayable = matches!(
+            refused,
+            Error::WorkflowNotFound(_) | Error::WorkflowOffline(_) | Error::ParamsInvalid { .. }
+        );
+        if req.idempotency_key.is_none() || !replayable {
+            return Err(refused);
+        }
+        match self.store.get_request(&req.tenant, request_id).await? {
+            Some(existing) => {
+                let outcome = self.replay(existing, spec).await?;
+                self.finish(outcome, req.wait).await
+            }
+            None => Err(refused),
+        }
+    }
+
+    /// Writes the record (with its message, where the store has an outbox) and makes sure
+    /// the message is sent or the reconciler will send it.
+    async fn accept(&self, write: RecordToWrite) -> Result<StartOutcome, Error> {
+        let RecordToWrite { record, outbox } = write;
+        match self.store.create_request(&record, Some(&outbox)).await {
+            Ok(Enqueued::Yes) => {
+                info!(stage = "accepted", "request recorded");
+                info!(stage = "enqueued", "request enqueued with its record");
+                let mut record = record;
+                record.pending_since = Some(outbox.event.at);
+                crate::record::append(&mut record.history, outbox.event);
+                Ok(fresh(record))
+            }
+            Ok(Enqueued::No) => {
+                info!(stage = "accepted", "request recorded");
+                Ok(fresh(self.enqueue(record).await))
+            }
+            Err(StoreError::AlreadyExists { existing }) => {
+                self.replay(*existing, &record.spec).await
+            }
+            Err(StoreError::Backend(e)) => self.after_failed_write(record, e).await,
+        }
+    }
+
+    /// A failed write may still have happened (a timeout after the commit): reading the
+    /// record back tells. Written: carry on as accepted. Not written, or unknown: the
+    /// client must retry, and nothing durable claims otherwise.
+    async fn after_failed_write(
+        &self,
+        record: RequestRecord,
+        failure: crate::BackendError,
+    ) -> Result<StartOutcome, Error> {
+        error!(stage = "accept_failed", error = %failure.chain(), "could not record request");
+        match self
+            .store
+            .get_request(&record.tenant, &record.request_id)
+            .await
+        {
+            Ok(Some(written)) if written.instance_id == record.instance_id => {
+                warn!(
+                    stage = "accepted",
+                    "the write reported a failure but took effect"
+                );
+                let outcome = self.replay(written, &record.spec).await?;
+                Ok(StartOutcome {
+                    replayed: false,
+                    ..outcome
+                })
+            }
+            Ok(Some(other)) => self.replay(other, &record.spec).await,
+            _ => Err(failure.into()),
+        }
+    }
+
     /// The key was used before: same payload gets the original request, and finishes its
-    /// enqueue if an earlier attempt failed there; a different payload is refused.
+    /// enqueue if an earlier attempt never sent it; a different payload is refused.
     async fn replay(
         &self,
         existing: RequestRecord,
         spec: &StartSpec,
-        wait: Option<Duration>,
-    ) -> Result<StartOutcome, ApiError> {
+    ) -> Result<StartOutcome, Error> {
         Span::current().record("instance_id", existing.instance_id.as_str());
         if existing.fingerprint != ids::fingerprint(spec) {
             warn!(
                 stage = "key_reused",
                 "idempotency key reused with a different payload"
             );
-            return Err(ApiError::KeyReused {
+            return Err(Error::KeyReused {
                 request_id: existing.request_id,
             });
         }
@@ -173,10 +198,7 @@ impl Flowgate {
         );
         let mut record = existing;
         if record.status == RequestStatus::Accepted && record.pending_since.is_none() {
-            record = self.enqueue(record).await?;
-        }
-        if let Some(wait) = wait {
-            record = self.wait_for_outcome(record, wait).await?;
+            record = self.enqueue(record).await;
         }
         Ok(StartOutcome {
             record,
@@ -184,47 +206,63 @@ impl Flowgate {
         })
     }
 
-    /// Sends the request's message and records that it did. A failed send is a 503: the
-    /// record stays `ACCEPTED` and unsent, so a retry with the same key (or the reconciler)
-    /// sends it again.
-    async fn enqueue(&self, mut record: RequestRecord) -> Result<RequestRecord, ApiError> {
+    /// Sends the request's message and records that it did. The record is durable already,
+    /// so a failed send is recorded (`enqueue_failed`, with the redelivery bound) and the
+    /// request stays accepted: the reconciler sends it, as does a retry with the same key.
+    async fn enqueue(&self, mut record: RequestRecord) -> RequestRecord {
         let envelope = QueueMessage::for_record(&record).envelope();
         // Stamped before the send: the consumer may create the instance before the send
         // call returns, and the history must still read enqueued-then-created.
-        let event = HistoryEvent::now(EventKind::Enqueued, "sent to the queue");
-        if let Err(e) = self.queue.send(&envelope).await {
-            error!(stage = "enqueue_failed", error = %e.chain(), "could not enqueue request");
-            let event = HistoryEvent::now(EventKind::EnqueueFailed, e.chain());
-            if let Err(e2) = self
-                .store
-                .update_request(
-                    &record.tenant,
-                    &record.request_id,
-                    &RequestUpdate::event(event),
-                )
-                .await
-            {
-                warn!(error = %e2.chain(), "could not record the enqueue failure");
+        let sent = HistoryEvent::now(EventKind::Enqueued, "sent to the queue");
+        let update = match self.queue.send(&envelope).await {
+            Ok(()) => {
+                info!(stage = "enqueued", "request enqueued");
+                RequestUpdate {
+                    touch_pending: true,
+                    ..RequestUpdate::event(sent)
+                }
             }
-            return Err(e.into());
-        }
-        record.pending_since = Some(event.at);
-        let update = RequestUpdate {
-            touch_pending: true,
-            ..RequestUpdate::event(event.clone())
+            Err(e) => {
+                error!(stage = "enqueue_failed", error = %e.chain(),
+                    "could not enqueue; the reconciler will send the request");
+                RequestUpdate::event(HistoryEvent::now(
+                    EventKind::EnqueueFailed,
+                    format!(
+                        "{}; the request is recorded, and the reconciler sends it within {}",
+                        e.chain(),
+                        humantime::format_duration(self.redelivery_bound)
+                    ),
+                ))
+            }
         };
-        // The message is durable, so the request is accepted even if this note is lost: at
-        // worst a retry or the reconciler sends it again, and the consumer absorbs duplicates.
+        // Even if this note is lost, the outcome holds: a sent message is delivered, and an
+        // unsent request is found by the reconciler (its pending_since is unset).
         match self
             .store
             .update_request(&record.tenant, &record.request_id, &update)
             .await
         {
-            Ok(_) => record.history.push(event),
+            Ok(_) => {
+                let _ = record.apply(&update);
+            }
             Err(e) => warn!(error = %e.chain(), "could not record the enqueue in history"),
         }
-        info!(stage = "enqueued", "request enqueued");
-        Ok(record)
+        record
+    }
+
+    /// Applies `Prefer: wait` to an outcome.
+    async fn finish(
+        &self,
+        outcome: StartOutcome,
+        wait: Option<Duration>,
+    ) -> Result<StartOutcome, Error> {
+        let Some(wait) = wait else {
+            return Ok(outcome);
+        };
+        Ok(StartOutcome {
+            record: self.wait_for_outcome(outcome.record, wait).await?,
+            ..outcome
+        })
     }
 
     /// Polls the record until it leaves `ACCEPTED` or `wait` runs out.
@@ -232,7 +270,7 @@ impl Flowgate {
         &self,
         record: RequestRecord,
         wait: Duration,
-    ) -> Result<RequestRecord, ApiError> {
+    ) -> Result<RequestRecord, Error> {
         let deadline = tokio::time::Instant::now() + wait;
         let mut pause = Duration::from_millis(2);
         let mut latest = record;
@@ -252,5 +290,46 @@ impl Flowgate {
             }
         }
         Ok(latest)
+    }
+}
+
+/// A new record with its queue message, ready for the conditional create.
+struct RecordToWrite {
+    record: RequestRecord,
+    outbox: Outbox,
+}
+
+fn new_record(req: &StartRequest, request_id: String, spec: StartSpec) -> RecordToWrite {
+    let now = Utc::now();
+    let record = RequestRecord {
+        tenant: req.tenant.clone(),
+        request_id,
+        instance_id: ids::instance_id(),
+        idempotency_key: req.idempotency_key.clone(),
+        fingerprint: ids::fingerprint(&spec),
+        spec,
+        status: RequestStatus::Accepted,
+        attempts: 0,
+        last_error: None,
+        accepted_at: now,
+        updated_at: now,
+        pending_since: None,
+        history: vec![HistoryEvent {
+            at: now,
+            kind: EventKind::Accepted,
+            detail: accepted_event(req.idempotency_key.is_some()).into(),
+        }],
+    };
+    let outbox = Outbox {
+        envelope: QueueMessage::for_record(&record).envelope(),
+        event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue"),
+    };
+    RecordToWrite { record, outbox }
+}
+
+fn fresh(record: RequestRecord) -> StartOutcome {
+    StartOutcome {
+        record,
+        replayed: false,
     }
 }

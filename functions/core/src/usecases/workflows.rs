@@ -4,7 +4,7 @@ use chrono::Utc;
 use tracing::{info, instrument};
 
 use super::Flowgate;
-use crate::api_error::ApiError;
+use crate::error::Error;
 use crate::model::Workflow;
 use crate::ports::Upsert;
 use crate::validation::{WorkflowBody, identifier};
@@ -17,7 +17,7 @@ impl Flowgate {
         tenant: &str,
         code: &str,
         body: WorkflowBody,
-    ) -> Result<(Upsert, Workflow), ApiError> {
+    ) -> Result<(Upsert, Workflow), Error> {
         identifier("code", code)?;
         body.validate()?;
         let now = Utc::now();
@@ -46,11 +46,11 @@ impl Flowgate {
     }
 
     /// Reads a workflow definition.
-    pub async fn get_workflow(&self, tenant: &str, code: &str) -> Result<Workflow, ApiError> {
+    pub async fn get_workflow(&self, tenant: &str, code: &str) -> Result<Workflow, Error> {
         identifier("code", code)?;
         self.store
             .get_workflow(tenant, code)
             .await?
-            .ok_or_else(|| ApiError::WorkflowNotFound(code.to_owned()))
+            .ok_or_else(|| Error::WorkflowNotFound(code.to_owned()))
     }
 }

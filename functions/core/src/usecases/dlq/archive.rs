@@ -9,7 +9,7 @@ use tracing::{info, warn};
 
 use super::LetterFilter;
 use super::walk::{Walk, hold_for};
-use crate::error::{BackendError, StoreError};
+use crate::error::{BackendError, Error, StoreError};
 use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus};
 use crate::ports::{DeadLetter, RequestUpdate};
 use crate::usecases::Flowgate;
@@ -58,17 +58,6 @@ pub struct RestoreReport {
     pub failed: Vec<String>,
 }
 
-/// Why an archive stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ArchiveError {
-    /// The sink could not write; nothing of the failed batch was removed.
-    #[error("cannot write the archive: {0}")]
-    Sink(#[source] std::io::Error),
-    /// The queue or store failed.
-    #[error(transparent)]
-    Backend(#[from] BackendError),
-}
-
 impl Flowgate {
     /// Writes the letters `filter` selects (up to `max`) to `sink`, then removes them from the
     /// queue and marks their requests `ARCHIVED`.
@@ -77,7 +66,7 @@ impl Flowgate {
         filter: &LetterFilter,
         max: Option<usize>,
         sink: &mut dyn ArchiveSink,
-    ) -> Result<ArchiveReport, ArchiveError> {
+    ) -> Result<ArchiveReport, Error> {
         let mut report = ArchiveReport::default();
         let name = sink.name();
         let mut walk = Walk::new(self.queue.as_ref(), filter, max, hold_for(max, None));
@@ -113,7 +102,7 @@ impl Flowgate {
                     for line in lines {
                         walk.keep(line.letter);
                     }
-                    return Err(ArchiveError::Sink(e));
+                    return Err(Error::Sink(e));
                 }
                 for line in lines {
                     match self.retire(&line, &name).await {
@@ -253,10 +242,10 @@ impl Flowgate {
             None => {
                 self.queue.dlq_restore(&line.letter).await?;
                 let mut record = archived.clone();
-                record.status = RequestStatus::Dead;
-                record.pending_since = None;
-                record.updated_at = event.at;
-                record.history.push(event);
+                let _ = record.apply(&RequestUpdate {
+                    set_status: Some(RequestStatus::Dead),
+                    ..RequestUpdate::event(event)
+                });
                 match self.store.create_request(&record, None).await {
                     Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(true),
                     Err(StoreError::Backend(e)) => Err(e),
@@ -267,18 +256,21 @@ impl Flowgate {
 }
 
 /// Reads an archive's lines, refusing the whole file if any line is not an archived letter.
-pub fn parse_archive(text: &str) -> Result<Vec<ArchivedLetter>, String> {
+pub fn parse_archive(text: &str) -> Result<Vec<ArchivedLetter>, Error> {
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
         .map(|(n, line)| {
+            let at = format!("line {}", n + 1);
             let letter: ArchivedLetter = serde_json::from_str(line)
-                .map_err(|e| format!("line {}: not an archived dead letter: {e}", n + 1))?;
+                .map_err(|e| Error::invalid(&at, format!("is not an archived dead letter: {e}")))?;
             if letter.version != ARCHIVE_VERSION {
-                return Err(format!(
-                    "line {}: archive version {} (this build reads {ARCHIVE_VERSION})",
-                    n + 1,
-                    letter.version
+                return Err(Error::invalid(
+                    &at,
+                    format!(
+                        "has archive version {} (this build reads {ARCHIVE_VERSION})",
+                        letter.version
+                    ),
                 ));
             }
             Ok(letter)

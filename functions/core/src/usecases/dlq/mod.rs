@@ -5,16 +5,18 @@
 //! message has no request record); the request record says what may be done with a letter.
 
 mod archive;
+mod filter;
 mod replay;
 mod walk;
 
 pub use archive::{
-    ARCHIVE_VERSION, ArchiveError, ArchiveReport, ArchiveSink, ArchivedLetter, RestoreReport,
-    parse_archive,
+    ARCHIVE_VERSION, ArchiveReport, ArchiveSink, ArchivedLetter, RestoreReport, parse_archive,
+};
+pub use filter::{
+    DEFAULT_SCOPED_REPLAY, FilterParams, LetterFilter, ListParams, MAX_SCOPED_REPLAY, Rate,
+    ReplayParams, Scope,
 };
 pub use replay::{Action, LetterOutcome, ReplayOptions, ReplayReport};
-
-use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -22,24 +24,14 @@ use serde::{Deserialize, Serialize};
 pub use crate::dead_reason::FailureKind;
 
 use super::Flowgate;
-use crate::api_error::ApiError;
-use crate::error::BackendError;
+use crate::error::{BackendError, Error};
 use crate::message::QueueMessage;
-use crate::model::{Page, RequestRecord, decode_cursor, encode_cursor};
+use crate::model::{Page, RequestRecord};
+use crate::paging::{self, PageRequest};
 use crate::ports::DeadLetter;
-use crate::validation::invalid;
 
 /// The most letters one listing reads from the queue.
 pub const MAX_SCAN: usize = 100_000;
-/// The largest page `GET /v1/dlq` returns.
-pub const MAX_PAGE: usize = 1000;
-/// The page size when the client names none.
-pub const DEFAULT_PAGE: usize = 100;
-/// The most letters one `POST /v1/dlq/replay` replays (it must finish within the API's
-/// timeout); call it again for more.
-pub const MAX_HTTP_REPLAY: usize = 1000;
-/// The letters `POST /v1/dlq/replay` replays when the body names no `max`.
-pub const DEFAULT_HTTP_REPLAY: usize = 100;
 
 /// One row of a dead-letter listing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -91,50 +83,6 @@ impl LetterSummary {
     }
 }
 
-/// Which letters an operation applies to; every field that is set must match.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct LetterFilter {
-    /// Only this tenant's letters.
-    pub tenant: Option<String>,
-    /// Only this workflow's letters.
-    pub workflow: Option<String>,
-    /// A failure kind (`permanent`, `exhausted`, `poison`, `unknown`) or a case-insensitive
-    /// substring of the reason.
-    pub error: Option<String>,
-    /// Only letters dead-lettered at least this long ago.
-    pub older_than: Option<Duration>,
-    /// Only letters dead-lettered at most this long ago.
-    pub newer_than: Option<Duration>,
-}
-
-impl LetterFilter {
-    /// Whether the filter selects every letter.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-
-    /// Whether `letter` is selected.
-    pub fn matches(&self, letter: &LetterSummary) -> bool {
-        let age = Duration::from_secs(u64::try_from(letter.age_seconds).unwrap_or(0));
-        let same = |want: &Option<String>, have: &Option<String>| {
-            want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
-        };
-        same(&self.tenant, &letter.tenant)
-            && same(&self.workflow, &letter.workflow)
-            && self.error.as_ref().is_none_or(|e| {
-                e.eq_ignore_ascii_case(letter.error_kind.as_str())
-                    || letter.error.to_lowercase().contains(&e.to_lowercase())
-            })
-            && self.older_than.is_none_or(|d| age >= d)
-            && self.newer_than.is_none_or(|d| age <= d)
-    }
-}
-
-/// Parses a humantime duration, with an error that shows the expected form.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| format!("{e} (examples: 90s, 15m, 2h, 7d)"))
-}
-
 /// A position in a listing: the last letter of the previous page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct LetterCursor {
@@ -170,47 +118,30 @@ impl Flowgate {
             .collect())
     }
 
-    /// A page of the dead letters `filter` selects, oldest first.
+    /// A page of the dead letters `params` select that `scope` may see, oldest first.
     pub async fn dlq_list(
         &self,
-        filter: &LetterFilter,
-        limit: Option<usize>,
-        cursor: Option<&str>,
-    ) -> Result<Page<LetterSummary>, ApiError> {
-        let limit = limit.unwrap_or(DEFAULT_PAGE);
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(invalid("limit", format!("must be from 1 to {MAX_PAGE}")));
-        }
-        let after: Option<LetterCursor> = match cursor {
-            None => None,
-            Some(text) => Some(
-                decode_cursor(text)
-                    .ok_or_else(|| invalid("cursor", "is not a cursor this API returned"))?,
-            ),
-        };
-        let mut items: Vec<LetterSummary> = self
-            .dlq_scan(filter)
+        scope: &Scope,
+        params: ListParams,
+    ) -> Result<Page<LetterSummary>, Error> {
+        let request = PageRequest::<LetterCursor>::parse(&params.page, paging::DEAD_LETTERS)?;
+        let filter = scope.confine(LetterFilter::try_from(params.filter)?)?;
+        let items: Vec<LetterSummary> = self
+            .dlq_scan(&filter)
             .await?
             .into_iter()
             .filter(|s| {
-                after
+                request
+                    .after
                     .as_ref()
                     .is_none_or(|c| (s.dead_lettered_at, &s.message_id) > (c.at, &c.id))
             })
-            .take(limit + 1)
+            .take(request.probe())
             .collect();
-        let next_cursor = if items.len() > limit {
-            items.truncate(limit);
-            items.last().map(|s| {
-                encode_cursor(&LetterCursor {
-                    at: s.dead_lettered_at,
-                    id: s.message_id.clone(),
-                })
-            })
-        } else {
-            None
-        };
-        Ok(Page { items, next_cursor })
+        Ok(paging::page(items, request.limit, |s| LetterCursor {
+            at: s.dead_lettered_at,
+            id: s.message_id.clone(),
+        }))
     }
 
     /// Every dead letter of `request_id` (usually one), each with the request's record.

@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 use tracing::{Instrument, error, info, warn};
 
 use super::walk::{Walk, hold_for};
-use super::{LetterFilter, LetterSummary};
-use crate::error::BackendError;
+use super::{LetterFilter, LetterSummary, Rate, ReplayParams, Scope};
+use crate::error::{BackendError, Error};
 use crate::message::QueueMessage;
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
 use crate::ports::{DeadLetter, MoveAll, RequestUpdate, UpdateOutcome};
@@ -23,8 +23,8 @@ pub struct ReplayOptions {
     pub filter: LetterFilter,
     /// At most this many letters.
     pub max: Option<usize>,
-    /// At most this many letters per second.
-    pub rate: Option<f64>,
+    /// At most this pace.
+    pub rate: Option<Rate>,
     /// Report what would happen, and change nothing.
     pub dry_run: bool,
 }
@@ -67,7 +67,7 @@ pub struct ReplayReport {
     pub skipped_created: u64,
     /// Letters left in place because something failed.
     pub failed: u64,
-    /// What became of SQS's native bulk move, when an unfiltered replay tried it.
+    /// What became of the queue's native bulk move, when an unfiltered replay tried it.
     pub native_move: Option<String>,
     /// Each letter's outcome.
     pub letters: Vec<LetterOutcome>,
@@ -100,12 +100,10 @@ struct Pacer {
 }
 
 impl Pacer {
-    fn new(rate: Option<f64>) -> Self {
+    fn new(rate: Option<Rate>) -> Self {
         Self {
             start: tokio::time::Instant::now(),
-            every: rate
-                .filter(|r| *r > 0.0)
-                .map(|r| Duration::from_secs_f64(1.0 / r)),
+            every: rate.map(Rate::interval),
             done: 0,
         }
     }
@@ -118,7 +116,31 @@ impl Pacer {
     }
 }
 
+impl ReplayOptions {
+    /// The replay `params` ask for, as far as `scope` allows.
+    pub fn scoped(scope: &Scope, params: ReplayParams) -> Result<Self, Error> {
+        Ok(Self {
+            filter: scope.confine(LetterFilter::try_from(params.filter)?)?,
+            max: scope.replay_max(params.max)?,
+            rate: params.rate,
+            dry_run: params.dry_run,
+        })
+    }
+}
+
 impl Flowgate {
+    /// Replays the dead letters `params` select, as far as `scope` allows; `progress` sees
+    /// each outcome as it happens.
+    pub async fn dlq_replay_as(
+        &self,
+        scope: &Scope,
+        params: ReplayParams,
+        progress: &(dyn Fn(&LetterOutcome) + Sync),
+    ) -> Result<ReplayReport, Error> {
+        let options = ReplayOptions::scoped(scope, params)?;
+        Ok(self.dlq_replay(&options, progress).await?)
+    }
+
     /// Replays the dead letters `options` select; `progress` sees each outcome as it happens.
     pub async fn dlq_replay(
         &self,
@@ -218,7 +240,8 @@ impl Flowgate {
         }
         match self.queue.dlq_move_all().await? {
             MoveAll::Moved(n) => {
-                report.native_move = Some(format!("StartMessageMoveTask moved {n} letters"));
+                report.native_move =
+                    Some(format!("the queue's native bulk move moved {n} letters"));
                 for (letter, _, _) in &plans {
                     report.record(
                         outcome(letter, Action::Replayed, "moved by the native bulk move"),

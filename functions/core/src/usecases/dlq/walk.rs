@@ -7,19 +7,19 @@ use std::time::Duration;
 use chrono::Utc;
 use tracing::warn;
 
-use super::{LetterFilter, LetterSummary};
+use super::{LetterFilter, LetterSummary, Rate};
 use crate::error::BackendError;
 use crate::ports::{DeadLetter, Queue};
 
 /// How long a walk holds the letters it claimed. Letters it skips stay held until it ends,
 /// so a long walk (a slow `--rate`) asks for a longer hold.
-pub fn hold_for(max: Option<usize>, rate: Option<f64>) -> Duration {
+pub fn hold_for(max: Option<usize>, rate: Option<Rate>) -> Duration {
     const BASE: Duration = Duration::from_secs(300);
-    const MOST: Duration = Duration::from_secs(12 * 3600);
-    let Some(rate) = rate.filter(|r| *r > 0.0) else {
+    const MOST: Duration = flowgate_settings::specs::MAX_VISIBILITY;
+    let Some(rate) = rate else {
         return BASE;
     };
-    let expected = max.unwrap_or(10_000) as f64 / rate;
+    let expected = max.unwrap_or(10_000) as f64 / rate.get();
     (BASE + Duration::from_secs_f64(expected.min(MOST.as_secs_f64()))).min(MOST)
 }
 

@@ -8,13 +8,13 @@ use std::time::Duration;
 use axum::body::Body;
 use serde_json::{Value, json};
 
+use flowgate_aws::emf::Emf;
 use flowgate_core::Flowgate;
-use flowgate_core::faults::{FaultPlan, FaultyStore};
 use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestStatus};
 use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
-use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
-use flowgate_tests::fixtures::{count_events, embedded, record, tenant};
+use flowgate_core::usecases::Reconciler;
+use flowgate_tests::fixtures::{Rig, count_events, embedded, record, tenant};
 
 /// An API Gateway HTTP API (payload v2.0) event, as the Lambda receives it.
 fn http_event(method: &str, path: &str, body: Option<&Value>, authorizer: Value) -> String {
@@ -191,19 +191,8 @@ async fn batch(
 
 #[tokio::test]
 async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
-    let backend = embedded(Duration::from_millis(100), 3);
-    let faults = Arc::new(FaultPlan::default());
-    let store: Arc<dyn Store> = Arc::new(FaultyStore::new(backend.backend.clone(), faults.clone()));
-    let queue: Arc<dyn Queue> = backend.backend.clone();
-    let consumer = Consumer::new(
-        store.clone(),
-        queue.clone(),
-        ConsumerConfig {
-            max_receive_count: 3,
-            retry_base: Duration::ZERO,
-            ..ConsumerConfig::default()
-        },
-    );
+    let rig = Rig::new(Duration::from_millis(100), 3);
+    let (store, queue, faults, consumer) = (&rig.store, &rig.queue, &rig.faults, &rig.consumer);
     let t = tenant();
     let good = record(&t, "wf", chrono::Utc::now());
     let poisoned = record(&t, "wf", chrono::Utc::now());
@@ -225,7 +214,7 @@ async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
 
     // A good message and a poison one: no failure reported, one created, one dead.
     let (_, event) = batch(queue.as_ref(), 2).await;
-    let response = flowgate_consumer::handle(&consumer, queue.as_ref(), event).await;
+    let response = flowgate_consumer::handle(consumer, queue.as_ref(), event).await;
     assert!(
         response.batch_item_failures.is_empty(),
         "{:?}",
@@ -271,7 +260,7 @@ async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
     for delivery in 1..=3u32 {
         let (deliveries, event) = batch(queue.as_ref(), 1).await;
         assert_eq!(deliveries[0].receive_count, delivery);
-        let response = flowgate_consumer::handle(&consumer, queue.as_ref(), event).await;
+        let response = flowgate_consumer::handle(consumer, queue.as_ref(), event).await;
         let failed: Vec<&str> = response
             .batch_item_failures
             .iter()
@@ -295,6 +284,20 @@ async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
     );
 }
 
+/// A writer the test can read back: what the EMF sink printed.
+#[derive(Clone, Default)]
+struct Printed(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Printed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
 async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
     let backend = embedded(Duration::from_secs(30), 5);
@@ -303,7 +306,9 @@ async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
     let t = tenant();
     let stuck = record(&t, "wf", chrono::Utc::now() - chrono::Duration::minutes(5));
     store.create_request(&stuck, None).await.expect("record");
-    let reconciler = Reconciler::new(store.clone(), queue.clone(), Duration::from_secs(60));
+    let printed = Printed::default();
+    let reconciler = Reconciler::new(store.clone(), queue.clone(), Duration::from_secs(60))
+        .with_metrics(Arc::new(Emf::new(printed.clone())));
     let event = json!({
         "version": "0",
         "id": "53dc4d37-cffa-4f76-80c9-8b7d4a4d2eaa",
@@ -319,13 +324,13 @@ async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
     let report = flowgate_reconciler::handle(&reconciler, event)
         .await
         .expect("sweep");
-    assert!(report.reenqueued >= 1, "{report:?}");
+    assert_eq!((report.overdue, report.reenqueued), (1, 1), "{report:?}");
     let read = store
         .get_request(&t, &stuck.request_id)
         .await
         .expect("read")
         .expect("exists");
-    assert!(read.history.iter().any(|h| h.kind == EventKind::Reenqueued));
+    assert_eq!(count_events(&read.history, EventKind::Reenqueued), 1);
     assert_eq!(
         queue
             .liveness(&t, &stuck.request_id)
@@ -334,10 +339,24 @@ async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
         Liveness::Live
     );
 
-    let line = flowgate_reconciler::metric_line(&report, 1_700_000_000_000);
+    // What the sweep printed is one EMF line with its counts.
+    let text = String::from_utf8(printed.0.lock().expect("lock").clone()).expect("utf-8");
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = &lines[0];
     assert_eq!(
         line["_aws"]["CloudWatchMetrics"][0]["Namespace"],
         "Flowgate"
     );
-    assert_eq!(line["PendingOverGrace"], report.overdue);
+    assert_eq!(
+        (
+            &line["PendingOverGrace"],
+            &line["Reenqueued"],
+            &line["ReconcileFailed"]
+        ),
+        (&json!(1), &json!(1), &json!(0))
+    );
 }

@@ -1,0 +1,285 @@
+//! Every setting of every Flowgate host, written once: its flag, its variable, its format,
+//! its default and its meaning ([`specs::ALL`]). Each host builds one typed [`Settings`]
+//! through [`Settings::load`], which reads only the settings that host uses and fails once,
+//! at start, naming the setting.
+
+mod format;
+mod markdown;
+pub mod specs;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub use format::{Format, parse_duration};
+pub use markdown::markdown_table;
+pub use specs::{ALL, Spec};
+
+/// A process that reads settings. A setting is read only by the hosts its spec names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// `flowgate serve`.
+    Serve,
+    /// The operator commands that work on a backend directly: `flowgate dlq`, `flowgate aws`.
+    Operator,
+    /// The client commands that talk to a server: `submit`, `status`, `workflows`, `bench`.
+    Client,
+    /// The API Lambda function.
+    Api,
+    /// The consumer Lambda function.
+    Consumer,
+    /// The reconciler Lambda function.
+    Reconciler,
+}
+
+impl Host {
+    /// Every host, in the order the docs list them.
+    pub const ALL: [Host; 6] = [
+        Host::Serve,
+        Host::Operator,
+        Host::Client,
+        Host::Api,
+        Host::Consumer,
+        Host::Reconciler,
+    ];
+
+    /// The name the docs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Host::Serve => "serve",
+            Host::Operator => "dlq, aws",
+            Host::Client => "client",
+            Host::Api => "api λ",
+            Host::Consumer => "consumer λ",
+            Host::Reconciler => "reconciler λ",
+        }
+    }
+}
+
+/// Where a host keeps its data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// One SQLite file under the data directory.
+    Embedded,
+    /// DynamoDB and SQS.
+    Aws,
+}
+
+/// A role of `flowgate serve`; roles can be split across processes on one data directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// The HTTP API.
+    Api,
+    /// The queue consumer that creates instances.
+    Consumer,
+    /// The periodic sweep that re-sends stuck requests.
+    Reconciler,
+}
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// A setting whose value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--{} ({}): {value:?} {reason}", spec.flag, spec.env)]
+pub struct SettingError {
+    /// The setting.
+    pub spec: &'static Spec,
+    /// The value given.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+}
+
+/// Every setting, typed. A host's [`Settings::load`] fills the ones it reads; the rest keep
+/// their defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+    /// The backend.
+    pub backend: Backend,
+    /// Directory of the embedded store.
+    pub data_dir: PathBuf,
+    /// The roles `serve` runs.
+    pub roles: Vec<Role>,
+    /// Deliveries of a message before it is dead-lettered.
+    pub max_receive_count: u32,
+    /// How long a delivered message stays invisible before it is delivered again.
+    pub visibility_timeout: Duration,
+    /// First retry delay after a failed delivery.
+    pub retry_base: Duration,
+    /// How long a request may stay pending before the reconciler re-sends it.
+    pub reconcile_grace: Duration,
+    /// How often the reconciler sweeps.
+    pub reconcile_interval: Duration,
+    /// DynamoDB table.
+    pub table: String,
+    /// SQS queue: a name or a URL.
+    pub queue: String,
+    /// SQS dead-letter queue: a name or a URL.
+    pub dlq: String,
+    /// Days a finished request is kept.
+    pub retention_days: u32,
+    /// The JWT claim that names the tenant.
+    pub tenant_claim: String,
+    /// Fault-injection plan (builds with the `faults` feature only).
+    pub faults: String,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Base URL of a running server, for the client commands.
+    pub url: String,
+}
+
+impl Settings {
+    /// The settings of `host`: each one it reads comes from `lookup` (a flag or a variable)
+    /// or its default, parsed by its format; a refused value fails with its name.
+    pub fn load(
+        host: Host,
+        lookup: &dyn Fn(&'static Spec) -> Option<String>,
+    ) -> Result<Self, SettingError> {
+        let r = Reader { host, lookup };
+        use specs::*;
+        Ok(Self {
+            listen: r.get(&LISTEN, format::address)?,
+            backend: r.get(&BACKEND, |t| {
+                format::choice(t, &[("embedded", Backend::Embedded), ("aws", Backend::Aws)])
+            })?,
+            data_dir: r.get(&DATA_DIR, format::path)?,
+            roles: r.get(&ROLES, |t| {
+                format::list(
+                    t,
+                    &[
+                        ("api", Role::Api),
+                        ("consumer", Role::Consumer),
+                        ("reconciler", Role::Reconciler),
+                    ],
+                )
+            })?,
+            max_receive_count: r.get(&MAX_RECEIVE_COUNT, |t| MAX_RECEIVE_COUNT.format.count(t))?,
+            visibility_timeout: r.get(&VISIBILITY_TIMEOUT, |t| {
+                VISIBILITY_TIMEOUT.format.duration(t)
+            })?,
+            retry_base: r.get(&RETRY_BASE, |t| RETRY_BASE.format.duration(t))?,
+            reconcile_grace: r.get(&RECONCILE_GRACE, |t| RECONCILE_GRACE.format.duration(t))?,
+            reconcile_interval: r.get(&RECONCILE_INTERVAL, |t| {
+                RECONCILE_INTERVAL.format.duration(t)
+            })?,
+            table: r.get(&TABLE, format::text)?,
+            queue: r.get(&QUEUE, format::text)?,
+            dlq: r.get(&DLQ, format::text)?,
+            retention_days: r.get(&RETENTION_DAYS, |t| RETENTION_DAYS.format.count(t))?,
+            tenant_claim: r.get(&TENANT_CLAIM, format::text)?,
+            faults: r.get(&FAULTS, |t| Ok(t.to_owned()))?,
+            log_format: r.get(&LOG_FORMAT, |t| {
+                format::choice(t, &[("text", LogFormat::Text), ("json", LogFormat::Json)])
+            })?,
+            url: r.get(&URL, format::text)?,
+        })
+    }
+
+    /// The settings of `host` from the process environment.
+    pub fn from_env(host: Host) -> Result<Self, SettingError> {
+        Self::load(host, &|spec| std::env::var(spec.env).ok())
+    }
+
+    /// Every setting at its default.
+    pub fn defaults() -> Self {
+        // Every default parses: a unit test holds the table to that.
+        Self::load(Host::Serve, &|_| None).unwrap_or_else(|e| panic!("a default is refused: {e}"))
+    }
+
+    /// The longest a durably accepted request whose enqueue failed waits before the
+    /// reconciler sends it: the grace period plus one sweep interval.
+    pub fn redelivery_bound(&self) -> Duration {
+        self.reconcile_grace + self.reconcile_interval
+    }
+}
+
+struct Reader<'a> {
+    host: Host,
+    lookup: &'a dyn Fn(&'static Spec) -> Option<String>,
+}
+
+impl Reader<'_> {
+    fn get<T>(
+        &self,
+        spec: &'static Spec,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, SettingError> {
+        let given = spec
+            .read_by
+            .contains(&self.host)
+            .then(|| (self.lookup)(spec))
+            .flatten();
+        let text = given.as_deref().unwrap_or(spec.default);
+        parse(text.trim()).map_err(|reason| SettingError {
+            spec,
+            value: text.to_owned(),
+            reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(host: Host, vars: &[(&str, &str)]) -> Result<Settings, SettingError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::load(host, &move |spec| vars.get(spec.env).cloned())
+    }
+
+    #[test]
+    fn every_default_parses_for_every_host() {
+        for host in Host::ALL {
+            load(host, &[]).expect("defaults");
+        }
+        assert_eq!(Settings::defaults().max_receive_count, 5);
+    }
+
+    #[test]
+    fn names_are_unique_and_well_formed() {
+        let mut seen = std::collections::HashSet::new();
+        for spec in ALL {
+            assert!(seen.insert(spec.env), "{} twice", spec.env);
+            assert!(seen.insert(spec.flag), "{} twice", spec.flag);
+            assert!(spec.env.starts_with("FLOWGATE_"), "{}", spec.env);
+            assert_eq!(
+                spec.env
+                    .trim_start_matches("FLOWGATE_")
+                    .to_ascii_lowercase(),
+                spec.flag.replace('-', "_"),
+                "the flag and the variable name one setting"
+            );
+            assert!(!spec.read_by.is_empty() && !spec.meaning.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_bad_value_names_the_setting_and_a_host_reads_only_its_own() {
+        let err = load(Host::Consumer, &[("FLOWGATE_VISIBILITY_TIMEOUT", "soon")]).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("--visibility-timeout") && text.contains("FLOWGATE_VISIBILITY_TIMEOUT")
+        );
+        let err = load(Host::Serve, &[("FLOWGATE_MAX_RECEIVE_COUNT", "0")]).unwrap_err();
+        assert!(err.to_string().contains("max-receive-count"), "{err}");
+        // The API does not read the listen address, so a bad one there is not its business.
+        assert!(load(Host::Api, &[("FLOWGATE_LISTEN", "nowhere")]).is_ok());
+        let s = load(Host::Consumer, &[("FLOWGATE_VISIBILITY_TIMEOUT", "180s")]).unwrap();
+        assert_eq!(s.visibility_timeout, Duration::from_secs(180));
+        assert!(load(Host::Serve, &[("FLOWGATE_ROLES", "api,janitor")]).is_err());
+        assert!(load(Host::Serve, &[("FLOWGATE_VISIBILITY_TIMEOUT", "13h")]).is_err());
+    }
+}
