@@ -307,12 +307,20 @@ async fn schedule_time_is_kept_in_utc() {
     );
 }
 
+fn events(view: &Value) -> Vec<&str> {
+    view["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["event"].as_str().expect("event"))
+        .collect()
+}
+
 #[tokio::test]
-async fn store_or_queue_unavailable_is_503_and_a_retry_completes() {
+async fn nothing_written_is_503_and_a_retry_completes() {
     let app = App::new();
     app.register("orders", true).await;
     let key = [("idempotency-key", "retry-me")];
-
     app.faults.set("store.put", fail_always()).unwrap();
     let reply = app.call("POST", START, &key, Some(&body(5))).await;
     reply.assert_problem(503, "unavailable");
@@ -322,31 +330,55 @@ async fn store_or_queue_unavailable_is_503_and_a_retry_completes() {
         "no internals in 5xx"
     );
     app.faults.clear();
-
-    // The record is written but the enqueue fails: 503, and the record knows it.
-    app.faults.set("queue.send", fail_always()).unwrap();
-    let reply = app.call("POST", START, &key, Some(&body(5))).await;
-    reply.assert_problem(503, "unavailable");
-    app.faults.clear();
-
     let retry = app.call("POST", START, &key, Some(&body(5))).await;
     assert_eq!(retry.status, 202);
-    assert_eq!(retry.header("idempotent-replayed"), Some("true"));
+    assert!(retry.header("idempotent-replayed").is_none(), "the first that was written");
     let _consumer = app.start_consumer();
+    let view = app.settled(retry.body["request_id"].as_str().unwrap()).await;
+    assert_eq!(events(&view), ["accepted", "enqueued", "created"]);
+}
+
+#[tokio::test]
+async fn a_durable_request_whose_enqueue_fails_is_accepted_and_delivered() {
+    let app = App::new();
+    app.register("orders", true).await;
+    // The record is written, but the send fails: the answer is 202, and no retry is needed.
+    app.faults.set("queue.send", fail_always()).unwrap();
+    let reply = app.call("POST", START, &[], Some(&body(5))).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let request_id = reply.body["request_id"].as_str().unwrap().to_owned();
     let view = app
-        .settled(retry.body["request_id"].as_str().unwrap())
+        .call("GET", &format!("/v1/requests/{request_id}"), &[], None)
         .await;
+    assert_eq!(events(&view.body), ["accepted", "enqueue_failed"]);
+    let detail = view.body["history"][1]["detail"].as_str().unwrap();
+    assert!(detail.contains("the reconciler sends it within"), "{detail}");
+    app.faults.clear();
+    let _consumer = app.start_consumer();
+    let _reconciler = app.start_reconciler(std::time::Duration::from_millis(200));
+    let view = app.settled(&request_id).await;
     assert_eq!(view["status"], "CREATED");
-    let events: Vec<&str> = view["history"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| h["event"].as_str().unwrap())
-        .collect();
+    assert_eq!(view["attempts"], 1, "attempts counts deliveries");
     assert_eq!(
-        events,
-        ["accepted", "enqueue_failed", "enqueued", "created"]
+        events(&view),
+        ["accepted", "enqueue_failed", "reenqueued", "created"]
     );
+}
+
+#[tokio::test]
+async fn a_write_that_reported_failure_but_took_effect_is_accepted() {
+    let app = App::new();
+    app.register("orders", true).await;
+    app.faults
+        .apply("store.put=1.0:after")
+        .expect("an ambiguous failure");
+    let reply = app.call("POST", START, &[], Some(&body(5))).await;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert!(reply.header("idempotent-replayed").is_none());
+    app.faults.clear();
+    let _consumer = app.start_consumer();
+    let view = app.settled(reply.body["request_id"].as_str().unwrap()).await;
+    assert_eq!(view["status"], "CREATED");
 }
 
 #[tokio::test]
