@@ -332,9 +332,14 @@ async fn nothing_written_is_503_and_a_retry_completes() {
     app.faults.clear();
     let retry = app.call("POST", START, &key, Some(&body(5))).await;
     assert_eq!(retry.status, 202);
-    assert!(retry.header("idempotent-replayed").is_none(), "the first that was written");
+    assert!(
+        retry.header("idempotent-replayed").is_none(),
+        "the first that was written"
+    );
     let _consumer = app.start_consumer();
-    let view = app.settled(retry.body["request_id"].as_str().unwrap()).await;
+    let view = app
+        .settled(retry.body["request_id"].as_str().unwrap())
+        .await;
     assert_eq!(events(&view), ["accepted", "enqueued", "created"]);
 }
 
@@ -352,7 +357,10 @@ async fn a_durable_request_whose_enqueue_fails_is_accepted_and_delivered() {
         .await;
     assert_eq!(events(&view.body), ["accepted", "enqueue_failed"]);
     let detail = view.body["history"][1]["detail"].as_str().unwrap();
-    assert!(detail.contains("the reconciler sends it within"), "{detail}");
+    assert!(
+        detail.contains("the reconciler sends it within"),
+        "{detail}"
+    );
     app.faults.clear();
     let _consumer = app.start_consumer();
     let _reconciler = app.start_reconciler(std::time::Duration::from_millis(200));
@@ -377,7 +385,9 @@ async fn a_write_that_reported_failure_but_took_effect_is_accepted() {
     assert!(reply.header("idempotent-replayed").is_none());
     app.faults.clear();
     let _consumer = app.start_consumer();
-    let view = app.settled(reply.body["request_id"].as_str().unwrap()).await;
+    let view = app
+        .settled(reply.body["request_id"].as_str().unwrap())
+        .await;
     assert_eq!(view["status"], "CREATED");
 }
 
