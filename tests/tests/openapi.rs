@@ -71,18 +71,20 @@ impl Contract {
         self.covered.insert((template.to_owned(), method, status));
     }
 
-    /// Sends a request and checks the reply.
-    async fn exercise(
-        &mut self,
-        app: &App,
-        template: &str,
-        method: &str,
-        uri: &str,
-        headers: &[(&str, &str)],
-        body: Option<&str>,
-    ) -> Reply {
-        let reply = app.call(method, uri, headers, body).await;
-        self.check(template, method, &reply);
+    /// Sends `call`, asserts it answers `expect`, and checks the reply against the document.
+    async fn expect(&mut self, app: &App, call: Call<'_>, expect: u16) -> Reply {
+        let reply = app
+            .call(call.method, call.uri, call.headers, call.body)
+            .await;
+        assert_eq!(
+            reply.status.as_u16(),
+            expect,
+            "{} {}: {}",
+            call.method,
+            call.uri,
+            reply.body
+        );
+        self.check(call.template, call.method, &reply);
         reply
     }
 
@@ -106,6 +108,39 @@ impl Contract {
     }
 }
 
+/// One call of the scenario: the documented route it exercises, and what is sent.
+#[derive(Clone, Copy)]
+struct Call<'a> {
+    template: &'a str,
+    method: &'a str,
+    uri: &'a str,
+    headers: &'a [(&'a str, &'a str)],
+    body: Option<&'a str>,
+}
+
+const fn call<'a>(template: &'a str, method: &'a str, uri: &'a str) -> Call<'a> {
+    Call {
+        template,
+        method,
+        uri,
+        headers: &[],
+        body: None,
+    }
+}
+
+impl<'a> Call<'a> {
+    const fn body(self, body: &'a str) -> Self {
+        Call {
+            body: Some(body),
+            ..self
+        }
+    }
+
+    const fn headers(self, headers: &'a [(&'a str, &'a str)]) -> Self {
+        Call { headers, ..self }
+    }
+}
+
 fn fault(kind: ErrorKind) -> Fault {
     Fault {
         rate: 1.0,
@@ -114,214 +149,118 @@ fn fault(kind: ErrorKind) -> Fault {
     }
 }
 
-#[tokio::test]
-async fn the_document_matches_the_api_in_both_directions() {
-    let app = App::new();
-    let mut c = Contract::new();
-    let wf = "/v1/workflows/{code}";
-    let inst = "/v1/workflows/{code}/instances";
-    let def = json!({"name": "Orders", "params_schema": {"type": "object", "required": ["amount"],
+const WF: &str = "/v1/workflows/{code}";
+const INST: &str = "/v1/workflows/{code}/instances";
+const REQ: &str = "/v1/requests/{request_id}";
+const ONE: &str = "/v1/instances/{instance_id}";
+const DLQ: &str = "/v1/dlq";
+const REPLAY: &str = "/v1/dlq/replay";
+const START: &str =
+    r#"{"params": {"amount": 2}, "priority": "LOW", "schedule_time": "2031-01-01T00:00:00Z"}"#;
+const TEXT: &[(&str, &str)] = &[("content-type", "text/plain")];
+const KEY: &[(&str, &str)] = &[("idempotency-key", "c-1")];
+
+fn definition() -> String {
+    json!({"name": "Orders", "params_schema": {"type": "object", "required": ["amount"],
         "properties": {"amount": {"type": "integer", "minimum": 1}}}})
-    .to_string();
-    let start =
-        r#"{"params": {"amount": 2}, "priority": "LOW", "schedule_time": "2031-01-01T00:00:00Z"}"#;
+    .to_string()
+}
 
-    c.exercise(&app, "/healthz", "GET", "/healthz", &[], None)
-        .await;
-    let doc = app.call("GET", "/openapi.json", &[], None).await;
-    assert_eq!(doc.body, c.spec, "the served document is the file");
-    c.check("/openapi.json", "GET", &doc);
-
-    c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some(&def))
-        .await;
-    c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some(&def))
-        .await;
-    c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some("{"))
-        .await;
+/// Registration and reading of workflows, with every refusal.
+async fn workflow_routes(c: &mut Contract, app: &App) {
+    let def = definition();
+    let put = call(WF, "PUT", "/v1/workflows/orders");
+    c.expect(app, put.body(&def), 201).await;
+    c.expect(app, put.body(&def), 200).await;
+    c.expect(app, put.body("{"), 400).await;
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70_000));
-    c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some(&big))
+    c.expect(app, put.body(&big), 413).await;
+    c.expect(app, put.headers(TEXT), 415).await;
+    c.expect(app, call(WF, "GET", "/v1/workflows/orders"), 200)
         .await;
-    c.exercise(
-        &app,
-        wf,
-        "PUT",
-        "/v1/workflows/orders",
-        &[("content-type", "text/plain")],
-        None,
-    )
-    .await;
-    c.exercise(&app, wf, "GET", "/v1/workflows/orders", &[], None)
+    c.expect(app, call(WF, "GET", "/v1/workflows/no-such"), 404)
         .await;
-    c.exercise(&app, wf, "GET", "/v1/workflows/no-such", &[], None)
+    c.expect(app, call(WF, "GET", "/v1/workflows/bad%20code"), 400)
         .await;
-    c.exercise(&app, wf, "GET", "/v1/workflows/bad%20code", &[], None)
+    let offline = def.replace("\"Orders\"", "\"Orders\", \"online\": false");
+    app.call("PUT", "/v1/workflows/offline", &[], Some(&offline))
         .await;
+}
 
-    let accepted = app
-        .call(
-            "POST",
-            "/v1/workflows/orders/instances",
-            &[("idempotency-key", "c-1")],
-            Some(start),
-        )
+/// Starts without a consumer: accepted, replayed, refused. Answers the accepted request.
+async fn start_routes(c: &mut Contract, app: &App) -> (String, String) {
+    let start = call(INST, "POST", "/v1/workflows/orders/instances");
+    let accepted = c.expect(app, start.headers(KEY).body(START), 202).await;
+    c.expect(app, start.headers(KEY).body(START), 202).await;
+    c.expect(
+        app,
+        start.headers(KEY).body(r#"{"params": {"amount": 3}}"#),
+        422,
+    )
+    .await;
+    c.expect(app, start.body(r#"{"params": {"amount": 0}}"#), 400)
         .await;
-    c.check(inst, "POST", &accepted);
-    c.exercise(
-        &app,
-        inst,
-        "POST",
-        "/v1/workflows/orders/instances",
-        &[("idempotency-key", "c-1")],
-        Some(start),
-    )
-    .await;
-    c.exercise(
-        &app,
-        inst,
-        "POST",
-        "/v1/workflows/orders/instances",
-        &[("idempotency-key", "c-1")],
-        Some(r#"{"params": {"amount": 3}}"#),
-    )
-    .await;
-    c.exercise(
-        &app,
-        inst,
-        "POST",
-        "/v1/workflows/orders/instances",
-        &[],
-        Some(r#"{"params": {"amount": 0}}"#),
-    )
-    .await;
-    c.exercise(
-        &app,
-        inst,
-        "POST",
-        "/v1/workflows/none/instances",
-        &[],
-        Some(start),
-    )
-    .await;
+    let none = call(INST, "POST", "/v1/workflows/none/instances");
+    c.expect(app, none.body(START), 404).await;
+    let offline = call(INST, "POST", "/v1/workflows/offline/instances");
+    c.expect(app, offline.body(START), 409).await;
     let big = format!("{{\"params\": {{\"pad\": \"{}\"}}}}", "x".repeat(70_000));
-    c.exercise(
-        &app,
-        inst,
-        "POST",
-        "/v1/workflows/orders/instances",
-        &[],
-        Some(&big),
-    )
-    .await;
-    c.exercise(
-        &app,
-        inst,
-        "POST",
-        "/v1/workflows/orders/instances",
-        &[("content-type", "text/plain")],
-        None,
-    )
-    .await;
-    let request_id = accepted.body["request_id"]
-        .as_str()
-        .expect("request_id")
-        .to_owned();
-    let instance_id = accepted.body["instance_id"]
-        .as_str()
-        .expect("instance_id")
-        .to_owned();
-    c.exercise(
-        &app,
-        "/v1/instances/{instance_id}",
-        "GET",
-        &format!("/v1/instances/{instance_id}"),
-        &[],
-        None,
-    )
-    .await;
+    c.expect(app, start.body(&big), 413).await;
+    c.expect(app, start.headers(TEXT), 415).await;
+    let id = |f: &str| accepted.body[f].as_str().expect("id").to_owned();
+    (id("request_id"), id("instance_id"))
+}
 
+/// With a consumer: waits, replays of created requests, and the reads.
+async fn read_routes(c: &mut Contract, app: &App, request_id: &str, instance_id: &str) {
+    let instance_uri = format!("/v1/instances/{instance_id}");
+    c.expect(app, call(ONE, "GET", &instance_uri), 404).await;
     let _consumer = app.start_consumer();
-    c.exercise(
-        &app,
-        inst,
-        "POST",
-        "/v1/workflows/orders/instances",
-        &[("prefer", "wait=10")],
-        Some(start),
+    let start = call(INST, "POST", "/v1/workflows/orders/instances");
+    c.expect(
+        app,
+        start.headers(&[("prefer", "wait=10")]).body(START),
+        201,
     )
     .await;
-    app.settled(&request_id).await;
-    c.exercise(
-        &app,
-        inst,
-        "POST",
-        "/v1/workflows/orders/instances",
-        &[("idempotency-key", "c-1")],
-        Some(start),
+    app.settled(request_id).await;
+    c.expect(app, start.headers(KEY).body(START), 200).await;
+    c.expect(
+        app,
+        call(REQ, "GET", &format!("/v1/requests/{request_id}")),
+        200,
     )
     .await;
-    c.exercise(
-        &app,
-        "/v1/requests/{request_id}",
-        "GET",
-        &format!("/v1/requests/{request_id}"),
-        &[],
-        None,
-    )
-    .await;
-    c.exercise(
-        &app,
-        "/v1/requests/{request_id}",
-        "GET",
-        "/v1/requests/nope",
-        &[],
-        None,
-    )
-    .await;
-    c.exercise(
-        &app,
-        "/v1/instances/{instance_id}",
-        "GET",
-        &format!("/v1/instances/{instance_id}"),
-        &[],
-        None,
-    )
-    .await;
-    c.exercise(
-        &app,
-        inst,
-        "GET",
-        "/v1/workflows/orders/instances?limit=1",
-        &[],
-        None,
-    )
-    .await;
-    c.exercise(
-        &app,
-        inst,
-        "GET",
-        "/v1/workflows/orders/instances?limit=500",
-        &[],
-        None,
-    )
-    .await;
-    c.exercise(&app, inst, "GET", "/v1/workflows/none/instances", &[], None)
+    c.expect(app, call(REQ, "GET", "/v1/requests/nope"), 404)
         .await;
-
-    let def_off = def.replace("\"Orders\"", "\"Orders\", \"online\": false");
-    app.call("PUT", "/v1/workflows/offline", &[], Some(&def_off))
+    c.expect(app, call(REQ, "GET", "/v1/requests/%ff"), 400)
         .await;
-    c.exercise(
-        &app,
-        inst,
-        "POST",
-        "/v1/workflows/offline/instances",
-        &[],
-        Some(start),
+    c.expect(app, call(ONE, "GET", &instance_uri), 200).await;
+    c.expect(app, call(ONE, "GET", "/v1/instances/%ff"), 400)
+        .await;
+    let list = |uri| call(INST, "GET", uri);
+    c.expect(app, list("/v1/workflows/orders/instances?limit=1"), 200)
+        .await;
+    c.expect(app, list("/v1/workflows/orders/instances?limit=500"), 400)
+        .await;
+    c.expect(
+        app,
+        list("/v1/workflows/orders/instances?limit=1&limit=2"),
+        400,
     )
     .await;
+    c.expect(app, list("/v1/workflows/none/instances"), 404)
+        .await;
+}
 
-    // 503 and 500: each backend call failing retryably, then permanently.
-    for kind in [ErrorKind::Retryable, ErrorKind::Permanent] {
+/// Every backend call failing retryably (503) and then permanently (500).
+async fn failure_routes(c: &mut Contract, app: &App, request_id: &str, instance_id: &str) {
+    let def = definition();
+    let (request_uri, instance_uri) = (
+        format!("/v1/requests/{request_id}"),
+        format!("/v1/instances/{instance_id}"),
+    );
+    for (kind, status) in [(ErrorKind::Retryable, 503), (ErrorKind::Permanent, 500)] {
         for point in [
             "store.get_workflow",
             "store.put_workflow",
@@ -330,93 +269,65 @@ async fn the_document_matches_the_api_in_both_directions() {
         ] {
             app.faults.set(point, fault(kind)).expect("point");
         }
-        c.exercise(&app, "/healthz", "GET", "/healthz", &[], None)
-            .await;
-        c.exercise(&app, wf, "PUT", "/v1/workflows/orders", &[], Some(&def))
-            .await;
-        c.exercise(&app, wf, "GET", "/v1/workflows/orders", &[], None)
-            .await;
-        c.exercise(
-            &app,
-            inst,
-            "POST",
-            "/v1/workflows/orders/instances",
-            &[],
-            Some(start),
-        )
-        .await;
-        c.exercise(
-            &app,
-            inst,
-            "GET",
-            "/v1/workflows/orders/instances",
-            &[],
-            None,
-        )
-        .await;
-        c.exercise(
-            &app,
-            "/v1/requests/{request_id}",
-            "GET",
-            &format!("/v1/requests/{request_id}"),
-            &[],
-            None,
-        )
-        .await;
-        c.exercise(
-            &app,
-            "/v1/instances/{instance_id}",
-            "GET",
-            &format!("/v1/instances/{instance_id}"),
-            &[],
-            None,
-        )
-        .await;
+        let calls = [
+            call("/healthz", "GET", "/healthz"),
+            call(WF, "PUT", "/v1/workflows/orders").body(&def),
+            call(WF, "GET", "/v1/workflows/orders"),
+            call(INST, "POST", "/v1/workflows/orders/instances").body(START),
+            call(INST, "GET", "/v1/workflows/orders/instances"),
+            call(REQ, "GET", &request_uri),
+            call(ONE, "GET", &instance_uri),
+        ];
+        for each in calls {
+            c.expect(app, each, status).await;
+        }
         app.faults.clear();
     }
+}
 
-    // The dead-letter routes: a listing, a dry run, a replay, and their bad inputs.
-    let dlq = "/v1/dlq";
-    let replay = "/v1/dlq/replay";
-    c.exercise(
-        &app,
-        dlq,
-        "GET",
-        "/v1/dlq?limit=5&error=permanent",
-        &[],
-        None,
+/// The dead-letter routes: a listing, a dry run, a replay, their refusals and failures.
+async fn dlq_routes(c: &mut Contract, app: &App) {
+    c.expect(
+        app,
+        call(DLQ, "GET", "/v1/dlq?limit=5&error=permanent"),
+        200,
     )
     .await;
-    c.exercise(&app, dlq, "GET", "/v1/dlq?older_than=soon", &[], None)
+    c.expect(app, call(DLQ, "GET", "/v1/dlq?older_than=soon"), 400)
         .await;
+    c.expect(app, call(DLQ, "GET", "/v1/dlq?workflw=orders"), 400)
+        .await;
+    let replay = call(REPLAY, "POST", REPLAY);
     let dry = r#"{"workflow": "orders", "dry_run": true, "max": 10, "older_than": "1s"}"#;
-    c.exercise(&app, replay, "POST", replay, &[], Some(dry))
-        .await;
-    c.exercise(&app, replay, "POST", replay, &[], Some(r#"{"max": 0}"#))
-        .await;
-    c.exercise(&app, replay, "POST", replay, &[], Some(r#"{"rate": -1}"#))
-        .await;
-    c.exercise(
-        &app,
-        replay,
-        "POST",
-        replay,
-        &[("content-type", "text/plain")],
-        None,
-    )
-    .await;
+    c.expect(app, replay.body(dry), 200).await;
+    c.expect(app, replay.body(r#"{"max": 0}"#), 400).await;
+    c.expect(app, replay.body(r#"{"rate": -1}"#), 400).await;
+    c.expect(app, replay.headers(TEXT), 415).await;
     let huge = format!(r#"{{"workflow": "{}"}}"#, "x".repeat(70_000));
-    c.exercise(&app, replay, "POST", replay, &[], Some(&huge))
-        .await;
-    for kind in [ErrorKind::Retryable, ErrorKind::Permanent] {
+    c.expect(app, replay.body(&huge), 413).await;
+    for (kind, status) in [(ErrorKind::Retryable, 503), (ErrorKind::Permanent, 500)] {
         app.faults.set("dlq.peek", fault(kind)).expect("point");
         app.faults.set("dlq.claim", fault(kind)).expect("point");
-        c.exercise(&app, dlq, "GET", dlq, &[], None).await;
-        c.exercise(&app, replay, "POST", replay, &[], Some("{}"))
-            .await;
+        c.expect(app, call(DLQ, "GET", DLQ), status).await;
+        c.expect(app, replay.body("{}"), status).await;
         app.faults.clear();
     }
+}
 
+#[tokio::test]
+async fn the_document_matches_the_api_in_both_directions() {
+    let app = App::new();
+    let mut c = Contract::new();
+    c.expect(&app, call("/healthz", "GET", "/healthz"), 200)
+        .await;
+    let doc = app.call("GET", "/openapi.json", &[], None).await;
+    assert_eq!(doc.body, c.spec, "the served document is the file");
+    c.check("/openapi.json", "GET", &doc);
+    workflow_routes(&mut c, &app).await;
+    let (request_id, instance_id) = start_routes(&mut c, &app).await;
+    read_routes(&mut c, &app, &request_id, &instance_id).await;
+    failure_routes(&mut c, &app, &request_id, &instance_id).await;
+    dlq_routes(&mut c, &app).await;
     let documented = c.documented();
     let never_produced: Vec<_> = documented.difference(&c.covered).collect();
     assert!(

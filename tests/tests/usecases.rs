@@ -6,44 +6,16 @@ use std::time::Duration;
 
 use chrono::Utc;
 
-use flowgate_core::faults::{FaultPlan, FaultyStore};
 use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestStatus};
-use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
-use flowgate_core::usecases::{Consumer, ConsumerConfig, Disposition, Reconciler};
-use flowgate_tests::fixtures::{TempEmbedded, count_events, embedded, record, tenant};
+use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue};
+use flowgate_core::usecases::{Disposition, Reconciler};
+use flowgate_tests::fixtures::{Rig, count_events, record, tenant};
 
 const MAX: u32 = 5;
 
-struct Rig {
-    store: Arc<dyn Store>,
-    queue: Arc<dyn Queue>,
-    faults: Arc<FaultPlan>,
-    consumer: Consumer,
-    _backend: TempEmbedded,
-}
-
 fn rig() -> Rig {
-    let backend = embedded(Duration::from_millis(200), MAX);
-    let faults = Arc::new(FaultPlan::default());
-    let store: Arc<dyn Store> = Arc::new(FaultyStore::new(backend.backend.clone(), faults.clone()));
-    let queue: Arc<dyn Queue> = backend.backend.clone();
-    let consumer = Consumer::new(
-        store.clone(),
-        queue.clone(),
-        ConsumerConfig {
-            max_receive_count: MAX,
-            retry_base: Duration::ZERO,
-            ..ConsumerConfig::default()
-        },
-    );
-    Rig {
-        store,
-        queue,
-        faults,
-        consumer,
-        _backend: backend,
-    }
+    Rig::new(Duration::from_millis(200), MAX)
 }
 
 async fn next(queue: &dyn Queue) -> Delivery {
@@ -60,44 +32,16 @@ async fn next(queue: &dyn Queue) -> Delivery {
     panic!("no delivery within 5 s");
 }
 
-impl Rig {
-    /// A request record, which must exist.
-    async fn read(&self, tenant: &str, request_id: &str) -> flowgate_core::model::RequestRecord {
-        self.store
-            .get_request(tenant, request_id)
-            .await
-            .unwrap()
-            .expect("record exists")
-    }
-
-    /// Handles the next delivery.
-    async fn handle_next(&self) -> Disposition {
-        self.consumer.handle(next(self.queue.as_ref()).await).await
-    }
-}
-
-/// Records a request and sends its message, as the API would; returns the record.
-async fn sent(rig: &Rig, tenant: &str) -> flowgate_core::model::RequestRecord {
-    let r = accepted(rig, tenant).await;
-    rig.queue
-        .send(&QueueMessage::for_record(&r).envelope())
-        .await
-        .unwrap();
-    r
-}
-
-/// Records a request (without sending it) and returns it.
-async fn accepted(rig: &Rig, tenant: &str) -> flowgate_core::model::RequestRecord {
-    let r = record(tenant, "wf", Utc::now());
-    rig.store.create_request(&r, None).await.unwrap();
-    r
+/// Handles the next delivery.
+async fn handle_next(rig: &Rig) -> Disposition {
+    rig.consumer.handle(next(rig.queue.as_ref()).await).await
 }
 
 #[tokio::test]
 async fn a_poison_message_is_dead_lettered_with_its_reason() {
     let rig = rig();
     let t = tenant();
-    let r = accepted(&rig, &t).await;
+    let r = rig.accepted(&t).await;
     rig.queue
         .send(&Envelope {
             tenant: t.clone(),
@@ -106,7 +50,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason() {
         })
         .await
         .unwrap();
-    let disposition = rig.handle_next().await;
+    let disposition = handle_next(&rig).await;
     let Disposition::DeadLetter { reason } = disposition else {
         panic!("{disposition:?}")
     };
@@ -139,7 +83,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason() {
     let mut future = QueueMessage::for_record(&r);
     future.v = 99;
     rig.queue.send(&future.envelope()).await.unwrap();
-    let Disposition::DeadLetter { reason } = rig.handle_next().await else {
+    let Disposition::DeadLetter { reason } = handle_next(&rig).await else {
         panic!("unknown versions are dead-lettered")
     };
     assert!(reason.contains("unsupported message version 99"));
@@ -150,7 +94,7 @@ async fn retryable_failures_retry_then_dead_letter_on_the_last_delivery() {
     let rig = rig();
     let t = tenant();
     rig.faults.apply("consumer.create=1.0").unwrap();
-    let r = sent(&rig, &t).await;
+    let r = rig.sent(&t).await;
     for n in 1..MAX {
         let d = next(rig.queue.as_ref()).await;
         assert_eq!(d.receive_count, n);
@@ -197,8 +141,8 @@ async fn a_permanent_failure_dead_letters_at_once() {
     let rig = rig();
     let t = tenant();
     rig.faults.apply("consumer.create=1.0:permanent").unwrap();
-    let r = sent(&rig, &t).await;
-    let Disposition::DeadLetter { reason } = rig.handle_next().await else {
+    let r = rig.sent(&t).await;
+    let Disposition::DeadLetter { reason } = handle_next(&rig).await else {
         panic!()
     };
     assert!(reason.starts_with("permanent failure"), "{reason}");
@@ -210,12 +154,12 @@ async fn a_permanent_failure_dead_letters_at_once() {
 async fn redelivery_and_duplicates_create_one_instance() {
     let rig = rig();
     let t = tenant();
-    let r = accepted(&rig, &t).await;
+    let r = rig.accepted(&t).await;
     let envelope = QueueMessage::for_record(&r).envelope();
     rig.queue.send(&envelope).await.unwrap();
     rig.queue.send(&envelope).await.unwrap();
-    assert_eq!(rig.handle_next().await, Disposition::Ack);
-    assert_eq!(rig.handle_next().await, Disposition::Ack);
+    assert_eq!(handle_next(&rig).await, Disposition::Ack);
+    assert_eq!(handle_next(&rig).await, Disposition::Ack);
     let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Created);
     assert_eq!(count_events(&read.history, EventKind::Created), 1);
@@ -242,7 +186,7 @@ async fn a_message_for_a_request_without_record_is_dead_lettered() {
         .send(&QueueMessage::for_record(&r).envelope())
         .await
         .unwrap();
-    let Disposition::DeadLetter { reason } = rig.handle_next().await else {
+    let Disposition::DeadLetter { reason } = handle_next(&rig).await else {
         panic!()
     };
     assert!(reason.contains("has no record"), "{reason}");
@@ -253,7 +197,7 @@ async fn the_reconciler_resends_a_request_whose_message_was_lost() {
     let rig = rig();
     let t = tenant();
     // A crash between recording and enqueueing: a record, no message.
-    let r = accepted(&rig, &t).await;
+    let r = rig.accepted(&t).await;
     let reconciler = Reconciler::new(
         rig.store.clone(),
         rig.queue.clone(),
@@ -261,7 +205,7 @@ async fn the_reconciler_resends_a_request_whose_message_was_lost() {
     );
     tokio::time::sleep(Duration::from_millis(80)).await;
     let report = reconciler.sweep().await.unwrap();
-    assert!(report.reenqueued >= 1, "{report:?}");
+    assert_eq!((report.overdue, report.reenqueued), (1, 1), "{report:?}");
     let read = rig.read(&t, &r.request_id).await;
     assert!(read.history.iter().any(|h| h.kind == EventKind::Reenqueued));
     assert_eq!(
@@ -273,9 +217,9 @@ async fn the_reconciler_resends_a_request_whose_message_was_lost() {
     tokio::time::sleep(Duration::from_millis(80)).await;
     let report = reconciler.sweep().await.unwrap();
     assert_eq!(report.reenqueued, 0, "{report:?}");
-    assert!(report.live >= 1);
+    assert_eq!((report.overdue, report.live, report.reenqueued), (1, 1, 0));
 
-    assert_eq!(rig.handle_next().await, Disposition::Ack);
+    assert_eq!(handle_next(&rig).await, Disposition::Ack);
     let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Created);
 }
@@ -284,7 +228,7 @@ async fn the_reconciler_resends_a_request_whose_message_was_lost() {
 async fn the_reconciler_marks_dead_a_request_whose_message_was_dead_lettered_unseen() {
     let rig = rig();
     let t = tenant();
-    let r = sent(&rig, &t).await;
+    let r = rig.sent(&t).await;
     // A consumer that crashed on every delivery: the queue moves the message by itself.
     for _ in 0..MAX {
         let d = next(rig.queue.as_ref()).await;
@@ -299,7 +243,7 @@ async fn the_reconciler_marks_dead_a_request_whose_message_was_dead_lettered_uns
     );
     let reconciler = Reconciler::new(rig.store.clone(), rig.queue.clone(), Duration::ZERO);
     let report = reconciler.sweep().await.unwrap();
-    assert!(report.dead >= 1, "{report:?}");
+    assert_eq!((report.overdue, report.dead), (1, 1), "{report:?}");
     let read = rig.read(&t, &r.request_id).await;
     assert_eq!(read.status, RequestStatus::Dead);
     assert!(read.last_error.unwrap().contains("without being handled"));
@@ -392,8 +336,8 @@ async fn failure_lines_carry_the_request_ids_even_when_only_warnings_are_logged(
     let rig = rig();
     let t = tenant();
     rig.faults.apply("consumer.create=1.0").unwrap();
-    let r = sent(&rig, &t).await;
-    assert!(matches!(rig.handle_next().await, Disposition::Retry { .. }));
+    let r = rig.sent(&t).await;
+    assert!(matches!(handle_next(&rig).await, Disposition::Retry { .. }));
 
     let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
     let line = text

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use flowgate_tests::binary::{Server, list_instances, settle};
+use flowgate_tests::binary::{Server, list_instances, register, settle};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 const ARGS: &[&str] = &[
@@ -27,13 +27,7 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
     let client = reqwest::Client::new();
     let mut server = Server::start(BIN, dir.path(), ARGS, &[]);
     server.wait_healthy(&client).await;
-    let put = client
-        .put(format!("{}/v1/workflows/crash", server.base))
-        .json(&json!({"name": "crash", "params_schema": {"type": "object"}}))
-        .send()
-        .await
-        .expect("register");
-    assert!(put.status().is_success());
+    register(&client, &server.base, "crash").await;
 
     // Load from 32 clients until the kill; keep what was acknowledged.
     let stop = Arc::new(AtomicBool::new(false));

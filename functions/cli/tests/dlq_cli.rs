@@ -2,13 +2,15 @@
 //! directory of a running `flowgate serve`, with its exit codes (0 done, 1 some failed,
 //! 2 bad usage or configuration).
 
+#![cfg(feature = "faults")]
+
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use flowgate_tests::binary::{Server, request_view, settle, submit};
+use flowgate_tests::binary::{Server, register, request_view, settle, submit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 
@@ -48,13 +50,7 @@ async fn an_operator_lists_shows_replays_archives_and_restores() {
         &[("FLOWGATE_FAULTS", "consumer.create=1.0:permanent")],
     );
     broken.wait_healthy(&client).await;
-    let put = client
-        .put(format!("{}/v1/workflows/ops", broken.base))
-        .json(&json!({"name": "ops", "params_schema": {"type": "object"}}))
-        .send()
-        .await
-        .expect("register");
-    assert!(put.status().is_success());
+    register(&client, &broken.base, "ops").await;
     let mut ids = Vec::new();
     for n in 0..5 {
         let r = submit(&client, &broken.base, "ops", json!({"n": n})).await;

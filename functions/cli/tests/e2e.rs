@@ -6,19 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use flowgate_tests::binary::{Server, list_instances, settle, submit};
+use flowgate_tests::binary::{Server, list_instances, register, settle, submit};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
-
-async fn register(client: &reqwest::Client, base: &str, code: &str) {
-    let put = client
-        .put(format!("{base}/v1/workflows/{code}"))
-        .json(&json!({"name": code, "params_schema": {"type": "object"}}))
-        .send()
-        .await
-        .expect("register");
-    assert!(put.status().is_success());
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_and_workers_run_as_separate_processes_on_one_directory() {
