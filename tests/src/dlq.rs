@@ -337,11 +337,11 @@ async fn replaying_a_subset(s: &Scene) {
         .await;
     assert_eq!(reply.status.as_u16(), 200, "{}", reply.body);
     assert_eq!(reply.body["replayed"], 12, "{}", reply.body);
-    settle(app, t, &alpha).await;
-    assert_created_once(app, t, &alpha).await;
+    settle(app, t, alpha).await;
+    assert_created_once(app, t, alpha).await;
     assert_eq!(count_instances(app, t, "alpha").await, 12);
     assert_eq!(
-        statuses(app, t, &beta).await,
+        statuses(app, t, beta).await,
         HashMap::from([(RequestStatus::Dead, 12)])
     );
     assert_eq!(count_instances(app, t, "beta").await, 0);
@@ -414,7 +414,7 @@ async fn archive_and_restore(s: &Scene) {
     }));
     assert_eq!(scan(app, filter(t)).await, 0);
     assert_eq!(
-        statuses(app, t, &beta).await,
+        statuses(app, t, beta).await,
         HashMap::from([(RequestStatus::Archived, 12)])
     );
     let restored = app.flowgate.dlq_restore(&lines, "memory").await;
@@ -432,7 +432,7 @@ async fn archive_and_restore(s: &Scene) {
     );
     assert_eq!(scan(app, filter(t)).await, 13);
     assert_eq!(
-        statuses(app, t, &beta).await,
+        statuses(app, t, beta).await,
         HashMap::from([(RequestStatus::Dead, 12)])
     );
 }
@@ -452,8 +452,8 @@ async fn racing_replays(s: &Scene) {
         (1..=2).contains(&(a.failed + b.failed)),
         "the poison letter is never replayable: {a:?} {b:?}"
     );
-    settle(app, t, &beta).await;
-    assert_created_once(app, t, &beta).await;
+    settle(app, t, beta).await;
+    assert_created_once(app, t, beta).await;
     assert_eq!(count_instances(app, t, "beta").await, 12);
     let left = app.flowgate.dlq_scan(&filter(t)).await.expect("scan");
     assert_eq!(left.len(), 1);

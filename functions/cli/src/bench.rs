@@ -89,6 +89,45 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .build()?;
+    let workflow = register(&client, url).await?;
+    println!(
+        "workflow {workflow}; {} per phase; machine: {} cores",
+        humantime::format_duration(args.duration),
+        num_cpus()
+    );
+    let phases = run_phases(&client, url, &workflow, &args).await;
+    let load_end = Instant::now();
+    let accepted: HashSet<String> = phases
+        .iter()
+        .flat_map(|p| p.accepted.iter().cloned())
+        .collect();
+    let (instances, drained_in) = drain(
+        &client,
+        url,
+        &workflow,
+        accepted.len(),
+        args.drain_timeout,
+        load_end,
+    )
+    .await?;
+    let lag_from: HashSet<String> = match phases.first() {
+        Some(paced) if args.lag_rate > 0 => paced.accepted.iter().cloned().collect(),
+        _ => accepted.clone(),
+    };
+    let lags = sample_lag(&client, url, &lag_from, args.lag_sample).await;
+    println!();
+    report_lag(&args, &lags);
+    report_drain(&args, drained_in);
+    let ok = verify(&accepted, &instances);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Registers a fresh workflow for this run; answers its code.
+async fn register(client: &reqwest::Client, url: &str) -> Result<String> {
     let workflow = format!("bench-{}", uuid::Uuid::now_v7().simple());
     let put = client
         .put(format!("{url}/v1/workflows/{workflow}"))
@@ -104,18 +143,22 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
     if !put.status().is_success() {
         return Err(format!("registering the bench workflow failed: {}", put.status()).into());
     }
-    println!(
-        "workflow {workflow}; {} per phase; machine: {} cores",
-        humantime::format_duration(args.duration),
-        num_cpus()
-    );
+    Ok(workflow)
+}
 
+/// The paced phase (when `--lag-rate` is set), then one closed-loop phase per concurrency.
+async fn run_phases(
+    client: &reqwest::Client,
+    url: &str,
+    workflow: &str,
+    args: &BenchArgs,
+) -> Vec<Phase> {
     let mut phases = Vec::new();
-    let paced = if args.lag_rate > 0 {
+    if args.lag_rate > 0 {
         let phase = load(
-            &client,
+            client,
             url,
-            &workflow,
+            workflow,
             64,
             args.duration,
             Some(args.lag_rate),
@@ -123,17 +166,13 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
         .await;
         print!("paced at {}/s, ", args.lag_rate);
         report_phase(&phase);
-        let ids = phase.accepted.clone();
         phases.push(phase);
-        Some(ids)
-    } else {
-        None
-    };
+    }
     for &concurrency in &args.concurrency {
         let phase = load(
-            &client,
+            client,
             url,
-            &workflow,
+            workflow,
             concurrency.max(1),
             args.duration,
             None,
@@ -142,38 +181,10 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
         report_phase(&phase);
         phases.push(phase);
     }
-    let load_end = Instant::now();
+    phases
+}
 
-    let accepted: HashSet<String> = phases
-        .iter()
-        .flat_map(|p| p.accepted.iter().cloned())
-        .collect();
-    let (instances, drained_in) = drain(
-        &client,
-        url,
-        &workflow,
-        accepted.len(),
-        args.drain_timeout,
-        load_end,
-    )
-    .await?;
-    let lag_from: HashSet<String> = match paced {
-        Some(ids) => ids.into_iter().collect(),
-        None => accepted.clone(),
-    };
-    let lags = sample_lag(&client, url, &lag_from, args.lag_sample).await;
-
-    let mut seen_requests = HashSet::new();
-    let mut duplicates = 0usize;
-    for row in &instances {
-        if !seen_requests.insert(row.request_id.clone()) {
-            duplicates += 1;
-        }
-    }
-    let instance_ids: HashSet<&str> = instances.iter().map(|i| i.instance_id.as_str()).collect();
-    let missing = accepted.difference(&seen_requests).count();
-    let unexpected = seen_requests.difference(&accepted).count();
-    println!();
+fn report_lag(args: &BenchArgs, lags: &[u64]) {
     println!(
         "accept-to-created lag ({}, sample of {}): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms",
         if args.lag_rate > 0 {
@@ -182,10 +193,13 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
             "all phases".to_owned()
         },
         lags.len(),
-        ms(percentile(&lags, 50.0)),
-        ms(percentile(&lags, 99.0)),
+        ms(percentile(lags, 50.0)),
+        ms(percentile(lags, 99.0)),
         ms(lags.last().copied().unwrap_or(0))
     );
+}
+
+fn report_drain(args: &BenchArgs, drained_in: Option<Duration>) {
     match drained_in {
         Some(d) => println!(
             "backlog drained {:.0} ms after the load stopped",
@@ -196,6 +210,18 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
             humantime::format_duration(args.drain_timeout)
         ),
     }
+}
+
+/// Exactly one instance per accepted request: none missing, duplicated or unexpected.
+fn verify(accepted: &HashSet<String>, instances: &[InstanceRow]) -> bool {
+    let mut seen_requests = HashSet::new();
+    let duplicates = instances
+        .iter()
+        .filter(|row| !seen_requests.insert(row.request_id.clone()))
+        .count();
+    let instance_ids: HashSet<&str> = instances.iter().map(|i| i.instance_id.as_str()).collect();
+    let missing = accepted.difference(&seen_requests).count();
+    let unexpected = seen_requests.difference(accepted).count();
     println!(
         "verification: {} accepted, {} instances ({} distinct ids), {} missing, {} duplicated, {} unexpected",
         accepted.len(),
@@ -215,11 +241,7 @@ pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
             "FAILED"
         }
     );
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    ok
 }
 
 fn num_cpus() -> usize {
