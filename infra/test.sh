@@ -58,6 +58,12 @@ for f in api consumer reconciler; do
   fi
 done
 
+echo "== the core names no cloud: its providers live behind ports, in the backend crates"
+if grep -rniE '\b(aws|sqs|dynamo(db)?|lambda|cloudwatch|eventbridge|emf)\b' functions/core/src functions/core/Cargo.toml; then
+  echo "error: functions/core names a cloud (above); move it behind a port, into a backend crate" >&2
+  exit 1
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 

@@ -14,7 +14,7 @@ use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestStatus};
 use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
 use flowgate_core::usecases::Reconciler;
-use flowgate_tests::fixtures::{Rig, count_events, embedded, record, tenant};
+use flowgate_tests::fixtures::{Captured, Rig, count_events, embedded, record, tenant};
 
 /// An API Gateway HTTP API (payload v2.0) event, as the Lambda receives it.
 fn http_event(method: &str, path: &str, body: Option<&Value>, authorizer: Value) -> String {
@@ -284,20 +284,6 @@ async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
     );
 }
 
-/// A writer the test can read back: what the EMF sink printed.
-#[derive(Clone, Default)]
-struct Printed(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Printed {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("lock").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
     let backend = embedded(Duration::from_secs(30), 5);
@@ -306,7 +292,7 @@ async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
     let t = tenant();
     let stuck = record(&t, "wf", chrono::Utc::now() - chrono::Duration::minutes(5));
     store.create_request(&stuck, None).await.expect("record");
-    let printed = Printed::default();
+    let printed = Captured::default();
     let reconciler = Reconciler::new(store.clone(), queue.clone(), Duration::from_secs(60))
         .with_metrics(Arc::new(Emf::new(printed.clone())));
     let event = json!({
@@ -340,7 +326,7 @@ async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
     );
 
     // What the sweep printed is one EMF line with its counts.
-    let text = String::from_utf8(printed.0.lock().expect("lock").clone()).expect("utf-8");
+    let text = printed.text();
     let lines: Vec<Value> = text
         .lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))

@@ -1,7 +1,6 @@
 //! The consumer and the reconciler over the embedded backend: poison messages, retries,
 //! dead-lettering, redelivery, reconciliation, and the structured log line of every stage.
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -10,7 +9,7 @@ use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestStatus};
 use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue};
 use flowgate_core::usecases::{Disposition, Reconciler};
-use flowgate_tests::fixtures::{Rig, count_events, record, tenant};
+use flowgate_tests::fixtures::{Rig, capture_json_logs, count_events, record, tenant};
 
 const MAX: u32 = 5;
 
@@ -249,30 +248,9 @@ async fn the_reconciler_marks_dead_a_request_whose_message_was_dead_lettered_uns
     assert!(read.last_error.unwrap().contains("without being handled"));
 }
 
-/// Collects log output for the log-line test.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn every_stage_logs_request_instance_tenant_and_workflow() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_json_logs(tracing::Level::TRACE);
 
     let app = flowgate_tests::http::App::new();
     app.register("orders", true).await;
@@ -290,7 +268,7 @@ async fn every_stage_logs_request_instance_tenant_and_workflow() {
     let instance_id = reply.body["instance_id"].as_str().unwrap();
 
     // The API may see the instance a moment before the consumer task logs its line.
-    let log = || String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let log = || captured.text();
     for _ in 0..100 {
         if log().contains("\"stage\":\"created\"") {
             break;
@@ -323,15 +301,7 @@ async fn every_stage_logs_request_instance_tenant_and_workflow() {
 
 #[tokio::test]
 async fn failure_lines_carry_the_request_ids_even_when_only_warnings_are_logged() {
-    let captured = Captured::default();
-    let sink = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || sink.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = capture_json_logs(tracing::Level::WARN);
 
     let rig = rig();
     let t = tenant();
@@ -339,7 +309,7 @@ async fn failure_lines_carry_the_request_ids_even_when_only_warnings_are_logged(
     let r = rig.sent(&t).await;
     assert!(matches!(handle_next(&rig).await, Disposition::Retry { .. }));
 
-    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let text = captured.text();
     let line = text
         .lines()
         .find(|l| l.contains("delivery_failed"))

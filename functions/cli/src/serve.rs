@@ -32,7 +32,15 @@ pub enum ServeError {
     Faults(String),
 }
 
-type Roles = JoinSet<&'static str>;
+/// What the roles of one process share: the settings, the ports, the stop signal, and the
+/// set of running roles.
+struct Roles<'a> {
+    settings: &'a Settings,
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    stopped: watch::Receiver<bool>,
+    running: JoinSet<&'static str>,
+}
 
 /// Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0.
 pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Error>> {
@@ -40,20 +48,26 @@ pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Err
     let (store, queue) = backend::open(&settings).await?;
     let (store, queue) = with_faults(&settings, store, queue)?;
     let (stop, stopped) = watch::channel(false);
-    let mut roles = JoinSet::new();
+    let mut roles = Roles {
+        settings: &settings,
+        store,
+        queue,
+        stopped,
+        running: JoinSet::new(),
+    };
     if settings.roles.contains(&Role::Api) {
-        start_api(&settings, &store, &queue, &stopped, &mut roles).await?;
+        roles.start_api().await?;
     }
     if settings.roles.contains(&Role::Consumer) {
-        start_consumer(&settings, &store, &queue, &stopped, &mut roles);
+        roles.start_consumer();
     }
     if settings.roles.contains(&Role::Reconciler) {
-        start_reconciler(&settings, &store, &queue, &stopped, &mut roles);
+        roles.start_reconciler();
     }
     shutdown_signal().await;
     info!("shutting down: finishing in-flight work");
     let _ = stop.send(true);
-    while let Some(done) = roles.join_next().await {
+    while let Some(done) = roles.running.join_next().await {
         if let Ok(role) = done {
             info!(role, "stopped");
         }
@@ -61,77 +75,66 @@ pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Err
     Ok(ExitCode::SUCCESS)
 }
 
-async fn start_api(
-    settings: &Settings,
-    store: &Arc<dyn Store>,
-    queue: &Arc<dyn Queue>,
-    stopped: &watch::Receiver<bool>,
-    roles: &mut Roles,
-) -> Result<(), ServeError> {
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().unwrap_or(settings.listen);
-    let flowgate = Flowgate::new(store.clone(), queue.clone())
-        .with_redelivery_bound(settings.redelivery_bound());
-    let app = flowgate_core::http::router(flowgate);
-    let mut until = stopped.clone();
-    roles.spawn(async move {
-        let shutdown = async move {
-            let _ = until.wait_for(|s| *s).await;
-        };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
+impl Roles<'_> {
+    async fn start_api(&mut self) -> Result<(), ServeError> {
+        let listen = self.settings.listen;
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-        {
-            warn!(error = %e, "API server failed");
-        }
-        "api"
-    });
-    info!(%addr, backend = ?settings.backend, "API listening");
-    Ok(())
-}
+            .map_err(|source| ServeError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let addr = listener.local_addr().unwrap_or(listen);
+        let flowgate = Flowgate::new(self.store.clone(), self.queue.clone())
+            .with_redelivery_bound(self.settings.redelivery_bound());
+        let app = flowgate_core::http::router(flowgate);
+        let mut until = self.stopped.clone();
+        self.running.spawn(async move {
+            let shutdown = async move {
+                let _ = until.wait_for(|s| *s).await;
+            };
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+            {
+                warn!(error = %e, "API server failed");
+            }
+            "api"
+        });
+        info!(%addr, backend = ?self.settings.backend, "API listening");
+        Ok(())
+    }
 
-fn start_consumer(
-    settings: &Settings,
-    store: &Arc<dyn Store>,
-    queue: &Arc<dyn Queue>,
-    stopped: &watch::Receiver<bool>,
-    roles: &mut Roles,
-) {
-    let consumer = Arc::new(Consumer::new(
-        store.clone(),
-        queue.clone(),
-        ConsumerConfig::from_settings(settings),
-    ));
-    let until = stopped.clone();
-    roles.spawn(async move {
-        consumer.run(until).await;
-        "consumer"
-    });
-    info!(
-        max_receive_count = settings.max_receive_count,
-        "consumer running"
-    );
-}
+    fn start_consumer(&mut self) {
+        let consumer = Arc::new(Consumer::new(
+            self.store.clone(),
+            self.queue.clone(),
+            ConsumerConfig::from_settings(self.settings),
+        ));
+        let until = self.stopped.clone();
+        self.running.spawn(async move {
+            consumer.run(until).await;
+            "consumer"
+        });
+        info!(
+            max_receive_count = self.settings.max_receive_count,
+            "consumer running"
+        );
+    }
 
-fn start_reconciler(
-    settings: &Settings,
-    store: &Arc<dyn Store>,
-    queue: &Arc<dyn Queue>,
-    stopped: &watch::Receiver<bool>,
-    roles: &mut Roles,
-) {
-    let reconciler = Reconciler::new(store.clone(), queue.clone(), settings.reconcile_grace);
-    let (interval, until) = (settings.reconcile_interval, stopped.clone());
-    roles.spawn(async move {
-        reconciler.run(interval, until).await;
-        "reconciler"
-    });
-    info!(grace = ?settings.reconcile_grace, "reconciler running");
+    fn start_reconciler(&mut self) {
+        let reconciler = Reconciler::new(
+            self.store.clone(),
+            self.queue.clone(),
+            self.settings.reconcile_grace,
+        );
+        let (interval, until) = (self.settings.reconcile_interval, self.stopped.clone());
+        self.running.spawn(async move {
+            reconciler.run(interval, until).await;
+            "reconciler"
+        });
+        info!(grace = ?self.settings.reconcile_grace, "reconciler running");
+    }
 }
 
 async fn shutdown_signal() {

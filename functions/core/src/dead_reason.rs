@@ -60,7 +60,7 @@ impl FailureKind {
     pub fn of(reason: Option<&str>, parses: bool) -> Self {
         match reason {
             _ if !parses => Self::Poison,
-            // SQS's own redrive gives no reason: the receive count ran out.
+            // A queue's own redrive gives no reason: the receive count ran out.
             None => Self::Exhausted,
             Some(r) if r.starts_with(PERMANENT) => Self::Permanent,
             Some(r) if r.starts_with(EXHAUSTED) || r.starts_with(REDRIVEN) => Self::Exhausted,

@@ -1,5 +1,5 @@
 //! The metrics port: where the use cases report their counts. Each host plugs in its own
-//! sink (the Lambda functions write CloudWatch EMF lines; see the aws crate).
+//! sink (the cloud functions write their provider's metric lines; see the backend crates).
 
 /// Where a host sends the use cases' counts.
 pub trait Metrics: Send + Sync {

@@ -15,7 +15,7 @@ use crate::model::DEFAULT_TENANT;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
 /// The authenticated tenant, put in the request extensions by the host (for example from a
-/// Lambda authorizer context). Absent means no auth is configured: tenant `default`.
+/// gateway's authorizer context). Absent means no auth is configured: tenant `default`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TenantId(pub String);
 

@@ -22,7 +22,7 @@ type Answer = Result<Response, HttpError>;
 
 /// `GET /healthz`: 200 when the store answers, 503 otherwise.
 pub async fn healthz(State(app): State<Flowgate>) -> Answer {
-    app.store().get_workflow("-", "-").await?;
+    app.health().await?;
     Ok(Json(json!({"status": "ok"})).into_response())
 }
 

@@ -1,4 +1,4 @@
-//! The HTTP API: one axum router served by every host (`flowgate serve`, Lambda).
+//! The HTTP API: one axum router served by every host (`flowgate serve`, the cloud function).
 
 mod extract;
 mod handlers;

@@ -80,8 +80,9 @@ impl Flowgate {
         }
     }
 
-    /// The store this instance uses.
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
+    /// Whether the store answers (a cheap read).
+    pub async fn health(&self) -> Result<(), crate::error::Error> {
+        self.store.get_workflow("-", "-").await?;
+        Ok(())
     }
 }
