@@ -1,6 +1,7 @@
 //! The pipeline on moto: 300 keyed requests (20% reusing a key) through the API with faults
 //! at the store and queue ports, drained through the consumer Lambda handler with real SQS
-//! event shapes. Exactly one instance per accepted key, nothing lost.
+//! event shapes, with the reconciler's sweep between batches. Exactly one instance per
+//! accepted key, nothing lost.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use flowgate_core::ports::Queue;
-use flowgate_core::usecases::{Consumer, ConsumerConfig};
+use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
 use flowgate_tests::fixtures::tenant;
 use flowgate_tests::http::App;
 use flowgate_tests::pipeline::{drain, load, plan, verify};
@@ -74,9 +75,13 @@ async fn three_hundred_requests_through_the_consumer_handler_on_moto() {
             ..ConsumerConfig::default()
         },
     );
+    // A request whose enqueue failed was still accepted: the reconciler sends it, as the
+    // scheduled reconciler function would.
+    let reconciler = Reconciler::new(app.store.clone(), app.queue.clone(), Duration::from_secs(1));
     // moto handles about ten consumer messages a second; leave room for its stalls.
-    drain(&app, &t, &loaded, Duration::from_secs(400), || {
-        drain_queue(app.raw_queue.as_ref(), app.queue.as_ref(), &consumer)
+    drain(&app, &t, &loaded, Duration::from_secs(400), || async {
+        drain_queue(app.raw_queue.as_ref(), app.queue.as_ref(), &consumer).await;
+        let _ = reconciler.sweep().await;
     })
     .await;
     let (created, dead) = verify(&app, &t, "orders", &loaded).await;
