@@ -116,6 +116,7 @@ pub fn embedded(visibility_timeout: Duration, max_receive_count: u32) -> TempEmb
         EmbeddedConfig {
             visibility_timeout,
             max_receive_count,
+            ..EmbeddedConfig::default()
         },
     )
     .expect("open embedded backend");

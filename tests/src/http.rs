@@ -12,8 +12,10 @@ use serde_json::Value;
 use tower::ServiceExt;
 
 use flowgate_core::Flowgate;
+use flowgate_core::auth::Caller;
 use flowgate_core::faults::{FaultPlan, FaultyQueue, FaultyStore};
-use flowgate_core::http::{TenantId, router};
+use flowgate_core::http::router;
+use flowgate_core::model::DEFAULT_TENANT;
 use flowgate_core::ports::{Queue, Store};
 use flowgate_core::usecases::{Consumer, Reconciler};
 
@@ -149,10 +151,23 @@ impl App {
         stop
     }
 
-    /// Sends a request as tenant `default` (or `tenant`).
+    /// Sends a request as tenant `default` (or `tenant`), with every scope.
     pub async fn call_as(
         &self,
         tenant: Option<&str>,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+    ) -> Reply {
+        let caller = Caller::all_scopes(tenant.unwrap_or(DEFAULT_TENANT));
+        self.call_by(Some(caller), method, uri, headers, body).await
+    }
+
+    /// Sends a request as `caller` (or, with `None`, as no one the host authenticated).
+    pub async fn call_by(
+        &self,
+        caller: Option<Caller>,
         method: &str,
         uri: &str,
         headers: &[(&str, &str)],
@@ -171,8 +186,8 @@ impl App {
                     .unwrap_or_else(Body::empty),
             )
             .expect("request");
-        if let Some(t) = tenant {
-            request.extensions_mut().insert(TenantId(t.to_owned()));
+        if let Some(caller) = caller {
+            request.extensions_mut().insert(caller);
         }
         send(&self.router, request).await
     }

@@ -8,12 +8,14 @@ use std::time::Duration;
 use axum::body::Body;
 use serde_json::{Value, json};
 
+use flowgate_api::TenantRules;
 use flowgate_aws::emf::Emf;
 use flowgate_core::Flowgate;
 use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestStatus};
 use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
 use flowgate_core::usecases::Reconciler;
+use flowgate_settings::IamTenant;
 use flowgate_tests::fixtures::{Captured, Rig, count_events, embedded, record, tenant};
 
 /// An API Gateway HTTP API (payload v2.0) event, as the Lambda receives it.
@@ -43,8 +45,13 @@ fn http_event(method: &str, path: &str, body: Option<&Value>, authorizer: Value)
     .to_string()
 }
 
-fn jwt(claims: Value) -> Value {
-    json!({"jwt": {"claims": claims, "scopes": ["flowgate/start"]}})
+fn jwt(claims: Value, scopes: &[&str]) -> Value {
+    json!({"jwt": {"claims": claims, "scopes": scopes}})
+}
+
+fn iam(user_arn: &str) -> Value {
+    json!({"iam": {"accessKey": "AKIA", "accountId": "123456789012", "callerId": "AIDA",
+        "principalOrgId": null, "userArn": user_arn, "userId": "AIDA"}})
 }
 
 async fn call(app: &axum::Router, event: String) -> (u16, Value) {
@@ -53,30 +60,58 @@ async fn call(app: &axum::Router, event: String) -> (u16, Value) {
     (reply.status.as_u16(), reply.body)
 }
 
-#[tokio::test]
-async fn the_api_takes_the_tenant_from_the_authorizer_context() {
-    let backend = embedded(Duration::from_secs(30), 5);
-    let app = flowgate_api::app(
-        Flowgate::new(backend.backend.clone(), backend.backend.clone()),
-        "tenant".into(),
-    );
-    let def = json!({"name": "Orders", "params_schema": {"type": "object"}});
-    let start = json!({"params": {"n": 1}});
+fn rules(from_sub: bool, iam: IamTenant) -> TenantRules {
+    TenantRules {
+        claim: "tenant".into(),
+        from_sub,
+        iam,
+    }
+}
 
-    // No authorizer context: tenant `default`.
+const ALL: &[&str] = &["flowgate/start", "flowgate/admin", "flowgate/dlq"];
+
+#[tokio::test]
+async fn the_api_takes_the_tenant_from_the_authorizer_and_fails_closed() {
+    let backend = embedded(Duration::from_secs(30), 5);
+    let flowgate = Flowgate::new(backend.backend.clone(), backend.backend.clone());
+    let app = flowgate_api::app(flowgate.clone(), rules(false, IamTenant::Principal));
+    let def = json!({"name": "Orders", "params_schema": {"type": "object"}});
+    let put = |auth: Value| http_event("PUT", "/v1/workflows/orders", Some(&def), auth);
+
+    // No authorizer context, or a token that names no tenant: refused, never `default`.
+    let (status, body) = call(&app, put(Value::Null)).await;
+    assert_eq!(
+        (status, body["type"].as_str()),
+        (401, Some("urn:flowgate:problem:unauthenticated"))
+    );
+    let (status, _) = call(&app, put(jwt(json!({"sub": "user-2"}), ALL))).await;
+    assert_eq!(
+        status, 403,
+        "no tenant claim, and no fallback to sub configured"
+    );
+    let (status, _) = call(&app, put(jwt(json!({"tenant": "a#b"}), ALL))).await;
+    assert_eq!(status, 403, "a tenant with the key separator");
+    let (status, _) = call(&app, put(jwt(json!({"tenant": "acme"}), &["email"]))).await;
+    assert_eq!(status, 403, "no flowgate scope");
     let (status, _) = call(
         &app,
-        http_event("PUT", "/v1/workflows/orders", Some(&def), Value::Null),
+        put(jwt(json!({"tenant": "acme"}), &["flowgate/start"])),
     )
     .await;
-    assert_eq!(status, 201);
+    assert_eq!(status, 403, "registering a workflow needs the admin scope");
+
+    // The claim names the tenant; another tenant sees nothing of it.
+    let acme = jwt(json!({"sub": "user-1", "tenant": "acme"}), ALL);
+    let (status, body) = call(&app, put(acme.clone())).await;
+    assert_eq!((status, body["tenant"].as_str()), (201, Some("acme")));
+    let start = json!({"params": {"n": 1}});
     let (status, accepted) = call(
         &app,
         http_event(
             "POST",
             "/v1/workflows/orders/instances",
             Some(&start),
-            Value::Null,
+            acme.clone(),
         ),
     )
     .await;
@@ -85,53 +120,30 @@ async fn the_api_takes_the_tenant_from_the_authorizer_context() {
         "/v1/requests/{}",
         accepted["request_id"].as_str().expect("id")
     );
-
-    // A JWT with a tenant claim is that tenant: it does not see `default`'s workflow or request.
-    let acme = jwt(json!({"sub": "user-1", "tenant": "acme", "iss": "https://issuer.example"}));
-    let (status, body) = call(
-        &app,
-        http_event("GET", "/v1/workflows/orders", None, acme.clone()),
-    )
-    .await;
-    assert_eq!(
-        (status, body["type"].as_str()),
-        (404, Some("urn:flowgate:problem:workflow-not-found"))
-    );
-    let (status, _) = call(&app, http_event("GET", &request_path, None, acme.clone())).await;
+    let other = jwt(json!({"tenant": "globex"}), ALL);
+    let (status, _) = call(&app, http_event("GET", &request_path, None, other.clone())).await;
     assert_eq!(status, 404);
-    let (status, body) = call(
-        &app,
-        http_event("PUT", "/v1/workflows/orders", Some(&def), acme),
-    )
-    .await;
-    assert_eq!((status, body["tenant"].as_str()), (201, Some("acme")));
+    let (status, _) = call(&app, http_event("GET", "/v1/workflows/orders", None, other)).await;
+    assert_eq!(status, 404);
+    let (status, body) = call(&app, http_event("GET", &request_path, None, acme)).await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("ACCEPTED")));
 
-    // Without the claim, the subject names the tenant.
-    let (_, body) = call(
-        &app,
-        http_event(
-            "PUT",
-            "/v1/workflows/orders",
-            Some(&def),
-            jwt(json!({"sub": "user-2"})),
-        ),
-    )
-    .await;
+    // Falling back to `sub` only when configured to.
+    let by_sub = flowgate_api::app(flowgate.clone(), rules(true, IamTenant::Principal));
+    let (_, body) = call(&by_sub, put(jwt(json!({"sub": "user-2"}), ALL))).await;
     assert_eq!(body["tenant"], "user-2");
 
-    // IAM authorization: the caller's ARN.
-    let iam = json!({"iam": {"accessKey": "AKIA", "accountId": "123456789012", "callerId": "AIDA",
-        "principalOrgId": null, "userArn": "arn:aws:iam::123456789012:user/ops", "userId": "AIDA"}});
-    let (_, body) = call(
-        &app,
-        http_event("PUT", "/v1/workflows/orders", Some(&def), iam),
-    )
-    .await;
+    // IAM: a user's ARN; an assumed role's role ARN, whatever session name the caller picked.
+    let (_, body) = call(&app, put(iam("arn:aws:iam::123456789012:user/ops"))).await;
     assert_eq!(body["tenant"], "arn:aws:iam::123456789012:user/ops");
-
-    // The default tenant still sees its own request.
-    let (status, body) = call(&app, http_event("GET", &request_path, None, Value::Null)).await;
-    assert_eq!((status, body["status"].as_str()), (200, Some("ACCEPTED")));
+    for session in ["alice", "bob"] {
+        let arn = format!("arn:aws:sts::123456789012:assumed-role/Deployer/{session}");
+        let (_, body) = call(&app, put(iam(&arn))).await;
+        assert_eq!(body["tenant"], "arn:aws:iam::123456789012:role/Deployer");
+    }
+    let by_account = flowgate_api::app(flowgate, rules(false, IamTenant::Account));
+    let (_, body) = call(&by_account, put(iam("arn:aws:iam::123456789012:user/ops"))).await;
+    assert_eq!(body["tenant"], "123456789012");
 }
 
 /// The SQS event record for a delivery, as the event source mapping sends it.

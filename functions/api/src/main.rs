@@ -13,7 +13,11 @@ async fn main() -> Result<(), lambda_http::Error> {
     let connected = flowgate_aws::connect(&settings).await?;
     let flowgate = Flowgate::new(connected.store, connected.queue)
         .with_metrics(Arc::new(Emf::stdout()))
-        .with_redelivery_bound(settings.redelivery_bound());
-    let app = flowgate_api::app(flowgate, settings.tenant_claim);
+        .with_redelivery_bound(settings.redelivery_bound())
+        .with_validation_budget(settings.validation_budget);
+    let app = flowgate_api::app(
+        flowgate,
+        flowgate_api::TenantRules::from_settings(&settings),
+    );
     lambda_http::run(app).await
 }

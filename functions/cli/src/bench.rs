@@ -85,10 +85,8 @@ fn ms(us: u64) -> f64 {
 }
 
 /// Runs the benchmark against `url`.
-pub async fn run(url: &str, args: BenchArgs) -> Result<ExitCode> {
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .build()?;
+pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result<ExitCode> {
+    let client = client.clone();
     let workflow = register(&client, url).await?;
     println!(
         "workflow {workflow}; {} per phase; machine: {} cores",

@@ -8,6 +8,21 @@ use crate::config::{StatusArgs, SubmitArgs, WorkflowsCommand};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
+/// An HTTP client that sends `token` (when there is one) as a bearer token.
+pub fn http(token: &str) -> Result<reqwest::Client> {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if !token.is_empty() {
+        let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+            .map_err(|_| "--token (FLOWGATE_TOKEN) holds characters a header cannot carry")?;
+        value.set_sensitive(true);
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    Ok(reqwest::Client::builder()
+        .default_headers(headers)
+        .pool_max_idle_per_host(1024)
+        .build()?)
+}
+
 /// Sends a request and prints the JSON answer: to stdout on success (exit 0), to stderr as
 /// `HTTP <status>: <detail>` on failure (exit 1).
 async fn exchange(request: reqwest::RequestBuilder) -> Result<ExitCode> {
@@ -34,7 +49,7 @@ async fn exchange(request: reqwest::RequestBuilder) -> Result<ExitCode> {
 }
 
 /// `flowgate submit`.
-pub async fn submit(url: &str, args: SubmitArgs) -> Result<ExitCode> {
+pub async fn submit(client: &reqwest::Client, url: &str, args: SubmitArgs) -> Result<ExitCode> {
     let params: Value = serde_json::from_str(&args.params)
         .map_err(|e| format!("--params is not valid JSON: {e}"))?;
     let mut body = json!({ "params": params });
@@ -44,7 +59,7 @@ pub async fn submit(url: &str, args: SubmitArgs) -> Result<ExitCode> {
     if let Some(t) = args.schedule_time {
         body["schedule_time"] = json!(t);
     }
-    let mut request = reqwest::Client::new()
+    let mut request = client
         .post(format!("{url}/v1/workflows/{}/instances", args.workflow))
         .json(&body);
     if let Some(key) = args.key {
@@ -57,13 +72,16 @@ pub async fn submit(url: &str, args: SubmitArgs) -> Result<ExitCode> {
 }
 
 /// `flowgate status`.
-pub async fn status(url: &str, args: StatusArgs) -> Result<ExitCode> {
-    exchange(reqwest::Client::new().get(format!("{url}/v1/requests/{}", args.request_id))).await
+pub async fn status(client: &reqwest::Client, url: &str, args: StatusArgs) -> Result<ExitCode> {
+    exchange(client.get(format!("{url}/v1/requests/{}", args.request_id))).await
 }
 
 /// `flowgate workflows put|get`.
-pub async fn workflows(url: &str, command: WorkflowsCommand) -> Result<ExitCode> {
-    let client = reqwest::Client::new();
+pub async fn workflows(
+    client: &reqwest::Client,
+    url: &str,
+    command: WorkflowsCommand,
+) -> Result<ExitCode> {
     match command {
         WorkflowsCommand::Put {
             code,

@@ -17,6 +17,10 @@ pub struct Cli {
     #[arg(long = specs::URL.flag, global = true, env = specs::URL.env, default_value = specs::URL.default)]
     pub url: String,
 
+    /// The API token the client commands send (`Authorization: Bearer`).
+    #[arg(long = specs::TOKEN.flag, global = true, env = specs::TOKEN.env, default_value = specs::TOKEN.default, hide_env_values = true)]
+    pub token: String,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -39,6 +43,50 @@ pub enum Command {
     Aws(AwsArgs),
     /// Inspect, replay, archive and restore dead letters.
     Dlq(DlqArgs),
+    /// Create, list and revoke API tokens (the embedded store keeps them, hashed).
+    Tokens(TokensArgs),
+}
+
+/// `flowgate tokens ...`: works on the data directory directly, like `dlq`.
+#[derive(Debug, Args)]
+pub struct TokensArgs {
+    /// Where the store is.
+    #[command(flatten)]
+    pub settings: HostSettings<OperatorHost>,
+
+    #[command(subcommand)]
+    pub command: TokensCommand,
+}
+
+/// The `tokens` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Make a token; it is printed once and never stored.
+    Create {
+        /// The tenant the token acts for.
+        #[arg(long)]
+        tenant: String,
+        /// What it may do: start (start and read), dlq, admin; comma-separated.
+        #[arg(long, value_delimiter = ',', default_value = "start")]
+        scope: Vec<flowgate_core::auth::Scope>,
+        /// Its own requests-per-second limit (instead of --rate-limit's per tenant).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate: Option<u32>,
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every token: id, tenant, scopes, rate, created, revoked.
+    List {
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by its id (it stops working within two seconds).
+    Revoke {
+        /// The token's id, as `tokens list` shows it.
+        id: String,
+    },
 }
 
 /// The host whose settings a command reads.

@@ -1,13 +1,16 @@
 //! The `flowgate` binary: the local server and the client commands.
 
+mod access;
 mod aws;
 mod backend;
 mod bench;
 mod client;
 mod config;
 mod dlq;
+mod listener;
 mod serve;
 mod telemetry;
+mod tokens;
 
 use std::process::ExitCode;
 
@@ -30,12 +33,19 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Serve(settings) => serve::run(settings.0).await,
-            Command::Submit(args) => client::submit(&cli.url, args).await,
-            Command::Status(args) => client::status(&cli.url, args).await,
-            Command::Workflows(cmd) => client::workflows(&cli.url, cmd).await,
-            Command::Bench(args) => bench::run(&cli.url, args).await,
+            Command::Submit(args) => {
+                client::submit(&client::http(&cli.token)?, &cli.url, args).await
+            }
+            Command::Status(args) => {
+                client::status(&client::http(&cli.token)?, &cli.url, args).await
+            }
+            Command::Workflows(cmd) => {
+                client::workflows(&client::http(&cli.token)?, &cli.url, cmd).await
+            }
+            Command::Bench(args) => bench::run(&client::http(&cli.token)?, &cli.url, args).await,
             Command::Aws(args) => aws::run(args).await,
             Command::Dlq(args) => dlq::run(args).await,
+            Command::Tokens(args) => tokens::run(args).await,
         }
     });
     match result {

@@ -9,11 +9,13 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use flowgate_core::Flowgate;
-use flowgate_core::ports::{Queue, Store};
+use flowgate_core::ports::{Queue, Store, Tokens};
 use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
 use flowgate_settings::{Role, Settings};
 
+use crate::access;
 use crate::backend::{self, Ports};
+use crate::listener;
 use crate::telemetry;
 
 /// Why `serve` could not start.
@@ -38,6 +40,7 @@ struct Roles<'a> {
     settings: &'a Settings,
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
+    tokens: Option<Arc<dyn Tokens>>,
     stopped: watch::Receiver<bool>,
     running: JoinSet<&'static str>,
 }
@@ -45,13 +48,14 @@ struct Roles<'a> {
 /// Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0.
 pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Error>> {
     telemetry::init("info", settings.log_format);
-    let (store, queue) = backend::open(&settings).await?;
+    let (store, queue, tokens) = backend::open_with_tokens(&settings).await?;
     let (store, queue) = with_faults(&settings, store, queue)?;
     let (stop, stopped) = watch::channel(false);
     let mut roles = Roles {
         settings: &settings,
         store,
         queue,
+        tokens,
         stopped,
         running: JoinSet::new(),
     };
@@ -76,7 +80,7 @@ pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Err
 }
 
 impl Roles<'_> {
-    async fn start_api(&mut self) -> Result<(), ServeError> {
+    async fn start_api(&mut self) -> Result<(), Box<dyn std::error::Error>> {
         let listen = self.settings.listen;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
@@ -86,19 +90,21 @@ impl Roles<'_> {
             })?;
         let addr = listener.local_addr().unwrap_or(listen);
         let flowgate = Flowgate::new(self.store.clone(), self.queue.clone())
-            .with_redelivery_bound(self.settings.redelivery_bound());
-        let app = flowgate_core::http::router(flowgate);
+            .with_redelivery_bound(self.settings.redelivery_bound())
+            .with_validation_budget(self.settings.validation_budget);
+        let app = access::guard(
+            flowgate_core::http::router(flowgate),
+            self.settings,
+            self.tokens.clone(),
+        )
+        .await?;
         let mut until = self.stopped.clone();
+        let limits = listener::Limits::from_settings(self.settings);
         self.running.spawn(async move {
             let shutdown = async move {
                 let _ = until.wait_for(|s| *s).await;
             };
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-            {
-                warn!(error = %e, "API server failed");
-            }
+            listener::serve(listener, app, limits, shutdown).await;
             "api"
         });
         info!(%addr, backend = ?self.settings.backend, "API listening");

@@ -2,6 +2,7 @@
 //! cloud: hosts plug their adapters into [`ports::Store`] and [`ports::Queue`], and their
 //! metrics sink into [`metrics::Metrics`].
 
+pub mod auth;
 pub mod dead_reason;
 pub mod error;
 #[cfg(feature = "faults")]
@@ -14,6 +15,8 @@ pub mod model;
 pub mod paging;
 pub mod ports;
 pub mod record;
+pub mod schema_limits;
+pub mod schemas;
 pub mod usecases;
 pub mod validation;
 

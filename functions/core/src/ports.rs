@@ -268,3 +268,38 @@ pub trait Queue: DeadLetterQueue + Send + Sync + 'static {
         Ok(Liveness::Unknown)
     }
 }
+
+/// An API token as stored: never the token itself, only its SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenRecord {
+    /// A short public id, for listing and revoking.
+    pub id: String,
+    /// SHA-256 of the whole token, hex.
+    pub hash: String,
+    /// The tenant the token acts for.
+    pub tenant: String,
+    /// What it may do.
+    pub scopes: Vec<crate::auth::Scope>,
+    /// Its own requests-per-second limit, if any.
+    pub rate: Option<u32>,
+    /// When it was made.
+    pub created_at: DateTime<Utc>,
+    /// When it was revoked; a revoked token authenticates nothing.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Durable storage of API tokens (the embedded host's credentials).
+#[async_trait]
+pub trait Tokens: Send + Sync + 'static {
+    /// Stores a new token.
+    async fn put_token(&self, token: &TokenRecord) -> Result<(), BackendError>;
+
+    /// The token with this hash, revoked or not.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, BackendError>;
+
+    /// Every token, oldest first.
+    async fn list_tokens(&self) -> Result<Vec<TokenRecord>, BackendError>;
+
+    /// Marks the token `id` revoked at `at`; false when there is no such token.
+    async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, BackendError>;
+}

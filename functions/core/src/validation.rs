@@ -1,14 +1,11 @@
 //! Validation of client input: identifiers, headers, request bodies and JSON Schemas.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, InvalidParam};
-use crate::model::{Priority, StartSpec, Workflow};
+use crate::model::{Priority, StartSpec};
 
 /// The longest `Prefer: wait=N` honoured, in seconds.
 pub const MAX_WAIT_SECS: u64 = 20;
@@ -48,6 +45,19 @@ pub fn idempotency_key(raw: &[u8]) -> Result<String, Error> {
     Ok(key.to_owned())
 }
 
+/// A header that may be given at most once; given twice, which one counts would be a guess.
+pub fn single_header<'a>(
+    headers: &'a axum::http::HeaderMap,
+    name: &str,
+) -> Result<Option<&'a [u8]>, Error> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(Error::invalid(name, "is given more than once"));
+    }
+    Ok(first.map(|v| v.as_bytes()))
+}
+
 /// Extracts `wait=N` from `Prefer` header values (RFC 7240). `None` when absent.
 pub fn prefer_wait<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<u64>, Error> {
     for raw in values {
@@ -81,8 +91,8 @@ pub struct StartBody {
     /// Start params; an object. Defaults to `{}`.
     #[serde(default)]
     pub params: Option<Value>,
-    /// Defaults to `MEDIUM`.
-    #[serde(default)]
+    /// Defaults to `MEDIUM`. Only the string form is accepted.
+    #[serde(default, deserialize_with = "priority_text")]
     pub priority: Option<Priority>,
     /// RFC 3339 timestamp.
     #[serde(default)]
@@ -120,6 +130,61 @@ impl StartBody {
     }
 }
 
+/// A priority given as one of its names, never in serde's other enum forms (`{"HIGH":
+/// null}`, `["HIGH"]`).
+fn priority_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Priority>, D::Error> {
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| {
+        serde_json::from_value(Value::String(t.clone())).map_err(|_| {
+            serde::de::Error::custom(format!(
+                "priority {t:?} is not one of HIGHEST, HIGH, MEDIUM, LOW, LOWEST"
+            ))
+        })
+    })
+    .transpose()
+}
+
+/// The first integer literal in a JSON text that a 64-bit integer cannot hold, which would
+/// otherwise be read as a float and lose digits.
+pub fn oversized_integer(json: &[u8]) -> Option<String> {
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut i = 0;
+    while i < json.len() {
+        let b = json[i];
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'"' {
+            in_string = true;
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let start = i;
+            i += 1;
+            while i < json.len() && (json[i].is_ascii_digit() || b".eE+-".contains(&json[i])) {
+                i += 1;
+            }
+            let literal = std::str::from_utf8(&json[start..i]).unwrap_or_default();
+            let integer = !literal.contains(['.', 'e', 'E']);
+            if integer && literal.parse::<i64>().is_err() && literal.parse::<u64>().is_err() {
+                return Some(literal.to_owned());
+            }
+            continue;
+        }
+        i += 1;
+    }
+    None
+}
+
 /// The body of `PUT /v1/workflows/{code}`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,67 +209,14 @@ impl WorkflowBody {
         if name.is_empty() || name.chars().count() > 200 {
             return Err(Error::invalid("/name", "must be 1 to 200 characters"));
         }
-        compile(&self.params_schema).map_err(|reason| Error::Invalid {
+        if name.chars().any(char::is_control) {
+            return Err(Error::invalid("/name", "must not hold control characters"));
+        }
+        crate::schemas::compile(&self.params_schema).map_err(|reason| Error::Invalid {
             detail: "params_schema is not a valid JSON Schema".into(),
             errors: vec![InvalidParam::new("/params_schema", reason)],
         })?;
         Ok(())
-    }
-}
-
-fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
-    if !schema.is_object() && !schema.is_boolean() {
-        return Err("must be a JSON object or boolean".into());
-    }
-    jsonschema::validator_for(schema).map_err(|e| e.to_string())
-}
-
-/// (tenant, workflow code).
-type WorkflowKey = (String, String);
-
-/// Compiled params validators, keyed by workflow and version, so a hot workflow's schema is
-/// compiled once rather than on every start request.
-#[derive(Default)]
-pub struct SchemaCache {
-    compiled: Mutex<HashMap<WorkflowKey, (u64, Arc<jsonschema::Validator>)>>,
-}
-
-impl SchemaCache {
-    /// Checks `params` against the workflow's schema, listing every failing path.
-    pub fn check(&self, workflow: &Workflow, params: &Map<String, Value>) -> Result<(), Error> {
-        let validator = self.validator(workflow)?;
-        let instance = Value::Object(params.clone());
-        let errors: Vec<InvalidParam> = validator
-            .iter_errors(&instance)
-            .map(|e| InvalidParam::new(format!("/params{}", e.instance_path()), e.to_string()))
-            .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::ParamsInvalid { errors })
-        }
-    }
-
-    fn validator(&self, workflow: &Workflow) -> Result<Arc<jsonschema::Validator>, Error> {
-        let key = (workflow.tenant.clone(), workflow.code.clone());
-        let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((version, validator)) = compiled.get(&key)
-            && *version == workflow.version
-        {
-            return Ok(validator.clone());
-        }
-        // A stored schema was valid when registered; failing now means the library changed.
-        let validator = Arc::new(compile(&workflow.params_schema).map_err(|reason| {
-            Error::Backend(crate::error::BackendError::permanent(
-                "schema.compile",
-                format!(
-                    "stored schema of workflow {} no longer compiles: {reason}",
-                    workflow.code
-                ),
-            ))
-        })?);
-        compiled.insert(key, (workflow.version, validator.clone()));
-        Ok(validator)
     }
 }
 
@@ -232,6 +244,30 @@ mod tests {
         assert_eq!(p("handling=lenient").ok(), Some(None));
         assert!(p("wait=21").is_err());
         assert!(p("wait=abc").is_err());
+    }
+
+    #[test]
+    fn only_integers_beyond_64_bits_are_flagged() {
+        assert_eq!(
+            oversized_integer(br#"{"a": 18446744073709551616}"#).as_deref(),
+            Some("18446744073709551616")
+        );
+        assert_eq!(
+            oversized_integer(br#"{"a": -9223372036854775809}"#).as_deref(),
+            Some("-9223372036854775809")
+        );
+        assert_eq!(
+            oversized_integer(br#"{"a": 18446744073709551615, "b": -1}"#),
+            None
+        );
+        assert_eq!(
+            oversized_integer(br#"{"a": 1e400, "b": "123456789012345678901234"}"#),
+            None
+        );
+        assert_eq!(
+            oversized_integer(br#"{"k\"": "x\"99999999999999999999"}"#),
+            None
+        );
     }
 
     #[test]

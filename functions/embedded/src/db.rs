@@ -127,16 +127,19 @@ fn in_savepoint<R>(
     }
 }
 
-/// The database: a writer thread and a pool of read connections.
+/// The database: a writer thread and a bounded pool of read connections.
 pub struct Db {
     path: PathBuf,
     jobs: mpsc::Sender<Box<dyn Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
+    /// One permit per read connection the pool may hold: reads beyond it wait.
+    reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Db {
-    /// Opens (creating if needed) the database file and starts its writer.
-    pub fn open(path: &Path) -> Result<Self, DbError> {
+    /// Opens (creating if needed) the database file and starts its writer; reads use at
+    /// most `read_pool` connections.
+    pub fn open(path: &Path, read_pool: usize) -> Result<Self, DbError> {
         let writer = open_connection(path, false)?;
         crate::schema::migrate(&writer)?;
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
@@ -148,6 +151,7 @@ impl Db {
             path: path.to_owned(),
             jobs: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
+            reads: Arc::new(tokio::sync::Semaphore::new(read_pool.max(1))),
         })
     }
 
@@ -171,7 +175,14 @@ impl Db {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let permit = self
+            .reads
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| DbError::ReadTask(e.to_string()))?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match pooled {
                 Some(c) => c,

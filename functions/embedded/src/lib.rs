@@ -7,6 +7,7 @@ mod dlq;
 mod queue;
 mod schema;
 mod store;
+mod tokens;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +27,8 @@ pub struct EmbeddedConfig {
     pub visibility_timeout: Duration,
     /// Deliveries after which an unhandled message moves to the dead-letter queue.
     pub max_receive_count: u32,
+    /// The most read connections open at once.
+    pub read_pool: usize,
 }
 
 impl EmbeddedConfig {
@@ -34,6 +37,7 @@ impl EmbeddedConfig {
         Self {
             visibility_timeout: settings.visibility_timeout,
             max_receive_count: settings.max_receive_count,
+            read_pool: settings.read_pool,
         }
     }
 }
@@ -82,7 +86,8 @@ impl Embedded {
             source,
         })?;
         let path = data_dir.join(DB_FILE);
-        let db = db::Db::open(&path).map_err(|source| OpenError::Db { path, source })?;
+        let db = db::Db::open(&path, config.read_pool)
+            .map_err(|source| OpenError::Db { path, source })?;
         Ok(Arc::new(Self {
             db,
             config,

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -73,8 +73,35 @@ CREATE INDEX messages_visible ON messages (queue, visible_at, id);
 CREATE INDEX messages_by_request ON messages (tenant, request_id);
 "#;
 
-/// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build.
+/// API tokens, stored by the SHA-256 of the token, never the token.
+const V2: &str = r#"
+CREATE TABLE tokens (
+    hash       TEXT    NOT NULL PRIMARY KEY,
+    id         TEXT    NOT NULL UNIQUE,
+    tenant     TEXT    NOT NULL,
+    scopes     TEXT    NOT NULL,
+    rate       INTEGER,
+    created_at INTEGER NOT NULL,
+    revoked_at INTEGER
+) WITHOUT ROWID;
+"#;
+
+/// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
+/// version is read inside the write transaction that creates the tables, so two processes
+/// opening a fresh directory at once cannot both try to create them.
 pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let result = migrate_locked(conn);
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -82,10 +109,11 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
              {SCHEMA_VERSION}: upgrade flowgate"
         )));
     }
-    if version < 1 {
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {V1}; PRAGMA user_version = 1; COMMIT;"
-        ))?;
+    for (step, sql) in [(1, V1), (2, V2)] {
+        if version < step {
+            conn.execute_batch(sql)?;
+            conn.pragma_update(None, "user_version", step)?;
+        }
     }
     Ok(())
 }

@@ -29,6 +29,8 @@ pub enum Format {
     Address,
     /// A filesystem path.
     Path,
+    /// `true` or `false`.
+    Flag,
     /// Free text (a name, a URL).
     Text,
     /// Free text that may be empty.
@@ -48,6 +50,7 @@ impl Format {
             Format::Choice(words) => format!("one of {}", words.join(", ")),
             Format::List(words) => format!("comma-separated, of {}", words.join(", ")),
             Format::Address => "host:port".into(),
+            Format::Flag => "true or false".into(),
             Format::Path => "path".into(),
             Format::Text => "text".into(),
             Format::OptionalText => "text, may be empty".into(),
@@ -62,6 +65,7 @@ impl Format {
             Format::Choice(_) => "WORD",
             Format::List(_) => "LIST",
             Format::Address => "HOST:PORT",
+            Format::Flag => "BOOL",
             Format::Path => "PATH",
             Format::Text | Format::OptionalText => "TEXT",
         }
@@ -142,4 +146,12 @@ pub(crate) fn list<T: Copy>(text: &str, choices: &[(&str, T)]) -> Result<Vec<T>,
         .into_iter()
         .map(|item| choice(item, choices).map_err(|e| format!("({item:?}) {e}")))
         .collect()
+}
+
+pub(crate) fn flag(text: &str) -> Result<bool, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        _ => Err("is not true or false".into()),
+    }
 }

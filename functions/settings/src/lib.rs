@@ -133,8 +133,37 @@ pub struct Settings {
     pub faults: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// The longest one start request's validation may take.
+    pub validation_budget: Duration,
+    /// How long a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// How long a connection may stay silent.
+    pub idle_timeout: Duration,
+    /// The most connections served at once.
+    pub max_connections: usize,
+    /// The most read connections of the embedded store.
+    pub read_pool: usize,
+    /// Requests per second per tenant; 0 means no limit.
+    pub rate_limit: u32,
+    /// Serve without tokens beyond loopback.
+    pub insecure_no_auth: bool,
+    /// Take the tenant from a JWT's `sub` when the tenant claim is absent.
+    pub tenant_from_sub: bool,
+    /// How an IAM caller maps to a tenant.
+    pub iam_tenant: IamTenant,
+    /// The API token the client commands send.
+    pub token: String,
     /// Base URL of a running server, for the client commands.
     pub url: String,
+}
+
+/// How an IAM caller maps to a tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IamTenant {
+    /// The stable principal: a user's ARN, or an assumed role's role ARN without its session.
+    Principal,
+    /// The caller's account id.
+    Account,
 }
 
 impl Settings {
@@ -180,6 +209,27 @@ impl Settings {
             log_format: r.get(&LOG_FORMAT, |t| {
                 format::choice(t, &[("text", LogFormat::Text), ("json", LogFormat::Json)])
             })?,
+            validation_budget: r
+                .get(&VALIDATION_BUDGET, |t| VALIDATION_BUDGET.format.duration(t))?,
+            header_read_timeout: r.get(&HEADER_READ_TIMEOUT, |t| {
+                HEADER_READ_TIMEOUT.format.duration(t)
+            })?,
+            idle_timeout: r.get(&IDLE_TIMEOUT, |t| IDLE_TIMEOUT.format.duration(t))?,
+            max_connections: r.get(&MAX_CONNECTIONS, |t| MAX_CONNECTIONS.format.count(t))?,
+            read_pool: r.get(&READ_POOL, |t| READ_POOL.format.count(t))?,
+            rate_limit: r.get(&RATE_LIMIT, |t| RATE_LIMIT.format.count(t))?,
+            insecure_no_auth: r.get(&INSECURE_NO_AUTH, format::flag)?,
+            tenant_from_sub: r.get(&TENANT_FROM_SUB, format::flag)?,
+            iam_tenant: r.get(&IAM_TENANT, |t| {
+                format::choice(
+                    t,
+                    &[
+                        ("principal", IamTenant::Principal),
+                        ("account", IamTenant::Account),
+                    ],
+                )
+            })?,
+            token: r.get(&TOKEN, |t| Ok(t.to_owned()))?,
             url: r.get(&URL, format::text)?,
         })
     }

@@ -100,6 +100,36 @@ mod table {
     /// `--log-format`.
     pub const LOG_FORMAT: Spec = spec("log-format", "FLOWGATE_LOG_FORMAT", Format::Choice(&["text", "json"]), "text", &[Serve, Operator],
         "`json` writes one JSON object per line. `RUST_LOG` filters (default `info` for serve, `warn` for dlq).");
+    /// `--validation-budget`.
+    pub const VALIDATION_BUDGET: Spec = spec("validation-budget", "FLOWGATE_VALIDATION_BUDGET", Format::Duration { min: Duration::from_millis(1), max: Duration::from_secs(10) }, "250ms", &[Serve, Api],
+        "The longest one start request's params may take to validate against its schema; past it the request is refused (400). Validation runs off the async workers, at most one per core at a time.");
+    /// `--header-read-timeout`.
+    pub const HEADER_READ_TIMEOUT: Spec = spec("header-read-timeout", "FLOWGATE_HEADER_READ_TIMEOUT", Format::Duration { min: Duration::from_millis(100), max: Duration::from_secs(300) }, "10s", &[Serve],
+        "How long a client may take to send a request's headers, from the moment its connection is ready for one; then the connection is closed.");
+    /// `--idle-timeout`.
+    pub const IDLE_TIMEOUT: Spec = spec("idle-timeout", "FLOWGATE_IDLE_TIMEOUT", Format::Duration { min: SECOND, max: Duration::from_secs(3600) }, "60s", &[Serve],
+        "How long a connection may send nothing at all before it is closed (longer than the longest `Prefer: wait`).");
+    /// `--max-connections`.
+    pub const MAX_CONNECTIONS: Spec = spec("max-connections", "FLOWGATE_MAX_CONNECTIONS", Format::Count { min: 1, max: 65_536 }, "512", &[Serve],
+        "The most client connections served at once; past it a new connection gets a 503 and is closed. Keep it under the process's file limit.");
+    /// `--read-pool`.
+    pub const READ_POOL: Spec = spec("read-pool", "FLOWGATE_READ_POOL", Format::Count { min: 1, max: 256 }, "8", &[Serve, Operator],
+        "The most read connections the embedded store opens (reads beyond it wait for one).");
+    /// `--rate-limit`.
+    pub const RATE_LIMIT: Spec = spec("rate-limit", "FLOWGATE_RATE_LIMIT", Format::Count { min: 0, max: 1_000_000 }, "0", &[Serve],
+        "Requests per second each tenant may make (bursts of one second's worth); past it, 429 with Retry-After. 0 means no limit. A token may set its own (`flowgate tokens create --rate`).");
+    /// `--insecure-no-auth`.
+    pub const INSECURE_NO_AUTH: Spec = spec("insecure-no-auth", "FLOWGATE_INSECURE_NO_AUTH", Format::Flag, "false", &[Serve],
+        "Serve without tokens on a non-loopback address. Without it, `serve` refuses to listen beyond loopback until a token exists.");
+    /// `--tenant-from-sub`.
+    pub const TENANT_FROM_SUB: Spec = spec("tenant-from-sub", "FLOWGATE_TENANT_FROM_SUB", Format::Flag, "false", &[Api],
+        "Take the tenant from a JWT's `sub` when the tenant claim is absent. Off, such a token is refused (403).");
+    /// `--iam-tenant`.
+    pub const IAM_TENANT: Spec = spec("iam-tenant", "FLOWGATE_IAM_TENANT", Format::Choice(&["principal", "account"]), "principal", &[Api],
+        "Under IAM auth, the tenant is the caller's stable principal (a user's ARN, or an assumed role's role ARN without its session name) or its account id.");
+    /// `--token`.
+    pub const TOKEN: Spec = spec("token", "FLOWGATE_TOKEN", Format::OptionalText, "", &[Client],
+        "The API token the client commands send (`Authorization: Bearer`); needed once the server has any token.");
     /// `--url`.
     pub const URL: Spec = spec("url", "FLOWGATE_URL", Format::Text, "http://127.0.0.1:8080", &[Client],
         "Base URL of a running server, for the client commands.");
@@ -128,6 +158,16 @@ pub static ALL: &[&Spec] = &[
     &TENANT_CLAIM,
     &FAULTS,
     &LOG_FORMAT,
+    &VALIDATION_BUDGET,
+    &HEADER_READ_TIMEOUT,
+    &IDLE_TIMEOUT,
+    &MAX_CONNECTIONS,
+    &READ_POOL,
+    &RATE_LIMIT,
+    &INSECURE_NO_AUTH,
+    &TENANT_FROM_SUB,
+    &IAM_TENANT,
+    &TOKEN,
     &URL,
 ];
 

@@ -8,33 +8,72 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::problem::HttpError;
+use std::marker::PhantomData;
+
+use crate::auth::{Caller, Denied, Scope};
 use crate::error::{Error, InvalidParam};
-use crate::model::DEFAULT_TENANT;
 
 /// The largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
-/// The authenticated tenant, put in the request extensions by the host (for example from a
-/// gateway's authorizer context). Absent means no auth is configured: tenant `default`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantId(pub String);
+/// The scope a route demands of its caller.
+pub trait Demands: Send + Sync {
+    /// The scope.
+    const SCOPE: Scope;
+}
 
-/// Extracts the request's tenant.
-#[derive(Debug, Clone)]
-pub struct Tenant(pub String);
+/// Routes that start instances or read requests, instances and workflows.
+#[derive(Debug)]
+pub struct ToStart;
+impl Demands for ToStart {
+    const SCOPE: Scope = Scope::Start;
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Tenant {
+/// Dead-letter routes.
+#[derive(Debug)]
+pub struct ToHandleDeadLetters;
+impl Demands for ToHandleDeadLetters {
+    const SCOPE: Scope = Scope::Dlq;
+}
+
+/// Routes that change definitions.
+#[derive(Debug)]
+pub struct ToAdminister;
+impl Demands for ToAdminister {
+    const SCOPE: Scope = Scope::Admin;
+}
+
+/// The request's tenant, once its caller is known to hold the scope `D` demands. A request
+/// the host put no [`Caller`] on is refused (401), one without the scope too (403): nothing
+/// falls back to a shared tenant.
+#[derive(Debug)]
+pub struct Tenant<D>(pub String, pub PhantomData<D>);
+
+impl<S: Send + Sync, D: Demands> FromRequestParts<S> for Tenant<D> {
     type Rejection = HttpError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, HttpError> {
-        Ok(Tenant(
-            parts
-                .extensions
-                .get::<TenantId>()
-                .map(|t| t.0.clone())
-                .unwrap_or_else(|| DEFAULT_TENANT.to_owned()),
-        ))
+        let caller = caller(parts)?;
+        if !caller.may(D::SCOPE) {
+            return Err(Denied::Forbidden(format!(
+                "this needs the `{}` scope, which the credentials do not carry",
+                D::SCOPE
+            ))
+            .into());
+        }
+        Ok(Tenant(caller.tenant.clone(), PhantomData))
     }
+}
+
+/// The caller the host put on the request, or why there is none.
+pub fn caller(parts: &Parts) -> Result<&Caller, HttpError> {
+    if let Some(caller) = parts.extensions.get::<Caller>() {
+        return Ok(caller);
+    }
+    Err(match parts.extensions.get::<super::guard::Denial>() {
+        Some(denial) => denial.0.clone().into(),
+        None => Denied::Unauthenticated("this request carries no credentials".into()).into(),
+    })
 }
 
 /// The route's one path parameter, as text.
@@ -109,6 +148,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 HttpError::MalformedJson(rejection.body_text())
             }
         })?;
+        if let Some(literal) = crate::validation::oversized_integer(&bytes) {
+            return Err(Error::invalid(
+                "/",
+                format!("the integer {literal} does not fit in 64 bits; send it as a string"),
+            )
+            .into());
+        }
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let parsed = T::deserialize(&mut de).and_then(|value| de.end().map(|()| value));
         match parsed {

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::extract::{JsonBody, QueryParams, Segment, Tenant};
+use super::extract::{
+    JsonBody, QueryParams, Segment, Tenant, ToAdminister, ToHandleDeadLetters, ToStart,
+};
 use super::problem::HttpError;
 use crate::model::{RequestRecord, RequestStatus};
 use crate::paging::PageParams;
@@ -41,7 +43,7 @@ pub async fn openapi() -> Response {
 /// `PUT /v1/workflows/{code}`.
 pub async fn put_workflow(
     State(app): State<Flowgate>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant<ToAdminister>,
     Segment(code): Segment,
     JsonBody(body): JsonBody<WorkflowBody>,
 ) -> Answer {
@@ -56,7 +58,7 @@ pub async fn put_workflow(
 /// `GET /v1/workflows/{code}`.
 pub async fn get_workflow(
     State(app): State<Flowgate>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant<ToStart>,
     Segment(code): Segment,
 ) -> Answer {
     Ok(Json(app.get_workflow(&tenant, &code).await?).into_response())
@@ -78,14 +80,13 @@ pub struct StartResponse {
 /// `POST /v1/workflows/{code}/instances`.
 pub async fn start_instance(
     State(app): State<Flowgate>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant<ToStart>,
     Segment(workflow): Segment,
     headers: HeaderMap,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Answer {
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .map(|v| validation::idempotency_key(v.as_bytes()))
+    let idempotency_key = validation::single_header(&headers, "idempotency-key")?
+        .map(validation::idempotency_key)
         .transpose()?;
     let wait = validation::prefer_wait(
         headers
@@ -143,7 +144,7 @@ fn start_response(outcome: StartOutcome, wait: Option<u64>) -> Response {
 /// `GET /v1/workflows/{code}/instances?limit=&cursor=`.
 pub async fn list_instances(
     State(app): State<Flowgate>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant<ToStart>,
     Segment(workflow): Segment,
     QueryParams(page): QueryParams<PageParams>,
 ) -> Answer {
@@ -191,7 +192,7 @@ impl<'a> From<&'a RequestRecord> for RequestView<'a> {
 /// `GET /v1/requests/{request_id}`.
 pub async fn get_request(
     State(app): State<Flowgate>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant<ToStart>,
     Segment(request_id): Segment,
 ) -> Answer {
     let record = app.get_request(&tenant, &request_id).await?;
@@ -201,7 +202,7 @@ pub async fn get_request(
 /// `GET /v1/instances/{instance_id}`.
 pub async fn get_instance(
     State(app): State<Flowgate>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant<ToStart>,
     Segment(instance_id): Segment,
 ) -> Answer {
     Ok(Json(app.get_instance(&tenant, &instance_id).await?).into_response())
@@ -220,7 +221,7 @@ pub async fn method_not_allowed() -> HttpError {
 /// `GET /v1/dlq`: the caller's dead letters, oldest first.
 pub async fn list_dlq(
     State(app): State<Flowgate>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant<ToHandleDeadLetters>,
     QueryParams(params): QueryParams<ListParams>,
 ) -> Answer {
     let page = app.dlq_list(&Scope::Tenant(tenant), params).await?;
@@ -230,7 +231,7 @@ pub async fn list_dlq(
 /// `POST /v1/dlq/replay`: replays the caller's dead letters that the body selects.
 pub async fn replay_dlq(
     State(app): State<Flowgate>,
-    Tenant(tenant): Tenant,
+    Tenant(tenant, _): Tenant<ToHandleDeadLetters>,
     JsonBody(params): JsonBody<ReplayParams>,
 ) -> Answer {
     let report = app

@@ -1,15 +1,21 @@
 //! The HTTP API: one axum router served by every host (`flowgate serve`, the cloud function).
 
 mod extract;
+mod guard;
 mod handlers;
 mod problem;
 
-pub use extract::{JsonBody, MAX_BODY_BYTES, QueryParams, Segment, Tenant, TenantId};
+pub use extract::{
+    Demands, JsonBody, MAX_BODY_BYTES, QueryParams, Segment, Tenant, ToAdminister,
+    ToHandleDeadLetters, ToStart,
+};
+pub use guard::{Denial, with_rate_limit, with_tokens};
 pub use problem::{HttpError, PROBLEM_TYPE_PREFIX, RETRY_AFTER_SECS};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -20,6 +26,10 @@ pub const OPENAPI: &str = include_str!("../../openapi.json");
 
 /// The API router over these use cases.
 pub fn router(app: Flowgate) -> Router {
+    guarded(routes()).with_state(app)
+}
+
+fn routes() -> Router<Flowgate> {
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/openapi.json", get(handlers::openapi))
@@ -37,10 +47,16 @@ pub fn router(app: Flowgate) -> Router {
         .route("/v1/dlq/replay", post(handlers::replay_dlq))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
+}
+
+/// The layers every route runs under: a body limit, a panic turned into a 500
+/// problem+json, the failure log, tracing, and request ids.
+pub fn guarded<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(problem::panicked))
         .layer(axum::middleware::from_fn(problem::log_failures))
         .layer(TraceLayer::new_for_http())
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(app)
 }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tracing::{error, warn};
 
+use crate::auth::Denied;
 use crate::error::Error;
 
 /// Prefix of every problem `type` URI; the suffix names the error kind.
@@ -42,6 +43,10 @@ pub enum HttpError {
     /// The route exists but not for this method.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The caller is not let through: no or bad credentials, a missing scope, or over its
+    /// rate limit.
+    #[error(transparent)]
+    Denied(#[from] crate::auth::Denied),
 }
 
 impl From<crate::BackendError> for HttpError {
@@ -71,6 +76,20 @@ impl HttpError {
                 "Method not allowed",
             ),
             Self::Domain(e) => classify_domain(e),
+            Self::Denied(Denied::Unauthenticated(_)) => (
+                S::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+            ),
+            Self::Denied(Denied::Forbidden(_)) => (S::FORBIDDEN, "forbidden", "Not allowed"),
+            Self::Denied(Denied::Unavailable(_)) => (
+                S::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service temporarily unavailable",
+            ),
+            Self::Denied(Denied::RateLimited { .. }) => {
+                (S::TOO_MANY_REQUESTS, "rate-limited", "Too many requests")
+            }
         }
     }
 
@@ -85,6 +104,9 @@ impl HttpError {
                 "An internal error occurred; it has been logged.".to_owned()
             }
             Self::Domain(Error::Sink(_)) => "The archive could not be written.".to_owned(),
+            Self::Denied(Denied::Unavailable(_)) => {
+                format!("Credentials cannot be checked right now. Retry after {RETRY_AFTER_SECS}s.")
+            }
             other => other.to_string(),
         }
     }
@@ -151,8 +173,20 @@ impl IntoResponse for HttpError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        match &self {
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            Self::Denied(Denied::RateLimited { retry_after, .. }) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
+            }
+            Self::Denied(Denied::Unauthenticated(_)) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"flowgate\""),
+                );
+            }
+            _ => {}
         }
         response
     }
@@ -174,4 +208,18 @@ pub async fn log_failures(request: Request, next: Next) -> Response {
         warn!(%method, %path, status = response.status().as_u16(), "request failed");
     }
     response
+}
+
+/// A handler that panicked: a 500 problem+json (its message goes to the log, never the body).
+pub fn panicked(cause: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = cause
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| cause.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".to_owned());
+    HttpError::from(crate::BackendError::permanent(
+        "http.handler",
+        format!("the handler panicked: {message}"),
+    ))
+    .into_response()
 }

@@ -5,6 +5,7 @@ pub mod dlq;
 mod queries;
 mod reconcile;
 mod start;
+pub mod tokens;
 mod workflows;
 
 pub use consume::{Consumer, ConsumerConfig, Disposition};
@@ -16,7 +17,7 @@ use std::time::Duration;
 
 use crate::metrics::Metrics;
 use crate::ports::{Queue, Store};
-use crate::validation::SchemaCache;
+use crate::schemas::SchemaCache;
 
 /// The span in which a worker logs its stages of one request: the ids, tenant and workflow
 /// that let any missing instance be traced. It is an ERROR-level span so that it is enabled
@@ -46,6 +47,7 @@ pub struct Flowgate {
     schemas: Arc<SchemaCache>,
     metrics: Option<Arc<dyn Metrics>>,
     redelivery_bound: Duration,
+    validation_budget: Duration,
 }
 
 impl Flowgate {
@@ -58,6 +60,7 @@ impl Flowgate {
             schemas: Arc::new(SchemaCache::default()),
             metrics: None,
             redelivery_bound: defaults.redelivery_bound(),
+            validation_budget: defaults.validation_budget,
         }
     }
 
@@ -71,6 +74,12 @@ impl Flowgate {
     /// it (its grace period plus one sweep), as stated in that request's history.
     pub fn with_redelivery_bound(mut self, bound: Duration) -> Self {
         self.redelivery_bound = bound;
+        self
+    }
+
+    /// The longest one start request's params may take to validate.
+    pub fn with_validation_budget(mut self, budget: Duration) -> Self {
+        self.validation_budget = budget;
         self
     }
 

@@ -4,6 +4,7 @@ use super::Flowgate;
 use crate::error::Error;
 use crate::model::{Instance, InstanceCursor, Page, RequestRecord};
 use crate::paging::{self, PageParams, PageRequest};
+use crate::validation::identifier;
 
 impl Flowgate {
     /// A request record with its history.
@@ -12,6 +13,7 @@ impl Flowgate {
         tenant: &str,
         request_id: &str,
     ) -> Result<RequestRecord, Error> {
+        identifier("request_id", request_id)?;
         self.store
             .get_request(tenant, request_id)
             .await?
@@ -20,6 +22,7 @@ impl Flowgate {
 
     /// An instance; not found until the consumer has created it.
     pub async fn get_instance(&self, tenant: &str, instance_id: &str) -> Result<Instance, Error> {
+        identifier("instance_id", instance_id)?;
         self.store
             .get_instance(tenant, instance_id)
             .await?

@@ -92,7 +92,9 @@ impl Flowgate {
         if !workflow.online {
             return Err(Error::WorkflowOffline(spec.workflow.clone()));
         }
-        self.schemas.check(&workflow, &spec.params)
+        self.schemas
+            .check(&workflow, &spec.params, self.validation_budget)
+            .await
     }
 
     /// A retry of an accepted key gets the original answer even if the workflow changed

@@ -19,7 +19,10 @@ impl Flowgate {
         body: WorkflowBody,
     ) -> Result<(Upsert, Workflow), Error> {
         identifier("code", code)?;
-        body.validate()?;
+        // Compiling a schema is CPU work: off the async workers.
+        let body = tokio::task::spawn_blocking(move || body.validate().map(|()| body))
+            .await
+            .map_err(|e| crate::BackendError::permanent("schema.compile", e.to_string()))??;
         let now = Utc::now();
         let mut workflow = Workflow {
             tenant: tenant.to_owned(),
