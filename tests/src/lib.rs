@@ -7,4 +7,5 @@ mod conformance_dlq;
 pub mod dlq;
 pub mod fixtures;
 pub mod http;
+pub mod isolation;
 pub mod pipeline;

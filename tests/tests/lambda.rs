@@ -14,7 +14,7 @@ use flowgate_core::Flowgate;
 use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestStatus};
 use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
-use flowgate_core::usecases::Reconciler;
+use flowgate_core::usecases::{Consumer, Reconciler};
 use flowgate_settings::IamTenant;
 use flowgate_tests::fixtures::{Captured, Rig, count_events, embedded, record, tenant};
 
@@ -357,4 +357,51 @@ async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
         ),
         (&json!(1), &json!(1), &json!(0))
     );
+}
+
+/// The API function's router, called with API Gateway events whose JWT names the tenant.
+struct LambdaDoor(axum::Router);
+
+impl flowgate_tests::isolation::Door for LambdaDoor {
+    async fn call(
+        &self,
+        tenant: &str,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
+        let mut event: Value = serde_json::from_str(&http_event(
+            method,
+            path,
+            body.as_ref(),
+            jwt(json!({"tenant": tenant}), ALL),
+        ))
+        .expect("event");
+        event["rawQueryString"] = json!(query);
+        for (k, v) in headers {
+            event["headers"][*k] = json!(v);
+        }
+        call(&self.0, event.to_string()).await
+    }
+}
+
+#[tokio::test]
+async fn a_second_tenant_can_never_reach_the_first_ones_data_through_the_function() {
+    let rig = Rig::new(Duration::from_millis(200), 5);
+    let flowgate = Flowgate::new(rig.store.clone(), rig.queue.clone());
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let consumer = Arc::new(Consumer::new(
+        rig.store.clone(),
+        rig.queue.clone(),
+        flowgate_tests::fixtures::consumer_config(5, Duration::from_millis(200)),
+    ));
+    tokio::spawn(consumer.run(stopped));
+    let door = LambdaDoor(flowgate_api::app(
+        flowgate,
+        rules(false, IamTenant::Principal),
+    ));
+    flowgate_tests::isolation::tenants_stay_apart(&door).await;
+    let _ = stop.send(true);
 }

@@ -134,6 +134,8 @@ pub struct Db {
     readers: Arc<Mutex<Vec<Connection>>>,
     /// One permit per read connection the pool may hold: reads beyond it wait.
     reads: Arc<tokio::sync::Semaphore>,
+    /// Read connections opened so far (never more than the pool's size).
+    opened: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Db {
@@ -152,6 +154,7 @@ impl Db {
             jobs: tx,
             readers: Arc::new(Mutex::new(Vec::new())),
             reads: Arc::new(tokio::sync::Semaphore::new(read_pool.max(1))),
+            opened: Arc::default(),
         })
     }
 
@@ -167,6 +170,11 @@ impl Db {
         answer.await.map_err(|_| DbError::WriterGone)?
     }
 
+    /// How many read connections have been opened.
+    pub fn readers_opened(&self) -> usize {
+        self.opened.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Runs `work` on a read connection (a consistent WAL snapshot) off the async threads.
     pub async fn read<R, F>(&self, work: F) -> Result<R, DbError>
     where
@@ -175,6 +183,7 @@ impl Db {
     {
         let readers = self.readers.clone();
         let path = self.path.clone();
+        let opened = self.opened.clone();
         let permit = self
             .reads
             .clone()
@@ -186,7 +195,10 @@ impl Db {
             let pooled = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => open_connection(&path, true)?,
+                None => {
+                    opened.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    open_connection(&path, true)?
+                }
             };
             let result = work(&conn).map_err(DbError::from);
             readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);

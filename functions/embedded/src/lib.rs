@@ -94,4 +94,9 @@ impl Embedded {
             sent: Notify::new(),
         }))
     }
+
+    /// How many read connections the store has opened: never more than its read pool.
+    pub fn readers_opened(&self) -> usize {
+        self.db.readers_opened()
+    }
 }

@@ -1,0 +1,228 @@
+//! The real binary against hostile clients and careless starts: two servers racing on a
+//! fresh directory, slow and idle connections, too many connections, a non-loopback address
+//! without tokens, and tokens with scopes and revocation.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use flowgate_tests::binary::{Server, free_port, register};
+
+const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_started_together_on_a_fresh_directory_both_run() {
+    let client = reqwest::Client::new();
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let first = Server::start(BIN, dir.path(), &[], &[]);
+        let second = Server::start(BIN, dir.path(), &[], &[]);
+        first.wait_healthy(&client).await;
+        second.wait_healthy(&client).await;
+    }
+}
+
+/// Reads until the server closes the connection, or `within` passes; answers what was read
+/// and whether it closed.
+fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .expect("timeout");
+    let deadline = Instant::now() + within;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), true),
+        }
+    }
+    (String::from_utf8_lossy(&got).into_owned(), false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_idle_and_surplus_connections_are_cut_off() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+    let args = [
+        "--header-read-timeout",
+        "1s",
+        "--idle-timeout",
+        "2s",
+        "--max-connections",
+        "3",
+    ];
+    let server = Server::start(BIN, dir.path(), &args, &[]);
+    server.wait_healthy(&client).await;
+    let addr = server.base.trim_start_matches("http://").to_owned();
+
+    // Partial headers: closed after the header-read timeout.
+    let mut slow = TcpStream::connect(&addr).expect("connect");
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .expect("write");
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(5));
+    assert!(
+        closed,
+        "a connection with partial headers was held past the timeout"
+    );
+
+    // Kept alive but silent: closed too.
+    let mut idle = TcpStream::connect(&addr).expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let (answer, closed) = read_until_closed(&mut idle, Duration::from_secs(5));
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        closed,
+        "an idle keep-alive connection was held past the timeouts"
+    );
+
+    // Past the cap: a 503 problem, at once, and the server still answers once they go.
+    let held: Vec<TcpStream> = (0..3)
+        .map(|_| TcpStream::connect(&addr).expect("connect"))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut surplus = TcpStream::connect(&addr).expect("connect");
+    let (answer, closed) = read_until_closed(&mut surplus, Duration::from_secs(3));
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("retry-after: 1") && closed, "{answer}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let health = client.get(format!("{}/healthz", server.base)).send().await;
+    assert_eq!(health.expect("health").status(), 200);
+}
+
+#[test]
+fn a_non_loopback_address_without_tokens_is_refused_unless_said_out_loud() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listen = format!("0.0.0.0:{}", free_port());
+    let out = Command::new(BIN)
+        .args(["serve", "--listen", &listen, "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("flowgate tokens create") && stderr.contains("--insecure-no-auth"),
+        "{stderr}"
+    );
+}
+
+fn tokens(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("tokens")
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run flowgate tokens")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_decide_the_tenant_and_scopes_and_revocation_takes_hold() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+    let server = Server::start(BIN, dir.path(), &[], &[]);
+    server.wait_healthy(&client).await;
+    let base = server.base.clone();
+    // No token yet, on loopback: open, as tenant `default`.
+    register(&client, &base, "open").await;
+
+    let made = tokens(
+        dir.path(),
+        &[
+            "create",
+            "--tenant",
+            "acme",
+            "--scope",
+            "start,admin",
+            "--json",
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let made: serde_json::Value = serde_json::from_slice(&made.stdout).expect("json");
+    let admin = made["token"].as_str().expect("token").to_owned();
+    let reader = tokens(dir.path(), &["create", "--tenant", "acme"]);
+    let reader = String::from_utf8_lossy(&reader.stdout).trim().to_owned();
+    let listed = tokens(dir.path(), &["list", "--json"]);
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        !listed.contains(&admin) && !listed.contains("hash"),
+        "{listed}"
+    );
+
+    // Once a token exists, every request needs one (within the two-second cache).
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let anonymous = client
+        .get(format!("{base}/v1/workflows/open"))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+    let def = json!({"name": "orders", "params_schema": {"type": "object"}});
+    let put = client
+        .put(format!("{base}/v1/workflows/orders"))
+        .bearer_auth(&admin)
+        .json(&def)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 201);
+    let body: serde_json::Value = put.json().await.expect("json");
+    assert_eq!(body["tenant"], "acme", "the token decides the tenant");
+    let forbidden = client
+        .put(format!("{base}/v1/workflows/orders"))
+        .bearer_auth(&reader)
+        .json(&def)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(
+        forbidden.status(),
+        403,
+        "a start-only token cannot register"
+    );
+    let read = client
+        .get(format!("{base}/v1/workflows/orders"))
+        .header("token", &reader)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(read.status(), 200, "the `token` header works too");
+    let wrong = client
+        .get(format!("{base}/v1/workflows/orders"))
+        .bearer_auth("fgt_not_a_token")
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(wrong.status(), 401);
+
+    let id = made["id"].as_str().expect("id");
+    assert!(tokens(dir.path(), &["revoke", id]).status.success());
+    assert_eq!(
+        tokens(dir.path(), &["revoke", "nope"]).status.code(),
+        Some(1)
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let revoked = client
+        .get(format!("{base}/v1/workflows/orders"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(revoked.status(), 401, "a revoked token stops working");
+    assert!(server.terminate().await.success());
+}
