@@ -16,6 +16,13 @@ fi
 if [ ! -x .venv/bin/sam ] || [ ! -x .venv/bin/cfn-lint ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check cfn-lint aws-sam-cli
 fi
+if [ ! -x .venv/bin/schemathesis ]; then
+  .venv/bin/pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
+fi
+if ! command -v cargo-deny >/dev/null 2>&1; then
+  echo "== installing cargo-deny (a few minutes, once)"
+  cargo install --locked --quiet cargo-deny
+fi
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 .venv/bin/moto_server -H 127.0.0.1 -p "$port" >.venv/moto.log 2>&1 &
 moto_pid=$!
@@ -64,6 +71,14 @@ if grep -rniE '\b(aws|sqs|dynamo(db)?|lambda|cloudwatch|eventbridge|emf)\b' func
   exit 1
 fi
 
+echo "== cargo deny: bans, licenses, sources (deny.toml)"
+cargo deny check bans licenses sources
+if timeout 120 cargo deny fetch >/dev/null 2>&1; then
+  cargo deny check advisories
+else
+  echo "cargo deny: the advisory database (github.com/RustSec/advisory-db) cannot be fetched from this machine; advisories were NOT checked"
+fi
+
 echo "== cargo fmt --check"
 cargo fmt --all --check
 
@@ -72,6 +87,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== cargo test (all features; --include-ignored runs the AWS tests on moto)"
 cargo test --workspace --all-targets --all-features -- --include-ignored 2>&1 | tee "$log"
+
+echo "== schemathesis over /openapi.json: every check, 2 minutes, against the binary just built"
+infra/schemathesis.sh 120
 
 # The AWS tests must never be skipped here.
 if grep -qE '^test .* \.\.\. ignored' "$log"; then

@@ -6,9 +6,11 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use flowgate_core::ErrorKind;
+use flowgate_core::auth::Caller;
 use flowgate_core::faults::Fault;
 use flowgate_core::http::OPENAPI;
-use flowgate_tests::http::{App, Reply};
+use flowgate_core::http::with_rate_limit;
+use flowgate_tests::http::{App, Reply, send};
 
 struct Contract {
     spec: Value,
@@ -29,7 +31,13 @@ impl Contract {
     fn check(&mut self, template: &str, method: &str, reply: &Reply) {
         let status = reply.status.as_u16();
         let method = method.to_ascii_lowercase();
-        let response = &self.spec["paths"][template][&method]["responses"][status.to_string()];
+        let mut response = &self.spec["paths"][template][&method]["responses"][status.to_string()];
+        if let Some(pointer) = response["$ref"].as_str() {
+            response = self
+                .spec
+                .pointer(pointer.trim_start_matches('#'))
+                .expect("a $ref into the document");
+        }
         assert!(
             response.is_object(),
             "{method} {template} answered {status}, which is not documented: {}",
@@ -314,6 +322,51 @@ async fn dlq_routes(c: &mut Contract, app: &App) {
     }
 }
 
+/// Every route that needs a caller: 401 without one, 403 without its scope, 429 over the
+/// rate limit.
+async fn access_routes(c: &mut Contract, app: &App) {
+    let guarded: Vec<(String, String)> = c
+        .documented()
+        .into_iter()
+        .filter(|(_, _, status)| *status == 401)
+        .map(|(path, method, _)| (path, method))
+        .collect();
+    let limited = with_rate_limit(app.router.clone(), 1);
+    for (template, method) in guarded {
+        let uri = template
+            .replace("{code}", "orders")
+            .replace("{request_id}", "r-1")
+            .replace("{instance_id}", "i-1");
+        let method = method.to_ascii_uppercase();
+        let body = (method != "GET").then_some("{}");
+        let reply = app.call_by(None, &method, &uri, &[], body).await;
+        assert_eq!(reply.status.as_u16(), 401, "{method} {uri}: {}", reply.body);
+        c.check(&template, &method, &reply);
+        let nobody = Caller {
+            scopes: Vec::new(),
+            ..Caller::all_scopes("default")
+        };
+        let reply = app.call_by(Some(nobody), &method, &uri, &[], body).await;
+        assert_eq!(reply.status.as_u16(), 403, "{method} {uri}: {}", reply.body);
+        c.check(&template, &method, &reply);
+        let tenant = format!("limited-{method}-{uri}");
+        for attempt in 0..2 {
+            let mut request = axum::http::Request::builder()
+                .method(method.as_str())
+                .uri(&uri)
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.unwrap_or("").to_owned()))
+                .expect("request");
+            request.extensions_mut().insert(Caller::all_scopes(&tenant));
+            let reply = send(&limited, request).await;
+            if attempt == 1 {
+                assert_eq!(reply.status.as_u16(), 429, "{method} {uri}: {}", reply.body);
+                c.check(&template, &method, &reply);
+            }
+        }
+    }
+}
+
 #[tokio::test]
 async fn the_document_matches_the_api_in_both_directions() {
     let app = App::new();
@@ -328,6 +381,7 @@ async fn the_document_matches_the_api_in_both_directions() {
     read_routes(&mut c, &app, &request_id, &instance_id).await;
     failure_routes(&mut c, &app, &request_id, &instance_id).await;
     dlq_routes(&mut c, &app).await;
+    access_routes(&mut c, &app).await;
     let documented = c.documented();
     let never_produced: Vec<_> = documented.difference(&c.covered).collect();
     assert!(

@@ -88,15 +88,33 @@ pub fn prefer_wait<'a>(values: impl Iterator<Item = &'a [u8]>) -> Result<Option<
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StartBody {
-    /// Start params; an object. Defaults to `{}`.
-    #[serde(default)]
+    /// Start params; an object. Defaults to `{}` when absent; `null` is refused.
+    #[serde(default, deserialize_with = "not_null")]
     pub params: Option<Value>,
     /// Defaults to `MEDIUM`. Only the string form is accepted.
     #[serde(default, deserialize_with = "priority_text")]
     pub priority: Option<Priority>,
     /// RFC 3339 timestamp.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub schedule_time: Option<String>,
+}
+
+/// An optional field that, when present, must not be `null`: absent and `null` are not the
+/// same answer, and the contract documents no `null`.
+fn not_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    let value = Value::deserialize(d)?;
+    if value.is_null() {
+        return Err(serde::de::Error::custom(
+            "must not be null; leave the field out instead",
+        ));
+    }
+    T::deserialize(value)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 impl StartBody {
@@ -133,7 +151,7 @@ impl StartBody {
 /// A priority given as one of its names, never in serde's other enum forms (`{"HIGH":
 /// null}`, `["HIGH"]`).
 fn priority_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Priority>, D::Error> {
-    let text: Option<String> = Option::deserialize(d)?;
+    let text: Option<String> = not_null(d)?;
     text.map(|t| {
         serde_json::from_value(Value::String(t.clone())).map_err(|_| {
             serde::de::Error::custom(format!(

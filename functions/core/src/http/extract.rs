@@ -115,11 +115,36 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     }
 }
 
+/// What a body type checks in its raw bytes, before it is parsed.
+pub trait RawChecks {
+    /// Refuses what parsing would silently lose. Nothing, by default.
+    fn check_raw(_json: &[u8]) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+impl RawChecks for crate::validation::StartBody {
+    /// Start params are kept as given: an integer a 64-bit number cannot hold would be read
+    /// as a float and lose digits, so it is refused.
+    fn check_raw(json: &[u8]) -> Result<(), Error> {
+        match crate::validation::oversized_integer(json) {
+            Some(literal) => Err(Error::invalid(
+                "/params",
+                format!("the integer {literal} does not fit in 64 bits; send it as a string"),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl RawChecks for crate::validation::WorkflowBody {}
+impl RawChecks for crate::usecases::dlq::ReplayParams {}
+
 /// A JSON body whose failures are problem+json: 415, 413, malformed (400) or invalid (400).
 #[derive(Debug, Clone)]
 pub struct JsonBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + RawChecks> FromRequest<S> for JsonBody<T> {
     type Rejection = HttpError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, HttpError> {
@@ -148,13 +173,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 HttpError::MalformedJson(rejection.body_text())
             }
         })?;
-        if let Some(literal) = crate::validation::oversized_integer(&bytes) {
-            return Err(Error::invalid(
-                "/",
-                format!("the integer {literal} does not fit in 64 bits; send it as a string"),
-            )
-            .into());
-        }
+        T::check_raw(&bytes)?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let parsed = T::deserialize(&mut de).and_then(|value| de.end().map(|()| value));
         match parsed {
