@@ -210,6 +210,25 @@ async fn tokens_decide_the_tenant_and_scopes_and_revocation_takes_hold() {
         .expect("get");
     assert_eq!(wrong.status(), 401);
 
+    // A token with a rate of its own is held to it: 429 with Retry-After past it.
+    let slow = tokens(dir.path(), &["create", "--tenant", "acme", "--rate", "2"]);
+    let slow = String::from_utf8_lossy(&slow.stdout).trim().to_owned();
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = client
+            .get(format!("{base}/v1/workflows/orders"))
+            .bearer_auth(&slow)
+            .send()
+            .await
+            .expect("get");
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+        }
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429, 429]);
+
     let id = made["id"].as_str().expect("id");
     assert!(tokens(dir.path(), &["revoke", id]).status.success());
     assert_eq!(
