@@ -166,7 +166,7 @@ mod tests {
 
     #[test]
     fn tenants_with_a_separator_are_refused() {
-        assert!(check_tenant("arn:aws:iam::123456789012:role/ops").is_ok());
+        assert!(check_tenant("urn:corp:iam::123456789012:role/ops").is_ok());
         assert!(check_tenant("acme").is_ok());
         for bad in ["", "a#b", "a b", "é", "x\n"] {
             assert!(check_tenant(bad).is_err(), "{bad:?}");
