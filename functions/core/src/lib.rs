@@ -15,6 +15,7 @@ pub mod model;
 pub mod paging;
 pub mod ports;
 pub mod record;
+pub mod schedule;
 pub mod schema_limits;
 pub mod schemas;
 pub mod usecases;
