@@ -63,6 +63,8 @@ pub fn record(tenant: &str, workflow: &str, accepted_at: DateTime<Utc>) -> Reque
         params: json!({"n": 1}).as_object().cloned().unwrap_or_default(),
         priority: Priority::High,
         schedule_time: None,
+        logical_date: None,
+        schedule_id: None,
     };
     RequestRecord {
         tenant: tenant.to_owned(),
@@ -95,6 +97,7 @@ pub fn instance(record: &RequestRecord, created_at: DateTime<Utc>) -> Instance {
         params: record.spec.params.clone(),
         priority: record.spec.priority,
         schedule_time: record.spec.schedule_time,
+        logical_date: record.spec.logical_date,
         status: InstanceStatus::Submitted,
         created_at,
     }

@@ -16,7 +16,7 @@ use flowgate_core::auth::Caller;
 use flowgate_core::faults::{FaultPlan, FaultyQueue, FaultyStore};
 use flowgate_core::http::router;
 use flowgate_core::model::DEFAULT_TENANT;
-use flowgate_core::ports::{Queue, Store};
+use flowgate_core::ports::{Queue, Schedules, Store};
 use flowgate_core::usecases::{Consumer, Reconciler};
 
 use crate::fixtures::{TempEmbedded, consumer_config, embedded};
@@ -96,11 +96,15 @@ pub async fn send(router: &Router, request: Request<Body>) -> Reply {
 }
 
 impl App {
-    /// A fresh app on a fresh embedded backend, with no faults.
+    /// A fresh app on a fresh embedded backend (which keeps schedules), with no faults.
     pub fn new() -> Self {
         let backend: TempEmbedded = embedded(Duration::from_millis(500), 5);
         let (store, queue) = (backend.backend.clone(), backend.backend.clone());
-        Self::over(store, queue, Box::new(backend))
+        let schedules: Arc<dyn Schedules> = backend.backend.clone();
+        let mut app = Self::over(store, queue, Box::new(backend));
+        app.flowgate = app.flowgate.clone().with_schedules(schedules);
+        app.router = router(app.flowgate.clone());
+        app
     }
 
     /// An app over these ports, behind fault injectors that start with no faults.
@@ -134,6 +138,15 @@ impl App {
             self.queue.clone(),
             consumer_config(max_receive_count, Duration::from_millis(500)),
         )
+    }
+
+    /// The schedules of the embedded backend behind this app.
+    pub fn raw_store_schedules(&self) -> Arc<dyn Schedules> {
+        let backend = self
+            .guard
+            .downcast_ref::<TempEmbedded>()
+            .expect("an embedded app");
+        backend.backend.clone()
     }
 
     /// Starts a consumer on this app's ports; it stops when the returned sender drops.

@@ -177,6 +177,8 @@ impl RequestItem {
                     params: Default::default(),
                     priority: Priority::Medium,
                     schedule_time: None,
+                    logical_date: None,
+                    schedule_id: None,
                 }
             }),
             status: self.status,
@@ -210,6 +212,8 @@ pub struct InstanceItem {
     pub schedule_time: Option<String>,
     pub status: InstanceStatus,
     pub created_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical_date: Option<String>,
     pub gsi2pk: String,
     pub gsi2sk: String,
 }
@@ -228,6 +232,7 @@ impl InstanceItem {
             schedule_time: i.schedule_time.map(stamp),
             status: i.status,
             created_at: stamp(i.created_at),
+            logical_date: i.logical_date.map(stamp),
             gsi2pk: instances_of(&i.tenant, &i.workflow),
             gsi2sk: instance_order(i.created_at, &i.instance_id),
         }
@@ -244,6 +249,7 @@ impl InstanceItem {
             schedule_time: self.schedule_time.as_deref().map(parse),
             status: self.status,
             created_at: parse(&self.created_at),
+            logical_date: self.logical_date.as_deref().map(parse),
         }
     }
 }
@@ -306,6 +312,8 @@ mod tests {
                     .unwrap_or_default(),
                 priority: Priority::High,
                 schedule_time: None,
+                logical_date: None,
+                schedule_id: None,
             },
             status: RequestStatus::Accepted,
             attempts: 0,

@@ -4,33 +4,52 @@
 use std::error::Error;
 use std::sync::Arc;
 
-use flowgate_core::ports::{Queue, Store, Tokens};
+use flowgate_core::ports::{Queue, Schedules, Store, Tokens};
 use flowgate_embedded::{Embedded, EmbeddedConfig};
 use flowgate_settings::{Backend, Settings};
 
 /// The store and the queue of one backend.
 pub type Ports = (Arc<dyn Store>, Arc<dyn Queue>);
 
-/// Opens the backend `settings` name.
-pub async fn open(settings: &Settings) -> Result<Ports, Box<dyn Error>> {
-    let (store, queue, _) = open_with_tokens(settings).await?;
-    Ok((store, queue))
+/// A backend's ports, with those only some backends keep.
+pub struct Opened {
+    /// Requests, instances and workflows.
+    pub store: Arc<dyn Store>,
+    /// The queue and its dead-letter queue.
+    pub queue: Arc<dyn Queue>,
+    /// API tokens (the embedded backend; on AWS the gateway authenticates).
+    pub tokens: Option<Arc<dyn Tokens>>,
+    /// Schedules (the embedded backend).
+    pub schedules: Option<Arc<dyn Schedules>>,
 }
 
-/// Opens the backend `settings` name, with its token store where it keeps one (the
-/// embedded backend does; on AWS the gateway authenticates).
-pub async fn open_with_tokens(
-    settings: &Settings,
-) -> Result<(Arc<dyn Store>, Arc<dyn Queue>, Option<Arc<dyn Tokens>>), Box<dyn Error>> {
+/// Opens the backend `settings` name.
+pub async fn open(settings: &Settings) -> Result<Ports, Box<dyn Error>> {
+    let opened = open_all(settings).await?;
+    Ok((opened.store, opened.queue))
+}
+
+/// Opens the backend `settings` name, with every port it keeps.
+pub async fn open_all(settings: &Settings) -> Result<Opened, Box<dyn Error>> {
     match settings.backend {
         Backend::Embedded => {
             let embedded =
                 Embedded::open(&settings.data_dir, EmbeddedConfig::from_settings(settings))?;
-            Ok((embedded.clone(), embedded.clone(), Some(embedded)))
+            Ok(Opened {
+                store: embedded.clone(),
+                queue: embedded.clone(),
+                tokens: Some(embedded.clone()),
+                schedules: Some(embedded),
+            })
         }
         Backend::Aws => {
             let connected = flowgate_aws::connect(settings).await?;
-            Ok((connected.store, connected.queue, None))
+            Ok(Opened {
+                store: connected.store,
+                queue: connected.queue,
+                tokens: None,
+                schedules: None,
+            })
         }
     }
 }

@@ -42,12 +42,17 @@ impl Limits {
     }
 }
 
+/// The problem a connection past the cap gets.
+const FULL_BODY: &str = r#"{"type":"urn:flowgate:problem:unavailable","title":"Service temporarily unavailable","status":503,"detail":"Too many connections; retry after 1s."}"#;
+
 /// The answer to a connection past the cap, before it is closed.
-const FULL: &[u8] =
-    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
-retry-after: 1\r\nconnection: close\r\ncontent-length: 150\r\n\r\n\
-{\"type\":\"urn:flowgate:problem:unavailable\",\"title\":\"Service temporarily unavailable\",\
-\"status\":503,\"detail\":\"Too many connections; retry after 1s.\"}";
+fn full() -> String {
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         retry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{FULL_BODY}",
+        FULL_BODY.len()
+    )
+}
 
 /// Serves `app` on `listener` until `shutdown` completes, then lets the requests in flight
 /// finish.
@@ -105,17 +110,17 @@ fn idle_bounded(stream: TcpStream, idle: Duration) -> TimeoutStream<TcpStream> {
 
 /// Tells a connection past the cap to come back later, and closes it.
 async fn refuse(mut stream: TcpStream) {
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(FULL)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(full().as_bytes())).await;
     let _ = stream.shutdown().await;
 }
 
 #[cfg(test)]
 mod tests {
-    use super::FULL;
+    use super::full;
 
     #[test]
     fn the_refusal_is_a_well_formed_response() {
-        let text = std::str::from_utf8(FULL).expect("ascii");
+        let text = full();
         let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
         let length: usize = head
             .lines()

@@ -9,8 +9,8 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use flowgate_core::Flowgate;
-use flowgate_core::ports::{Queue, Store, Tokens};
-use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler};
+use flowgate_core::ports::{Queue, Schedules, Store, Tokens};
+use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler, Scheduler};
 use flowgate_settings::{Role, Settings};
 
 use crate::access;
@@ -41,6 +41,7 @@ struct Roles<'a> {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     tokens: Option<Arc<dyn Tokens>>,
+    schedules: Option<Arc<dyn Schedules>>,
     stopped: watch::Receiver<bool>,
     running: JoinSet<&'static str>,
 }
@@ -48,14 +49,15 @@ struct Roles<'a> {
 /// Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0.
 pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Error>> {
     telemetry::init("info", settings.log_format);
-    let (store, queue, tokens) = backend::open_with_tokens(&settings).await?;
-    let (store, queue) = with_faults(&settings, store, queue)?;
+    let opened = backend::open_all(&settings).await?;
+    let (store, queue) = with_faults(&settings, opened.store, opened.queue)?;
     let (stop, stopped) = watch::channel(false);
     let mut roles = Roles {
         settings: &settings,
         store,
         queue,
-        tokens,
+        tokens: opened.tokens,
+        schedules: opened.schedules,
         stopped,
         running: JoinSet::new(),
     };
@@ -67,6 +69,9 @@ pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Err
     }
     if settings.roles.contains(&Role::Reconciler) {
         roles.start_reconciler();
+    }
+    if settings.roles.contains(&Role::Scheduler) {
+        roles.start_scheduler();
     }
     shutdown_signal().await;
     info!("shutting down: finishing in-flight work");
@@ -80,6 +85,31 @@ pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Err
 }
 
 impl Roles<'_> {
+    /// The use cases over this process's ports.
+    fn flowgate(&self) -> Flowgate {
+        let flowgate = Flowgate::new(self.store.clone(), self.queue.clone())
+            .with_redelivery_bound(self.settings.redelivery_bound())
+            .with_validation_budget(self.settings.validation_budget);
+        match &self.schedules {
+            Some(schedules) => flowgate.with_schedules(schedules.clone()),
+            None => flowgate,
+        }
+    }
+
+    fn start_scheduler(&mut self) {
+        if self.schedules.is_none() {
+            warn!("this backend keeps no schedules: the scheduler role does nothing");
+            return;
+        }
+        let scheduler = Scheduler::new(self.flowgate());
+        let (tick, until) = (self.settings.scheduler_tick, self.stopped.clone());
+        self.running.spawn(async move {
+            scheduler.run(tick, until).await;
+            "scheduler"
+        });
+        info!(tick = ?tick, "scheduler running");
+    }
+
     async fn start_api(&mut self) -> Result<(), Box<dyn std::error::Error>> {
         let listen = self.settings.listen;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -89,11 +119,8 @@ impl Roles<'_> {
                 source,
             })?;
         let addr = listener.local_addr().unwrap_or(listen);
-        let flowgate = Flowgate::new(self.store.clone(), self.queue.clone())
-            .with_redelivery_bound(self.settings.redelivery_bound())
-            .with_validation_budget(self.settings.validation_budget);
         let app = access::guard(
-            flowgate_core::http::router(flowgate),
+            flowgate_core::http::router(self.flowgate()),
             self.settings,
             self.tokens.clone(),
         )

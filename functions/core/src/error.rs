@@ -140,6 +140,9 @@ pub enum Error {
     /// No such instance (for this tenant), or not created yet.
     #[error("instance {0} not found")]
     InstanceNotFound(String),
+    /// No such schedule (for this tenant and workflow).
+    #[error("schedule {0} not found")]
+    ScheduleNotFound(String),
     /// The idempotency key was used before with a different payload.
     #[error("idempotency key reused with a different payload (request {request_id})")]
     KeyReused {

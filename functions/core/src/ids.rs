@@ -81,6 +81,8 @@ mod tests {
             params: params.as_object().cloned().unwrap_or_default(),
             priority: Priority::Medium,
             schedule_time: None,
+            logical_date: None,
+            schedule_id: None,
         }
     }
 

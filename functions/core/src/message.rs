@@ -77,6 +77,7 @@ impl QueueMessage {
             params: self.spec.params.clone(),
             priority: self.spec.priority,
             schedule_time: self.spec.schedule_time,
+            logical_date: self.spec.logical_date,
             status: InstanceStatus::Submitted,
             created_at,
         }

@@ -166,6 +166,13 @@ pub struct StartSpec {
     pub priority: Priority,
     /// When the instance should run; `None` means as soon as possible.
     pub schedule_time: Option<DateTime<Utc>>,
+    /// The nominal fire time, in UTC, of the schedule fire or backfill date that asked for
+    /// it; `None` for a plain API start.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logical_date: Option<DateTime<Utc>>,
+    /// The schedule whose fire asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
 }
 
 /// The durable record of a start request, the source of truth for its outcome.
@@ -225,6 +232,9 @@ pub struct Instance {
     pub priority: Priority,
     /// When it should run.
     pub schedule_time: Option<DateTime<Utc>>,
+    /// The nominal fire time (UTC) of the schedule or backfill date it was started for.
+    #[serde(default)]
+    pub logical_date: Option<DateTime<Utc>>,
     /// Always `SUBMITTED` for now.
     pub status: InstanceStatus,
     /// When the consumer created it.

@@ -303,3 +303,70 @@ pub trait Tokens: Send + Sync + 'static {
     /// Marks the token `id` revoked at `at`; false when there is no such token.
     async fn revoke_token(&self, id: &str, at: DateTime<Utc>) -> Result<bool, BackendError>;
 }
+
+/// A schedule as stored: its definition, and where the scheduler is in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleRecord {
+    /// Owning tenant.
+    pub tenant: String,
+    /// The workflow it starts.
+    pub workflow: String,
+    /// Its id, unique per workflow.
+    pub id: String,
+    /// What the client put.
+    pub definition: crate::usecases::schedules::ScheduleBody,
+    /// Incremented on every change; guards concurrent writers.
+    pub version: u64,
+    /// When it was first put.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// The latest fire time the scheduler has handled (fired or skipped).
+    pub last_fired: Option<DateTime<Utc>>,
+    /// When it next fires; `None` when it never will again.
+    pub next_due: Option<DateTime<Utc>>,
+    /// Why its last fire could not start an instance, if it could not.
+    pub last_error: Option<String>,
+}
+
+/// Durable storage of schedules, with the scheduler's position in each.
+#[async_trait]
+pub trait Schedules: Send + Sync + 'static {
+    /// Writes `schedule` if the stored version is still `expected` (`None`: only if it does
+    /// not exist). Answers false when another writer got there first.
+    async fn put_schedule(
+        &self,
+        schedule: &ScheduleRecord,
+        expected: Option<u64>,
+    ) -> Result<bool, BackendError>;
+
+    /// Reads a schedule.
+    async fn get_schedule(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        id: &str,
+    ) -> Result<Option<ScheduleRecord>, BackendError>;
+
+    /// A workflow's schedules, by id.
+    async fn list_schedules(
+        &self,
+        tenant: &str,
+        workflow: &str,
+    ) -> Result<Vec<ScheduleRecord>, BackendError>;
+
+    /// Deletes a schedule; false when there was none.
+    async fn delete_schedule(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        id: &str,
+    ) -> Result<bool, BackendError>;
+
+    /// Unpaused schedules due at or before `now`, soonest first, across tenants.
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError>;
+}

@@ -276,8 +276,8 @@ pub fn to_fire(due: &[DateTime<Utc>], now: DateTime<Utc>, catchup: Catchup) -> V
         CatchupPolicy::All => missed.iter().filter(window).copied().collect(),
         CatchupPolicy::Latest => missed
             .iter()
-            .filter(window)
-            .last()
+            .rev()
+            .find(|t| window(t))
             .copied()
             .into_iter()
             .collect(),

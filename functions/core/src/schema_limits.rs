@@ -167,7 +167,10 @@ mod tests {
     #[test]
     fn the_reference_bomb_is_refused_and_ordinary_schemas_pass() {
         let err = check(&ref_bomb(20)).unwrap_err();
-        assert!(err.contains("expands to"), "{err}");
+        assert!(
+            err.contains("expands to") || err.contains("combinators"),
+            "{err}"
+        );
         assert!(check(&ref_bomb(4)).is_ok());
         let ordinary = json!({"type": "object", "required": ["amount"],
             "properties": {"amount": {"type": "integer", "minimum": 1},

@@ -144,6 +144,8 @@ impl StartBody {
             params,
             priority: self.priority.unwrap_or_default(),
             schedule_time,
+            logical_date: None,
+            schedule_id: None,
         })
     }
 }

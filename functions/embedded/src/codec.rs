@@ -72,7 +72,7 @@ pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
 
 /// Columns of `instances`, in the order [`instance`] reads them.
 pub const INSTANCE_COLS: &str = "tenant, instance_id, request_id, workflow, params, priority, \
-     schedule_time, status, created_at";
+     schedule_time, status, created_at, logical_date";
 
 /// Reads an `instances` row.
 pub fn instance(row: &Row<'_>) -> rusqlite::Result<Instance> {
@@ -88,6 +88,7 @@ pub fn instance(row: &Row<'_>) -> rusqlite::Result<Instance> {
         schedule_time: row.get::<_, Option<i64>>(6)?.map(time),
         status: InstanceStatus::Submitted,
         created_at: time(row.get(8)?),
+        logical_date: row.get::<_, Option<i64>>(9)?.map(time),
     })
 }
 

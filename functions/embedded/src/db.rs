@@ -142,8 +142,7 @@ impl Db {
     /// Opens (creating if needed) the database file and starts its writer; reads use at
     /// most `read_pool` connections.
     pub fn open(path: &Path, read_pool: usize) -> Result<Self, DbError> {
-        let writer = open_connection(path, false)?;
-        crate::schema::migrate(&writer)?;
+        let writer = open_migrated(path)?;
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("flowgate-writer".into())
@@ -206,6 +205,31 @@ impl Db {
         })
         .await
         .map_err(|e| DbError::ReadTask(e.to_string()))?
+    }
+}
+
+/// The writer's connection, on a file brought to the current schema. Another process
+/// opening the same fresh file at the same moment can make SQLite answer "locked" at once
+/// (it does not wait where waiting could deadlock): that is retried for a while.
+fn open_migrated(path: &Path) -> Result<Connection, DbError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(BUSY_TIMEOUT_MS);
+    loop {
+        let attempt = open_connection(path, false).and_then(|conn| {
+            crate::schema::migrate(&conn)
+                .map(|()| conn)
+                .map_err(DbError::from)
+        });
+        match attempt {
+            Err(DbError::Sqlite(e))
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -5,6 +5,7 @@ mod codec;
 mod db;
 mod dlq;
 mod queue;
+mod schedules;
 mod schema;
 mod store;
 mod tokens;

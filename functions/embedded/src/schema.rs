@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -86,6 +86,28 @@ CREATE TABLE tokens (
 ) WITHOUT ROWID;
 "#;
 
+/// Schedules, and the logical date of instances started by a schedule or a backfill.
+const V3: &str = r#"
+ALTER TABLE instances ADD COLUMN logical_date INTEGER;
+
+CREATE TABLE schedules (
+    tenant     TEXT    NOT NULL,
+    workflow   TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    body       TEXT    NOT NULL,
+    paused     INTEGER NOT NULL,
+    version    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_fired INTEGER,
+    next_due   INTEGER,
+    last_error TEXT,
+    PRIMARY KEY (tenant, workflow, id)
+) WITHOUT ROWID;
+-- The scheduler's scan: only schedules that will fire are indexed.
+CREATE INDEX schedules_due ON schedules (next_due) WHERE paused = 0 AND next_due IS NOT NULL;
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -109,7 +131,7 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
              {SCHEMA_VERSION}: upgrade flowgate"
         )));
     }
-    for (step, sql) in [(1, V1), (2, V2)] {
+    for (step, sql) in [(1, V1), (2, V2), (3, V3)] {
         if version < step {
             conn.execute_batch(sql)?;
             conn.pragma_update(None, "user_version", step)?;

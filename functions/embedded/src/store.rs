@@ -224,8 +224,8 @@ impl Store for Embedded {
                 let inserted = conn
                     .prepare_cached(
                         "INSERT INTO instances (tenant, instance_id, request_id, workflow, params, \
-                         priority, schedule_time, status, created_at) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'SUBMITTED', ?8) \
+                         priority, schedule_time, status, created_at, logical_date) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'SUBMITTED', ?8, ?9) \
                          ON CONFLICT (tenant, instance_id) DO NOTHING",
                     )?
                     .execute(params![
@@ -237,6 +237,7 @@ impl Store for Embedded {
                         codec::enum_text(&i.priority),
                         i.schedule_time.map(micros),
                         micros(i.created_at),
+                        i.logical_date.map(micros),
                     ])?;
                 if inserted == 0 {
                     return Ok(Some(Creation::AlreadyExisted));

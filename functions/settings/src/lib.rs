@@ -74,6 +74,8 @@ pub enum Role {
     Consumer,
     /// The periodic sweep that re-sends stuck requests.
     Reconciler,
+    /// The scheduler that fires due schedules.
+    Scheduler,
 }
 
 /// How logs are written.
@@ -133,6 +135,8 @@ pub struct Settings {
     pub faults: String,
     /// Log format.
     pub log_format: LogFormat,
+    /// How often the scheduler looks for due schedules.
+    pub scheduler_tick: Duration,
     /// The longest one start request's validation may take.
     pub validation_budget: Duration,
     /// How long a client may take to send a request's headers.
@@ -188,6 +192,7 @@ impl Settings {
                         ("api", Role::Api),
                         ("consumer", Role::Consumer),
                         ("reconciler", Role::Reconciler),
+                        ("scheduler", Role::Scheduler),
                     ],
                 )
             })?,
@@ -209,6 +214,7 @@ impl Settings {
             log_format: r.get(&LOG_FORMAT, |t| {
                 format::choice(t, &[("text", LogFormat::Text), ("json", LogFormat::Json)])
             })?,
+            scheduler_tick: r.get(&SCHEDULER_TICK, |t| SCHEDULER_TICK.format.duration(t))?,
             validation_budget: r
                 .get(&VALIDATION_BUDGET, |t| VALIDATION_BUDGET.format.duration(t))?,
             header_read_timeout: r.get(&HEADER_READ_TIMEOUT, |t| {

@@ -62,7 +62,7 @@ mod table {
     pub const DATA_DIR: Spec = spec("data-dir", "FLOWGATE_DATA_DIR", Format::Path, "./data", &[Serve, Operator],
         "Directory of the embedded store (`flowgate.sqlite3`). `serve` creates it if missing.");
     /// `--roles`.
-    pub const ROLES: Spec = spec("roles", "FLOWGATE_ROLES", Format::List(&["api", "consumer", "reconciler"]), "api,consumer,reconciler", &[Serve],
+    pub const ROLES: Spec = spec("roles", "FLOWGATE_ROLES", Format::List(&["api", "consumer", "reconciler", "scheduler"]), "api,consumer,reconciler,scheduler", &[Serve],
         "The roles this `serve` process runs; several processes can share one data directory.");
     /// `--max-receive-count`.
     pub const MAX_RECEIVE_COUNT: Spec = spec("max-receive-count", "FLOWGATE_MAX_RECEIVE_COUNT", Format::Count { min: 1, max: 1000 }, "5", &[Serve, Operator, Consumer],
@@ -100,6 +100,9 @@ mod table {
     /// `--log-format`.
     pub const LOG_FORMAT: Spec = spec("log-format", "FLOWGATE_LOG_FORMAT", Format::Choice(&["text", "json"]), "text", &[Serve, Operator],
         "`json` writes one JSON object per line. `RUST_LOG` filters (default `info` for serve, `warn` for dlq).");
+    /// `--scheduler-tick`.
+    pub const SCHEDULER_TICK: Spec = spec("scheduler-tick", "FLOWGATE_SCHEDULER_TICK", Format::Duration { min: Duration::from_millis(10), max: Duration::from_secs(10) }, "250ms", &[Serve],
+        "How often the scheduler role looks for due schedules; a fire starts within about this of its due time.");
     /// `--validation-budget`.
     pub const VALIDATION_BUDGET: Spec = spec("validation-budget", "FLOWGATE_VALIDATION_BUDGET", Format::Duration { min: Duration::from_millis(1), max: Duration::from_secs(10) }, "250ms", &[Serve, Api],
         "The longest one start request's params may take to validate against its schema; past it the request is refused (400). Validation runs off the async workers, at most one per core at a time.");
@@ -158,6 +161,7 @@ pub static ALL: &[&Spec] = &[
     &TENANT_CLAIM,
     &FAULTS,
     &LOG_FORMAT,
+    &SCHEDULER_TICK,
     &VALIDATION_BUDGET,
     &HEADER_READ_TIMEOUT,
     &IDLE_TIMEOUT,

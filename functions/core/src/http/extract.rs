@@ -91,6 +91,21 @@ impl<S: Send + Sync> FromRequestParts<S> for Segment {
     }
 }
 
+/// The route's path parameters, as a tuple.
+#[derive(Debug, Clone)]
+pub struct Segments<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Segments<T> {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, HttpError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(segments)| Segments(segments))
+            .map_err(|rejection| Error::invalid("path", rejection.body_text()).into())
+    }
+}
+
 /// A query string, deserialized into `T`. A parameter given twice is refused rather than
 /// one of its values silently chosen.
 #[derive(Debug, Clone)]
@@ -139,6 +154,7 @@ impl RawChecks for crate::validation::StartBody {
 
 impl RawChecks for crate::validation::WorkflowBody {}
 impl RawChecks for crate::usecases::dlq::ReplayParams {}
+impl RawChecks for crate::usecases::schedules::ScheduleBody {}
 
 /// A JSON body whose failures are problem+json: 415, 413, malformed (400) or invalid (400).
 #[derive(Debug, Clone)]

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::extract::{
-    JsonBody, QueryParams, Segment, Tenant, ToAdminister, ToHandleDeadLetters, ToStart,
+    JsonBody, QueryParams, Segment, Segments, Tenant, ToAdminister, ToHandleDeadLetters, ToStart,
 };
 use super::problem::HttpError;
 use crate::model::{RequestRecord, RequestStatus};
@@ -101,6 +101,7 @@ pub async fn start_instance(
             body,
             idempotency_key,
             wait: wait.map(Duration::from_secs),
+            origin: None,
         })
         .await?;
     Ok(start_response(outcome, wait))
@@ -163,6 +164,8 @@ struct RequestView<'a> {
     idempotency_key: &'a Option<String>,
     priority: crate::model::Priority,
     schedule_time: Option<chrono::DateTime<chrono::Utc>>,
+    logical_date: Option<chrono::DateTime<chrono::Utc>>,
+    schedule_id: &'a Option<String>,
     params: &'a serde_json::Map<String, serde_json::Value>,
     accepted_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
@@ -181,6 +184,8 @@ impl<'a> From<&'a RequestRecord> for RequestView<'a> {
             idempotency_key: &r.idempotency_key,
             priority: r.spec.priority,
             schedule_time: r.spec.schedule_time,
+            logical_date: r.spec.logical_date,
+            schedule_id: &r.spec.schedule_id,
             params: &r.spec.params,
             accepted_at: r.accepted_at,
             updated_at: r.updated_at,
@@ -238,4 +243,48 @@ pub async fn replay_dlq(
         .dlq_replay_as(&Scope::Tenant(tenant), params, &|_| {})
         .await?;
     Ok(Json(report).into_response())
+}
+
+/// `PUT /v1/workflows/{code}/schedules/{id}`: 201 when created, 200 when replaced.
+pub async fn put_schedule(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToAdminister>,
+    Segments((workflow, id)): Segments<(String, String)>,
+    JsonBody(body): JsonBody<crate::usecases::schedules::ScheduleBody>,
+) -> Answer {
+    let (upsert, view) = app.put_schedule(&tenant, &workflow, &id, body).await?;
+    let status = match upsert {
+        Upsert::Created => StatusCode::CREATED,
+        Upsert::Updated => StatusCode::OK,
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+/// `GET /v1/workflows/{code}/schedules/{id}`.
+pub async fn get_schedule(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToStart>,
+    Segments((workflow, id)): Segments<(String, String)>,
+) -> Answer {
+    Ok(Json(app.get_schedule(&tenant, &workflow, &id).await?).into_response())
+}
+
+/// `DELETE /v1/workflows/{code}/schedules/{id}`: 204.
+pub async fn delete_schedule(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToAdminister>,
+    Segments((workflow, id)): Segments<(String, String)>,
+) -> Answer {
+    app.delete_schedule(&tenant, &workflow, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/workflows/{code}/schedules`.
+pub async fn list_schedules(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToStart>,
+    Segment(workflow): Segment,
+) -> Answer {
+    let items = app.list_schedules(&tenant, &workflow).await?;
+    Ok(Json(json!({ "items": items })).into_response())
 }

@@ -6,7 +6,7 @@ mod handlers;
 mod problem;
 
 pub use extract::{
-    Demands, JsonBody, MAX_BODY_BYTES, QueryParams, Segment, Tenant, ToAdminister,
+    Demands, JsonBody, MAX_BODY_BYTES, QueryParams, Segment, Segments, Tenant, ToAdminister,
     ToHandleDeadLetters, ToStart,
 };
 pub use guard::{Denial, with_rate_limit, with_tokens};
@@ -40,6 +40,16 @@ fn routes() -> Router<Flowgate> {
         .route(
             "/v1/workflows/{code}/instances",
             get(handlers::list_instances).post(handlers::start_instance),
+        )
+        .route(
+            "/v1/workflows/{code}/schedules",
+            get(handlers::list_schedules),
+        )
+        .route(
+            "/v1/workflows/{code}/schedules/{id}",
+            get(handlers::get_schedule)
+                .put(handlers::put_schedule)
+                .delete(handlers::delete_schedule),
         )
         .route("/v1/requests/{request_id}", get(handlers::get_request))
         .route("/v1/instances/{instance_id}", get(handlers::get_instance))

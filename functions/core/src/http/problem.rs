@@ -130,6 +130,7 @@ fn classify_domain(e: &Error) -> (StatusCode, &'static str, &'static str) {
         Error::WorkflowOffline(_) => (S::CONFLICT, "workflow-offline", "Workflow is offline"),
         Error::RequestNotFound(_) => (S::NOT_FOUND, "request-not-found", "Request not found"),
         Error::InstanceNotFound(_) => (S::NOT_FOUND, "instance-not-found", "Instance not found"),
+        Error::ScheduleNotFound(_) => (S::NOT_FOUND, "schedule-not-found", "Schedule not found"),
         Error::KeyReused { .. } => (
             S::UNPROCESSABLE_ENTITY,
             "idempotency-key-reused",

@@ -4,19 +4,21 @@ mod consume;
 pub mod dlq;
 mod queries;
 mod reconcile;
+pub mod schedules;
 mod start;
 pub mod tokens;
 mod workflows;
 
 pub use consume::{Consumer, ConsumerConfig, Disposition};
 pub use reconcile::{Reconciler, SweepReport};
-pub use start::{StartOutcome, StartRequest};
+pub use schedules::Scheduler;
+pub use start::{Origin, StartOutcome, StartRequest};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::ports::{Queue, Store};
+use crate::ports::{Queue, Schedules, Store};
 use crate::schemas::SchemaCache;
 
 /// The span in which a worker logs its stages of one request: the ids, tenant and workflow
@@ -48,6 +50,7 @@ pub struct Flowgate {
     metrics: Option<Arc<dyn Metrics>>,
     redelivery_bound: Duration,
     validation_budget: Duration,
+    schedules: Option<Arc<dyn Schedules>>,
 }
 
 impl Flowgate {
@@ -61,6 +64,7 @@ impl Flowgate {
             metrics: None,
             redelivery_bound: defaults.redelivery_bound(),
             validation_budget: defaults.validation_budget,
+            schedules: None,
         }
     }
 
@@ -74,6 +78,12 @@ impl Flowgate {
     /// it (its grace period plus one sweep), as stated in that request's history.
     pub fn with_redelivery_bound(mut self, bound: Duration) -> Self {
         self.redelivery_bound = bound;
+        self
+    }
+
+    /// Keeps schedules in `schedules` (a backend that keeps them).
+    pub fn with_schedules(mut self, schedules: Arc<dyn Schedules>) -> Self {
+        self.schedules = Some(schedules);
         self
     }
 

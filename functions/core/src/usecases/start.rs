@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::{Span, error, info, instrument, warn};
 
 use super::Flowgate;
@@ -30,6 +30,40 @@ pub struct StartRequest {
     pub idempotency_key: Option<String>,
     /// `Prefer: wait=N`: how long to wait for the instance to exist.
     pub wait: Option<Duration>,
+    /// What asked for it, when not a client: a schedule's fire or a backfill's date.
+    pub origin: Option<Origin>,
+}
+
+/// A start that a schedule or a backfill asked for: its logical date keys it.
+#[derive(Debug, Clone)]
+pub struct Origin {
+    /// The nominal fire time, in UTC.
+    pub logical_date: DateTime<Utc>,
+    /// The schedule that fired, if one did.
+    pub schedule_id: Option<String>,
+    /// The first line of the request's history, such as "fired by schedule S for T".
+    pub detail: String,
+}
+
+impl StartRequest {
+    /// The start of (workflow, logical date): its idempotency key is derived from them, so
+    /// a duplicate fire is an idempotent replay, never a second instance.
+    pub fn fired(tenant: &str, workflow: &str, body: StartBody, origin: Origin) -> Self {
+        let key = format!(
+            "fire:{workflow}:{}",
+            origin
+                .logical_date
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        );
+        Self {
+            tenant: tenant.to_owned(),
+            workflow: workflow.to_owned(),
+            body,
+            idempotency_key: Some(key),
+            wait: None,
+            origin: Some(origin),
+        }
+    }
 }
 
 /// What a start request led to.
@@ -69,7 +103,11 @@ impl Flowgate {
     )]
     pub async fn start_instance(&self, req: StartRequest) -> Result<StartOutcome, Error> {
         identifier("workflow", &req.workflow)?;
-        let spec = req.body.clone().into_spec(&req.workflow)?;
+        let mut spec = req.body.clone().into_spec(&req.workflow)?;
+        if let Some(origin) = &req.origin {
+            spec.logical_date = Some(origin.logical_date);
+            spec.schedule_id = origin.schedule_id.clone();
+        }
         let request_id = ids::request_id(&req.tenant, req.idempotency_key.as_deref());
         Span::current().record("request_id", request_id.as_str());
         if let Err(refused) = self.check_startable(&req.tenant, &spec).await {
@@ -319,7 +357,10 @@ fn new_record(req: &StartRequest, request_id: String, spec: StartSpec) -> Record
         history: vec![HistoryEvent {
             at: now,
             kind: EventKind::Accepted,
-            detail: accepted_event(req.idempotency_key.is_some()).into(),
+            detail: match &req.origin {
+                Some(origin) => origin.detail.clone(),
+                None => accepted_event(req.idempotency_key.is_some()).into(),
+            },
         }],
     };
     let outbox = Outbox {
