@@ -25,7 +25,7 @@ pub fn http(token: &str) -> Result<reqwest::Client> {
 
 /// Sends a request and prints the JSON answer: to stdout on success (exit 0), to stderr as
 /// `HTTP <status>: <detail>` on failure (exit 1).
-async fn exchange(request: reqwest::RequestBuilder) -> Result<ExitCode> {
+pub async fn exchange(request: reqwest::RequestBuilder) -> Result<ExitCode> {
     let response = request
         .send()
         .await
@@ -33,13 +33,19 @@ async fn exchange(request: reqwest::RequestBuilder) -> Result<ExitCode> {
     let status = response.status();
     let replayed = response.headers().contains_key("idempotent-replayed");
     let text = response.text().await?;
-    let body: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    let body: Value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::String(text))
+    };
     let pretty = serde_json::to_string_pretty(&body)?;
     if status.is_success() {
         if replayed {
             eprintln!("(idempotent replay of an earlier request)");
         }
-        println!("{pretty}");
+        if !body.is_null() {
+            println!("{pretty}");
+        }
         Ok(ExitCode::SUCCESS)
     } else {
         let detail = body["detail"].as_str().unwrap_or("");

@@ -37,6 +37,9 @@ pub enum Command {
     /// Register or read workflow definitions.
     #[command(subcommand)]
     Workflows(WorkflowsCommand),
+    /// Put, read, list, delete, pause and resume a workflow's schedules.
+    #[command(subcommand)]
+    Schedules(SchedulesCommand),
     /// Load a running server and report throughput, latency and lag.
     Bench(crate::bench::BenchArgs),
     /// Manage the AWS backend's resources.
@@ -280,5 +283,83 @@ pub enum WorkflowsCommand {
     Get {
         /// Workflow code.
         code: String,
+    },
+}
+
+/// `flowgate schedules ...`: client commands against a running server.
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCommand {
+    /// Create or replace a schedule (give one of --cron, --rate and --at).
+    Put {
+        /// Workflow code.
+        workflow: String,
+        /// Schedule id.
+        id: String,
+        /// A cron expression: 5 fields, 6 with seconds, or Quartz's 7.
+        #[arg(long)]
+        cron: Option<String>,
+        /// `rate(N unit)`, such as `rate(5 minutes)`.
+        #[arg(long)]
+        rate: Option<String>,
+        /// A one-time local time, `yyyy-mm-ddThh:mm:ss`.
+        #[arg(long)]
+        at: Option<String>,
+        /// The IANA time zone of its local times.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// No fire before this (RFC 3339).
+        #[arg(long)]
+        start: Option<String>,
+        /// No fire after this (RFC 3339).
+        #[arg(long)]
+        end: Option<String>,
+        /// Params of each instance, a JSON object.
+        #[arg(long, default_value = "{}")]
+        params: String,
+        /// HIGHEST, HIGH, MEDIUM, LOW or LOWEST.
+        #[arg(long)]
+        priority: Option<String>,
+        /// Create it paused.
+        #[arg(long)]
+        paused: bool,
+        /// Missed fires after downtime: all, latest or none.
+        #[arg(long, default_value = "all")]
+        catchup: String,
+        /// How far back missed fires are considered.
+        #[arg(long, default_value = "1h")]
+        catchup_window: String,
+    },
+    /// Show a schedule with its next fire times.
+    Get {
+        /// Workflow code.
+        workflow: String,
+        /// Schedule id.
+        id: String,
+    },
+    /// A workflow's schedules.
+    List {
+        /// Workflow code.
+        workflow: String,
+    },
+    /// Delete a schedule.
+    Delete {
+        /// Workflow code.
+        workflow: String,
+        /// Schedule id.
+        id: String,
+    },
+    /// Stop a schedule from firing.
+    Pause {
+        /// Workflow code.
+        workflow: String,
+        /// Schedule id.
+        id: String,
+    },
+    /// Let a paused schedule fire again (its catch-up policy applies to what it missed).
+    Resume {
+        /// Workflow code.
+        workflow: String,
+        /// Schedule id.
+        id: String,
     },
 }

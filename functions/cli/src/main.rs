@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod dlq;
 mod listener;
+mod schedules;
 mod serve;
 mod telemetry;
 mod tokens;
@@ -41,6 +42,9 @@ fn main() -> ExitCode {
             }
             Command::Workflows(cmd) => {
                 client::workflows(&client::http(&cli.token)?, &cli.url, cmd).await
+            }
+            Command::Schedules(cmd) => {
+                schedules::run(&client::http(&cli.token)?, &cli.url, cmd).await
             }
             Command::Bench(args) => bench::run(&client::http(&cli.token)?, &cli.url, args).await,
             Command::Aws(args) => aws::run(args).await,
