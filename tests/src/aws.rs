@@ -65,6 +65,8 @@ pub async fn subject(visibility_timeout: Duration, max_receive_count: u32) -> Su
     Subject {
         store: Arc::new(DynamoStore::new(c.dynamo.clone(), TABLE, 7)),
         queue: Arc::new(SqsQueue::new(c.sqs.clone(), url, dlq_url)),
+        // Schedules on AWS belong to EventBridge Scheduler, which is not built yet.
+        schedules: None,
         caps: Caps {
             visibility_timeout,
             max_receive_count,

@@ -21,6 +21,7 @@ use flowgate_core::ports::{
 use crate::fixtures::{count_events, created, instance, record, tenant};
 
 pub use crate::conformance_dlq::*;
+pub use crate::conformance_schedules::*;
 
 /// What a backend under test can do, where backends legitimately differ.
 #[derive(Debug, Clone)]
@@ -41,6 +42,8 @@ pub struct Subject {
     pub store: Arc<dyn Store>,
     /// Its queue, empty at the start of the check.
     pub queue: Arc<dyn Queue>,
+    /// Its schedules, where it keeps them.
+    pub schedules: Option<Arc<dyn flowgate_core::ports::Schedules>>,
     /// What it can do.
     pub caps: Caps,
     /// Whatever must live as long as the subject (a temporary directory, say).
@@ -76,7 +79,8 @@ macro_rules! conformance_tests {
             dead_letter_keeps_reason,
             unhandled_message_moves_to_dlq_after_max_receives,
             dead_letters_peek_claim_release_delete,
-            dead_letters_restore_as_they_were
+            dead_letters_restore_as_they_were,
+            schedules_are_versioned_listed_found_due_and_deleted
         );
     };
     (@each [$($attr:tt)*] $make:expr; $check:ident $(, $rest:ident)*) => {

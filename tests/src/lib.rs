@@ -4,6 +4,7 @@ pub mod aws;
 pub mod binary;
 pub mod conformance;
 mod conformance_dlq;
+mod conformance_schedules;
 pub mod dlq;
 pub mod fixtures;
 pub mod http;

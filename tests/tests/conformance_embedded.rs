@@ -13,7 +13,8 @@ async fn subject() -> Subject {
     let backend = t.backend.clone();
     Subject {
         store: backend.clone(),
-        queue: backend,
+        queue: backend.clone(),
+        schedules: Some(backend),
         caps: Caps {
             visibility_timeout: VISIBILITY,
             max_receive_count: MAX_RECEIVES,

@@ -1,0 +1,116 @@
+//! The schedules port's contract, run by [`crate::conformance_tests!`] with the rest of the
+//! checks, on every backend that keeps schedules (`Caps::schedules`).
+
+use chrono::{Duration as Span, Utc};
+
+use flowgate_core::ports::ScheduleRecord;
+use flowgate_core::usecases::schedules::ScheduleBody;
+
+use crate::conformance::Subject;
+use crate::fixtures::tenant;
+
+fn schedule(tenant: &str, id: &str, due_in: i64, paused: bool) -> ScheduleRecord {
+    let now = Utc::now();
+    let definition: ScheduleBody = serde_json::from_value(serde_json::json!({
+        "cron": "* * * * * *", "paused": paused, "params": {"n": 1}
+    }))
+    .expect("body");
+    ScheduleRecord {
+        tenant: tenant.to_owned(),
+        workflow: "wf".into(),
+        id: id.to_owned(),
+        definition,
+        version: 1,
+        created_at: now,
+        updated_at: now,
+        last_fired: Some(now),
+        next_due: Some(now + Span::seconds(due_in)),
+        last_error: None,
+    }
+}
+
+/// A schedule is created once, then changed only from the version its writer read; listed
+/// by workflow; found due (unless paused), soonest first; and deleted.
+pub async fn schedules_are_versioned_listed_found_due_and_deleted(s: Subject) {
+    let Some(store) = s.schedules.clone() else {
+        return;
+    };
+    let t = tenant();
+    let early = schedule(&t, "early", -20, false);
+    assert!(store.put_schedule(&early, None).await.unwrap());
+    assert!(
+        !store.put_schedule(&early, None).await.unwrap(),
+        "created once"
+    );
+    let mut moved = early.clone();
+    moved.version = 2;
+    moved.last_error = Some("fire for x: workflow offline".into());
+    assert!(
+        !store.put_schedule(&moved, Some(7)).await.unwrap(),
+        "a stale version loses"
+    );
+    assert!(store.put_schedule(&moved, Some(1)).await.unwrap());
+    let read = store
+        .get_schedule(&t, "wf", "early")
+        .await
+        .unwrap()
+        .expect("there");
+    assert_eq!(
+        (read.version, read.last_error.as_deref()),
+        (2, moved.last_error.as_deref())
+    );
+    assert_eq!(read.definition, early.definition);
+
+    assert!(
+        store
+            .put_schedule(&schedule(&t, "later", -10, false), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_schedule(&schedule(&t, "paused", -30, true), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .put_schedule(&schedule(&t, "future", 3600, false), None)
+            .await
+            .unwrap()
+    );
+    let listed: Vec<String> = store
+        .list_schedules(&t, "wf")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(listed, ["early", "future", "later", "paused"]);
+    let due: Vec<String> = store
+        .due_schedules(Utc::now(), 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.tenant == t)
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(due, ["early", "later"], "due, soonest first, never paused");
+    assert!(store.delete_schedule(&t, "wf", "early").await.unwrap());
+    assert!(!store.delete_schedule(&t, "wf", "early").await.unwrap());
+    assert!(
+        store
+            .get_schedule(&t, "wf", "early")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .get_schedule(&tenant(), "wf", "later")
+            .await
+            .unwrap()
+            .is_none(),
+        "tenant scoped"
+    );
+}
