@@ -290,45 +290,7 @@ pub enum WorkflowsCommand {
 #[derive(Debug, Subcommand)]
 pub enum SchedulesCommand {
     /// Create or replace a schedule (give one of --cron, --rate and --at).
-    Put {
-        /// Workflow code.
-        workflow: String,
-        /// Schedule id.
-        id: String,
-        /// A cron expression: 5 fields, 6 with seconds, or Quartz's 7.
-        #[arg(long)]
-        cron: Option<String>,
-        /// `rate(N unit)`, such as `rate(5 minutes)`.
-        #[arg(long)]
-        rate: Option<String>,
-        /// A one-time local time, `yyyy-mm-ddThh:mm:ss`.
-        #[arg(long)]
-        at: Option<String>,
-        /// The IANA time zone of its local times.
-        #[arg(long, default_value = "UTC")]
-        timezone: String,
-        /// No fire before this (RFC 3339).
-        #[arg(long)]
-        start: Option<String>,
-        /// No fire after this (RFC 3339).
-        #[arg(long)]
-        end: Option<String>,
-        /// Params of each instance, a JSON object.
-        #[arg(long, default_value = "{}")]
-        params: String,
-        /// HIGHEST, HIGH, MEDIUM, LOW or LOWEST.
-        #[arg(long)]
-        priority: Option<String>,
-        /// Create it paused.
-        #[arg(long)]
-        paused: bool,
-        /// Missed fires after downtime: all, latest or none.
-        #[arg(long, default_value = "all")]
-        catchup: String,
-        /// How far back missed fires are considered.
-        #[arg(long, default_value = "1h")]
-        catchup_window: String,
-    },
+    Put(Box<PutSchedule>),
     /// Show a schedule with its next fire times.
     Get {
         /// Workflow code.
@@ -362,4 +324,46 @@ pub enum SchedulesCommand {
         /// Schedule id.
         id: String,
     },
+}
+
+/// Options of `flowgate schedules put`.
+#[derive(Debug, Args)]
+pub struct PutSchedule {
+    /// Workflow code.
+    pub workflow: String,
+    /// Schedule id.
+    pub id: String,
+    /// A cron expression: 5 fields, 6 with seconds, or Quartz's 7.
+    #[arg(long)]
+    pub cron: Option<String>,
+    /// `rate(N unit)`, such as `rate(5 minutes)`.
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// A one-time local time, `yyyy-mm-ddThh:mm:ss`.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// The IANA time zone of its local times.
+    #[arg(long, default_value = "UTC")]
+    pub timezone: String,
+    /// No fire before this (RFC 3339).
+    #[arg(long)]
+    pub start: Option<String>,
+    /// No fire after this (RFC 3339).
+    #[arg(long)]
+    pub end: Option<String>,
+    /// Params of each instance, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    /// HIGHEST, HIGH, MEDIUM, LOW or LOWEST.
+    #[arg(long)]
+    pub priority: Option<String>,
+    /// Create it paused.
+    #[arg(long)]
+    pub paused: bool,
+    /// Missed fires after downtime: all, latest or none.
+    #[arg(long, default_value = "all")]
+    pub catchup: String,
+    /// How far back missed fires are considered.
+    #[arg(long, default_value = "1h")]
+    pub catchup_window: String,
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::client::exchange;
-use crate::config::SchedulesCommand;
+use crate::config::{PutSchedule, SchedulesCommand};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -25,21 +25,22 @@ pub async fn run(
     command: SchedulesCommand,
 ) -> Result<ExitCode> {
     match command {
-        SchedulesCommand::Put {
-            workflow,
-            id,
-            cron,
-            rate,
-            at,
-            timezone,
-            start,
-            end,
-            params,
-            priority,
-            paused,
-            catchup,
-            catchup_window,
-        } => {
+        SchedulesCommand::Put(put) => {
+            let PutSchedule {
+                workflow,
+                id,
+                cron,
+                rate,
+                at,
+                timezone,
+                start,
+                end,
+                params,
+                priority,
+                paused,
+                catchup,
+                catchup_window,
+            } = *put;
             let params: Value = serde_json::from_str(&params)
                 .map_err(|e| format!("--params is not valid JSON: {e}"))?;
             let mut body = json!({"timezone": timezone, "params": params, "paused": paused,
