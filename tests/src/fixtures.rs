@@ -65,6 +65,7 @@ pub fn record(tenant: &str, workflow: &str, accepted_at: DateTime<Utc>) -> Reque
         schedule_time: None,
         logical_date: None,
         schedule_id: None,
+        backfill_id: None,
     };
     RequestRecord {
         tenant: tenant.to_owned(),

@@ -101,8 +101,13 @@ impl App {
         let backend: TempEmbedded = embedded(Duration::from_millis(500), 5);
         let (store, queue) = (backend.backend.clone(), backend.backend.clone());
         let schedules: Arc<dyn Schedules> = backend.backend.clone();
+        let backfills: Arc<dyn flowgate_core::ports::Backfills> = backend.backend.clone();
         let mut app = Self::over(store, queue, Box::new(backend));
-        app.flowgate = app.flowgate.clone().with_schedules(schedules);
+        app.flowgate = app
+            .flowgate
+            .clone()
+            .with_schedules(schedules)
+            .with_backfills(backfills);
         app.router = router(app.flowgate.clone());
         app
     }

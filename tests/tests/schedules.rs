@@ -205,6 +205,8 @@ async fn a_duplicate_fire_is_an_idempotent_replay() {
             Origin {
                 logical_date: at,
                 schedule_id: Some("s".into()),
+                backfill_id: None,
+                reprocess: false,
                 detail: "fired".into(),
             },
         )

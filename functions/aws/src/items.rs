@@ -179,6 +179,7 @@ impl RequestItem {
                     schedule_time: None,
                     logical_date: None,
                     schedule_id: None,
+                    backfill_id: None,
                 }
             }),
             status: self.status,
@@ -314,6 +315,7 @@ mod tests {
                 schedule_time: None,
                 logical_date: None,
                 schedule_id: None,
+                backfill_id: None,
             },
             status: RequestStatus::Accepted,
             attempts: 0,

@@ -4,7 +4,7 @@
 use std::error::Error;
 use std::sync::Arc;
 
-use flowgate_core::ports::{Queue, Schedules, Store, Tokens};
+use flowgate_core::ports::{Backfills, Queue, Schedules, Store, Tokens};
 use flowgate_embedded::{Embedded, EmbeddedConfig};
 use flowgate_settings::{Backend, Settings};
 
@@ -21,6 +21,8 @@ pub struct Opened {
     pub tokens: Option<Arc<dyn Tokens>>,
     /// Schedules (the embedded backend).
     pub schedules: Option<Arc<dyn Schedules>>,
+    /// Backfills (the embedded backend).
+    pub backfills: Option<Arc<dyn Backfills>>,
 }
 
 /// Opens the backend `settings` name.
@@ -39,7 +41,8 @@ pub async fn open_all(settings: &Settings) -> Result<Opened, Box<dyn Error>> {
                 store: embedded.clone(),
                 queue: embedded.clone(),
                 tokens: Some(embedded.clone()),
-                schedules: Some(embedded),
+                schedules: Some(embedded.clone()),
+                backfills: Some(embedded),
             })
         }
         Backend::Aws => {
@@ -49,6 +52,7 @@ pub async fn open_all(settings: &Settings) -> Result<Opened, Box<dyn Error>> {
                 queue: connected.queue,
                 tokens: None,
                 schedules: None,
+                backfills: None,
             })
         }
     }

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use flowgate_core::Flowgate;
-use flowgate_core::ports::{Queue, Schedules, Store, Tokens};
+use flowgate_core::ports::{Backfills, Queue, Schedules, Store, Tokens};
 use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler, Scheduler};
 use flowgate_settings::{Role, Settings};
 
@@ -42,6 +42,7 @@ struct Roles<'a> {
     queue: Arc<dyn Queue>,
     tokens: Option<Arc<dyn Tokens>>,
     schedules: Option<Arc<dyn Schedules>>,
+    backfills: Option<Arc<dyn Backfills>>,
     stopped: watch::Receiver<bool>,
     running: JoinSet<&'static str>,
 }
@@ -58,6 +59,7 @@ pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Err
         queue,
         tokens: opened.tokens,
         schedules: opened.schedules,
+        backfills: opened.backfills,
         stopped,
         running: JoinSet::new(),
     };
@@ -90,15 +92,19 @@ impl Roles<'_> {
         let flowgate = Flowgate::new(self.store.clone(), self.queue.clone())
             .with_redelivery_bound(self.settings.redelivery_bound())
             .with_validation_budget(self.settings.validation_budget);
-        match &self.schedules {
+        let flowgate = match &self.schedules {
             Some(schedules) => flowgate.with_schedules(schedules.clone()),
+            None => flowgate,
+        };
+        match &self.backfills {
+            Some(backfills) => flowgate.with_backfills(backfills.clone()),
             None => flowgate,
         }
     }
 
     fn start_scheduler(&mut self) {
-        if self.schedules.is_none() {
-            warn!("this backend keeps no schedules: the scheduler role does nothing");
+        if self.schedules.is_none() && self.backfills.is_none() {
+            warn!("this backend keeps no schedules or backfills: the scheduler role does nothing");
             return;
         }
         let scheduler = Scheduler::new(self.flowgate());

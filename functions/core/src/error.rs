@@ -143,6 +143,12 @@ pub enum Error {
     /// No such schedule (for this tenant and workflow).
     #[error("schedule {0} not found")]
     ScheduleNotFound(String),
+    /// No such backfill (for this tenant).
+    #[error("backfill {0} not found")]
+    BackfillNotFound(String),
+    /// The resource is in a state that does not allow this.
+    #[error("{0}")]
+    Conflict(String),
     /// The idempotency key was used before with a different payload.
     #[error("idempotency key reused with a different payload (request {request_id})")]
     KeyReused {

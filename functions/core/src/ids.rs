@@ -83,6 +83,7 @@ mod tests {
             schedule_time: None,
             logical_date: None,
             schedule_id: None,
+            backfill_id: None,
         }
     }
 

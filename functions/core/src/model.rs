@@ -173,6 +173,9 @@ pub struct StartSpec {
     /// The schedule whose fire asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule_id: Option<String>,
+    /// The backfill whose date asked for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backfill_id: Option<String>,
 }
 
 /// The durable record of a start request, the source of truth for its outcome.

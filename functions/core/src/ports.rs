@@ -370,3 +370,80 @@ pub trait Schedules: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<ScheduleRecord>, BackendError>;
 }
+
+/// Where a backfill is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackfillState {
+    /// Starting its dates.
+    Running,
+    /// Stopped by an operator; resumable.
+    Paused,
+    /// Stopped for good; dates not started stay unstarted.
+    Cancelled,
+    /// Every date started and settled.
+    Done,
+}
+
+/// A backfill as stored: its dates, how far it got, and what became of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackfillRecord {
+    /// Owning tenant.
+    pub tenant: String,
+    /// Its id.
+    pub id: String,
+    /// The workflow it starts.
+    pub workflow: String,
+    /// Its logical dates, in the order they start.
+    pub dates: Vec<DateTime<Utc>>,
+    /// The params of each instance.
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// Their priority.
+    pub priority: crate::model::Priority,
+    /// Key each date by (backfill, date), so that dates that already have an instance get
+    /// another.
+    pub reprocess: bool,
+    /// The most dates in flight (started, not yet created or dead) at once.
+    pub max_in_flight: usize,
+    /// At most this many dates started per second.
+    pub rate: Option<f64>,
+    /// Where it is.
+    pub state: BackfillState,
+    /// How many dates have been started (the next one to start is `dates[started]`).
+    pub started: usize,
+    /// Dates whose instance was created.
+    pub created: usize,
+    /// Dates that already had an instance, and were not started again.
+    pub skipped: usize,
+    /// Dates whose request was dead-lettered, or could not start.
+    pub dead: usize,
+    /// The request ids of the dates in flight.
+    pub in_flight: Vec<String>,
+    /// Incremented on every change; guards concurrent runners.
+    pub version: u64,
+    /// When it was asked for.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Durable storage of backfills.
+#[async_trait]
+pub trait Backfills: Send + Sync + 'static {
+    /// Writes `backfill` if the stored version is still `expected` (`None`: only if new).
+    async fn put_backfill(
+        &self,
+        backfill: &BackfillRecord,
+        expected: Option<u64>,
+    ) -> Result<bool, BackendError>;
+
+    /// Reads a backfill.
+    async fn get_backfill(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<BackfillRecord>, BackendError>;
+
+    /// Running backfills, oldest first, across tenants.
+    async fn running_backfills(&self, limit: usize) -> Result<Vec<BackfillRecord>, BackendError>;
+}

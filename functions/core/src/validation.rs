@@ -146,6 +146,7 @@ impl StartBody {
             schedule_time,
             logical_date: None,
             schedule_id: None,
+            backfill_id: None,
         })
     }
 }

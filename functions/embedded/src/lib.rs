@@ -1,6 +1,7 @@
 //! Flowgate's embedded backend: the store, the queue and the dead-letter queue in one SQLite
 //! file, durable (fsync'd) before any call returns, with group commit for throughput.
 
+mod backfills;
 mod codec;
 mod db;
 mod dlq;

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -108,6 +108,20 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_due ON schedules (next_due) WHERE paused = 0 AND next_due IS NOT NULL;
 "#;
 
+/// Backfills: each one's dates and progress, as a JSON record beside its state.
+const V4: &str = r#"
+CREATE TABLE backfills (
+    tenant     TEXT    NOT NULL,
+    id         TEXT    NOT NULL,
+    state      TEXT    NOT NULL,
+    version    INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    record     TEXT    NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX backfills_running ON backfills (created_at) WHERE state = 'running';
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -131,7 +145,7 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
              {SCHEMA_VERSION}: upgrade flowgate"
         )));
     }
-    for (step, sql) in [(1, V1), (2, V2), (3, V3)] {
+    for (step, sql) in [(1, V1), (2, V2), (3, V3), (4, V4)] {
         if version < step {
             conn.execute_batch(sql)?;
             conn.pragma_update(None, "user_version", step)?;

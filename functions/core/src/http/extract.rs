@@ -155,6 +155,7 @@ impl RawChecks for crate::validation::StartBody {
 impl RawChecks for crate::validation::WorkflowBody {}
 impl RawChecks for crate::usecases::dlq::ReplayParams {}
 impl RawChecks for crate::usecases::schedules::ScheduleBody {}
+impl RawChecks for crate::usecases::backfills::BackfillBody {}
 
 /// A JSON body whose failures are problem+json: 415, 413, malformed (400) or invalid (400).
 #[derive(Debug, Clone)]

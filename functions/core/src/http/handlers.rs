@@ -288,3 +288,50 @@ pub async fn list_schedules(
     let items = app.list_schedules(&tenant, &workflow).await?;
     Ok(Json(json!({ "items": items })).into_response())
 }
+
+/// `POST /v1/workflows/{code}/backfills`: 202 with the backfill's id and its number of
+/// dates (a dry run lists the dates, and records nothing).
+pub async fn start_backfill(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToAdminister>,
+    Segment(workflow): Segment,
+    JsonBody(body): JsonBody<crate::usecases::backfills::BackfillBody>,
+) -> Answer {
+    let dry_run = body.dry_run;
+    let started = app.start_backfill(&tenant, &workflow, body).await?;
+    let status = if dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(started)).into_response())
+}
+
+/// `GET /v1/backfills/{id}`: its progress.
+pub async fn get_backfill(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToStart>,
+    Segment(id): Segment,
+) -> Answer {
+    Ok(Json(app.get_backfill(&tenant, &id).await?).into_response())
+}
+
+/// `POST /v1/backfills/{id}/{pause|resume|cancel}`.
+pub async fn control_backfill(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToAdminister>,
+    Segments((id, action)): Segments<(String, String)>,
+) -> Answer {
+    use crate::usecases::backfills::Control;
+    let control = match action.as_str() {
+        "pause" => Control::Pause,
+        "resume" => Control::Resume,
+        "cancel" => Control::Cancel,
+        other => {
+            return Err(HttpError::RouteNotFound(format!(
+                "/v1/backfills/{id}/{other}"
+            )));
+        }
+    };
+    Ok(Json(app.control_backfill(&tenant, &id, control).await?).into_response())
+}

@@ -51,6 +51,15 @@ fn routes() -> Router<Flowgate> {
                 .put(handlers::put_schedule)
                 .delete(handlers::delete_schedule),
         )
+        .route(
+            "/v1/workflows/{code}/backfills",
+            post(handlers::start_backfill),
+        )
+        .route("/v1/backfills/{id}", get(handlers::get_backfill))
+        .route(
+            "/v1/backfills/{id}/{action}",
+            post(handlers::control_backfill),
+        )
         .route("/v1/requests/{request_id}", get(handlers::get_request))
         .route("/v1/instances/{instance_id}", get(handlers::get_instance))
         .route("/v1/dlq", get(handlers::list_dlq))

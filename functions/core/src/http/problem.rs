@@ -131,6 +131,8 @@ fn classify_domain(e: &Error) -> (StatusCode, &'static str, &'static str) {
         Error::RequestNotFound(_) => (S::NOT_FOUND, "request-not-found", "Request not found"),
         Error::InstanceNotFound(_) => (S::NOT_FOUND, "instance-not-found", "Instance not found"),
         Error::ScheduleNotFound(_) => (S::NOT_FOUND, "schedule-not-found", "Schedule not found"),
+        Error::BackfillNotFound(_) => (S::NOT_FOUND, "backfill-not-found", "Backfill not found"),
+        Error::Conflict(_) => (S::CONFLICT, "conflict", "Not in a state that allows this"),
         Error::KeyReused { .. } => (
             S::UNPROCESSABLE_ENTITY,
             "idempotency-key-reused",

@@ -1,5 +1,6 @@
 //! The use cases, each one entry point over the ports, shared by every host.
 
+pub mod backfills;
 mod consume;
 pub mod dlq;
 mod queries;
@@ -9,6 +10,7 @@ mod start;
 pub mod tokens;
 mod workflows;
 
+pub use backfills::BackfillRunner;
 pub use consume::{Consumer, ConsumerConfig, Disposition};
 pub use reconcile::{Reconciler, SweepReport};
 pub use schedules::Scheduler;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::ports::{Queue, Schedules, Store};
+use crate::ports::{Backfills, Queue, Schedules, Store};
 use crate::schemas::SchemaCache;
 
 /// The span in which a worker logs its stages of one request: the ids, tenant and workflow
@@ -51,6 +53,7 @@ pub struct Flowgate {
     redelivery_bound: Duration,
     validation_budget: Duration,
     schedules: Option<Arc<dyn Schedules>>,
+    backfills: Option<Arc<dyn Backfills>>,
 }
 
 impl Flowgate {
@@ -65,6 +68,7 @@ impl Flowgate {
             redelivery_bound: defaults.redelivery_bound(),
             validation_budget: defaults.validation_budget,
             schedules: None,
+            backfills: None,
         }
     }
 
@@ -84,6 +88,12 @@ impl Flowgate {
     /// Keeps schedules in `schedules` (a backend that keeps them).
     pub fn with_schedules(mut self, schedules: Arc<dyn Schedules>) -> Self {
         self.schedules = Some(schedules);
+        self
+    }
+
+    /// Keeps backfills in `backfills` (a backend that keeps them).
+    pub fn with_backfills(mut self, backfills: Arc<dyn Backfills>) -> Self {
+        self.backfills = Some(backfills);
         self
     }
 

@@ -399,6 +399,8 @@ impl Scheduler {
             super::start::Origin {
                 logical_date,
                 schedule_id: Some(record.id.clone()),
+                backfill_id: None,
+                reprocess: false,
                 detail: format!(
                     "fired by schedule {} for {}",
                     record.id,

@@ -41,6 +41,10 @@ pub struct Origin {
     pub logical_date: DateTime<Utc>,
     /// The schedule that fired, if one did.
     pub schedule_id: Option<String>,
+    /// The backfill whose date it is, if one asked.
+    pub backfill_id: Option<String>,
+    /// Key it by (backfill, date) rather than (workflow, date): a backfill that reprocesses.
+    pub reprocess: bool,
     /// The first line of the request's history, such as "fired by schedule S for T".
     pub detail: String,
 }
@@ -49,12 +53,13 @@ impl StartRequest {
     /// The start of (workflow, logical date): its idempotency key is derived from them, so
     /// a duplicate fire is an idempotent replay, never a second instance.
     pub fn fired(tenant: &str, workflow: &str, body: StartBody, origin: Origin) -> Self {
-        let key = format!(
-            "fire:{workflow}:{}",
-            origin
-                .logical_date
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-        );
+        let date = origin
+            .logical_date
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+        let key = match (&origin.backfill_id, origin.reprocess) {
+            (Some(backfill), true) => format!("backfill:{backfill}:{date}"),
+            _ => format!("fire:{workflow}:{date}"),
+        };
         Self {
             tenant: tenant.to_owned(),
             workflow: workflow.to_owned(),
@@ -107,6 +112,7 @@ impl Flowgate {
         if let Some(origin) = &req.origin {
             spec.logical_date = Some(origin.logical_date);
             spec.schedule_id = origin.schedule_id.clone();
+            spec.backfill_id = origin.backfill_id.clone();
         }
         let request_id = ids::request_id(&req.tenant, req.idempotency_key.as_deref());
         Span::current().record("request_id", request_id.as_str());

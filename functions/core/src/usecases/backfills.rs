@@ -1,0 +1,477 @@
+//! Backfills: a workflow started for each logical date of a range, each date keyed by
+//! (workflow, date) like a schedule's fire, so that a date that already has an instance is
+//! skipped (unless `reprocess`), and a backfill resumed after a crash starts nothing twice.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use tracing::{info, warn};
+
+use super::start::Origin;
+use super::{Flowgate, StartRequest};
+use crate::error::{BackendError, Error};
+use crate::model::{Priority, RequestStatus};
+use crate::ports::{BackfillRecord, BackfillState, Backfills};
+use crate::schedule::{Expression, Timing, timezone};
+use crate::validation::{StartBody, identifier};
+
+/// The most dates one backfill expands to.
+pub const MAX_DATES: usize = 100_000;
+/// Dates in flight at once when the body names no `max_in_flight`.
+pub const DEFAULT_IN_FLIGHT: usize = 10;
+
+/// The order dates start in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Oldest first.
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// The body of `POST /v1/workflows/{code}/backfills`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackfillBody {
+    /// The range's first instant (inclusive).
+    pub from: Option<DateTime<Utc>>,
+    /// The range's last instant (inclusive).
+    pub to: Option<DateTime<Utc>>,
+    /// Expands the range by this cron expression, instead of the workflow's schedules.
+    pub cron: Option<String>,
+    /// The time zone of `cron` (default UTC).
+    pub timezone: Option<String>,
+    /// Explicit dates instead of a range.
+    pub dates: Option<Vec<DateTime<Utc>>>,
+    /// `asc` (default) or `desc`.
+    #[serde(default)]
+    pub order: Order,
+    /// The most dates in flight at once (default 10, at most 1,000).
+    pub max_in_flight: Option<usize>,
+    /// At most this many dates started per second.
+    pub rate: Option<f64>,
+    /// Start dates that already have an instance again, keyed by (backfill, date).
+    #[serde(default)]
+    pub reprocess: bool,
+    /// Answer the dates, and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The params of each instance.
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    /// Their priority.
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+/// What `POST .../backfills` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillStarted {
+    /// The backfill's id; `None` on a dry run.
+    pub backfill_id: Option<String>,
+    /// How many dates it has.
+    pub dates: usize,
+    /// On a dry run, the dates, in the order they would start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logical_dates: Option<Vec<DateTime<Utc>>>,
+}
+
+/// A backfill's progress, as `GET /v1/backfills/{id}` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillView {
+    /// Its id.
+    pub id: String,
+    /// The workflow it starts.
+    pub workflow: String,
+    /// `running`, `paused`, `cancelled` or `done`.
+    pub state: BackfillState,
+    /// Its dates.
+    pub total: usize,
+    /// Dates started so far.
+    pub started: usize,
+    /// Dates whose instance exists.
+    pub created: usize,
+    /// Dates that already had an instance.
+    pub skipped: usize,
+    /// Dates dead-lettered, or refused.
+    pub dead: usize,
+    /// Dates started and not yet settled.
+    pub in_flight: usize,
+    /// When it was asked for.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<&BackfillRecord> for BackfillView {
+    fn from(b: &BackfillRecord) -> Self {
+        Self {
+            id: b.id.clone(),
+            workflow: b.workflow.clone(),
+            state: b.state,
+            total: b.dates.len(),
+            started: b.started,
+            created: b.created,
+            skipped: b.skipped,
+            dead: b.dead,
+            in_flight: b.in_flight.len(),
+            created_at: b.created_at,
+            updated_at: b.updated_at,
+        }
+    }
+}
+
+/// A change an operator asks of a backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Stop starting dates.
+    Pause,
+    /// Start dates again.
+    Resume,
+    /// Stop for good.
+    Cancel,
+}
+
+fn store(app: &Flowgate) -> Result<&std::sync::Arc<dyn Backfills>, Error> {
+    app.backfills.as_ref().ok_or_else(|| {
+        BackendError::permanent("backfills", "this backend keeps no backfills yet").into()
+    })
+}
+
+impl Flowgate {
+    /// Expands a backfill's dates and, unless it is a dry run, records it to run.
+    pub async fn start_backfill(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        body: BackfillBody,
+    ) -> Result<BackfillStarted, Error> {
+        let definition = self.get_workflow(tenant, workflow).await?;
+        let dates = self.expand(tenant, workflow, &body).await?;
+        if body.dry_run {
+            return Ok(BackfillStarted {
+                backfill_id: None,
+                dates: dates.len(),
+                logical_dates: Some(dates),
+            });
+        }
+        self.schemas
+            .check(&definition, &body.params, self.validation_budget)
+            .await?;
+        let max_in_flight = body.max_in_flight.unwrap_or(DEFAULT_IN_FLIGHT);
+        if !(1..=1000).contains(&max_in_flight) {
+            return Err(Error::invalid("/max_in_flight", "must be from 1 to 1000"));
+        }
+        if body
+            .rate
+            .is_some_and(|r| !(r.is_finite() && (0.001..=10_000.0).contains(&r)))
+        {
+            return Err(Error::invalid(
+                "/rate",
+                "must be from 0.001 to 10000 dates per second",
+            ));
+        }
+        let now = Utc::now();
+        let record = BackfillRecord {
+            tenant: tenant.to_owned(),
+            id: uuid::Uuid::now_v7().to_string(),
+            workflow: workflow.to_owned(),
+            params: body.params,
+            priority: body.priority,
+            reprocess: body.reprocess,
+            max_in_flight,
+            rate: body.rate,
+            state: BackfillState::Running,
+            started: 0,
+            created: 0,
+            skipped: 0,
+            dead: 0,
+            in_flight: Vec::new(),
+            version: 1,
+            created_at: now,
+            updated_at: now,
+            dates,
+        };
+        store(self)?.put_backfill(&record, None).await?;
+        info!(stage = "backfill_started", backfill = %record.id, dates = record.dates.len(), "backfill recorded");
+        Ok(BackfillStarted {
+            backfill_id: Some(record.id),
+            dates: record.dates.len(),
+            logical_dates: None,
+        })
+    }
+
+    /// The dates a body asks for: explicit, or a range expanded by a cron expression or by
+    /// the workflow's schedules (their union), de-duplicated, in the order asked for.
+    async fn expand(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        body: &BackfillBody,
+    ) -> Result<Vec<DateTime<Utc>>, Error> {
+        let mut dates = match (&body.dates, body.from, body.to) {
+            (Some(dates), None, None) if body.cron.is_none() => dates.clone(),
+            (None, Some(from), Some(to)) => {
+                if to < from {
+                    return Err(Error::invalid("/to", "is before from"));
+                }
+                self.range(tenant, workflow, body, from, to).await?
+            }
+            _ => {
+                return Err(Error::invalid(
+                    "/",
+                    "give either dates, or from and to (with an optional cron)",
+                ));
+            }
+        };
+        dates.sort();
+        dates.dedup();
+        if dates.len() > MAX_DATES {
+            return Err(Error::invalid(
+                "/",
+                format!("expands to more than {MAX_DATES} dates; split the range"),
+            ));
+        }
+        if dates.is_empty() {
+            return Err(Error::invalid("/", "expands to no date"));
+        }
+        if body.order == Order::Desc {
+            dates.reverse();
+        }
+        Ok(dates)
+    }
+
+    async fn range(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        body: &BackfillBody,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>, Error> {
+        let just_before = from - chrono::Duration::seconds(1);
+        let timings: Vec<Timing> = match &body.cron {
+            Some(cron) => {
+                let zone = timezone(body.timezone.as_deref().unwrap_or("UTC"))
+                    .map_err(|e| Error::invalid("/timezone", e))?;
+                vec![Timing {
+                    expression: Expression::cron(cron).map_err(|e| Error::invalid("/cron", e))?,
+                    timezone: zone,
+                    start: None,
+                    end: None,
+                    anchor: from,
+                }]
+            }
+            None => {
+                let schedules = match &self.schedules {
+                    Some(s) => s.list_schedules(tenant, workflow).await?,
+                    None => Vec::new(),
+                };
+                let timings: Vec<Timing> = schedules
+                    .iter()
+                    .filter_map(|s| s.definition.timing(s.created_at).ok().map(|(t, _)| t))
+                    .collect();
+                if timings.is_empty() {
+                    return Err(Error::invalid(
+                        "/cron",
+                        "the workflow has no schedule to expand the range by: give a cron",
+                    ));
+                }
+                timings
+            }
+        };
+        let mut dates = Vec::new();
+        for timing in timings {
+            dates.extend(timing.fires(just_before, to, MAX_DATES + 1));
+            if dates.len() > MAX_DATES * 2 {
+                break;
+            }
+        }
+        Ok(dates)
+    }
+
+    /// A backfill's progress.
+    pub async fn get_backfill(&self, tenant: &str, id: &str) -> Result<BackfillView, Error> {
+        identifier("backfill id", id)?;
+        store(self)?
+            .get_backfill(tenant, id)
+            .await?
+            .map(|b| BackfillView::from(&b))
+            .ok_or_else(|| Error::BackfillNotFound(id.to_owned()))
+    }
+
+    /// Pauses, resumes or cancels a backfill.
+    pub async fn control_backfill(
+        &self,
+        tenant: &str,
+        id: &str,
+        control: Control,
+    ) -> Result<BackfillView, Error> {
+        identifier("backfill id", id)?;
+        let backfills = store(self)?;
+        for _ in 0..8 {
+            let Some(mut b) = backfills.get_backfill(tenant, id).await? else {
+                return Err(Error::BackfillNotFound(id.to_owned()));
+            };
+            let next = match (control, b.state) {
+                (_, BackfillState::Done | BackfillState::Cancelled) => {
+                    return Err(Error::Conflict(
+                        format!("the backfill is {:?}", b.state).to_lowercase(),
+                    ));
+                }
+                (Control::Pause, _) => BackfillState::Paused,
+                (Control::Resume, _) => BackfillState::Running,
+                (Control::Cancel, _) => BackfillState::Cancelled,
+            };
+            let expected = b.version;
+            b.state = next;
+            b.version += 1;
+            b.updated_at = Utc::now();
+            if backfills.put_backfill(&b, Some(expected)).await? {
+                info!(stage = "backfill_control", backfill = %id, ?control, "backfill changed");
+                return Ok(BackfillView::from(&b));
+            }
+        }
+        Err(
+            BackendError::retryable("backfills.put", "the backfill kept changing; try again")
+                .into(),
+        )
+    }
+}
+
+/// Moves running backfills forward: settles the dates in flight, then starts the next
+/// ones, within `max_in_flight` and the rate. Any number may run on one store.
+pub struct BackfillRunner {
+    app: Flowgate,
+}
+
+impl BackfillRunner {
+    /// A runner over the use cases' store.
+    pub fn new(app: Flowgate) -> Self {
+        Self { app }
+    }
+
+    /// One step of every running backfill; `tick` is how often steps come (for the rate).
+    pub async fn step(&self, tick: std::time::Duration) -> Result<usize, Error> {
+        let backfills = store(&self.app)?;
+        let running = backfills.running_backfills(100).await?;
+        let mut moved = 0;
+        for b in running {
+            let expected = b.version;
+            match self.advance(b, tick).await {
+                Ok(Some(next)) => {
+                    if backfills.put_backfill(&next, Some(expected)).await? {
+                        moved += 1;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => warn!(error = %e, "backfill step failed; it is retried"),
+            }
+        }
+        Ok(moved)
+    }
+
+    async fn advance(
+        &self,
+        mut b: BackfillRecord,
+        tick: std::time::Duration,
+    ) -> Result<Option<BackfillRecord>, Error> {
+        let before = (b.started, b.created, b.dead, b.in_flight.len());
+        self.settle(&mut b).await?;
+        let budget = b.rate.map_or(usize::MAX, |r| {
+            ((r * tick.as_secs_f64()).ceil() as usize).max(1)
+        });
+        let mut started_now = 0;
+        while b.started < b.dates.len()
+            && b.in_flight.len() < b.max_in_flight
+            && started_now < budget
+        {
+            let date = b.dates[b.started];
+            match self.start(&b, date).await {
+                Ok(Outcome::InFlight(request_id)) => b.in_flight.push(request_id),
+                Ok(Outcome::Created) => b.created += 1,
+                Ok(Outcome::Skipped) => b.skipped += 1,
+                Ok(Outcome::Refused(why)) => {
+                    warn!(stage = "backfill_refused", backfill = %b.id, logical_date = %date, reason = %why, "backfill date refused");
+                    b.dead += 1;
+                }
+                Err(e) => {
+                    warn!(error = %e, "backfill start failed; it is retried");
+                    break;
+                }
+            }
+            b.started += 1;
+            started_now += 1;
+        }
+        if b.started == b.dates.len() && b.in_flight.is_empty() {
+            b.state = BackfillState::Done;
+        }
+        if (b.started, b.created, b.dead, b.in_flight.len()) == before
+            && b.state == BackfillState::Running
+        {
+            return Ok(None);
+        }
+        b.version += 1;
+        b.updated_at = Utc::now();
+        Ok(Some(b))
+    }
+
+    /// Counts the dates in flight that have settled.
+    async fn settle(&self, b: &mut BackfillRecord) -> Result<(), Error> {
+        let mut still = Vec::new();
+        for request_id in std::mem::take(&mut b.in_flight) {
+            match self.app.store.get_request(&b.tenant, &request_id).await? {
+                Some(r) if r.status == RequestStatus::Created => b.created += 1,
+                Some(r) if matches!(r.status, RequestStatus::Dead | RequestStatus::Archived) => {
+                    b.dead += 1
+                }
+                _ => still.push(request_id),
+            }
+        }
+        b.in_flight = still;
+        Ok(())
+    }
+
+    async fn start(&self, b: &BackfillRecord, date: DateTime<Utc>) -> Result<Outcome, Error> {
+        let body = StartBody {
+            params: Some(Value::Object(b.params.clone())),
+            priority: Some(b.priority),
+            schedule_time: None,
+        };
+        let origin = Origin {
+            logical_date: date,
+            schedule_id: None,
+            backfill_id: Some(b.id.clone()),
+            reprocess: b.reprocess,
+            detail: format!(
+                "started by backfill {} for {}",
+                b.id,
+                date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+        };
+        let request = StartRequest::fired(&b.tenant, &b.workflow, body, origin);
+        match self.app.start_instance(request).await {
+            Ok(outcome) => {
+                let ours = outcome.record.spec.backfill_id.as_deref() == Some(b.id.as_str());
+                Ok(match (outcome.replayed && !ours, outcome.record.status) {
+                    (true, _) => Outcome::Skipped,
+                    (false, RequestStatus::Created) => Outcome::Created,
+                    (false, _) => Outcome::InFlight(outcome.record.request_id),
+                })
+            }
+            // Another path (a schedule, another backfill) already started this date.
+            Err(Error::KeyReused { .. }) => Ok(Outcome::Skipped),
+            Err(e) if e.is_retryable() => Err(e),
+            Err(e) => Ok(Outcome::Refused(e.to_string())),
+        }
+    }
+}
+
+enum Outcome {
+    InFlight(String),
+    Created,
+    Skipped,
+    Refused(String),
+}
