@@ -416,26 +416,39 @@ impl Scheduler {
         }
     }
 
-    /// Sweeps every `tick` until `shutdown` turns true.
+    /// Every `tick` until `shutdown` turns true: fires due schedules and moves running
+    /// backfills forward, where the store keeps them.
     pub async fn run(self, tick: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        let backfills = super::BackfillRunner::new(self.app.clone());
         while !*shutdown.borrow() {
-            match self.sweep(Utc::now()).await {
-                Ok(r) if r.fired + r.failed + r.skipped > 0 => {
-                    info!(
-                        stage = "scheduled",
-                        fired = r.fired,
-                        skipped = r.skipped,
-                        failed = r.failed,
-                        "scheduler sweep"
-                    );
-                }
-                Ok(_) => {}
-                Err(e) => warn!(error = %e, "scheduler sweep failed"),
+            if self.app.schedules.is_some() {
+                self.sweep_and_log().await;
+            }
+            if self.app.backfills.is_some()
+                && let Err(e) = backfills.step(tick).await
+            {
+                warn!(error = %e, "backfill step failed");
             }
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
                 _ = shutdown.changed() => {}
             }
+        }
+    }
+
+    async fn sweep_and_log(&self) {
+        match self.sweep(Utc::now()).await {
+            Ok(r) if r.fired + r.failed + r.skipped > 0 => {
+                info!(
+                    stage = "scheduled",
+                    fired = r.fired,
+                    skipped = r.skipped,
+                    failed = r.failed,
+                    "scheduler sweep"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "scheduler sweep failed"),
         }
     }
 }
