@@ -103,6 +103,9 @@ impl App {
         let schedules: Arc<dyn Schedules> = backend.backend.clone();
         let backfills: Arc<dyn flowgate_core::ports::Backfills> = backend.backend.clone();
         let mut app = Self::over(store, queue, Box::new(backend));
+        let backfills: Arc<dyn flowgate_core::ports::Backfills> = Arc::new(
+            flowgate_core::faults::FaultyBackfills::new(backfills, app.faults.clone()),
+        );
         app.flowgate = app
             .flowgate
             .clone()

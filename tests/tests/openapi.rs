@@ -415,6 +415,66 @@ async fn schedule_routes(c: &mut Contract, app: &App) {
     .await;
 }
 
+/// Backfills: a dry run, a start, progress, control, and their refusals and failures.
+async fn backfill_routes(c: &mut Contract, app: &App) {
+    const START_B: &str = "/v1/workflows/{code}/backfills";
+    const ONE_B: &str = "/v1/backfills/{id}";
+    const CONTROL: &str = "/v1/backfills/{id}/{action}";
+    let post = call(START_B, "POST", "/v1/workflows/orders/backfills");
+    let dates =
+        r#"{"dates": ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"], "params": {"amount": 1}}"#;
+    c.expect(
+        app,
+        post.body(r#"{"dates": ["2026-01-01T00:00:00Z"], "dry_run": true}"#),
+        200,
+    )
+    .await;
+    let started = c.expect(app, post.body(dates), 202).await;
+    c.expect(app, post.body(r#"{"dates": []}"#), 400).await;
+    let big = format!("{{\"cron\": \"{}\"}}", "x".repeat(70_000));
+    c.expect(app, post.body(&big), 413).await;
+    c.expect(app, post.headers(TEXT), 415).await;
+    c.expect(
+        app,
+        call(START_B, "POST", "/v1/workflows/none/backfills").body(dates),
+        404,
+    )
+    .await;
+    let id = started.body["backfill_id"].as_str().expect("id").to_owned();
+    let one = format!("/v1/backfills/{id}");
+    c.expect(app, call(ONE_B, "GET", &one), 200).await;
+    c.expect(app, call(ONE_B, "GET", "/v1/backfills/nope"), 404)
+        .await;
+    c.expect(app, call(ONE_B, "GET", "/v1/backfills/bad%20id"), 400)
+        .await;
+    let control = |action: &str| format!("/v1/backfills/{id}/{action}");
+    c.expect(app, call(CONTROL, "POST", &control("pause")), 200)
+        .await;
+    c.expect(app, call(CONTROL, "POST", &control("cancel")), 200)
+        .await;
+    c.expect(app, call(CONTROL, "POST", &control("resume")), 409)
+        .await;
+    c.expect(app, call(CONTROL, "POST", "/v1/backfills/nope/pause"), 404)
+        .await;
+    c.expect(
+        app,
+        call(CONTROL, "POST", "/v1/backfills/bad%20id/pause"),
+        400,
+    )
+    .await;
+    for (kind, status) in [(ErrorKind::Retryable, 503), (ErrorKind::Permanent, 500)] {
+        app.faults
+            .set("store.get_workflow", fault(kind))
+            .expect("point");
+        app.faults.set("backfills.get", fault(kind)).expect("point");
+        c.expect(app, post.body(dates), status).await;
+        c.expect(app, call(ONE_B, "GET", &one), status).await;
+        c.expect(app, call(CONTROL, "POST", &control("pause")), status)
+            .await;
+        app.faults.clear();
+    }
+}
+
 /// Every route that needs a caller: 401 without one, 403 without its scope, 429 over the
 /// rate limit.
 async fn access_routes(c: &mut Contract, app: &App) {
@@ -430,7 +490,8 @@ async fn access_routes(c: &mut Contract, app: &App) {
             .replace("{code}", "orders")
             .replace("{request_id}", "r-1")
             .replace("{instance_id}", "i-1")
-            .replace("{id}", "s-1");
+            .replace("{id}", "s-1")
+            .replace("{action}", "pause");
         let method = method.to_ascii_uppercase();
         let body = (method != "GET").then_some("{}");
         let reply = app.call_by(None, &method, &uri, &[], body).await;
@@ -476,6 +537,7 @@ async fn the_document_matches_the_api_in_both_directions() {
     failure_routes(&mut c, &app, &request_id, &instance_id).await;
     dlq_routes(&mut c, &app).await;
     schedule_routes(&mut c, &app).await;
+    backfill_routes(&mut c, &app).await;
     access_routes(&mut c, &app).await;
     let documented = c.documented();
     let never_produced: Vec<_> = documented.difference(&c.covered).collect();

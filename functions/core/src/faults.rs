@@ -15,8 +15,8 @@ use chrono::{DateTime, Utc};
 use crate::error::{BackendError, ErrorKind, StoreError};
 use crate::model::{Instance, InstanceCursor, RequestRecord, Workflow};
 use crate::ports::{
-    Creation, DeadLetter, DeadLetterQueue, Delivery, Enqueued, Envelope, Liveness, MoveAll, Outbox,
-    Queue, RequestUpdate, Store, UpdateOutcome, Upsert,
+    BackfillRecord, Backfills, Creation, DeadLetter, DeadLetterQueue, Delivery, Enqueued, Envelope,
+    Liveness, MoveAll, Outbox, Queue, RequestUpdate, Store, UpdateOutcome, Upsert,
 };
 
 /// The environment variable `flowgate serve` reads its plan from.
@@ -57,6 +57,9 @@ pub const POINTS: &[(&str, &str)] = &[
     ("dlq.delete", "Queue::dlq_delete"),
     ("dlq.restore", "Queue::dlq_restore"),
     ("dlq.move_all", "Queue::dlq_move_all"),
+    ("backfills.put", "Backfills::put_backfill"),
+    ("backfills.get", "Backfills::get_backfill"),
+    ("backfills.running", "Backfills::running_backfills"),
 ];
 
 /// One configured fault.
@@ -364,6 +367,46 @@ impl DeadLetterQueue for FaultyQueue {
     async fn dlq_move_all(&self) -> Result<MoveAll, BackendError> {
         self.plan
             .guard("dlq.move_all", self.inner.dlq_move_all())
+            .await
+    }
+}
+
+/// A [`Backfills`] store whose calls fail as the plan says.
+pub struct FaultyBackfills {
+    inner: Arc<dyn Backfills>,
+    plan: Arc<FaultPlan>,
+}
+
+impl FaultyBackfills {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Backfills>, plan: Arc<FaultPlan>) -> Self {
+        Self { inner, plan }
+    }
+}
+
+#[async_trait]
+impl Backfills for FaultyBackfills {
+    async fn put_backfill(
+        &self,
+        b: &BackfillRecord,
+        expected: Option<u64>,
+    ) -> Result<bool, BackendError> {
+        self.plan
+            .guard("backfills.put", self.inner.put_backfill(b, expected))
+            .await
+    }
+    async fn get_backfill(
+        &self,
+        t: &str,
+        id: &str,
+    ) -> Result<Option<BackfillRecord>, BackendError> {
+        self.plan
+            .guard("backfills.get", self.inner.get_backfill(t, id))
+            .await
+    }
+    async fn running_backfills(&self, limit: usize) -> Result<Vec<BackfillRecord>, BackendError> {
+        self.plan
+            .guard("backfills.running", self.inner.running_backfills(limit))
             .await
     }
 }
