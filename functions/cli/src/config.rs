@@ -40,6 +40,9 @@ pub enum Command {
     /// Put, read, list, delete, pause and resume a workflow's schedules.
     #[command(subcommand)]
     Schedules(SchedulesCommand),
+    /// Start a backfill, follow it, and pause, resume or cancel it.
+    #[command(subcommand)]
+    Backfill(BackfillCommand),
     /// Load a running server and report throughput, latency and lag.
     Bench(crate::bench::BenchArgs),
     /// Manage the AWS backend's resources.
@@ -366,4 +369,80 @@ pub struct PutSchedule {
     /// How far back missed fires are considered.
     #[arg(long, default_value = "1h")]
     pub catchup_window: String,
+}
+
+/// `flowgate backfill ...`: client commands against a running server.
+#[derive(Debug, Subcommand)]
+pub enum BackfillCommand {
+    /// Start one: a range (--from, --to, with --cron or the workflow's schedules), or --dates.
+    Start(Box<StartBackfill>),
+    /// Its progress: state, total, started, created, skipped, dead.
+    Status {
+        /// The backfill id.
+        id: String,
+        /// JSON output for scripts.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop starting dates.
+    Pause {
+        /// The backfill id.
+        id: String,
+    },
+    /// Start dates again.
+    Resume {
+        /// The backfill id.
+        id: String,
+    },
+    /// Stop for good.
+    Cancel {
+        /// The backfill id.
+        id: String,
+    },
+}
+
+/// Options of `flowgate backfill start`.
+#[derive(Debug, Args)]
+pub struct StartBackfill {
+    /// Workflow code.
+    pub workflow: String,
+    /// The range's first instant (RFC 3339, inclusive).
+    #[arg(long)]
+    pub from: Option<String>,
+    /// The range's last instant (RFC 3339, inclusive).
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Expand the range by this cron expression instead of the workflow's schedules.
+    #[arg(long)]
+    pub cron: Option<String>,
+    /// The time zone of --cron.
+    #[arg(long)]
+    pub timezone: Option<String>,
+    /// Explicit dates instead of a range (comma-separated RFC 3339).
+    #[arg(long, value_delimiter = ',')]
+    pub dates: Vec<String>,
+    /// asc or desc.
+    #[arg(long, default_value = "asc")]
+    pub order: String,
+    /// The most dates in flight at once.
+    #[arg(long)]
+    pub max_in_flight: Option<u32>,
+    /// At most this many dates per second.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Start dates that already have an instance again.
+    #[arg(long)]
+    pub reprocess: bool,
+    /// List the dates, and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Params of each instance, a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub params: String,
+    /// Follow its progress until it ends (a progress bar on a terminal).
+    #[arg(long)]
+    pub wait: bool,
+    /// JSON output for scripts.
+    #[arg(long)]
+    pub json: bool,
 }

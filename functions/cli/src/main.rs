@@ -3,6 +3,7 @@
 mod access;
 mod aws;
 mod backend;
+mod backfill;
 mod bench;
 mod client;
 mod config;
@@ -42,6 +43,9 @@ fn main() -> ExitCode {
             }
             Command::Workflows(cmd) => {
                 client::workflows(&client::http(&cli.token)?, &cli.url, cmd).await
+            }
+            Command::Backfill(cmd) => {
+                backfill::run(&client::http(&cli.token)?, &cli.url, cmd).await
             }
             Command::Schedules(cmd) => {
                 schedules::run(&client::http(&cli.token)?, &cli.url, cmd).await
