@@ -108,6 +108,20 @@ pub async fn list_instances(
     base: &str,
     workflow: &str,
 ) -> Vec<(String, String)> {
+    instance_items(client, base, workflow)
+        .await
+        .iter()
+        .map(|item| {
+            (
+                item["request_id"].as_str().unwrap_or_default().to_owned(),
+                item["instance_id"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// Every instance of a workflow as the API lists it, paging through.
+pub async fn instance_items(client: &reqwest::Client, base: &str, workflow: &str) -> Vec<Value> {
     let mut listed = Vec::new();
     let mut cursor: Option<String> = None;
     loop {
@@ -123,12 +137,7 @@ pub async fn list_instances(
             .json()
             .await
             .expect("json");
-        for item in page["items"].as_array().expect("items") {
-            listed.push((
-                item["request_id"].as_str().unwrap_or_default().to_owned(),
-                item["instance_id"].as_str().unwrap_or_default().to_owned(),
-            ));
-        }
+        listed.extend(page["items"].as_array().expect("items").iter().cloned());
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => return listed,

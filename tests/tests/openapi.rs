@@ -271,6 +271,20 @@ async fn read_routes(c: &mut Contract, app: &App, request_id: &str, instance_id:
         .await;
 }
 
+/// Each of `calls` with every fault point in `points` failing retryably (503), then
+/// permanently (500).
+async fn under_faults(c: &mut Contract, app: &App, points: &[&str], calls: &[Call<'_>]) {
+    for (kind, status) in [(ErrorKind::Retryable, 503), (ErrorKind::Permanent, 500)] {
+        for point in points {
+            app.faults.set(point, fault(kind)).expect("point");
+        }
+        for each in calls {
+            c.expect(app, *each, status).await;
+        }
+        app.faults.clear();
+    }
+}
+
 /// Every backend call failing retryably (503) and then permanently (500).
 async fn failure_routes(c: &mut Contract, app: &App, request_id: &str, instance_id: &str) {
     let def = definition();
@@ -278,29 +292,22 @@ async fn failure_routes(c: &mut Contract, app: &App, request_id: &str, instance_
         format!("/v1/requests/{request_id}"),
         format!("/v1/instances/{instance_id}"),
     );
-    for (kind, status) in [(ErrorKind::Retryable, 503), (ErrorKind::Permanent, 500)] {
-        for point in [
-            "store.get_workflow",
-            "store.put_workflow",
-            "store.get",
-            "store.get_instance",
-        ] {
-            app.faults.set(point, fault(kind)).expect("point");
-        }
-        let calls = [
-            call("/healthz", "GET", "/healthz"),
-            call(WF, "PUT", "/v1/workflows/orders").body(&def),
-            call(WF, "GET", "/v1/workflows/orders"),
-            call(INST, "POST", "/v1/workflows/orders/instances").body(START),
-            call(INST, "GET", "/v1/workflows/orders/instances"),
-            call(REQ, "GET", &request_uri),
-            call(ONE, "GET", &instance_uri),
-        ];
-        for each in calls {
-            c.expect(app, each, status).await;
-        }
-        app.faults.clear();
-    }
+    let points = [
+        "store.get_workflow",
+        "store.put_workflow",
+        "store.get",
+        "store.get_instance",
+    ];
+    let calls = [
+        call("/healthz", "GET", "/healthz"),
+        call(WF, "PUT", "/v1/workflows/orders").body(&def),
+        call(WF, "GET", "/v1/workflows/orders"),
+        call(INST, "POST", "/v1/workflows/orders/instances").body(START),
+        call(INST, "GET", "/v1/workflows/orders/instances"),
+        call(REQ, "GET", &request_uri),
+        call(ONE, "GET", &instance_uri),
+    ];
+    under_faults(c, app, &points, &calls).await;
 }
 
 /// The dead-letter routes: a listing, a dry run, a replay, their refusals and failures.
@@ -323,13 +330,8 @@ async fn dlq_routes(c: &mut Contract, app: &App) {
     c.expect(app, replay.headers(TEXT), 415).await;
     let huge = format!(r#"{{"workflow": "{}"}}"#, "x".repeat(70_000));
     c.expect(app, replay.body(&huge), 413).await;
-    for (kind, status) in [(ErrorKind::Retryable, 503), (ErrorKind::Permanent, 500)] {
-        app.faults.set("dlq.peek", fault(kind)).expect("point");
-        app.faults.set("dlq.claim", fault(kind)).expect("point");
-        c.expect(app, call(DLQ, "GET", DLQ), status).await;
-        c.expect(app, replay.body("{}"), status).await;
-        app.faults.clear();
-    }
+    let calls = [call(DLQ, "GET", DLQ), replay.body("{}")];
+    under_faults(c, app, &["dlq.peek", "dlq.claim"], &calls).await;
 }
 
 /// Schedules: put, read, list, delete, and their refusals and failures.
@@ -379,31 +381,13 @@ async fn schedule_routes(c: &mut Contract, app: &App) {
         400,
     )
     .await;
-    for (kind, status) in [(ErrorKind::Retryable, 503), (ErrorKind::Permanent, 500)] {
-        app.faults
-            .set("store.get_workflow", fault(kind))
-            .expect("point");
-        c.expect(app, put.body(body), status).await;
-        c.expect(
-            app,
-            call(ONE_S, "GET", "/v1/workflows/orders/schedules/nightly"),
-            status,
-        )
-        .await;
-        c.expect(
-            app,
-            call(ALL_S, "GET", "/v1/workflows/orders/schedules"),
-            status,
-        )
-        .await;
-        c.expect(
-            app,
-            call(ONE_S, "DELETE", "/v1/workflows/orders/schedules/nightly"),
-            status,
-        )
-        .await;
-        app.faults.clear();
-    }
+    let calls = [
+        put.body(body),
+        call(ONE_S, "GET", "/v1/workflows/orders/schedules/nightly"),
+        call(ALL_S, "GET", "/v1/workflows/orders/schedules"),
+        call(ONE_S, "DELETE", "/v1/workflows/orders/schedules/nightly"),
+    ];
+    under_faults(c, app, &["store.get_workflow"], &calls).await;
     let delete = call(ONE_S, "DELETE", "/v1/workflows/orders/schedules/nightly");
     c.expect(app, delete, 204).await;
     c.expect(app, delete, 404).await;
@@ -462,17 +446,13 @@ async fn backfill_routes(c: &mut Contract, app: &App) {
         400,
     )
     .await;
-    for (kind, status) in [(ErrorKind::Retryable, 503), (ErrorKind::Permanent, 500)] {
-        app.faults
-            .set("store.get_workflow", fault(kind))
-            .expect("point");
-        app.faults.set("backfills.get", fault(kind)).expect("point");
-        c.expect(app, post.body(dates), status).await;
-        c.expect(app, call(ONE_B, "GET", &one), status).await;
-        c.expect(app, call(CONTROL, "POST", &control("pause")), status)
-            .await;
-        app.faults.clear();
-    }
+    let pause = control("pause");
+    let calls = [
+        post.body(dates),
+        call(ONE_B, "GET", &one),
+        call(CONTROL, "POST", &pause),
+    ];
+    under_faults(c, app, &["store.get_workflow", "backfills.get"], &calls).await;
 }
 
 /// Every route that needs a caller: 401 without one, 403 without its scope, 429 over the

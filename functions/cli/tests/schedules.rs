@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
-use flowgate_tests::binary::{Server, register};
+use flowgate_tests::binary::{Server, instance_items, register};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 
