@@ -38,20 +38,8 @@ async fn two_schedulers_on_one_data_directory_fire_each_time_once() {
     assert_eq!(paused.status(), 200);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
-    let page: Value = client
-        .get(format!(
-            "{}/v1/workflows/ticks/instances?limit=100",
-            second.base
-        ))
-        .send()
-        .await
-        .expect("list")
-        .json()
-        .await
-        .expect("json");
-    let dates: Vec<&str> = page["items"]
-        .as_array()
-        .expect("items")
+    let items = instance_items(&client, &second.base, "ticks").await;
+    let dates: Vec<&str> = items
         .iter()
         .filter_map(|i| i["logical_date"].as_str())
         .collect();
