@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::task::JoinSet;
 
-type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Options of `flowgate bench`.
 #[derive(Debug, Args)]
@@ -33,6 +33,10 @@ pub struct BenchArgs {
     /// Requests whose records are read to measure accept-to-created lag.
     #[arg(long, default_value_t = 2000)]
     pub lag_sample: usize,
+    /// Instead of the accept phases: this many workflows with one schedule each, all due in
+    /// the same second; reports how long after it each fire was accepted.
+    #[arg(long)]
+    pub schedules: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -72,7 +76,7 @@ struct Phase {
     elapsed: Duration,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> u64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }
@@ -86,6 +90,9 @@ fn ms(us: u64) -> f64 {
 
 /// Runs the benchmark against `url`.
 pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result<ExitCode> {
+    if let Some(n) = args.schedules {
+        return super::bench_schedules::run(client, url, n, args.drain_timeout).await;
+    }
     let client = client.clone();
     let workflow = register(&client, url).await?;
     println!(
@@ -242,7 +249,7 @@ fn verify(accepted: &HashSet<String>, instances: &[InstanceRow]) -> bool {
     ok
 }
 
-fn num_cpus() -> usize {
+pub(crate) fn num_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)

@@ -176,7 +176,11 @@ impl Timing {
         // is recognised as already seen rather than fired a second time.
         let whole = after.with_nanosecond(0).unwrap_or(after);
         let from = (whole - chrono::Duration::hours(3)).with_timezone(&self.timezone);
-        for local in cron.iter_after(from) {
+        // Stepped by hand: croner 3.0.1's iterator advances one second past each fire and
+        // then searches exclusively, so it skips every other second of a per-second cron.
+        let mut current = from;
+        while let Ok(local) = cron.find_next_occurrence(&current, false) {
+            current = local;
             let at = local.with_timezone(&Utc);
             if at > until || out.len() >= limit {
                 break;
@@ -383,6 +387,19 @@ mod tests {
         }
         assert!(Expression::at("tomorrow").is_err());
         assert!(timezone("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn a_per_second_cron_fires_every_second() {
+        let every_second = timing(Expression::cron("* * * * * *").expect("cron"), "UTC");
+        let from = Utc.with_ymd_and_hms(2026, 3, 29, 0, 0, 0).unwrap();
+        let fires = every_second.fires(from, from + chrono::Duration::seconds(600), 10_000);
+        assert_eq!(fires.len(), 600);
+        assert!(
+            fires
+                .windows(2)
+                .all(|w| w[1] - w[0] == chrono::Duration::seconds(1))
+        );
     }
 
     #[test]

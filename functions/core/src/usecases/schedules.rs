@@ -21,6 +21,10 @@ use crate::validation::{StartBody, identifier};
 pub const NEXT_FIRES_SHOWN: usize = 5;
 /// The most fires one sweep starts for one schedule; the rest wait for the next sweep.
 pub const MAX_FIRES_PER_SWEEP: usize = 10_000;
+/// The most schedules one sweep reads; when it is full, the next sweep follows at once.
+pub const DUE_PER_SWEEP: usize = 1_000;
+/// How many schedules a sweep fires at once.
+pub const CONCURRENT_FIRES: usize = 256;
 
 /// The catch-up part of a schedule, as a client gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -319,32 +323,37 @@ impl Scheduler {
         Self { app }
     }
 
-    /// Fires every schedule due at `now`.
+    /// Fires every schedule due at `now` (at most [`DUE_PER_SWEEP`]), up to
+    /// [`CONCURRENT_FIRES`] schedules at once so that their starts share group commits.
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<FireReport, Error> {
-        let schedules = store(&self.app)?;
-        let due = schedules.due_schedules(now, 1000).await?;
+        let schedules = store(&self.app)?.clone();
+        let due = schedules.due_schedules(now, DUE_PER_SWEEP).await?;
         let mut report = FireReport {
             due: due.len(),
             ..FireReport::default()
         };
+        let mut running = tokio::task::JoinSet::new();
         for record in due {
-            if let Err(e) = self
-                .fire(schedules.as_ref(), record, now, &mut report)
-                .await
-            {
-                warn!(error = %e, "schedule sweep failed; it is retried on the next sweep");
+            if running.len() >= CONCURRENT_FIRES {
+                join_one(&mut running, &mut report).await;
             }
+            let (app, schedules) = (self.app.clone(), schedules.clone());
+            running.spawn(async move { Self::fire(&app, schedules.as_ref(), record, now).await });
+        }
+        while !running.is_empty() {
+            join_one(&mut running, &mut report).await;
         }
         Ok(report)
     }
 
+    /// Fires one schedule's due times, oldest first, and advances it.
     async fn fire(
-        &self,
+        app: &Flowgate,
         schedules: &dyn Schedules,
         record: ScheduleRecord,
         now: DateTime<Utc>,
-        report: &mut FireReport,
-    ) -> Result<(), Error> {
+    ) -> Result<FireReport, Error> {
+        let mut report = FireReport::default();
         let (timing, catchup) = record.definition.timing(record.created_at)?;
         let after = record.last_fired.unwrap_or(record.created_at);
         let due = timing.fires(after, now, MAX_FIRES_PER_SWEEP);
@@ -352,7 +361,7 @@ impl Scheduler {
         report.skipped += due.len() - chosen.len();
         let mut last_error = None;
         for fire in &chosen {
-            match self.start(&record, *fire).await {
+            match Self::start(app, &record, *fire).await {
                 Ok(()) => report.fired += 1,
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => {
@@ -379,11 +388,11 @@ impl Scheduler {
         schedules
             .put_schedule(&advanced, Some(record.version))
             .await?;
-        Ok(())
+        Ok(report)
     }
 
     async fn start(
-        &self,
+        app: &Flowgate,
         record: &ScheduleRecord,
         logical_date: DateTime<Utc>,
     ) -> Result<(), Error> {
@@ -408,7 +417,7 @@ impl Scheduler {
                 ),
             },
         );
-        match self.app.start_instance(request).await {
+        match app.start_instance(request).await {
             Ok(_) => Ok(()),
             // Another path (a backfill, another schedule) already started this date.
             Err(Error::KeyReused { .. }) => Ok(()),
@@ -421,13 +430,17 @@ impl Scheduler {
     pub async fn run(self, tick: Duration, mut shutdown: tokio::sync::watch::Receiver<bool>) {
         let backfills = super::BackfillRunner::new(self.app.clone());
         while !*shutdown.borrow() {
+            let mut more_due = false;
             if self.app.schedules.is_some() {
-                self.sweep_and_log().await;
+                more_due = self.sweep_and_log().await;
             }
             if self.app.backfills.is_some()
                 && let Err(e) = backfills.step(tick).await
             {
                 warn!(error = %e, "backfill step failed");
+            }
+            if more_due {
+                continue;
             }
             tokio::select! {
                 _ = tokio::time::sleep(tick) => {}
@@ -436,19 +449,45 @@ impl Scheduler {
         }
     }
 
-    async fn sweep_and_log(&self) {
+    /// One sweep, logged; true when it was full, so more schedules may be due already.
+    async fn sweep_and_log(&self) -> bool {
         match self.sweep(Utc::now()).await {
-            Ok(r) if r.fired + r.failed + r.skipped > 0 => {
-                info!(
-                    stage = "scheduled",
-                    fired = r.fired,
-                    skipped = r.skipped,
-                    failed = r.failed,
-                    "scheduler sweep"
-                );
+            Ok(r) => {
+                if r.fired + r.failed + r.skipped > 0 {
+                    info!(
+                        stage = "scheduled",
+                        fired = r.fired,
+                        skipped = r.skipped,
+                        failed = r.failed,
+                        "scheduler sweep"
+                    );
+                }
+                r.due >= DUE_PER_SWEEP
             }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "scheduler sweep failed"),
+            Err(e) => {
+                warn!(error = %e, "scheduler sweep failed");
+                false
+            }
         }
+    }
+}
+
+/// Waits for one schedule's fire and adds it to the sweep's report. A schedule that
+/// failed is retried on the next sweep: it was not advanced.
+async fn join_one(
+    running: &mut tokio::task::JoinSet<Result<FireReport, Error>>,
+    report: &mut FireReport,
+) {
+    match running.join_next().await {
+        Some(Ok(Ok(one))) => {
+            report.fired += one.fired;
+            report.skipped += one.skipped;
+            report.failed += one.failed;
+        }
+        Some(Ok(Err(e))) => {
+            warn!(error = %e, "schedule fire failed; it is retried on the next sweep")
+        }
+        Some(Err(e)) => warn!(error = %e, "schedule fire task ended abnormally"),
+        None => {}
     }
 }
