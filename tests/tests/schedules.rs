@@ -218,10 +218,28 @@ async fn a_duplicate_fire_is_an_idempotent_replay() {
     assert_eq!(first.record.status, RequestStatus::Accepted);
 }
 
+/// Makes the `orders` schedule `id` look as if its scheduler last ran at `down`.
+async fn down_since(app: &App, id: &str, down: chrono::DateTime<Utc>) {
+    let schedules: std::sync::Arc<dyn Schedules> = app.raw_store_schedules();
+    let mut record = schedules
+        .get_schedule("default", "orders", id)
+        .await
+        .expect("read")
+        .expect("there");
+    record.last_fired = Some(down);
+    record.next_due = Some(down);
+    record.version += 1;
+    assert!(
+        schedules
+            .put_schedule(&record, Some(record.version - 1))
+            .await
+            .expect("put")
+    );
+}
+
 #[tokio::test]
 async fn catch_up_after_downtime_follows_the_policy() {
     let app = app().await;
-    let schedules: std::sync::Arc<dyn Schedules> = app.raw_store_schedules();
     for (id, policy, fewest, most) in [
         ("all", "all", 10usize, 11usize),
         ("latest", "latest", 1, 2),
@@ -237,21 +255,7 @@ async fn catch_up_after_downtime_follows_the_policy() {
             201
         );
         // Ten minutes of downtime: the scheduler last ran ten and a half minutes ago.
-        let mut record = schedules
-            .get_schedule("default", "orders", id)
-            .await
-            .expect("read")
-            .expect("there");
-        let down = Utc::now() - chrono::Duration::seconds(630);
-        record.last_fired = Some(down);
-        record.next_due = Some(down);
-        record.version += 1;
-        assert!(
-            schedules
-                .put_schedule(&record, Some(record.version - 1))
-                .await
-                .expect("put")
-        );
+        down_since(&app, id, Utc::now() - chrono::Duration::seconds(630)).await;
         let report = Scheduler::new(app.flowgate.clone())
             .sweep(Utc::now())
             .await
@@ -290,23 +294,8 @@ async fn a_per_second_schedule_catches_up_every_missed_second_once() {
             .status,
         201
     );
-    let schedules: std::sync::Arc<dyn Schedules> = app.raw_store_schedules();
-    let mut record = schedules
-        .get_schedule("default", "orders", "nightly")
-        .await
-        .expect("read")
-        .expect("there");
     let now = Utc::now();
-    let down = now - chrono::Duration::seconds(downtime);
-    record.last_fired = Some(down);
-    record.next_due = Some(down);
-    record.version += 1;
-    assert!(
-        schedules
-            .put_schedule(&record, Some(record.version - 1))
-            .await
-            .expect("put")
-    );
+    down_since(&app, "nightly", now - chrono::Duration::seconds(downtime)).await;
     let _consumer = app.start_consumer();
     let started = std::time::Instant::now();
     let report = Scheduler::new(app.flowgate.clone())
