@@ -449,7 +449,7 @@ impl Scheduler {
         }
     }
 
-    /// One sweep, logged; true when it was full, so more schedules may be due already.
+    /// One sweep, logged; true when it was full and fired, so more may be due already.
     async fn sweep_and_log(&self) -> bool {
         match self.sweep(Utc::now()).await {
             Ok(r) => {
@@ -462,7 +462,9 @@ impl Scheduler {
                         "scheduler sweep"
                     );
                 }
-                r.due >= DUE_PER_SWEEP
+                // Only a full sweep that got somewhere goes again at once: one whose fires
+                // all failed (a store that is down) waits for the tick.
+                r.due >= DUE_PER_SWEEP && r.fired + r.skipped + r.failed > 0
             }
             Err(e) => {
                 warn!(error = %e, "scheduler sweep failed");
