@@ -64,6 +64,7 @@ macro_rules! conformance_tests {
     (@list [$($attr:tt)*] $make:expr) => {
         $crate::conformance_tests!(@each [$($attr)*] $make;
             workflow_upsert_and_read,
+            ds_codes_find_one_workflow_per_tenant,
             create_request_is_conditional,
             outbox_commits_with_the_record_or_not_at_all,
             concurrent_creates_have_one_winner,
@@ -107,6 +108,8 @@ fn workflow(tenant: &str, code: &str, online: bool) -> Workflow {
         version: 0,
         created_at: now,
         updated_at: now,
+        ds_code: None,
+        ds_project_code: None,
     }
 }
 
@@ -144,6 +147,53 @@ pub async fn workflow_upsert_and_read(s: Subject) {
             .is_none(),
         "tenant scoped"
     );
+}
+
+/// A workflow is found by its DolphinScheduler code within its tenant only; a code the
+/// workflow drops no longer finds it and is free for another; a code another workflow
+/// carries cannot be taken.
+pub async fn ds_codes_find_one_workflow_per_tenant(s: Subject) {
+    let t = tenant();
+    let ds = i64::from(fastrand::u32(1..u32::MAX));
+    let mut orders = workflow(&t, "orders", true);
+    orders.ds_code = Some(ds);
+    orders.ds_project_code = Some(7);
+    s.store.put_workflow(&orders).await.unwrap();
+    let found = s.store.workflow_by_ds_code(&t, ds).await.unwrap().unwrap();
+    assert_eq!(
+        (found.code.as_str(), found.ds_project_code),
+        ("orders", Some(7))
+    );
+    assert!(
+        s.store
+            .workflow_by_ds_code(&tenant(), ds)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let mut taker = workflow(&t, "taker", true);
+    taker.ds_code = Some(ds);
+    assert!(
+        s.store.put_workflow(&taker).await.is_err(),
+        "a carried code is taken"
+    );
+    let found = s.store.workflow_by_ds_code(&t, ds).await.unwrap().unwrap();
+    assert_eq!(found.code, "orders");
+
+    orders.ds_code = Some(ds + 1);
+    s.store.put_workflow(&orders).await.unwrap();
+    assert!(s.store.workflow_by_ds_code(&t, ds).await.unwrap().is_none());
+    let found = s
+        .store
+        .workflow_by_ds_code(&t, ds + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.code, "orders");
+    s.store.put_workflow(&taker).await.unwrap();
+    let found = s.store.workflow_by_ds_code(&t, ds).await.unwrap().unwrap();
+    assert_eq!(found.code, "taker", "a dropped code is free");
 }
 
 /// A second create of the same request id fails with the first record, unchanged.

@@ -66,6 +66,7 @@ pub fn record(tenant: &str, workflow: &str, accepted_at: DateTime<Utc>) -> Reque
         logical_date: None,
         schedule_id: None,
         backfill_id: None,
+        options: Default::default(),
     };
     RequestRecord {
         tenant: tenant.to_owned(),

@@ -26,6 +26,8 @@ use crate::items::{
     request_key, stamp, workflow_key,
 };
 
+mod ds_codes;
+
 type Item = HashMap<String, AttributeValue>;
 
 /// How often an optimistic read-modify-write is retried when it races.
@@ -161,6 +163,15 @@ impl DynamoStore {
 
     /// Puts `item` if the stored version is still `expected` (or absent, for `None`).
     /// Answers false when another writer got there first.
+    /// Reads a workflow definition.
+    async fn workflow(&self, tenant: &str, code: &str) -> Result<Option<Workflow>, BackendError> {
+        const OP: &str = "store.get_workflow";
+        match self.get(OP, workflow_key(tenant, code), "WF").await? {
+            None => Ok(None),
+            Some(item) => Ok(Some(from_item::<WorkflowItem>(OP, item)?.into_workflow())),
+        }
+    }
+
     async fn put_versioned(
         &self,
         op: &'static str,
@@ -190,25 +201,28 @@ impl DynamoStore {
 impl Store for DynamoStore {
     async fn put_workflow(&self, workflow: &Workflow) -> Result<Upsert, BackendError> {
         const OP: &str = "store.put_workflow";
+        let (tenant, code) = (&workflow.tenant, &workflow.code);
+        if let Some(ds_code) = workflow.ds_code {
+            self.claim_ds_code(tenant, code, ds_code).await?;
+        }
         for _ in 0..MAX_RACES {
-            let current = self
-                .get(OP, workflow_key(&workflow.tenant, &workflow.code), "WF")
-                .await?;
-            let (expected, version, created_at, upsert) = match current {
+            let old = self.workflow(tenant, code).await?;
+            let (expected, version, created_at, upsert) = match &old {
                 None => (None, 1, workflow.created_at, Upsert::Created),
-                Some(item) => {
-                    let old: WorkflowItem = from_item(OP, item)?;
-                    let old = old.into_workflow();
-                    (
-                        Some(old.version),
-                        old.version + 1,
-                        old.created_at,
-                        Upsert::Updated,
-                    )
-                }
+                Some(old) => (
+                    Some(old.version),
+                    old.version + 1,
+                    old.created_at,
+                    Upsert::Updated,
+                ),
             };
             let item = to_item(OP, &WorkflowItem::new(workflow, version, created_at))?;
             if self.put_versioned(OP, item, expected).await? {
+                if let Some(dropped) = old.and_then(|o| o.ds_code)
+                    && workflow.ds_code != Some(dropped)
+                {
+                    self.release_ds_code(tenant, code, dropped).await?;
+                }
                 return Ok(upsert);
             }
         }
@@ -223,11 +237,15 @@ impl Store for DynamoStore {
         tenant: &str,
         code: &str,
     ) -> Result<Option<Workflow>, BackendError> {
-        const OP: &str = "store.get_workflow";
-        match self.get(OP, workflow_key(tenant, code), "WF").await? {
-            None => Ok(None),
-            Some(item) => Ok(Some(from_item::<WorkflowItem>(OP, item)?.into_workflow())),
-        }
+        self.workflow(tenant, code).await
+    }
+
+    async fn workflow_by_ds_code(
+        &self,
+        tenant: &str,
+        ds_code: i64,
+    ) -> Result<Option<Workflow>, BackendError> {
+        self.find_by_ds_code(tenant, ds_code).await
     }
 
     async fn create_request(

@@ -31,6 +31,11 @@ pub fn workflow_key(tenant: &str, code: &str) -> String {
     format!("T#{tenant}#WF#{code}")
 }
 
+/// The key of the alias item that names the workflow carrying a DolphinScheduler code.
+pub fn ds_alias_key(tenant: &str, ds_code: i64) -> String {
+    format!("T#{tenant}#DS#{ds_code}")
+}
+
 /// The key of a request item.
 pub fn request_key(tenant: &str, request_id: &str) -> String {
     format!("T#{tenant}#R#{request_id}")
@@ -65,6 +70,10 @@ pub struct WorkflowItem {
     pub version: u64,
     pub created_at: String,
     pub updated_at: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ds_code: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ds_project_code: Option<i64>,
 }
 
 impl WorkflowItem {
@@ -80,6 +89,8 @@ impl WorkflowItem {
             version,
             created_at: stamp(created_at),
             updated_at: stamp(w.updated_at),
+            ds_code: w.ds_code,
+            ds_project_code: w.ds_project_code,
         }
     }
 
@@ -93,6 +104,8 @@ impl WorkflowItem {
             version: self.version,
             created_at: parse(&self.created_at),
             updated_at: parse(&self.updated_at),
+            ds_code: self.ds_code,
+            ds_project_code: self.ds_project_code,
         }
     }
 }
@@ -180,6 +193,7 @@ impl RequestItem {
                     logical_date: None,
                     schedule_id: None,
                     backfill_id: None,
+                    options: Default::default(),
                 }
             }),
             status: self.status,
@@ -316,6 +330,7 @@ mod tests {
                 logical_date: None,
                 schedule_id: None,
                 backfill_id: None,
+                options: Default::default(),
             },
             status: RequestStatus::Accepted,
             attempts: 0,

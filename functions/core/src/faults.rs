@@ -227,6 +227,18 @@ impl Store for FaultyStore {
             .guard("store.get_workflow", self.inner.get_workflow(t, c))
             .await
     }
+    async fn workflow_by_ds_code(
+        &self,
+        t: &str,
+        ds: i64,
+    ) -> Result<Option<Workflow>, BackendError> {
+        self.plan
+            .guard(
+                "store.workflow_by_ds_code",
+                self.inner.workflow_by_ds_code(t, ds),
+            )
+            .await
+    }
     async fn create_request(
         &self,
         r: &RequestRecord,

@@ -84,6 +84,7 @@ mod tests {
             logical_date: None,
             schedule_id: None,
             backfill_id: None,
+            options: Default::default(),
         }
     }
 

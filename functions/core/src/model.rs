@@ -1,5 +1,7 @@
 //! Domain types: workflows, start requests, their records and history, instances.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -22,6 +24,14 @@ pub struct Workflow {
     pub params_schema: Value,
     /// Incremented on every update; keys the compiled-schema cache.
     pub version: u64,
+    /// Its numeric DolphinScheduler definition code, unique per tenant: what the
+    /// DolphinScheduler door's `processDefinitionCode` names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ds_code: Option<i64>,
+    /// The DolphinScheduler project it belongs to; when set, the door answers only under
+    /// that project's path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ds_project_code: Option<i64>,
     /// When the workflow was first registered.
     pub created_at: DateTime<Utc>,
     /// When the workflow was last changed.
@@ -176,6 +186,10 @@ pub struct StartSpec {
     /// The backfill whose date asked for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backfill_id: Option<String>,
+    /// Run options that Flowgate keeps but does not act on, such as a DolphinScheduler
+    /// caller's `failureStrategy` or `workerGroup`: stored so that nothing sent is lost.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 /// The durable record of a start request, the source of truth for its outcome.

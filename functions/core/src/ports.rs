@@ -78,6 +78,13 @@ pub trait Store: Send + Sync + 'static {
         code: &str,
     ) -> Result<Option<Workflow>, BackendError>;
 
+    /// Reads the workflow whose `ds_code` is `ds_code`.
+    async fn workflow_by_ds_code(
+        &self,
+        tenant: &str,
+        ds_code: i64,
+    ) -> Result<Option<Workflow>, BackendError>;
+
     /// Creates a request record if no record with its (tenant, request_id) exists.
     /// Fails with [`StoreError::AlreadyExists`] carrying the existing record otherwise.
     ///

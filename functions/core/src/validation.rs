@@ -147,6 +147,7 @@ impl StartBody {
             logical_date: None,
             schedule_id: None,
             backfill_id: None,
+            options: Default::default(),
         })
     }
 }
@@ -217,6 +218,12 @@ pub struct WorkflowBody {
     pub online: bool,
     /// JSON Schema for the start params.
     pub params_schema: Value,
+    /// Its numeric DolphinScheduler definition code (a positive integer, unique per tenant).
+    #[serde(default)]
+    pub ds_code: Option<i64>,
+    /// The DolphinScheduler project code it answers under (a positive integer).
+    #[serde(default)]
+    pub ds_project_code: Option<i64>,
 }
 
 fn default_online() -> bool {
@@ -232,6 +239,14 @@ impl WorkflowBody {
         }
         if name.chars().any(char::is_control) {
             return Err(Error::invalid("/name", "must not hold control characters"));
+        }
+        for (pointer, code) in [
+            ("/ds_code", self.ds_code),
+            ("/ds_project_code", self.ds_project_code),
+        ] {
+            if code.is_some_and(|c| c <= 0) {
+                return Err(Error::invalid(pointer, "must be a positive integer"));
+            }
         }
         crate::schemas::compile(&self.params_schema).map_err(|reason| Error::Invalid {
             detail: "params_schema is not a valid JSON Schema".into(),

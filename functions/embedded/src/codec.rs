@@ -28,8 +28,8 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, col: usize) -> rusqlite::
 }
 
 /// Columns of `workflows`, in the order [`workflow`] reads them.
-pub const WORKFLOW_COLS: &str =
-    "tenant, code, name, online, params_schema, version, created_at, updated_at";
+pub const WORKFLOW_COLS: &str = "tenant, code, name, online, params_schema, version, created_at, updated_at, ds_code, \
+     ds_project_code";
 
 /// Reads a `workflows` row.
 pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
@@ -42,6 +42,8 @@ pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
         version: row.get::<_, i64>(5)? as u64,
         created_at: time(row.get(6)?),
         updated_at: time(row.get(7)?),
+        ds_code: row.get(8)?,
+        ds_project_code: row.get(9)?,
     })
 }
 

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -122,6 +122,13 @@ CREATE TABLE backfills (
 CREATE INDEX backfills_running ON backfills (created_at) WHERE state = 'running';
 "#;
 
+/// A workflow's DolphinScheduler codes: the definition code is unique per tenant.
+const V5: &str = r#"
+ALTER TABLE workflows ADD COLUMN ds_code INTEGER;
+ALTER TABLE workflows ADD COLUMN ds_project_code INTEGER;
+CREATE UNIQUE INDEX workflows_by_ds_code ON workflows (tenant, ds_code) WHERE ds_code IS NOT NULL;
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -145,7 +152,7 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
              {SCHEMA_VERSION}: upgrade flowgate"
         )));
     }
-    for (step, sql) in [(1, V1), (2, V2), (3, V3), (4, V4)] {
+    for (step, sql) in [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)] {
         if version < step {
             conn.execute_batch(sql)?;
             conn.pragma_update(None, "user_version", step)?;

@@ -69,10 +69,12 @@ impl Store for Embedded {
                     .exists(params![w.tenant, w.code])?;
                 conn.prepare_cached(
                     "INSERT INTO workflows (tenant, code, name, online, params_schema, version, \
-                     created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6) \
+                     created_at, updated_at, ds_code, ds_project_code) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?7, ?8) \
                      ON CONFLICT (tenant, code) DO UPDATE SET name = excluded.name, \
                      online = excluded.online, params_schema = excluded.params_schema, \
-                     version = version + 1, updated_at = excluded.updated_at",
+                     version = version + 1, updated_at = excluded.updated_at, \
+                     ds_code = excluded.ds_code, ds_project_code = excluded.ds_project_code",
                 )?
                 .execute(params![
                     w.tenant,
@@ -80,7 +82,9 @@ impl Store for Embedded {
                     w.name,
                     w.online,
                     schema,
-                    micros(w.updated_at)
+                    micros(w.updated_at),
+                    w.ds_code,
+                    w.ds_project_code,
                 ])?;
                 Ok(if exists {
                     Upsert::Updated
@@ -109,6 +113,25 @@ impl Store for Embedded {
             })
             .await
             .map_err(|e| e.into_backend("store.get_workflow"))
+    }
+
+    async fn workflow_by_ds_code(
+        &self,
+        tenant: &str,
+        ds_code: i64,
+    ) -> Result<Option<Workflow>, BackendError> {
+        let tenant = tenant.to_owned();
+        self.db
+            .read(move |conn| {
+                let sql = format!(
+                    "SELECT {WORKFLOW_COLS} FROM workflows WHERE tenant = ?1 AND ds_code = ?2"
+                );
+                conn.prepare_cached(&sql)?
+                    .query_row(params![tenant, ds_code], codec::workflow)
+                    .optional()
+            })
+            .await
+            .map_err(|e| e.into_backend("store.workflow_by_ds_code"))
     }
 
     async fn create_request(

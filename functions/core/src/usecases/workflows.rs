@@ -31,9 +31,12 @@ impl Flowgate {
             online: body.online,
             params_schema: body.params_schema,
             version: 0,
+            ds_code: body.ds_code,
+            ds_project_code: body.ds_project_code,
             created_at: now,
             updated_at: now,
         };
+        self.check_ds_code_free(&workflow).await?;
         let upsert = self.store.put_workflow(&workflow).await?;
         // Read back so the response carries the stored version and original created_at.
         if let Some(stored) = self.store.get_workflow(tenant, code).await? {
@@ -46,6 +49,32 @@ impl Flowgate {
             "workflow saved"
         );
         Ok((upsert, workflow))
+    }
+
+    /// Refuses a DolphinScheduler code that another workflow of the tenant already has.
+    async fn check_ds_code_free(&self, workflow: &Workflow) -> Result<(), Error> {
+        let Some(ds_code) = workflow.ds_code else {
+            return Ok(());
+        };
+        match self
+            .store
+            .workflow_by_ds_code(&workflow.tenant, ds_code)
+            .await?
+        {
+            Some(other) if other.code != workflow.code => Err(Error::Conflict(format!(
+                "ds_code {ds_code} already names workflow {}",
+                other.code
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads the workflow that a DolphinScheduler definition code names.
+    pub async fn workflow_by_ds_code(&self, tenant: &str, ds_code: i64) -> Result<Workflow, Error> {
+        self.store
+            .workflow_by_ds_code(tenant, ds_code)
+            .await?
+            .ok_or_else(|| Error::WorkflowNotFound(ds_code.to_string()))
     }
 
     /// Reads a workflow definition.
