@@ -195,7 +195,10 @@ impl App {
         body: Option<&str>,
     ) -> Reply {
         let mut builder = Request::builder().method(method).uri(uri);
-        if body.is_some() {
+        let typed = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if body.is_some() && !typed {
             builder = builder.header("content-type", "application/json");
         }
         for (k, v) in headers {
@@ -247,6 +250,23 @@ impl App {
             )
             .await;
         assert!(reply.status.is_success(), "{}", reply.body);
+    }
+
+    /// Steps a backfill runner until backfill `id` is done (or 20 s pass); its final view.
+    pub async fn run_backfill(&self, id: &str) -> Value {
+        let runner = flowgate_core::usecases::BackfillRunner::new(self.flowgate.clone());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            runner.step(Duration::from_millis(50)).await.expect("step");
+            let view = self
+                .call("GET", &format!("/v1/backfills/{id}"), &[], None)
+                .await
+                .body;
+            if view["state"] != "running" || tokio::time::Instant::now() > deadline {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     /// Polls a request until it leaves `ACCEPTED` (or 10 s pass); returns its view.

@@ -16,23 +16,6 @@ async fn app() -> App {
     app
 }
 
-/// Steps the runner until the backfill is done (or 20 s pass); its final view.
-async fn run_to_end(app: &App, id: &str) -> Value {
-    let runner = BackfillRunner::new(app.flowgate.clone());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        runner.step(Duration::from_millis(50)).await.expect("step");
-        let view = app
-            .call("GET", &format!("/v1/backfills/{id}"), &[], None)
-            .await
-            .body;
-        if view["state"] != "running" || tokio::time::Instant::now() > deadline {
-            return view;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_dry_run_lists_the_dates_of_a_range_and_changes_nothing() {
     let app = app().await;
@@ -141,7 +124,7 @@ async fn a_backfill_creates_one_instance_per_date_and_skips_dates_that_have_one(
         reply.body
     );
     let id = reply.body["backfill_id"].as_str().expect("id").to_owned();
-    let done = run_to_end(&app, &id).await;
+    let done = app.run_backfill(&id).await;
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(
         (
@@ -157,7 +140,9 @@ async fn a_backfill_creates_one_instance_per_date_and_skips_dates_that_have_one(
 
     // Running it again starts nothing: every date has its instance.
     let again = app.call("POST", B, &[], Some(&body.to_string())).await;
-    let second = run_to_end(&app, again.body["backfill_id"].as_str().expect("id")).await;
+    let second = app
+        .run_backfill(again.body["backfill_id"].as_str().expect("id"))
+        .await;
     assert_eq!(
         (second["created"].as_u64(), second["skipped"].as_u64()),
         (Some(0), Some(10)),
@@ -168,7 +153,9 @@ async fn a_backfill_creates_one_instance_per_date_and_skips_dates_that_have_one(
     let mut reprocess = body.clone();
     reprocess["reprocess"] = json!(true);
     let third = app.call("POST", B, &[], Some(&reprocess.to_string())).await;
-    let third = run_to_end(&app, third.body["backfill_id"].as_str().expect("id")).await;
+    let third = app
+        .run_backfill(third.body["backfill_id"].as_str().expect("id"))
+        .await;
     assert_eq!(third["created"].as_u64(), Some(10), "{third}");
     let listed = app
         .call("GET", "/v1/workflows/orders/instances?limit=100", &[], None)

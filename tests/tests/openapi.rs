@@ -455,6 +455,104 @@ async fn backfill_routes(c: &mut Contract, app: &App) {
     under_faults(c, app, &["store.get_workflow", "backfills.get"], &calls).await;
 }
 
+/// The DolphinScheduler door on both paths: a start, a complement, each DolphinScheduler
+/// code, a malformed call, an oversized form, and backend failures.
+async fn dolphin_routes(c: &mut Contract, app: &App) {
+    const V31: &str = "/dolphinscheduler/projects/{projectCode}/executors/start-process-instance";
+    const V33: &str = "/dolphinscheduler/projects/{projectCode}/executors/start-workflow-instance";
+    const FORM: &[(&str, &str)] = &[("content-type", "application/x-www-form-urlencoded")];
+    for (code, online, ds) in [("ds-orders", true, 9001), ("ds-offline", false, 9002)] {
+        let body = json!({"name": code, "online": online, "params_schema": {"type": "object"},
+            "ds_code": ds, "ds_project_code": 77});
+        c.expect(
+            app,
+            call(WF, "PUT", &format!("/v1/workflows/{code}")).body(&body.to_string()),
+            201,
+        )
+        .await;
+    }
+    let v31 = call(
+        V31,
+        "POST",
+        "/dolphinscheduler/projects/77/executors/start-process-instance",
+    )
+    .headers(FORM);
+    let envelope = |reply: &Reply, code: i64| {
+        assert_eq!(reply.body["code"], code, "{}", reply.body);
+    };
+    let started = c
+        .expect(
+            app,
+            v31.body("processDefinitionCode=9001&failureStrategy=CONTINUE"),
+            200,
+        )
+        .await;
+    envelope(&started, 0);
+    let complement = concat!(
+        "processDefinitionCode=9001&execType=COMPLEMENT_DATA&scheduleTime=",
+        "%7B%22complementScheduleDateList%22%3A%222024-01-01%2000%3A00%3A00%22%7D"
+    );
+    envelope(&c.expect(app, v31.body(complement), 200).await, 0);
+    let v33 = concat!(
+        "/dolphinscheduler/projects/77/executors/start-workflow-instance",
+        "?workflowDefinitionCode=9001&workflowInstancePriority=HIGH"
+    );
+    envelope(&c.expect(app, call(V33, "POST", v33), 200).await, 0);
+    for (form, code) in [
+        ("processDefinitionCode=9999", 50003),
+        ("processDefinitionCode=9002", 50004),
+    ] {
+        envelope(&c.expect(app, v31.body(form), 200).await, code);
+    }
+    let elsewhere = concat!(
+        "/dolphinscheduler/projects/78/executors/start-workflow-instance",
+        "?workflowDefinitionCode=9001"
+    );
+    envelope(
+        &c.expect(app, call(V33, "POST", elsewhere), 200).await,
+        50003,
+    );
+    let v33 = call(
+        V33,
+        "POST",
+        "/dolphinscheduler/projects/77/executors/start-workflow-instance",
+    )
+    .headers(FORM);
+    let big = format!(
+        "processDefinitionCode=9001&startParams={}",
+        "x".repeat(70_000)
+    );
+    let taken = json!({"name": "dup", "ds_code": 9001, "params_schema": {}});
+    c.expect(
+        app,
+        call(WF, "PUT", "/v1/workflows/ds-dup").body(&taken.to_string()),
+        409,
+    )
+    .await;
+    let long_uris = [V31, V33].map(|t| {
+        let path = t.replace("{projectCode}", "77");
+        format!(
+            "{path}?processDefinitionCode=9001&startParams={}",
+            "x".repeat(40_000)
+        )
+    });
+    for (template, uri) in [V31, V33].iter().zip(&long_uris) {
+        envelope(
+            &c.expect(app, call(template, "POST", uri), 414).await,
+            10001,
+        );
+    }
+    for door in [v31, v33] {
+        envelope(
+            &c.expect(app, door.body("failureStrategy=END"), 400).await,
+            10001,
+        );
+        envelope(&c.expect(app, door.body(&big), 413).await, 10001);
+        let calls = [door.body("processDefinitionCode=9001")];
+        under_faults(c, app, &["store.workflow_by_ds_code"], &calls).await;
+    }
+}
+
 /// Every route that needs a caller: 401 without one, 403 without its scope, 429 over the
 /// rate limit.
 async fn access_routes(c: &mut Contract, app: &App) {
@@ -471,7 +569,8 @@ async fn access_routes(c: &mut Contract, app: &App) {
             .replace("{request_id}", "r-1")
             .replace("{instance_id}", "i-1")
             .replace("{id}", "s-1")
-            .replace("{action}", "pause");
+            .replace("{action}", "pause")
+            .replace("{projectCode}", "77");
         let method = method.to_ascii_uppercase();
         let body = (method != "GET").then_some("{}");
         let reply = app.call_by(None, &method, &uri, &[], body).await;
@@ -518,6 +617,7 @@ async fn the_document_matches_the_api_in_both_directions() {
     dlq_routes(&mut c, &app).await;
     schedule_routes(&mut c, &app).await;
     backfill_routes(&mut c, &app).await;
+    dolphin_routes(&mut c, &app).await;
     access_routes(&mut c, &app).await;
     let documented = c.documented();
     let never_produced: Vec<_> = documented.difference(&c.covered).collect();

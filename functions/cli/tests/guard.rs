@@ -245,3 +245,76 @@ async fn tokens_decide_the_tenant_and_scopes_and_revocation_takes_hold() {
     assert_eq!(revoked.status(), 401, "a revoked token stops working");
     assert!(server.terminate().await.success());
 }
+
+/// A DolphinScheduler client sends its token in the `token` header: the token decides the
+/// tenant; a missing or bad one is a 401 with no envelope, as DolphinScheduler answers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dolphinscheduler_door_takes_the_token_header() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = reqwest::Client::new();
+    let server = Server::start(BIN, dir.path(), &[], &[]);
+    server.wait_healthy(&client).await;
+    let base = server.base.clone();
+    let token_of = |tenant: &str| {
+        let made = tokens(
+            dir.path(),
+            &["create", "--tenant", tenant, "--scope", "start,admin"],
+        );
+        String::from_utf8_lossy(&made.stdout).trim().to_owned()
+    };
+    let (acme, other) = (token_of("acme"), token_of("other"));
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let def = json!({"name": "etl", "ds_code": 90210, "params_schema": {"type": "object"}});
+    let put = client
+        .put(format!("{base}/v1/workflows/etl"))
+        .header("token", &acme)
+        .json(&def)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 201);
+
+    let door = format!("{base}/dolphinscheduler/projects/1/executors/start-process-instance");
+    // As DolphinScheduler's UI posts it.
+    let form = "processDefinitionCode=90210&failureStrategy=END&warningType=NONE";
+    let call = |token: Option<&str>| {
+        let mut request = client
+            .post(&door)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form);
+        if let Some(token) = token {
+            request = request.header("token", token);
+        }
+        request.send()
+    };
+    let started = call(Some(&acme)).await.expect("post");
+    assert_eq!(started.status(), 200);
+    let body: serde_json::Value = started.json().await.expect("json");
+    assert_eq!(body["code"], 0, "{body}");
+    let id = body["data"][0].as_str().expect("a request id").to_owned();
+    let view = client
+        .get(format!("{base}/v1/requests/{id}"))
+        .header("token", &acme)
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(view.status(), 200, "the caller can track what it started");
+
+    let theirs: serde_json::Value = call(Some(&other))
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        theirs["code"], 50003,
+        "another tenant's definition does not exist: {theirs}"
+    );
+    for token in [None, Some("fgt_not_a_token")] {
+        let refused = call(token).await.expect("post");
+        assert_eq!(refused.status(), 401);
+        let body: serde_json::Value = refused.json().await.expect("json");
+        assert!(body.get("code").is_none(), "no envelope: {body}");
+    }
+    assert!(server.terminate().await.success());
+}

@@ -26,6 +26,7 @@ pub const FAULTS_ENV: &str = "FLOWGATE_FAULTS";
 pub const POINTS: &[(&str, &str)] = &[
     ("store.put_workflow", "Store::put_workflow"),
     ("store.get_workflow", "Store::get_workflow"),
+    ("store.workflow_by_ds_code", "Store::workflow_by_ds_code"),
     (
         "store.put",
         "Store::create_request (the API's conditional put)",

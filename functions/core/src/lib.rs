@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod dead_reason;
+pub mod dolphin;
 pub mod error;
 #[cfg(feature = "faults")]
 pub mod faults;

@@ -407,6 +407,9 @@ pub struct BackfillRecord {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// Their priority.
     pub priority: crate::model::Priority,
+    /// Run options kept with each date's request.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub options: std::collections::BTreeMap<String, String>,
     /// Key each date by (backfill, date), so that dates that already have an instance get
     /// another.
     pub reprocess: bool,

@@ -219,10 +219,10 @@ pub struct WorkflowBody {
     /// JSON Schema for the start params.
     pub params_schema: Value,
     /// Its numeric DolphinScheduler definition code (a positive integer, unique per tenant).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub ds_code: Option<i64>,
     /// The DolphinScheduler project code it answers under (a positive integer).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     pub ds_project_code: Option<i64>,
 }
 

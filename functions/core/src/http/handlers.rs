@@ -102,6 +102,7 @@ pub async fn start_instance(
             idempotency_key,
             wait: wait.map(Duration::from_secs),
             origin: None,
+            options: Default::default(),
         })
         .await?;
     Ok(start_response(outcome, wait))
@@ -166,7 +167,10 @@ struct RequestView<'a> {
     schedule_time: Option<chrono::DateTime<chrono::Utc>>,
     logical_date: Option<chrono::DateTime<chrono::Utc>>,
     schedule_id: &'a Option<String>,
+    backfill_id: &'a Option<String>,
     params: &'a serde_json::Map<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    options: &'a std::collections::BTreeMap<String, String>,
     accepted_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
     history: &'a [crate::model::HistoryEvent],
@@ -186,7 +190,9 @@ impl<'a> From<&'a RequestRecord> for RequestView<'a> {
             schedule_time: r.spec.schedule_time,
             logical_date: r.spec.logical_date,
             schedule_id: &r.spec.schedule_id,
+            backfill_id: &r.spec.backfill_id,
             params: &r.spec.params,
+            options: &r.spec.options,
             accepted_at: r.accepted_at,
             updated_at: r.updated_at,
             history: &r.history,

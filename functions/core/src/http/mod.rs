@@ -1,5 +1,6 @@
 //! The HTTP API: one axum router served by every host (`flowgate serve`, the cloud function).
 
+mod dolphin;
 mod extract;
 mod guard;
 mod handlers;
@@ -62,6 +63,14 @@ fn routes() -> Router<Flowgate> {
         )
         .route("/v1/requests/{request_id}", get(handlers::get_request))
         .route("/v1/instances/{instance_id}", get(handlers::get_instance))
+        .route(
+            "/dolphinscheduler/projects/{projectCode}/executors/start-process-instance",
+            post(dolphin::start),
+        )
+        .route(
+            "/dolphinscheduler/projects/{projectCode}/executors/start-workflow-instance",
+            post(dolphin::start),
+        )
         .route("/v1/dlq", get(handlers::list_dlq))
         .route("/v1/dlq/replay", post(handlers::replay_dlq))
         .fallback(handlers::no_route)

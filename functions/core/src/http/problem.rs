@@ -112,7 +112,7 @@ impl HttpError {
     }
 
     /// The whole cause, for the log only.
-    fn chain(&self) -> String {
+    pub(super) fn chain(&self) -> String {
         crate::error::error_chain(self)
     }
 }
@@ -151,7 +151,7 @@ fn classify_domain(e: &Error) -> (StatusCode, &'static str, &'static str) {
 
 /// The cause of a failed response, handed from the response to [`log_failures`].
 #[derive(Debug, Clone)]
-struct Failure(String);
+pub(super) struct Failure(pub(super) String);
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {

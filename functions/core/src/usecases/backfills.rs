@@ -2,6 +2,8 @@
 //! (workflow, date) like a schedule's fire, so that a date that already has an instance is
 //! skipped (unless `reprocess`), and a backfill resumed after a crash starts nothing twice.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -64,6 +66,10 @@ pub struct BackfillBody {
     /// Their priority.
     #[serde(default)]
     pub priority: Priority,
+    /// Run options kept with each date's request, not acted on. Only the DolphinScheduler
+    /// door sets them (with its caller's other parameters); the JSON API has no such field.
+    #[serde(skip)]
+    pub options: BTreeMap<String, String>,
 }
 
 /// What `POST .../backfills` answers.
@@ -76,6 +82,10 @@ pub struct BackfillStarted {
     /// On a dry run, the dates, in the order they would start.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub logical_dates: Option<Vec<DateTime<Utc>>>,
+    /// The request id each date starts (or, skipped, already started) under, in order;
+    /// empty on a dry run.
+    #[serde(skip)]
+    pub request_ids: Vec<String>,
 }
 
 /// A backfill's progress, as `GET /v1/backfills/{id}` shows it.
@@ -155,6 +165,7 @@ impl Flowgate {
                 backfill_id: None,
                 dates: dates.len(),
                 logical_dates: Some(dates),
+                request_ids: Vec::new(),
             });
         }
         self.schemas
@@ -180,6 +191,7 @@ impl Flowgate {
             workflow: workflow.to_owned(),
             params: body.params,
             priority: body.priority,
+            options: body.options,
             reprocess: body.reprocess,
             max_in_flight,
             rate: body.rate,
@@ -196,10 +208,16 @@ impl Flowgate {
         };
         store(self)?.put_backfill(&record, None).await?;
         info!(stage = "backfill_started", backfill = %record.id, dates = record.dates.len(), "backfill recorded");
+        let request_ids = record
+            .dates
+            .iter()
+            .map(|date| StartRequest::fired_request_id(&record, *date))
+            .collect();
         Ok(BackfillStarted {
             backfill_id: Some(record.id),
             dates: record.dates.len(),
             logical_dates: None,
+            request_ids,
         })
     }
 
@@ -451,7 +469,8 @@ impl BackfillRunner {
                 date.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
             ),
         };
-        let request = StartRequest::fired(&b.tenant, &b.workflow, body, origin);
+        let mut request = StartRequest::fired(&b.tenant, &b.workflow, body, origin);
+        request.options = b.options.clone();
         match self.app.start_instance(request).await {
             Ok(outcome) => {
                 let ours = outcome.record.spec.backfill_id.as_deref() == Some(b.id.as_str());

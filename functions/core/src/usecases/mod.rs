@@ -3,6 +3,7 @@
 pub mod backfills;
 mod consume;
 pub mod dlq;
+pub mod dolphin;
 mod queries;
 mod reconcile;
 pub mod schedules;

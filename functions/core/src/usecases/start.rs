@@ -4,6 +4,7 @@
 //! accepted (2xx), even if its enqueue fails, because the reconciler will send it. Only a
 //! request of which nothing durable was written fails (retryably).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -14,7 +15,7 @@ use crate::error::{Error, StoreError};
 use crate::ids;
 use crate::message::QueueMessage;
 use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus, StartSpec};
-use crate::ports::{Enqueued, Outbox, RequestUpdate};
+use crate::ports::{BackfillRecord, Enqueued, Outbox, RequestUpdate};
 use crate::validation::{StartBody, identifier};
 
 /// A start request as the API received it.
@@ -32,6 +33,8 @@ pub struct StartRequest {
     pub wait: Option<Duration>,
     /// What asked for it, when not a client: a schedule's fire or a backfill's date.
     pub origin: Option<Origin>,
+    /// Run options to keep with the request, not acted on.
+    pub options: BTreeMap<String, String>,
 }
 
 /// A start that a schedule or a backfill asked for: its logical date keys it.
@@ -53,13 +56,8 @@ impl StartRequest {
     /// The start of (workflow, logical date): its idempotency key is derived from them, so
     /// a duplicate fire is an idempotent replay, never a second instance.
     pub fn fired(tenant: &str, workflow: &str, body: StartBody, origin: Origin) -> Self {
-        let date = origin
-            .logical_date
-            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let key = match (&origin.backfill_id, origin.reprocess) {
-            (Some(backfill), true) => format!("backfill:{backfill}:{date}"),
-            _ => format!("fire:{workflow}:{date}"),
-        };
+        let backfill = origin.backfill_id.as_deref().filter(|_| origin.reprocess);
+        let key = fired_key(workflow, backfill, origin.logical_date);
         Self {
             tenant: tenant.to_owned(),
             workflow: workflow.to_owned(),
@@ -67,7 +65,25 @@ impl StartRequest {
             idempotency_key: Some(key),
             wait: None,
             origin: Some(origin),
+            options: BTreeMap::new(),
         }
+    }
+
+    /// The request id that a backfill's date starts under.
+    pub fn fired_request_id(backfill: &BackfillRecord, date: DateTime<Utc>) -> String {
+        let reprocessed = Some(backfill.id.as_str()).filter(|_| backfill.reprocess);
+        let key = fired_key(&backfill.workflow, reprocessed, date);
+        ids::request_id(&backfill.tenant, Some(&key))
+    }
+}
+
+/// The idempotency key of (workflow, logical date), or of (backfill, date) for a backfill
+/// that reprocesses dates.
+fn fired_key(workflow: &str, reprocessing: Option<&str>, date: DateTime<Utc>) -> String {
+    let date = date.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    match reprocessing {
+        Some(backfill) => format!("backfill:{backfill}:{date}"),
+        None => format!("fire:{workflow}:{date}"),
     }
 }
 
@@ -114,6 +130,7 @@ impl Flowgate {
             spec.schedule_id = origin.schedule_id.clone();
             spec.backfill_id = origin.backfill_id.clone();
         }
+        spec.options = req.options.clone();
         let request_id = ids::request_id(&req.tenant, req.idempotency_key.as_deref());
         Span::current().record("request_id", request_id.as_str());
         if let Err(refused) = self.check_startable(&req.tenant, &spec).await {
