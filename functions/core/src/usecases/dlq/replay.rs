@@ -87,7 +87,7 @@ impl ReplayReport {
 
 /// What replaying a letter amounts to, given its request's current state.
 enum Plan {
-    Replay(QueueMessage, RequestStatus),
+    Replay(Box<QueueMessage>, RequestStatus),
     SkipCreated,
     Fail(String),
 }
@@ -218,7 +218,7 @@ impl Flowgate {
         let mut plans = Vec::with_capacity(letters.len());
         for letter in &letters {
             match self.plan(letter).await? {
-                Plan::Replay(message, status) => plans.push((letter, message, status)),
+                Plan::Replay(message, status) => plans.push((letter, *message, status)),
                 // Stale or unreplayable letters need the letter-by-letter path.
                 _ => {
                     report.native_move =
@@ -299,7 +299,7 @@ impl Flowgate {
                         .into(),
                 ),
                 Some(r) if r.status == RequestStatus::Created => Plan::SkipCreated,
-                Some(r) => Plan::Replay(message, r.status),
+                Some(r) => Plan::Replay(Box::new(message), r.status),
             },
         )
     }
@@ -366,7 +366,7 @@ impl Flowgate {
                 return outcome(letter, Action::Failed, why);
             }
             Plan::SkipCreated => return self.drop_stale(letter).await,
-            Plan::Replay(message, status) => (message, status),
+            Plan::Replay(message, status) => (*message, status),
         };
         let span = request_span(
             "dlq",
