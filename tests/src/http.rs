@@ -115,6 +115,14 @@ impl App {
         app
     }
 
+    /// A fresh app on an embedded backend that, like the AWS host for now, keeps no
+    /// schedules and no backfills.
+    pub fn without_schedules() -> Self {
+        let backend: TempEmbedded = embedded(Duration::from_millis(500), 5);
+        let (store, queue) = (backend.backend.clone(), backend.backend.clone());
+        Self::over(store, queue, Box::new(backend))
+    }
+
     /// An app over these ports, behind fault injectors that start with no faults.
     pub fn over(
         raw_store: Arc<dyn Store>,

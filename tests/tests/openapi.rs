@@ -553,6 +553,48 @@ async fn dolphin_routes(c: &mut Contract, app: &App) {
     }
 }
 
+/// A host that keeps no schedules or backfills (the AWS host, for now): 501 on each route.
+async fn unkept_routes(c: &mut Contract) {
+    let app = App::without_schedules();
+    app.register("orders", true).await;
+    let schedule = r#"{"cron": "0 0 3 * * ? *", "params": {"amount": 1}}"#;
+    let one = "/v1/workflows/orders/schedules/nightly";
+    let dates = r#"{"dates": ["2026-01-01T00:00:00Z"], "params": {"amount": 1}}"#;
+    let calls = [
+        call("/v1/workflows/{code}/schedules/{id}", "PUT", one).body(schedule),
+        call("/v1/workflows/{code}/schedules/{id}", "GET", one),
+        call("/v1/workflows/{code}/schedules/{id}", "DELETE", one),
+        call(
+            "/v1/workflows/{code}/schedules",
+            "GET",
+            "/v1/workflows/orders/schedules",
+        ),
+        call(
+            "/v1/workflows/{code}/backfills",
+            "POST",
+            "/v1/workflows/orders/backfills",
+        )
+        .body(dates),
+        call("/v1/backfills/{id}", "GET", "/v1/backfills/b-1"),
+        call(
+            "/v1/backfills/{id}/{action}",
+            "POST",
+            "/v1/backfills/b-1/pause",
+        ),
+    ];
+    for each in calls {
+        let reply = c.expect(&app, each, 501).await;
+        assert!(
+            reply.body["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("not kept by this host"),
+            "{}",
+            reply.body
+        );
+    }
+}
+
 /// Every route that needs a caller: 401 without one, 403 without its scope, 429 over the
 /// rate limit.
 async fn access_routes(c: &mut Contract, app: &App) {
@@ -618,6 +660,7 @@ async fn the_document_matches_the_api_in_both_directions() {
     schedule_routes(&mut c, &app).await;
     backfill_routes(&mut c, &app).await;
     dolphin_routes(&mut c, &app).await;
+    unkept_routes(&mut c).await;
     access_routes(&mut c, &app).await;
     let documented = c.documented();
     let never_produced: Vec<_> = documented.difference(&c.covered).collect();

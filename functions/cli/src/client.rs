@@ -94,6 +94,8 @@ pub async fn workflows(
             name,
             schema,
             offline,
+            ds_code,
+            ds_project_code,
         } => {
             let text = match schema.strip_prefix('@') {
                 Some(path) => std::fs::read_to_string(path)
@@ -102,7 +104,13 @@ pub async fn workflows(
             };
             let params_schema: Value = serde_json::from_str(&text)
                 .map_err(|e| format!("--schema is not valid JSON: {e}"))?;
-            let body = json!({ "name": name, "online": !offline, "params_schema": params_schema });
+            let mut body =
+                json!({ "name": name, "online": !offline, "params_schema": params_schema });
+            for (field, value) in [("ds_code", ds_code), ("ds_project_code", ds_project_code)] {
+                if let Some(v) = value {
+                    body[field] = json!(v);
+                }
+            }
             exchange(client.put(format!("{url}/v1/workflows/{code}")).json(&body)).await
         }
         WorkflowsCommand::Get { code } => {

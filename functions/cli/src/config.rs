@@ -281,6 +281,12 @@ pub enum WorkflowsCommand {
         /// Register it offline (it refuses starts).
         #[arg(long)]
         offline: bool,
+        /// Its DolphinScheduler definition code, for the DolphinScheduler door.
+        #[arg(long)]
+        ds_code: Option<i64>,
+        /// The DolphinScheduler project it answers under at that door.
+        #[arg(long)]
+        ds_project_code: Option<i64>,
     },
     /// Show a workflow.
     Get {

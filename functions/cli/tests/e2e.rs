@@ -274,5 +274,39 @@ async fn the_aws_backend_serves_the_same_api_on_moto() {
     assert_eq!(events, ["accepted", "enqueued", "created"], "{view}");
     let listed = list_instances(&client, &server.base, "aws").await;
     assert_eq!(listed.len(), 1);
+
+    // The DolphinScheduler door, on DynamoDB: the workflow found by its ds_code.
+    let def = json!({"name": "ds", "ds_code": 31337, "params_schema": {"type": "object"}});
+    let put = client
+        .put(format!("{}/v1/workflows/ds-aws", server.base))
+        .json(&def)
+        .send()
+        .await
+        .expect("put");
+    assert_eq!(put.status(), 201);
+    let door = client
+        .post(format!(
+            "{}/dolphinscheduler/projects/1/executors/start-process-instance",
+            server.base
+        ))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("processDefinitionCode=31337&failureStrategy=END&startParams=%7B%22n%22%3A2%7D")
+        .send()
+        .await
+        .expect("door");
+    let door: Value = door.json().await.expect("json");
+    assert_eq!(door["code"], 0, "{door}");
+    let view = settle(
+        &client,
+        &server.base,
+        door["data"][0].as_str().expect("id"),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert_eq!(
+        (&view["status"], &view["options"]["failureStrategy"]),
+        (&json!("CREATED"), &json!("END")),
+        "{view}"
+    );
     assert!(server.terminate().await.success());
 }

@@ -133,6 +133,11 @@ fn classify_domain(e: &Error) -> (StatusCode, &'static str, &'static str) {
         Error::ScheduleNotFound(_) => (S::NOT_FOUND, "schedule-not-found", "Schedule not found"),
         Error::BackfillNotFound(_) => (S::NOT_FOUND, "backfill-not-found", "Backfill not found"),
         Error::Conflict(_) => (S::CONFLICT, "conflict", "Not in a state that allows this"),
+        Error::NotOnThisHost(_) => (
+            S::NOT_IMPLEMENTED,
+            "not-on-this-host",
+            "Not available on this host",
+        ),
         Error::KeyReused { .. } => (
             S::UNPROCESSABLE_ENTITY,
             "idempotency-key-reused",

@@ -145,9 +145,9 @@ pub enum Control {
 }
 
 fn store(app: &Flowgate) -> Result<&std::sync::Arc<dyn Backfills>, Error> {
-    app.backfills.as_ref().ok_or_else(|| {
-        BackendError::permanent("backfills", "this backend keeps no backfills yet").into()
-    })
+    app.backfills
+        .as_ref()
+        .ok_or(Error::NotOnThisHost("backfills"))
 }
 
 impl Flowgate {

@@ -174,9 +174,9 @@ impl ScheduleView {
 
 /// The schedules of the use cases' store, which must keep them.
 fn store(app: &Flowgate) -> Result<&Arc<dyn Schedules>, Error> {
-    app.schedules.as_ref().ok_or_else(|| {
-        BackendError::permanent("schedules", "this backend keeps no schedules yet").into()
-    })
+    app.schedules
+        .as_ref()
+        .ok_or(Error::NotOnThisHost("schedules"))
 }
 
 impl Flowgate {
