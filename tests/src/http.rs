@@ -248,16 +248,15 @@ impl App {
             "params_schema": {"type": "object", "required": ["amount"],
                 "properties": {"amount": {"type": "integer", "minimum": 1}}}
         });
-        let reply = self
-            .call_as(
-                tenant,
-                "PUT",
-                &format!("/v1/workflows/{code}"),
-                &[],
-                Some(&body.to_string()),
-            )
-            .await;
+        let reply = self.put_workflow_as(tenant, code, &body).await;
         assert!(reply.status.is_success(), "{}", reply.body);
+    }
+
+    /// `PUT /v1/workflows/{code}` with `body`, for `tenant` (or `default`).
+    pub async fn put_workflow_as(&self, tenant: Option<&str>, code: &str, body: &Value) -> Reply {
+        let uri = format!("/v1/workflows/{code}");
+        let body = body.to_string();
+        self.call_as(tenant, "PUT", &uri, &[], Some(&body)).await
     }
 
     /// Steps a backfill runner until backfill `id` is done (or 20 s pass); its final view.

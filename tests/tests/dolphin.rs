@@ -13,15 +13,7 @@ const FORM: &[(&str, &str)] = &[("content-type", "application/x-www-form-urlenco
 async fn definition(app: &App, tenant: Option<&str>, code: &str, ds: i64) {
     let body = json!({"name": code, "ds_code": ds, "ds_project_code": 7001,
         "params_schema": {"type": "object", "properties": {"dt": {"type": "string"}}}});
-    let put = app
-        .call_as(
-            tenant,
-            "PUT",
-            &format!("/v1/workflows/{code}"),
-            &[],
-            Some(&body.to_string()),
-        )
-        .await;
+    let put = app.put_workflow_as(tenant, code, &body).await;
     assert_eq!(put.status, 201, "{}", put.body);
     assert_eq!(put.body["ds_code"], ds);
 }
