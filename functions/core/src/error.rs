@@ -146,9 +146,8 @@ pub enum Error {
     /// No such backfill (for this tenant).
     #[error("backfill {0} not found")]
     BackfillNotFound(String),
-    /// This host does not keep this kind of resource (the AWS host keeps no schedules or
-    /// backfills yet).
-    #[error("{0} are not kept by this host yet; see docs/aws.md")]
+    /// This host does not keep this kind of resource: its backend has no port for it yet.
+    #[error("{0} are not kept by this host yet")]
     NotOnThisHost(&'static str),
     /// The resource is in a state that does not allow this.
     #[error("{0}")]
