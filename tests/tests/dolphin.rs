@@ -260,6 +260,34 @@ async fn a_complement_is_a_backfill_that_never_duplicates_an_instance() {
     assert_eq!(listed.body["items"].as_array().map(Vec::len), Some(4));
 }
 
+/// A complement is a backfill: like `POST .../backfills`, it needs the `admin` scope.
+#[tokio::test]
+async fn a_complement_needs_the_admin_scope_a_start_does_not() {
+    let app = App::new();
+    definition(&app, None, "report", 42).await;
+    let starter = flowgate_core::auth::Caller {
+        scopes: vec![flowgate_core::auth::Scope::Start],
+        ..flowgate_core::auth::Caller::all_scopes("default")
+    };
+    let start = app
+        .call_by(
+            Some(starter.clone()),
+            "POST",
+            V31,
+            FORM,
+            Some("processDefinitionCode=42"),
+        )
+        .await;
+    assert_eq!(ids(&start).len(), 1);
+    let range = complement(
+        "processDefinitionCode=42",
+        r#"{"complementScheduleDateList":"2024-01-01 00:00:00"}"#,
+    );
+    app.call_by(Some(starter), "POST", V31, FORM, Some(&range))
+        .await
+        .assert_problem(403, "forbidden");
+}
+
 /// Without a schedule, a range is expanded as DolphinScheduler does: daily at midnight.
 #[tokio::test]
 async fn a_complement_without_a_schedule_runs_daily_at_midnight() {

@@ -8,6 +8,7 @@
 //! call is a 400, an unavailable store a 503 with `Retry-After`. Authentication (the
 //! `token` header), scopes and rate limits are the API's own, and answer as it does.
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Segment, Tenant, ToStart};
 use super::problem::{Failure, HttpError, RETRY_AFTER_SECS};
+use crate::auth::{Caller, Denied, Scope};
 use crate::dolphin::{
     DEFINITION_NOT_EXIST, DEFINITION_NOT_RELEASED, DsStart, MAX_QUERY_BYTES, PARAMS_NOT_VALID,
     START_ERROR, SUCCESS, max_query_chars,
@@ -37,10 +39,13 @@ struct Envelope {
     failed: bool,
 }
 
-/// Both start routes: the 3.3 names are read on either path, as are the 3.1 ones.
+/// Both start routes: the 3.3 names are read on either path, as are the 3.1 ones. A start
+/// needs the `start` scope; a complement, which is a backfill, also needs `admin`, as
+/// `POST /v1/workflows/{code}/backfills` does.
 pub async fn start(
     State(app): State<Flowgate>,
     Tenant(tenant, _): Tenant<ToStart>,
+    Extension(caller): Extension<Caller>,
     Segment(project): Segment,
     headers: HeaderMap,
     uri: Uri,
@@ -60,6 +65,14 @@ pub async fn start(
         Ok(read) => read,
         Err(e) => return failure(e, None),
     };
+    if call.complement.is_some() && !caller.may(Scope::Admin) {
+        let denied = Denied::Forbidden(
+            "a complement is a backfill: it needs the `admin` scope, which the credentials \
+             do not carry"
+                .into(),
+        );
+        return HttpError::from(denied).into_response();
+    }
     let ds_code = call.definition_code;
     match app.start_dolphin(&tenant, project, call, key).await {
         Ok(started) => success(started),
