@@ -152,6 +152,12 @@ async fn unknown_offline_other_project_and_other_tenant_answer_dolphinscheduler_
     );
     let offline = app.call("POST", elsewhere, FORM, Some(&start(44))).await;
     failed(&offline, 200, 50004);
+    let offline_complement = complement(
+        &start(44),
+        r#"{"complementScheduleDateList":"2024-01-01 00:00:00"}"#,
+    );
+    let refused = app.call("POST", V31, FORM, Some(&offline_complement)).await;
+    failed(&refused, 200, 50004);
     let bad = app
         .call(
             "POST",

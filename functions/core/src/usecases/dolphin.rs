@@ -51,7 +51,8 @@ impl Flowgate {
     }
 
     /// The definition `ds_code` names, if it is in this project (DolphinScheduler answers a
-    /// definition of another project as not existing).
+    /// definition of another project as not existing) and online (checked here for a
+    /// complement too, which would otherwise record a backfill of refused dates).
     async fn ds_definition(
         &self,
         tenant: &str,
@@ -61,6 +62,7 @@ impl Flowgate {
         let workflow = self.workflow_by_ds_code(tenant, ds_code).await?;
         match workflow.ds_project_code {
             Some(p) if p != project_code => Err(Error::WorkflowNotFound(ds_code.to_string())),
+            _ if !workflow.online => Err(Error::WorkflowOffline(workflow.code)),
             _ => Ok(workflow),
         }
     }
