@@ -150,7 +150,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    // The probe's reference bomb itself is refused in tests/tests/security.rs.
+    // The probe's reference bomb itself is refused in tests/tests/suite/security.rs.
     #[test]
     fn expansion_is_counted_and_ordinary_schemas_pass() {
         let wide: serde_json::Map<String, Value> = (0..40)

@@ -9,7 +9,7 @@ use serde_yaml_ng::Value;
 
 use flowgate_settings::{Host, Settings, specs};
 
-const TEMPLATE: &str = include_str!("../../template.yaml");
+const TEMPLATE: &str = include_str!("../../../template.yaml");
 
 /// Which parameter value a check resolves `!Ref` to.
 #[derive(Debug, Clone, Copy)]

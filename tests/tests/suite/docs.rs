@@ -23,6 +23,6 @@ fn the_settings_table_is_generated_from_the_declarations() {
     }
     panic!(
         "docs/configuration.md's settings table is stale; run \
-         `BLESS=1 cargo test -p flowgate-tests --test docs`"
+         `BLESS=1 cargo test -p flowgate-tests --test suite docs::`"
     );
 }
