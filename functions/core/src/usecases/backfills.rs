@@ -70,6 +70,10 @@ pub struct BackfillBody {
     /// door sets them (with its caller's other parameters); the JSON API has no such field.
     #[serde(skip)]
     pub options: BTreeMap<String, String>,
+    /// The cron that expands a range when neither `cron` nor any schedule of the workflow
+    /// does. Only the DolphinScheduler door sets it (to DolphinScheduler's own default).
+    #[serde(skip)]
+    pub fallback_cron: Option<String>,
 }
 
 /// What `POST .../backfills` answers.
@@ -142,6 +146,18 @@ pub enum Control {
     Resume,
     /// Stop for good.
     Cancel,
+}
+
+/// The timing of an explicit cron expression in `zone` (default UTC), from `anchor`.
+fn cron_timing(cron: &str, zone: Option<&str>, anchor: DateTime<Utc>) -> Result<Timing, Error> {
+    let zone = timezone(zone.unwrap_or("UTC")).map_err(|e| Error::invalid("/timezone", e))?;
+    Ok(Timing {
+        expression: Expression::cron(cron).map_err(|e| Error::invalid("/cron", e))?,
+        timezone: zone,
+        start: None,
+        end: None,
+        anchor,
+    })
 }
 
 fn store(app: &Flowgate) -> Result<&std::sync::Arc<dyn Backfills>, Error> {
@@ -271,17 +287,7 @@ impl Flowgate {
     ) -> Result<Vec<DateTime<Utc>>, Error> {
         let just_before = from - chrono::Duration::seconds(1);
         let timings: Vec<Timing> = match &body.cron {
-            Some(cron) => {
-                let zone = timezone(body.timezone.as_deref().unwrap_or("UTC"))
-                    .map_err(|e| Error::invalid("/timezone", e))?;
-                vec![Timing {
-                    expression: Expression::cron(cron).map_err(|e| Error::invalid("/cron", e))?,
-                    timezone: zone,
-                    start: None,
-                    end: None,
-                    anchor: from,
-                }]
-            }
+            Some(cron) => vec![cron_timing(cron, body.timezone.as_deref(), from)?],
             None => {
                 let schedules = match &self.schedules {
                     Some(s) => s.list_schedules(tenant, workflow).await?,
@@ -291,13 +297,16 @@ impl Flowgate {
                     .iter()
                     .filter_map(|s| s.definition.timing(s.created_at).ok().map(|(t, _)| t))
                     .collect();
-                if timings.is_empty() {
-                    return Err(Error::invalid(
-                        "/cron",
-                        "the workflow has no schedule to expand the range by: give a cron",
-                    ));
+                match (timings.is_empty(), &body.fallback_cron) {
+                    (false, _) => timings,
+                    (true, Some(cron)) => vec![cron_timing(cron, None, from)?],
+                    (true, None) => {
+                        return Err(Error::invalid(
+                            "/cron",
+                            "the workflow has no schedule to expand the range by: give a cron",
+                        ));
+                    }
                 }
-                timings
             }
         };
         let mut dates = Vec::new();

@@ -114,22 +114,13 @@ impl Flowgate {
             ComplementDates::List(dates) => body.dates = Some(dates),
             ComplementDates::Range { from, to } => {
                 (body.from, body.to) = (Some(from), Some(to));
-                if !self.has_schedules(tenant, &workflow.code).await? {
-                    body.cron = Some(DEFAULT_COMPLEMENT_CRON.to_owned());
-                }
+                body.fallback_cron = Some(DEFAULT_COMPLEMENT_CRON.to_owned());
             }
         }
         let started = self.start_backfill(tenant, &workflow.code, body).await?;
         Ok(DsStarted {
             request_ids: started.request_ids,
             backfill_id: started.backfill_id,
-        })
-    }
-
-    async fn has_schedules(&self, tenant: &str, workflow: &str) -> Result<bool, Error> {
-        Ok(match &self.schedules {
-            Some(s) => !s.list_schedules(tenant, workflow).await?.is_empty(),
-            None => false,
         })
     }
 }
