@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::extract::{Segment, Tenant, ToStart};
-use super::problem::{Failure, HttpError, RETRY_AFTER_SECS};
+use super::problem::{HttpError, failed};
 use crate::auth::{Caller, Denied, Scope};
 use crate::dolphin::{
     DEFINITION_NOT_EXIST, DEFINITION_NOT_RELEASED, DsStart, MAX_QUERY_BYTES, PARAMS_NOT_VALID,
@@ -200,15 +200,10 @@ fn failure(e: Error, ds_code: Option<i64>) -> Response {
             format!("start process instance error: {other}"),
         ),
     };
-    let mut response = envelope(status, ds, msg, Value::Null);
-    let chain = HttpError::from(e).chain();
-    response.extensions_mut().insert(Failure(chain));
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-    }
-    response
+    failed(
+        envelope(status, ds, msg, Value::Null),
+        HttpError::from(e).chain(),
+    )
 }
 
 fn envelope(status: StatusCode, code: i64, msg: String, data: Value) -> Response {

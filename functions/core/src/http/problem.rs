@@ -154,9 +154,21 @@ fn classify_domain(e: &Error) -> (StatusCode, &'static str, &'static str) {
     }
 }
 
+/// Marks `response` as a failure: its cause for [`log_failures`], and `Retry-After` on a 503.
+/// Every failed answer goes through here, problem+json or the DolphinScheduler envelope.
+pub(super) fn failed(mut response: Response, cause: String) -> Response {
+    response.extensions_mut().insert(Failure(cause));
+    if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
+}
+
 /// The cause of a failed response, handed from the response to [`log_failures`].
 #[derive(Debug, Clone)]
-pub(super) struct Failure(pub(super) String);
+struct Failure(String);
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
@@ -174,17 +186,13 @@ impl IntoResponse for HttpError {
             Self::Domain(Error::KeyReused { request_id }) => body["request_id"] = json!(request_id),
             _ => {}
         }
-        let mut response = (status, axum::Json(body)).into_response();
-        response.extensions_mut().insert(Failure(self.chain()));
+        let mut response = failed((status, axum::Json(body)).into_response(), self.chain());
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
         match &self {
-            _ if status == StatusCode::SERVICE_UNAVAILABLE => {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-            }
             Self::Denied(Denied::RateLimited { retry_after, .. }) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
