@@ -7,8 +7,10 @@ use std::time::Duration;
 
 use tokio::sync::OnceCell;
 
+use aws_sdk_sqs::types::QueueAttributeName;
 use flowgate_aws::bootstrap::{self, QueueSpec};
-use flowgate_aws::{DynamoStore, SqsQueue, sdk_config};
+use flowgate_aws::scheduler::{EventBridgeSchedules, FireTarget};
+use flowgate_aws::{AwsSchedules, DynamoStore, SqsQueue, sdk_config};
 
 use crate::conformance::{Caps, Subject};
 
@@ -19,12 +21,20 @@ pub const NEEDS_MOTO: &str =
 /// The table every AWS test shares; tests keep apart by random tenants.
 pub const TABLE: &str = "flowgate-tests";
 
+/// The schedule group every AWS test shares.
+pub const SCHEDULE_GROUP: &str = "flowgate-tests";
+
+/// The role EventBridge Scheduler would assume (moto does not check it).
+pub const SCHEDULER_ROLE: &str = "arn:aws:iam::123456789012:role/flowgate-scheduler";
+
 /// SDK clients for the emulator.
 pub struct Clients {
     /// DynamoDB.
     pub dynamo: aws_sdk_dynamodb::Client,
     /// SQS.
     pub sqs: aws_sdk_sqs::Client,
+    /// EventBridge Scheduler.
+    pub scheduler: aws_sdk_scheduler::Client,
 }
 
 /// The clients, with the shared table created once.
@@ -40,18 +50,74 @@ pub async fn clients() -> &'static Clients {
             let clients = Clients {
                 dynamo: aws_sdk_dynamodb::Client::new(&config),
                 sqs: aws_sdk_sqs::Client::new(&config),
+                scheduler: aws_sdk_scheduler::Client::new(&config),
             };
             bootstrap::table(&clients.dynamo, TABLE).await.expect("create the test table");
+            bootstrap::schedule_group(&config, SCHEDULE_GROUP)
+                .await
+                .expect("create the test schedule group");
             clients
         })
         .await
 }
 
+/// A queue's ARN.
+pub async fn queue_arn(url: &str) -> String {
+    let out = clients()
+        .await
+        .sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .expect("queue attributes");
+    out.attributes()
+        .and_then(|a| a.get(&QueueAttributeName::QueueArn))
+        .cloned()
+        .expect("an ARN")
+}
+
+/// Schedules on the shared table, synced to the shared group, firing into these queues.
+pub async fn schedules(queue_url: &str, dlq_url: &str) -> AwsSchedules {
+    let c = clients().await;
+    let target = FireTarget {
+        group: SCHEDULE_GROUP.into(),
+        role_arn: SCHEDULER_ROLE.into(),
+        queue_arn: queue_arn(queue_url).await,
+        dlq_arn: queue_arn(dlq_url).await,
+    };
+    AwsSchedules::new(
+        DynamoStore::new(c.dynamo.clone(), TABLE, 7),
+        EventBridgeSchedules::new(c.scheduler.clone(), target),
+    )
+}
+
 /// A fresh queue pair (a small queue per test keeps moto fast) and the shared table.
 pub async fn subject(visibility_timeout: Duration, max_receive_count: u32) -> Subject {
     let c = clients().await;
+    let (url, dlq_url) = queue_pair(visibility_timeout, max_receive_count).await;
+    let schedules = schedules(&url, &dlq_url).await;
+    Subject {
+        store: Arc::new(DynamoStore::new(c.dynamo.clone(), TABLE, 7)),
+        queue: Arc::new(SqsQueue::new(c.sqs.clone(), url, dlq_url)),
+        schedules: Some(Arc::new(schedules)),
+        caps: Caps {
+            visibility_timeout,
+            max_receive_count,
+            liveness: false,
+            outbox: false,
+            sweeps: false,
+        },
+        guard: Box::new(()),
+    }
+}
+
+/// A fresh queue and its dead-letter queue: their URLs.
+pub async fn queue_pair(visibility_timeout: Duration, max_receive_count: u32) -> (String, String) {
+    let c = clients().await;
     let name = format!("fg-{}", uuid::Uuid::now_v7().simple());
-    let (url, dlq_url) = bootstrap::queues(
+    bootstrap::queues(
         &c.sqs,
         &QueueSpec {
             dlq_name: format!("{name}-dlq"),
@@ -61,18 +127,5 @@ pub async fn subject(visibility_timeout: Duration, max_receive_count: u32) -> Su
         },
     )
     .await
-    .expect("create test queues");
-    Subject {
-        store: Arc::new(DynamoStore::new(c.dynamo.clone(), TABLE, 7)),
-        queue: Arc::new(SqsQueue::new(c.sqs.clone(), url, dlq_url)),
-        // Schedules on AWS belong to EventBridge Scheduler, which is not built yet.
-        schedules: None,
-        caps: Caps {
-            visibility_timeout,
-            max_receive_count,
-            liveness: false,
-            outbox: false,
-        },
-        guard: Box::new(()),
-    }
+    .expect("create test queues")
 }

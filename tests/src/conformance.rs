@@ -34,6 +34,9 @@ pub struct Caps {
     pub liveness: bool,
     /// Whether `Store::create_request` commits an outbox message with the record.
     pub outbox: bool,
+    /// Whether Flowgate's scheduler sweeps the schedules (`due_schedules` finds them), or
+    /// the backend's own engine fires them (and `due_schedules` finds none).
+    pub sweeps: bool,
 }
 
 /// A backend under test: fresh for each check.

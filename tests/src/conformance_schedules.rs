@@ -12,7 +12,7 @@ use crate::fixtures::tenant;
 fn schedule(tenant: &str, id: &str, due_in: i64, paused: bool) -> ScheduleRecord {
     let now = Utc::now();
     let definition: ScheduleBody = serde_json::from_value(serde_json::json!({
-        "cron": "* * * * * *", "paused": paused, "params": {"n": 1}
+        "cron": "0 * * * * *", "paused": paused, "params": {"n": 1}
     }))
     .expect("body");
     ScheduleRecord {
@@ -95,7 +95,11 @@ pub async fn schedules_are_versioned_listed_found_due_and_deleted(s: Subject) {
         .filter(|s| s.tenant == t)
         .map(|s| s.id)
         .collect();
-    assert_eq!(due, ["early", "later"], "due, soonest first, never paused");
+    if s.caps.sweeps {
+        assert_eq!(due, ["early", "later"], "due, soonest first, never paused");
+    } else {
+        assert!(due.is_empty(), "the backend's engine fires them: {due:?}");
+    }
     assert!(store.delete_schedule(&t, "wf", "early").await.unwrap());
     assert!(!store.delete_schedule(&t, "wf", "early").await.unwrap());
     assert!(

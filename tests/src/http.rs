@@ -146,6 +146,13 @@ impl App {
         }
     }
 
+    /// This app with its use cases keeping schedules in `schedules`.
+    pub fn with_schedules(mut self, schedules: Arc<dyn Schedules>) -> Self {
+        self.flowgate = self.flowgate.clone().with_schedules(schedules);
+        self.router = router(self.flowgate.clone());
+        self
+    }
+
     /// A consumer over this app's (faulty) ports that dead-letters after
     /// `max_receive_count` deliveries.
     pub fn consumer(&self, max_receive_count: u32) -> Consumer {

@@ -10,3 +10,4 @@ pub mod fixtures;
 pub mod http;
 pub mod isolation;
 pub mod pipeline;
+pub mod sqs_event;

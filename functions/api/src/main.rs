@@ -15,6 +15,10 @@ async fn main() -> Result<(), lambda_http::Error> {
         .with_metrics(Arc::new(Emf::stdout()))
         .with_redelivery_bound(settings.redelivery_bound())
         .with_validation_budget(settings.validation_budget);
+    let flowgate = match connected.schedules {
+        Some(schedules) => flowgate.with_schedules(schedules),
+        None => flowgate,
+    };
     let app = flowgate_api::app(
         flowgate,
         flowgate_api::TenantRules::from_settings(&settings),

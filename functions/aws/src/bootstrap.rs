@@ -148,3 +148,15 @@ pub async fn queues(
         .map_err(|e| classify(OP, e))?;
     Ok((main.queue_url.unwrap_or_default(), dlq_url))
 }
+
+/// Creates the schedule group that holds Flowgate's EventBridge Scheduler schedules; one
+/// that exists already is fine.
+pub async fn schedule_group(sdk: &aws_config::SdkConfig, name: &str) -> Result<(), BackendError> {
+    use aws_sdk_scheduler::error::ProvideErrorMetadata;
+    let client = aws_sdk_scheduler::Client::new(sdk);
+    match client.create_schedule_group().name(name).send().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.code() == Some("ConflictException") => Ok(()),
+        Err(e) => Err(classify("bootstrap.schedule_group", e)),
+    }
+}

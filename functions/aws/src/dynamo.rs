@@ -27,6 +27,7 @@ use crate::items::{
 };
 
 mod ds_codes;
+mod schedules;
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -1,6 +1,7 @@
 //! Flowgate's AWS backend: [`DynamoStore`] implements the store port on one DynamoDB table,
 //! [`SqsQueue`] the queue port on an SQS queue with a dead-letter queue, and [`emf::Emf`]
-//! the metrics port as CloudWatch EMF lines. `bootstrap` creates the resources on any
+//! the metrics port as CloudWatch EMF lines, and [`AwsSchedules`] the schedules port on
+//! DynamoDB records fired by EventBridge Scheduler. `bootstrap` creates the resources on any
 //! endpoint (moto, or an account).
 
 pub mod bootstrap;
@@ -10,10 +11,13 @@ mod dynamo;
 pub mod emf;
 mod error;
 mod items;
+pub mod scheduler;
+mod schedules;
 mod sqs;
 mod sqs_dlq;
 
 pub use config::sdk_config;
 pub use connect::{ConnectError, Connected, connect};
 pub use dynamo::DynamoStore;
+pub use schedules::AwsSchedules;
 pub use sqs::SqsQueue;

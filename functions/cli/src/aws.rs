@@ -30,9 +30,15 @@ pub async fn run(args: AwsArgs) -> Result<ExitCode> {
     )
     .await
     .map_err(|e| e.chain())?;
+    if !settings.schedule_group.is_empty() {
+        bootstrap::schedule_group(&sdk, &settings.schedule_group)
+            .await
+            .map_err(|e| e.chain())?;
+    }
     println!(
         "{}",
-        serde_json::json!({"table": settings.table, "queue_url": queue_url, "dlq_url": dlq_url})
+        serde_json::json!({"table": settings.table, "queue_url": queue_url, "dlq_url": dlq_url,
+            "schedule_group": settings.schedule_group})
     );
     Ok(ExitCode::SUCCESS)
 }

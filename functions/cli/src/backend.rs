@@ -50,8 +50,8 @@ pub async fn open_all(settings: &Settings) -> Result<Opened, Box<dyn Error>> {
             Ok(Opened {
                 store: connected.store,
                 queue: connected.queue,
+                schedules: connected.schedules,
                 tokens: None,
-                schedules: None,
                 backfills: None,
             })
         }

@@ -145,11 +145,16 @@ impl Roles<'_> {
     }
 
     fn start_consumer(&mut self) {
-        let consumer = Arc::new(Consumer::new(
+        let consumer = Consumer::new(
             self.store.clone(),
             self.queue.clone(),
             ConsumerConfig::from_settings(self.settings),
-        ));
+        );
+        // Fires arrive on the queue where the backend's engine fires schedules itself.
+        let consumer = Arc::new(match self.schedules {
+            Some(_) => consumer.with_fires(self.flowgate()),
+            None => consumer,
+        });
         let until = self.stopped.clone();
         self.running.spawn(async move {
             consumer.run(until).await;

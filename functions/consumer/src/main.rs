@@ -5,6 +5,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 
+use flowgate_core::Flowgate;
 use flowgate_core::usecases::{Consumer, ConsumerConfig};
 use flowgate_settings::{Host, Settings};
 
@@ -13,11 +14,21 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let settings = Settings::from_env(Host::Consumer)?;
     let connected = flowgate_aws::connect(&settings).await?;
-    let consumer = Arc::new(Consumer::new(
-        connected.store,
+    let consumer = Consumer::new(
+        connected.store.clone(),
         connected.queue.clone(),
         ConsumerConfig::from_settings(&settings),
-    ));
+    );
+    // EventBridge Scheduler puts schedule fires on this queue: start them.
+    let consumer = Arc::new(match connected.schedules {
+        Some(schedules) => consumer.with_fires(
+            Flowgate::new(connected.store, connected.queue.clone())
+                .with_schedules(schedules)
+                .with_validation_budget(settings.validation_budget)
+                .with_redelivery_bound(settings.redelivery_bound()),
+        ),
+        None => consumer,
+    });
     let queue = connected.queue;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let (consumer, queue) = (consumer.clone(), queue.clone());

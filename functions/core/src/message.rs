@@ -1,4 +1,5 @@
-//! The queue message that carries an accepted request to the consumer.
+//! The queue messages: the one that carries an accepted request to the consumer, and the
+//! fire of a schedule that an external engine delivers through the same queue.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,6 +36,9 @@ pub enum MessageError {
     /// The body is a message of a version this consumer does not know.
     #[error("unsupported message version {0} (this consumer handles {MESSAGE_VERSION})")]
     UnsupportedVersion(u32),
+    /// A fire whose time is not an RFC 3339 instant.
+    #[error("fire time {0:?} is not an RFC 3339 instant: {1}")]
+    BadFireTime(String, #[source] chrono::ParseError),
 }
 
 impl QueueMessage {
@@ -81,5 +85,66 @@ impl QueueMessage {
             status: InstanceStatus::Submitted,
             created_at,
         }
+    }
+}
+
+/// A schedule's fire, as an engine that fires schedules itself puts it on the queue. Its
+/// logical date is the fire's nominal time, the same on every retry of that fire, so a
+/// duplicate delivery starts the same keyed request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FireMessage {
+    /// Format version; the same numbering as [`QueueMessage`].
+    pub v: u32,
+    /// The fire.
+    pub fire: Fire,
+}
+
+/// Which schedule fired, for which nominal time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fire {
+    /// Owning tenant.
+    pub tenant: String,
+    /// The workflow the schedule starts.
+    pub workflow: String,
+    /// The schedule.
+    pub schedule_id: String,
+    /// The nominal fire time, in UTC. In a fire template, a placeholder the engine replaces.
+    pub logical_date: String,
+}
+
+impl FireMessage {
+    /// The message template of a schedule's fires: `logical_date` is the text the engine
+    /// replaces with each fire's nominal time.
+    pub fn template(tenant: &str, workflow: &str, schedule_id: &str, logical_date: &str) -> String {
+        let message = Self {
+            v: MESSAGE_VERSION,
+            fire: Fire {
+                tenant: tenant.to_owned(),
+                workflow: workflow.to_owned(),
+                schedule_id: schedule_id.to_owned(),
+                logical_date: logical_date.to_owned(),
+            },
+        };
+        serde_json::to_string(&message).unwrap_or_default()
+    }
+
+    /// Parses a body as a fire: `None` when it is not one (a request message, say); an
+    /// error when it is a fire that cannot be used.
+    pub fn parse(body: &str) -> Option<Result<(Self, DateTime<Utc>), MessageError>> {
+        let value: serde_json::Value = serde_json::from_str(body).ok()?;
+        value.get("fire")?;
+        Some(Self::checked(value))
+    }
+
+    fn checked(value: serde_json::Value) -> Result<(Self, DateTime<Utc>), MessageError> {
+        let message: Self = serde_json::from_value(value)?;
+        if message.v != MESSAGE_VERSION {
+            return Err(MessageError::UnsupportedVersion(message.v));
+        }
+        let at = DateTime::parse_from_rfc3339(&message.fire.logical_date)
+            .map_err(|e| MessageError::BadFireTime(message.fire.logical_date.clone(), e))?;
+        Ok((message, at.with_timezone(&Utc)))
     }
 }

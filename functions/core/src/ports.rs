@@ -11,11 +11,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{BackendError, StoreError};
+use crate::error::{BackendError, InvalidParam, StoreError};
 use crate::model::{
     HistoryEvent, Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow,
 };
 pub use crate::record::RequestUpdate;
+use crate::usecases::schedules::ScheduleBody;
 
 /// Whether `put_workflow` created a new definition or replaced one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -321,7 +322,7 @@ pub struct ScheduleRecord {
     /// Its id, unique per workflow.
     pub id: String,
     /// What the client put.
-    pub definition: crate::usecases::schedules::ScheduleBody,
+    pub definition: ScheduleBody,
     /// Incremented on every change; guards concurrent writers.
     pub version: u64,
     /// When it was first put.
@@ -370,7 +371,16 @@ pub trait Schedules: Send + Sync + 'static {
         id: &str,
     ) -> Result<bool, BackendError>;
 
-    /// Unpaused schedules due at or before `now`, soonest first, across tenants.
+    /// Whether this backend can run `definition`'s timing. A backend whose engine is coarser
+    /// than Flowgate's expressions refuses what it cannot run (naming the field and why),
+    /// and never rounds it.
+    fn supports(&self, definition: &ScheduleBody) -> Result<(), InvalidParam> {
+        let _ = definition;
+        Ok(())
+    }
+
+    /// Unpaused schedules due at or before `now`, soonest first, across tenants. A backend
+    /// whose engine fires schedules itself answers none: nothing is left for a sweep.
     async fn due_schedules(
         &self,
         now: DateTime<Utc>,

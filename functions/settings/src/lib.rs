@@ -159,6 +159,14 @@ pub struct Settings {
     pub token: String,
     /// Base URL of a running server, for the client commands.
     pub url: String,
+    /// The EventBridge Scheduler group of the stack's schedules; empty: none kept.
+    pub schedule_group: String,
+    /// The role EventBridge Scheduler assumes to send fires.
+    pub scheduler_role_arn: String,
+    /// The queue's ARN (fires go there); empty: looked up.
+    pub queue_arn: String,
+    /// The dead-letter queue's ARN; empty: looked up.
+    pub dlq_arn: String,
 }
 
 /// How an IAM caller maps to a tenant.
@@ -237,6 +245,10 @@ impl Settings {
             })?,
             token: r.get(&TOKEN, |t| Ok(t.to_owned()))?,
             url: r.get(&URL, format::text)?,
+            schedule_group: r.get(&SCHEDULE_GROUP, |t| Ok(t.to_owned()))?,
+            scheduler_role_arn: r.get(&SCHEDULER_ROLE_ARN, |t| Ok(t.to_owned()))?,
+            queue_arn: r.get(&QUEUE_ARN, |t| Ok(t.to_owned()))?,
+            dlq_arn: r.get(&DLQ_ARN, |t| Ok(t.to_owned()))?,
         })
     }
 

@@ -74,11 +74,11 @@ mod table {
     pub const RETRY_BASE: Spec = spec("retry-base", "FLOWGATE_RETRY_BASE", Format::Duration { min: Duration::ZERO, max: MAX_VISIBILITY }, "1s", &[Serve, Consumer],
         "First retry delay after a failed delivery; it doubles each time, up to the visibility timeout.");
     /// `--reconcile-grace`.
-    pub const RECONCILE_GRACE: Spec = spec("reconcile-grace", "FLOWGATE_RECONCILE_GRACE", Format::Duration { min: Duration::ZERO, max: DAY }, "60s", &[Serve, Api, Reconciler],
+    pub const RECONCILE_GRACE: Spec = spec("reconcile-grace", "FLOWGATE_RECONCILE_GRACE", Format::Duration { min: Duration::ZERO, max: DAY }, "60s", &[Serve, Api, Consumer, Reconciler],
         "How long a request may stay ACCEPTED since its last send before the reconciler looks at it.");
     /// `--reconcile-interval`.
-    pub const RECONCILE_INTERVAL: Spec = spec("reconcile-interval", "FLOWGATE_RECONCILE_INTERVAL", Format::Duration { min: Duration::from_millis(10), max: DAY }, "10s", &[Serve, Api],
-        "How often the reconciler sweeps. On AWS it is the reconciler's schedule rate (the API reads it to state the redelivery bound).");
+    pub const RECONCILE_INTERVAL: Spec = spec("reconcile-interval", "FLOWGATE_RECONCILE_INTERVAL", Format::Duration { min: Duration::from_millis(10), max: DAY }, "10s", &[Serve, Api, Consumer],
+        "How often the reconciler sweeps. On AWS it is the reconciler's schedule rate (the API and the consumer, which starts schedule fires, read it to state the redelivery bound).");
     /// `--table`.
     pub const TABLE: Spec = spec("table", "FLOWGATE_TABLE", Format::Text, "flowgate", ALL_AWS,
         "The DynamoDB table (backend `aws`).");
@@ -88,6 +88,18 @@ mod table {
     /// `--dlq`.
     pub const DLQ: Spec = spec("dlq", "FLOWGATE_DLQ", Format::Text, "flowgate-requests-dlq", ALL_AWS,
         "The SQS dead-letter queue (backend `aws`): its URL, or its name.");
+    /// `--schedule-group`.
+    pub const SCHEDULE_GROUP: Spec = spec("schedule-group", "FLOWGATE_SCHEDULE_GROUP", Format::OptionalText, "", &[Serve, Operator, Api, Consumer],
+        "The EventBridge Scheduler group that holds the stack's schedules (backend `aws`); each Flowgate schedule is one schedule there, and its fires reach the queue. Empty: this host keeps no schedules, and their routes answer 501.");
+    /// `--scheduler-role-arn`.
+    pub const SCHEDULER_ROLE_ARN: Spec = spec("scheduler-role-arn", "FLOWGATE_SCHEDULER_ROLE_ARN", Format::OptionalText, "", &[Serve, Api],
+        "The role EventBridge Scheduler assumes to send a schedule's fires to the queue (needed with a schedule group).");
+    /// `--queue-arn`.
+    pub const QUEUE_ARN: Spec = spec("queue-arn", "FLOWGATE_QUEUE_ARN", Format::OptionalText, "", &[Serve, Api],
+        "The queue's ARN, where schedule fires are sent (with a schedule group). Empty: looked up once at start.");
+    /// `--dlq-arn`.
+    pub const DLQ_ARN: Spec = spec("dlq-arn", "FLOWGATE_DLQ_ARN", Format::OptionalText, "", &[Serve, Api],
+        "The dead-letter queue's ARN, where EventBridge Scheduler puts fires it could not deliver (with a schedule group). Empty: looked up once at start.");
     /// `--retention-days`.
     pub const RETENTION_DAYS: Spec = spec("retention-days", "FLOWGATE_RETENTION_DAYS", Format::Count { min: 1, max: 36_500 }, "7", ALL_AWS,
         "Days a CREATED or ARCHIVED request is kept on DynamoDB before its TTL expires it. DEAD requests never expire.");
@@ -104,7 +116,7 @@ mod table {
     pub const SCHEDULER_TICK: Spec = spec("scheduler-tick", "FLOWGATE_SCHEDULER_TICK", Format::Duration { min: Duration::from_millis(10), max: Duration::from_secs(10) }, "250ms", &[Serve],
         "How often the scheduler role looks for due schedules; a fire starts within about this of its due time.");
     /// `--validation-budget`.
-    pub const VALIDATION_BUDGET: Spec = spec("validation-budget", "FLOWGATE_VALIDATION_BUDGET", Format::Duration { min: Duration::from_millis(1), max: Duration::from_secs(10) }, "250ms", &[Serve, Api],
+    pub const VALIDATION_BUDGET: Spec = spec("validation-budget", "FLOWGATE_VALIDATION_BUDGET", Format::Duration { min: Duration::from_millis(1), max: Duration::from_secs(10) }, "250ms", &[Serve, Api, Consumer],
         "The longest one start request's params may take to validate against its schema; past it the request is refused (400). Validation runs off the async workers, at most one per core at a time.");
     /// `--header-read-timeout`.
     pub const HEADER_READ_TIMEOUT: Spec = spec("header-read-timeout", "FLOWGATE_HEADER_READ_TIMEOUT", Format::Duration { min: Duration::from_millis(100), max: Duration::from_secs(300) }, "10s", &[Serve],
@@ -157,6 +169,10 @@ pub static ALL: &[&Spec] = &[
     &TABLE,
     &QUEUE,
     &DLQ,
+    &SCHEDULE_GROUP,
+    &SCHEDULER_ROLE_ARN,
+    &QUEUE_ARN,
+    &DLQ_ARN,
     &RETENTION_DAYS,
     &TENANT_CLAIM,
     &FAULTS,

@@ -20,6 +20,7 @@ async fn subject() -> Subject {
             max_receive_count: MAX_RECEIVES,
             liveness: true,
             outbox: true,
+            sweeps: true,
         },
         guard: Box::new(t),
     }

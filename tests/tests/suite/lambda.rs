@@ -13,10 +13,11 @@ use flowgate_aws::emf::Emf;
 use flowgate_core::Flowgate;
 use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestStatus};
-use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue, Store};
+use flowgate_core::ports::{Envelope, Liveness, Queue, Store};
 use flowgate_core::usecases::{Consumer, Reconciler};
 use flowgate_settings::IamTenant;
 use flowgate_tests::fixtures::{Captured, Rig, count_events, embedded, record, tenant};
+use flowgate_tests::sqs_event::batch;
 
 /// An API Gateway HTTP API (payload v2.0) event, as the Lambda receives it.
 fn http_event(method: &str, path: &str, body: Option<&Value>, authorizer: Value) -> String {
@@ -144,61 +145,6 @@ async fn the_api_takes_the_tenant_from_the_authorizer_and_fails_closed() {
     let by_account = flowgate_api::app(flowgate, rules(false, IamTenant::Account));
     let (_, body) = call(&by_account, put(iam("arn:aws:iam::123456789012:user/ops"))).await;
     assert_eq!(body["tenant"], "123456789012");
-}
-
-/// The SQS event record for a delivery, as the event source mapping sends it.
-fn sqs_record(d: &Delivery) -> Value {
-    let attr = |v: &Option<String>| {
-        v.as_ref()
-            .map(|s| json!({"stringValue": s, "dataType": "String"}))
-    };
-    let mut attributes = serde_json::Map::new();
-    if let Some(t) = attr(&d.tenant) {
-        attributes.insert("tenant".into(), t);
-    }
-    if let Some(r) = attr(&d.request_id) {
-        attributes.insert("request_id".into(), r);
-    }
-    json!({
-        "messageId": d.message_id,
-        "receiptHandle": d.receipt,
-        "body": d.body,
-        "attributes": {
-            "ApproximateReceiveCount": d.receive_count.to_string(),
-            "SentTimestamp": "1545082649183",
-            "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-            "ApproximateFirstReceiveTimestamp": "1545082649185"
-        },
-        "messageAttributes": attributes,
-        "md5OfBody": "e4e68fb7bd0e697a0ae8f1bb342846b3",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:flowgate-requests",
-        "awsRegion": "eu-west-1"
-    })
-}
-
-async fn batch(
-    queue: &dyn Queue,
-    n: usize,
-) -> (Vec<Delivery>, aws_lambda_events::event::sqs::SqsEvent) {
-    let mut deliveries = Vec::new();
-    for _ in 0..50 {
-        deliveries.extend(
-            queue
-                .receive(n - deliveries.len(), Duration::from_millis(100))
-                .await
-                .expect("receive"),
-        );
-        if deliveries.len() == n {
-            break;
-        }
-    }
-    assert_eq!(deliveries.len(), n);
-    let event = json!({"Records": deliveries.iter().map(sqs_record).collect::<Vec<_>>()});
-    (
-        deliveries,
-        serde_json::from_value(event).expect("a valid SQS event"),
-    )
 }
 
 #[tokio::test]

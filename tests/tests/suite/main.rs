@@ -15,6 +15,7 @@ mod pipeline;
 mod pipeline_aws;
 mod router;
 mod schedules;
+mod schedules_aws;
 mod security;
 mod template;
 mod usecases;

@@ -3,15 +3,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{Instrument, error, error_span, info, warn};
 
 use crate::dead_reason;
 use crate::error::BackendError;
-use crate::message::QueueMessage;
+use crate::message::{Fire, FireMessage, QueueMessage};
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
 use crate::ports::{Creation, Delivery, Queue, RequestUpdate, Store, UpdateOutcome};
+use crate::usecases::{Flowgate, Scheduler};
 
 /// How the consumer treats deliveries.
 #[derive(Debug, Clone)]
@@ -69,11 +71,13 @@ pub enum Disposition {
     },
 }
 
-/// Creates instances from queue deliveries.
+/// Creates instances from queue deliveries, and starts the schedule fires an engine puts on
+/// the same queue.
 pub struct Consumer {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     config: ConsumerConfig,
+    fires: Option<Flowgate>,
 }
 
 impl Consumer {
@@ -83,12 +87,28 @@ impl Consumer {
             store,
             queue,
             config,
+            fires: None,
         }
+    }
+
+    /// Also starts the schedule fires that arrive on the queue, through `app`'s start path
+    /// (for a backend whose engine fires schedules itself). Without it a fire is poison.
+    pub fn with_fires(mut self, app: Flowgate) -> Self {
+        self.fires = Some(app);
+        self
     }
 
     /// Settles one delivery on the store side (creates the instance, or records the failure
     /// or the death) and says what the queue should do with it. Never panics on bad input.
     pub async fn decide(&self, delivery: &Delivery) -> Disposition {
+        if let Some(app) = &self.fires
+            && let Some(fire) = FireMessage::parse(&delivery.body)
+        {
+            return match fire {
+                Ok((fire, at)) => self.fire(app, delivery, &fire.fire, at).await,
+                Err(e) => self.poison(delivery, e.to_string()).await,
+            };
+        }
         let message = match QueueMessage::parse(&delivery.body) {
             Ok(m) => m,
             Err(e) => return self.poison(delivery, e.to_string()).await,
@@ -206,6 +226,40 @@ impl Consumer {
                 }
             }
         }
+    }
+
+    /// Starts a delivered fire. Its failures retry and dead-letter as a request's do; there
+    /// is no request record yet, so the letter's reason is where the failure shows.
+    async fn fire(
+        &self,
+        app: &Flowgate,
+        delivery: &Delivery,
+        fire: &Fire,
+        at: DateTime<Utc>,
+    ) -> Disposition {
+        let err = match Scheduler::fire_delivered(app, fire, at).await {
+            Ok(_) => return Disposition::Ack,
+            Err(e) => e,
+        };
+        let reason = crate::error::error_chain(&err);
+        let last = delivery.receive_count >= self.config.max_receive_count;
+        if err.is_retryable() && !last {
+            warn!(stage = "delivery_failed", schedule = %fire.schedule_id, logical_date = %at,
+                error = %reason, "schedule fire failed; will retry");
+            return Disposition::Retry {
+                reason,
+                delay: self.retry_delay(delivery.receive_count),
+            };
+        }
+        let reason = if last {
+            dead_reason::exhausted(delivery.receive_count, &reason)
+        } else {
+            dead_reason::permanent(&reason)
+        };
+        error!(stage = "dead_lettered", tenant = %fire.tenant, workflow = %fire.workflow,
+            schedule = %fire.schedule_id, logical_date = %at, reason = %reason,
+            "schedule fire dead-lettered");
+        Disposition::DeadLetter { reason }
     }
 
     /// A body that does not parse can never succeed: dead-letter it at once.

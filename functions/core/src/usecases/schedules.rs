@@ -12,6 +12,7 @@ use tracing::{info, instrument, warn};
 
 use super::{Flowgate, StartRequest};
 use crate::error::{BackendError, Error};
+use crate::message::Fire;
 use crate::model::Priority;
 use crate::ports::{ScheduleRecord, Schedules, Upsert};
 use crate::schedule::{Catchup, CatchupPolicy, Expression, Timing, timezone, to_fire};
@@ -195,10 +196,13 @@ impl Flowgate {
         let definition = self.get_workflow(tenant, workflow).await?;
         let now = Utc::now();
         body.timing(now)?;
+        let schedules = store(self)?;
+        schedules
+            .supports(&body)
+            .map_err(|p| Error::invalid(&p.pointer, p.reason))?;
         self.schemas
             .check(&definition, &body.params, self.validation_budget)
             .await?;
-        let schedules = store(self)?;
         for _ in 0..8 {
             let existing = schedules.get_schedule(tenant, workflow, id).await?;
             let record = scheduled(tenant, workflow, id, body.clone(), existing.as_ref(), now)?;
@@ -298,6 +302,17 @@ fn scheduled(
     })
 }
 
+/// What a delivered fire did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fired {
+    /// Its request was started (or found already started, by a duplicate or another path).
+    Started,
+    /// The schedule was deleted after the engine fired.
+    ScheduleGone,
+    /// The schedule was paused after the engine fired.
+    Paused,
+}
+
 /// What one sweep of the scheduler did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct FireReport {
@@ -389,6 +404,39 @@ impl Scheduler {
             .put_schedule(&advanced, Some(record.version))
             .await?;
         Ok(report)
+    }
+
+    /// Starts the fire an engine delivered through the queue (a backend that fires schedules
+    /// itself): the schedule as it stands now, keyed by the fire's logical date, so that a
+    /// duplicate delivery is an idempotent replay. A schedule deleted or paused since the
+    /// engine fired starts nothing, and says so.
+    #[instrument(skip(app, fire), fields(tenant = %fire.tenant, workflow = %fire.workflow,
+        schedule = %fire.schedule_id, logical_date = %logical_date))]
+    pub async fn fire_delivered(
+        app: &Flowgate,
+        fire: &Fire,
+        logical_date: DateTime<Utc>,
+    ) -> Result<Fired, Error> {
+        let Some(record) = store(app)?
+            .get_schedule(&fire.tenant, &fire.workflow, &fire.schedule_id)
+            .await?
+        else {
+            info!(
+                stage = "fire_skipped",
+                "the schedule no longer exists; nothing started"
+            );
+            return Ok(Fired::ScheduleGone);
+        };
+        if record.definition.paused {
+            info!(
+                stage = "fire_skipped",
+                "the schedule is paused; nothing started"
+            );
+            return Ok(Fired::Paused);
+        }
+        Self::start(app, &record, logical_date).await?;
+        info!(stage = "fired", "schedule fire started its request");
+        Ok(Fired::Started)
     }
 
     async fn start(

@@ -25,7 +25,7 @@ pub use crate::dead_reason::FailureKind;
 
 use super::Flowgate;
 use crate::error::{BackendError, Error};
-use crate::message::QueueMessage;
+use crate::message::{FireMessage, QueueMessage};
 use crate::model::{Page, RequestRecord};
 use crate::paging::{self, PageRequest};
 use crate::ports::DeadLetter;
@@ -60,18 +60,28 @@ impl LetterSummary {
     /// The row for `letter`, with ids from its body when its attributes lack them.
     pub fn of(letter: &DeadLetter, now: DateTime<Utc>) -> Self {
         let message = QueueMessage::parse(&letter.body).ok();
-        let error_kind = FailureKind::of(letter.reason.as_deref(), message.is_some());
+        let fire = FireMessage::parse(&letter.body)
+            .and_then(Result::ok)
+            .map(|(m, _)| m.fire);
+        let error_kind = FailureKind::of(
+            letter.reason.as_deref(),
+            message.is_some() || fire.is_some(),
+        );
         Self {
             message_id: letter.message_id.clone(),
             request_id: letter
                 .request_id
                 .clone()
                 .or_else(|| message.as_ref().map(|m| m.request_id.clone())),
-            workflow: message.as_ref().map(|m| m.spec.workflow.clone()),
+            workflow: message
+                .as_ref()
+                .map(|m| m.spec.workflow.clone())
+                .or_else(|| fire.as_ref().map(|f| f.workflow.clone())),
             tenant: letter
                 .tenant
                 .clone()
-                .or_else(|| message.as_ref().map(|m| m.tenant.clone())),
+                .or_else(|| message.as_ref().map(|m| m.tenant.clone()))
+                .or_else(|| fire.as_ref().map(|f| f.tenant.clone())),
             receive_count: letter.receive_count,
             dead_lettered_at: letter.dead_lettered_at,
             age_seconds: (now - letter.dead_lettered_at).num_seconds().max(0),

@@ -11,9 +11,9 @@ use tracing::{Instrument, error, info, warn};
 use super::walk::{Walk, hold_for};
 use super::{LetterFilter, LetterSummary, Rate, ReplayParams, Scope};
 use crate::error::{BackendError, Error};
-use crate::message::QueueMessage;
+use crate::message::{FireMessage, QueueMessage};
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
-use crate::ports::{DeadLetter, MoveAll, RequestUpdate, UpdateOutcome};
+use crate::ports::{DeadLetter, Envelope, MoveAll, RequestUpdate, UpdateOutcome};
 use crate::usecases::{Flowgate, request_span};
 
 /// What a replay applies to, and how.
@@ -88,6 +88,9 @@ impl ReplayReport {
 /// What replaying a letter amounts to, given its request's current state.
 enum Plan {
     Replay(Box<QueueMessage>, RequestStatus),
+    /// A schedule's fire: sent again as it is. Its start is keyed by (workflow, logical
+    /// date), so a fire that did start meanwhile replays as the same request.
+    Resend(Envelope),
     SkipCreated,
     Fail(String),
 }
@@ -158,7 +161,9 @@ impl Flowgate {
             letters.truncate(options.max.unwrap_or(usize::MAX));
             for letter in &letters {
                 let outcome = match self.plan(letter).await? {
-                    Plan::Replay(..) => outcome(letter, Action::Replayed, "would be re-sent"),
+                    Plan::Replay(..) | Plan::Resend(..) => {
+                        outcome(letter, Action::Replayed, "would be re-sent")
+                    }
                     Plan::SkipCreated => outcome(
                         letter,
                         Action::SkippedCreated,
@@ -278,6 +283,13 @@ impl Flowgate {
     }
 
     async fn plan(&self, letter: &DeadLetter) -> Result<Plan, BackendError> {
+        if let Some(Ok((fire, _))) = FireMessage::parse(&letter.body) {
+            return Ok(Plan::Resend(Envelope {
+                tenant: fire.fire.tenant,
+                request_id: String::new(),
+                body: letter.body.clone(),
+            }));
+        }
         let message = match QueueMessage::parse(&letter.body) {
             Ok(m) => m,
             Err(e) => {
@@ -366,6 +378,7 @@ impl Flowgate {
                 return outcome(letter, Action::Failed, why);
             }
             Plan::SkipCreated => return self.drop_stale(letter).await,
+            Plan::Resend(envelope) => return self.resend(letter, &envelope).await,
             Plan::Replay(message, status) => (*message, status),
         };
         let span = request_span(
@@ -383,29 +396,38 @@ impl Flowgate {
                     Err(e) => return outcome(letter, Action::Failed, e.chain()),
                 }
             }
-            if let Err(e) = self.queue.send(&message.envelope()).await {
-                let why = format!(
-                    "re-send failed: {}; the request is ACCEPTED again, so the reconciler \
-                     re-sends it after its grace period",
-                    e.chain()
-                );
-                error!(stage = "replay_failed", reason = %why, "replay failed");
-                return outcome(letter, Action::Failed, why);
-            }
-            if let Err(e) = self.queue.dlq_delete(letter).await {
-                let why = format!(
-                    "re-sent, but the letter could not be removed from the dead-letter queue: \
-                     {}; a later replay removes it",
-                    e.chain()
-                );
-                warn!(stage = "replay_failed", reason = %why, "replay left the letter");
-                return outcome(letter, Action::Failed, why);
-            }
-            info!(stage = "replayed", message_id = %letter.message_id, "dead letter replayed");
-            outcome(letter, Action::Replayed, "re-sent to the main queue")
+            self.resend(letter, &message.envelope()).await
         }
         .instrument(span)
         .await
+    }
+
+    /// Sends the letter's message to the main queue, then removes the letter.
+    async fn resend(&self, letter: &DeadLetter, envelope: &Envelope) -> LetterOutcome {
+        if let Err(e) = self.queue.send(envelope).await {
+            let why = if envelope.request_id.is_empty() {
+                format!("re-send failed: {}; the letter stays", e.chain())
+            } else {
+                format!(
+                    "re-send failed: {}; the request is ACCEPTED again, so the reconciler \
+                     re-sends it after its grace period",
+                    e.chain()
+                )
+            };
+            error!(stage = "replay_failed", reason = %why, "replay failed");
+            return outcome(letter, Action::Failed, why);
+        }
+        if let Err(e) = self.queue.dlq_delete(letter).await {
+            let why = format!(
+                "re-sent, but the letter could not be removed from the dead-letter queue: \
+                 {}; a later replay removes it",
+                e.chain()
+            );
+            warn!(stage = "replay_failed", reason = %why, "replay left the letter");
+            return outcome(letter, Action::Failed, why);
+        }
+        info!(stage = "replayed", message_id = %letter.message_id, "dead letter replayed");
+        outcome(letter, Action::Replayed, "re-sent to the main queue")
     }
 
     /// Removes the letter of a request that is already `CREATED`, without a re-send.

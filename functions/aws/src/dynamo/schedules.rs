@@ -1,0 +1,118 @@
+//! Schedule records on DynamoDB: one item per schedule, `T#{tenant}#WF#{workflow}` /
+//! `S#{id}`, beside its workflow's item so that a workflow's schedules are one query. The
+//! record is kept as JSON text, with its version as a number for the conditional write.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use flowgate_core::BackendError;
+use flowgate_core::ports::ScheduleRecord;
+
+use super::{DynamoStore, Item, s};
+use crate::error::classify;
+use crate::items::workflow_key;
+
+const SORT_PREFIX: &str = "S#";
+
+fn sort_key(id: &str) -> String {
+    format!("{SORT_PREFIX}{id}")
+}
+
+fn decode(op: &'static str, item: &Item) -> Result<ScheduleRecord, BackendError> {
+    let text = item
+        .get("record")
+        .and_then(|v| v.as_s().ok())
+        .ok_or_else(|| BackendError::permanent(op, "schedule item without its record"))?;
+    serde_json::from_str(text).map_err(|e| BackendError::permanent(op, e))
+}
+
+impl DynamoStore {
+    /// Writes a schedule if its stored version is still `expected` (`None`: if absent).
+    pub async fn put_schedule_item(
+        &self,
+        record: &ScheduleRecord,
+        expected: Option<u64>,
+    ) -> Result<bool, BackendError> {
+        const OP: &str = "schedules.put";
+        let text = serde_json::to_string(record).map_err(|e| BackendError::permanent(OP, e))?;
+        let item = Item::from([
+            (
+                "pk".to_owned(),
+                s(workflow_key(&record.tenant, &record.workflow)),
+            ),
+            ("sk".to_owned(), s(sort_key(&record.id))),
+            (
+                "version".to_owned(),
+                AttributeValue::N(record.version.to_string()),
+            ),
+            ("record".to_owned(), s(text)),
+        ]);
+        self.put_versioned(OP, item, expected).await
+    }
+
+    /// Reads a schedule.
+    pub async fn get_schedule_item(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        id: &str,
+    ) -> Result<Option<ScheduleRecord>, BackendError> {
+        const OP: &str = "schedules.get";
+        let item = self
+            .get(OP, workflow_key(tenant, workflow), &sort_key(id))
+            .await?;
+        item.map(|item| decode(OP, &item)).transpose()
+    }
+
+    /// A workflow's schedules, by id.
+    pub async fn list_schedule_items(
+        &self,
+        tenant: &str,
+        workflow: &str,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        const OP: &str = "schedules.list";
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+                .expression_attribute_values(":p", s(workflow_key(tenant, workflow)))
+                .expression_attribute_values(":s", s(SORT_PREFIX))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))?;
+            for item in out.items() {
+                records.push(decode(OP, item)?);
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(records);
+            }
+        }
+    }
+
+    /// Deletes a schedule; false when there was none.
+    pub async fn delete_schedule_item(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        id: &str,
+    ) -> Result<bool, BackendError> {
+        const OP: &str = "schedules.delete";
+        let out = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(workflow_key(tenant, workflow)))
+            .key("sk", s(sort_key(id)))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        Ok(out.attributes.is_some_and(|a| !a.is_empty()))
+    }
+}
