@@ -13,7 +13,7 @@ use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, RequestRecord, RequestStatus};
 use flowgate_core::ports::{DeadLetter, Envelope};
 use flowgate_core::usecases::dlq::{
-    ArchiveSink, ArchivedLetter, LetterFilter, ReplayOptions, ReplayReport, parse_archive,
+    Action, ArchiveSink, ArchivedLetter, LetterFilter, ReplayOptions, ReplayReport, parse_archive,
 };
 
 use crate::fixtures::{self, count_events};
@@ -478,7 +478,15 @@ async fn native_move_falls_back(s: &Scene) {
             .is_some_and(|m| m.starts_with("unavailable")),
         "{everything:?}"
     );
-    assert_eq!(everything.replayed, 5, "{everything:?}");
+    // An at-least-once queue may hold two letters of one request (a redelivery that raced
+    // past the visibility timeout under load): count the requests replayed.
+    let requests: HashSet<_> = everything
+        .letters
+        .iter()
+        .filter(|l| l.action == Action::Replayed)
+        .filter_map(|l| l.request_id.clone())
+        .collect();
+    assert_eq!(requests.len(), 5, "{everything:?}");
     let _consumer = app.start_consumer();
     settle(app, t, &gamma).await;
     assert_created_once(app, t, &gamma).await;

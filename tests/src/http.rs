@@ -115,8 +115,8 @@ impl App {
         app
     }
 
-    /// A fresh app on an embedded backend that, like the AWS host for now, keeps no
-    /// schedules and no backfills.
+    /// A fresh app on an embedded backend that keeps no schedules and no backfills (as the
+    /// AWS host without a schedule group).
     pub fn without_schedules() -> Self {
         let backend: TempEmbedded = embedded(Duration::from_millis(500), 5);
         let (store, queue) = (backend.backend.clone(), backend.backend.clone());

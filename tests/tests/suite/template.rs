@@ -193,6 +193,8 @@ fn the_functions_agree_with_the_queue_and_the_schedule() {
         let api = t.settings("ApiFunction", Host::Api, bound);
         let reconciler = t.settings("ReconcilerFunction", Host::Reconciler, bound);
         assert_eq!(api.reconcile_grace, reconciler.reconcile_grace);
+        let consumer = t.settings("ConsumerFunction", Host::Consumer, bound);
+        assert_eq!(consumer.redelivery_bound(), api.redelivery_bound());
     }
     let rate = &t.resource("ReconcilerFunction")["Properties"]["Events"]["Sweep"]["Properties"]["ScheduleExpression"];
     let api = t.settings("ApiFunction", Host::Api, Bound::Default);
@@ -201,5 +203,42 @@ fn the_functions_agree_with_the_queue_and_the_schedule() {
         api.reconcile_interval.as_secs(),
         60,
         "the reconciler's schedule rate"
+    );
+}
+
+#[test]
+fn schedules_fire_into_the_stacks_own_queue_with_the_schedulers_own_role() {
+    let t = Template::load();
+    let source = |function: &str, name: &str| match &t.environment(function)[name] {
+        Value::Tagged(tagged) => format!("{} {}", tagged.tag, scalar(&tagged.value)),
+        other => scalar(other),
+    };
+    for function in ["ApiFunction", "ConsumerFunction"] {
+        assert_eq!(
+            source(function, "FLOWGATE_SCHEDULE_GROUP"),
+            "!Ref ScheduleGroup",
+            "{function} keeps schedules in the stack's group"
+        );
+    }
+    assert_eq!(
+        source("ApiFunction", "FLOWGATE_SCHEDULER_ROLE_ARN"),
+        "!GetAtt SchedulerRole.Arn"
+    );
+    assert_eq!(
+        source("ApiFunction", "FLOWGATE_QUEUE_ARN"),
+        "!GetAtt Queue.Arn"
+    );
+    assert_eq!(
+        source("ApiFunction", "FLOWGATE_DLQ_ARN"),
+        "!GetAtt DeadLetterQueue.Arn"
+    );
+    assert_eq!(
+        t.resource("ScheduleGroup")["Type"],
+        "AWS::Scheduler::ScheduleGroup"
+    );
+    let role = &t.resource("SchedulerRole")["Properties"];
+    assert_eq!(
+        role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"]["Service"],
+        "scheduler.amazonaws.com"
     );
 }

@@ -144,7 +144,7 @@ fn rate(text: &str) -> Result<String, String> {
         .parse()
         .map_err(|_| format!("{count:?} is not a whole number"))?;
     let (count, unit) = match unit.trim().trim_end_matches('s') {
-        "second" if count % 60 == 0 => (count / 60, "minute"),
+        "second" if count.is_multiple_of(60) => (count / 60, "minute"),
         "second" => {
             return Err(
                 "is finer than a minute; on the AWS host a rate is whole minutes, \
