@@ -102,6 +102,7 @@ pub async fn subject(visibility_timeout: Duration, max_receive_count: u32) -> Su
         store: Arc::new(DynamoStore::new(c.dynamo.clone(), TABLE, 7)),
         queue: Arc::new(SqsQueue::new(c.sqs.clone(), url, dlq_url)),
         schedules: Some(Arc::new(schedules)),
+        backfills: Some(Arc::new(DynamoStore::new(c.dynamo.clone(), TABLE, 7))),
         caps: Caps {
             visibility_timeout,
             max_receive_count,

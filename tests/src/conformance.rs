@@ -20,6 +20,7 @@ use flowgate_core::ports::{
 
 use crate::fixtures::{count_events, created, instance, record, tenant};
 
+pub use crate::conformance_backfills::*;
 pub use crate::conformance_dlq::*;
 pub use crate::conformance_schedules::*;
 
@@ -47,6 +48,8 @@ pub struct Subject {
     pub queue: Arc<dyn Queue>,
     /// Its schedules, where it keeps them.
     pub schedules: Option<Arc<dyn flowgate_core::ports::Schedules>>,
+    /// Its backfills, where it keeps them.
+    pub backfills: Option<Arc<dyn flowgate_core::ports::Backfills>>,
     /// What it can do.
     pub caps: Caps,
     /// Whatever must live as long as the subject (a temporary directory, say).
@@ -84,7 +87,8 @@ macro_rules! conformance_tests {
             unhandled_message_moves_to_dlq_after_max_receives,
             dead_letters_peek_claim_release_delete,
             dead_letters_restore_as_they_were,
-            schedules_are_versioned_listed_found_due_and_deleted
+            schedules_are_versioned_listed_found_due_and_deleted,
+            backfills_keep_every_date_are_versioned_and_found_running
         );
     };
     (@each [$($attr:tt)*] $make:expr; $check:ident $(, $rest:ident)*) => {

@@ -153,6 +153,13 @@ impl App {
         self
     }
 
+    /// This app with its use cases keeping backfills in `backfills`.
+    pub fn with_backfills(mut self, backfills: Arc<dyn flowgate_core::ports::Backfills>) -> Self {
+        self.flowgate = self.flowgate.clone().with_backfills(backfills);
+        self.router = router(self.flowgate.clone());
+        self
+    }
+
     /// A consumer over this app's (faulty) ports that dead-letters after
     /// `max_receive_count` deliveries.
     pub fn consumer(&self, max_receive_count: u32) -> Consumer {

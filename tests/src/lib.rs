@@ -3,6 +3,7 @@
 pub mod aws;
 pub mod binary;
 pub mod conformance;
+mod conformance_backfills;
 mod conformance_dlq;
 mod conformance_schedules;
 pub mod dlq;

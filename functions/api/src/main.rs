@@ -15,6 +15,7 @@ async fn main() -> Result<(), lambda_http::Error> {
         .with_metrics(Arc::new(Emf::stdout()))
         .with_redelivery_bound(settings.redelivery_bound())
         .with_validation_budget(settings.validation_budget);
+    let flowgate = flowgate.with_backfills(connected.backfills);
     let flowgate = match connected.schedules {
         Some(schedules) => flowgate.with_schedules(schedules),
         None => flowgate,

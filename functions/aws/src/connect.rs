@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use aws_sdk_sqs::types::QueueAttributeName;
-use flowgate_core::ports::{Queue, Schedules, Store};
+use flowgate_core::ports::{Backfills, Queue, Schedules, Store};
 use flowgate_settings::Settings;
 
 use crate::scheduler::{EventBridgeSchedules, FireTarget};
@@ -28,7 +28,7 @@ pub enum ConnectError {
     Missing(&'static str),
 }
 
-/// The store, the queue, and the schedules where a schedule group is set.
+/// The store, the queue, the backfills, and the schedules where a schedule group is set.
 pub struct Connected {
     /// The DynamoDB store.
     pub store: Arc<dyn Store>,
@@ -36,6 +36,8 @@ pub struct Connected {
     pub queue: Arc<dyn Queue>,
     /// Schedules on DynamoDB, fired by EventBridge Scheduler.
     pub schedules: Option<Arc<dyn Schedules>>,
+    /// Backfills on DynamoDB (the reconciler's runs move them forward).
+    pub backfills: Arc<dyn Backfills>,
 }
 
 /// A queue setting's URL: the value itself when it is a URL (as template.yaml passes it, so
@@ -109,6 +111,7 @@ pub async fn connect(settings: &Settings) -> Result<Connected, ConnectError> {
         Some(Arc::new(AwsSchedules::new(dynamo.clone(), engine)) as Arc<dyn Schedules>)
     };
     Ok(Connected {
+        backfills: Arc::new(dynamo.clone()),
         store: Arc::new(dynamo),
         queue: Arc::new(SqsQueue::new(sqs, queue, dlq)),
         schedules,

@@ -26,6 +26,7 @@ use crate::items::{
     request_key, stamp, workflow_key,
 };
 
+mod backfills;
 mod ds_codes;
 mod schedules;
 

@@ -52,7 +52,7 @@ pub async fn open_all(settings: &Settings) -> Result<Opened, Box<dyn Error>> {
                 queue: connected.queue,
                 schedules: connected.schedules,
                 tokens: None,
-                backfills: None,
+                backfills: Some(connected.backfills),
             })
         }
     }

@@ -14,7 +14,8 @@ async fn subject() -> Subject {
     Subject {
         store: backend.clone(),
         queue: backend.clone(),
-        schedules: Some(backend),
+        schedules: Some(backend.clone()),
+        backfills: Some(backend),
         caps: Caps {
             visibility_timeout: VISIBILITY,
             max_receive_count: MAX_RECEIVES,

@@ -265,7 +265,7 @@ async fn the_reconciler_sweeps_on_a_scheduled_event_and_emits_its_metric() {
         "detail": {}
     });
     let event = serde_json::from_value(event).expect("a valid scheduled event");
-    let report = flowgate_reconciler::handle(&reconciler, event)
+    let report = flowgate_reconciler::handle(&reconciler, None, event)
         .await
         .expect("sweep");
     assert_eq!((report.overdue, report.reenqueued), (1, 1), "{report:?}");

@@ -3,6 +3,7 @@
 //! megabytes) and quick. Run one module with `cargo test -p flowgate-tests --test suite <module>::`.
 
 mod backfills;
+mod backfills_aws;
 mod conformance_aws;
 mod conformance_embedded;
 mod dlq_aws;

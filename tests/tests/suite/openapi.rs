@@ -553,8 +553,8 @@ async fn dolphin_routes(c: &mut Contract, app: &App) {
     }
 }
 
-/// A host that keeps no schedules or backfills (the AWS host keeps no backfills yet, nor
-/// schedules without a schedule group): 501 on each route.
+/// A host that keeps no schedules or backfills (schedules: an AWS host without a schedule
+/// group): 501 on each route.
 async fn unkept_routes(c: &mut Contract) {
     let app = App::without_schedules();
     app.register("orders", true).await;

@@ -400,6 +400,27 @@ impl BackfillRunner {
         Ok(moved)
     }
 
+    /// Steps every `tick` until no backfill runs or `budget` is spent (a host whose runs are
+    /// invocations of a scheduled function); answers the backfills moved.
+    pub async fn run_for(
+        &self,
+        budget: std::time::Duration,
+        tick: std::time::Duration,
+    ) -> Result<usize, Error> {
+        let deadline = tokio::time::Instant::now() + budget;
+        let mut moved = 0;
+        loop {
+            if store(&self.app)?.running_backfills(1).await?.is_empty() {
+                return Ok(moved);
+            }
+            moved += self.step(tick).await?;
+            if tokio::time::Instant::now() + tick >= deadline {
+                return Ok(moved);
+            }
+            tokio::time::sleep(tick).await;
+        }
+    }
+
     async fn advance(
         &self,
         mut b: BackfillRecord,
