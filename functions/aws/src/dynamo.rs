@@ -174,6 +174,37 @@ impl DynamoStore {
         }
     }
 
+    /// Every item of partition `pk` whose sort key starts with `prefix`, in sort-key order
+    /// (consistent reads, every page).
+    async fn query_prefix(
+        &self,
+        op: &'static str,
+        pk: String,
+        prefix: &str,
+    ) -> Result<Vec<Item>, BackendError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :p AND begins_with(sk, :s)")
+                .expression_attribute_values(":p", s(pk.clone()))
+                .expression_attribute_values(":s", s(prefix))
+                .consistent_read(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(op, e))?;
+            items.extend(out.items.unwrap_or_default());
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
     async fn put_versioned(
         &self,
         op: &'static str,

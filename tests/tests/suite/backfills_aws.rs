@@ -66,6 +66,21 @@ async fn progress(app: &App, tenant: &str, id: &str) -> Value {
     reply.body
 }
 
+/// The logical dates of the tenant's `orders` instances, sorted.
+async fn logical_dates(app: &App, tenant: &str) -> Vec<String> {
+    let uri = "/v1/workflows/orders/instances?limit=100";
+    let listed = app.call_as(Some(tenant), "GET", uri, &[], None).await;
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    let mut dates: Vec<String> = listed.body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["logical_date"].as_str().map(str::to_owned))
+        .collect();
+    dates.sort_unstable();
+    dates
+}
+
 async fn backfill(app: &App, tenant: &str, body: Value) -> String {
     let reply = app
         .call_as(Some(tenant), "POST", B, &[], Some(&body.to_string()))
@@ -117,17 +132,8 @@ async fn a_backfill_runs_on_the_reconcilers_schedule_and_a_second_one_skips_its_
         (&json!("done"), &json!(0), &json!(5)),
         "{skipped}"
     );
-    let listed = app
-        .call_as(
-            Some(&t),
-            "GET",
-            "/v1/workflows/orders/instances?limit=100",
-            &[],
-            None,
-        )
-        .await;
-    let items = listed.body["items"].as_array().expect("items");
-    assert_eq!(items.len(), 5, "one instance per date: {}", listed.body);
+    let dates = logical_dates(&app, &t).await;
+    assert_eq!(dates.len(), 5, "one instance per date: {dates:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,26 +164,8 @@ async fn a_dolphinscheduler_complement_is_a_backfill_on_aws_too() {
         .await;
     assert_eq!(reply.body["code"], 0, "{}", reply.body);
     reconciler_run(&app).await;
-    let listed = app
-        .call_as(
-            Some(&t),
-            "GET",
-            "/v1/workflows/orders/instances?limit=100",
-            &[],
-            None,
-        )
-        .await;
-    let mut dates: Vec<&str> = listed.body["items"]
-        .as_array()
-        .expect("items")
-        .iter()
-        .filter_map(|i| i["logical_date"].as_str())
-        .collect();
-    dates.sort_unstable();
     assert_eq!(
-        dates,
-        ["2026-02-01T00:00:00Z", "2026-02-02T00:00:00Z"],
-        "{}",
-        listed.body
+        logical_dates(&app, &t).await,
+        ["2026-02-01T00:00:00Z", "2026-02-02T00:00:00Z"]
     );
 }

@@ -59,34 +59,16 @@ impl DynamoStore {
     ) -> Result<Vec<DateTime<Utc>>, BackendError> {
         const OP: &str = "backfills.get";
         let mut dates = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND begins_with(sk, :d)")
-                .expression_attribute_values(":p", s(key(tenant, id)))
-                .expression_attribute_values(":d", s(CHUNK_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))?;
-            for item in out.items() {
-                let text = item
-                    .get("dates")
-                    .and_then(|v| v.as_s().ok())
-                    .ok_or_else(|| BackendError::permanent(OP, "a date chunk without dates"))?;
-                let chunk: Vec<DateTime<Utc>> =
-                    serde_json::from_str(text).map_err(|e| BackendError::permanent(OP, e))?;
-                dates.extend(chunk);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(dates);
-            }
+        for item in self.query_prefix(OP, key(tenant, id), CHUNK_PREFIX).await? {
+            let text = item
+                .get("dates")
+                .and_then(|v| v.as_s().ok())
+                .ok_or_else(|| BackendError::permanent(OP, "a date chunk without dates"))?;
+            let chunk: Vec<DateTime<Utc>> =
+                serde_json::from_str(text).map_err(|e| BackendError::permanent(OP, e))?;
+            dates.extend(chunk);
         }
+        Ok(dates)
     }
 
     /// The record item: the record less its dates, with the running index key while it runs.

@@ -70,29 +70,11 @@ impl DynamoStore {
         workflow: &str,
     ) -> Result<Vec<ScheduleRecord>, BackendError> {
         const OP: &str = "schedules.list";
-        let mut records = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :p AND begins_with(sk, :s)")
-                .expression_attribute_values(":p", s(workflow_key(tenant, workflow)))
-                .expression_attribute_values(":s", s(SORT_PREFIX))
-                .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))?;
-            for item in out.items() {
-                records.push(decode(OP, item)?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(records);
-            }
-        }
+        self.query_prefix(OP, workflow_key(tenant, workflow), SORT_PREFIX)
+            .await?
+            .iter()
+            .map(|item| decode(OP, item))
+            .collect()
     }
 
     /// Deletes a schedule; false when there was none.

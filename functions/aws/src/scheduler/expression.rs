@@ -6,6 +6,7 @@
 //! must be `?`. What it cannot run is refused with the field and the reason, never rounded.
 
 use flowgate_core::InvalidParam;
+use flowgate_core::schedule::Expression;
 use flowgate_core::usecases::schedules::ScheduleBody;
 
 /// Weekday names by standard cron number (0 and 7 are Sunday).
@@ -129,32 +130,24 @@ fn weekday(text: &str) -> Result<&'static str, String> {
         .ok_or_else(|| format!("{text:?} is not a weekday"))
 }
 
-/// `rate(N unit)` in EventBridge's units; seconds only as whole minutes.
+/// `rate(N unit)` in EventBridge's largest unit that divides it; whole minutes only.
 fn rate(text: &str) -> Result<String, String> {
-    let inner = text
-        .trim()
-        .strip_prefix("rate(")
-        .and_then(|t| t.strip_suffix(')'))
-        .ok_or("must read rate(N unit)")?;
-    let (count, unit) = inner
-        .trim()
-        .split_once(' ')
-        .ok_or("must read rate(N unit)")?;
-    let count: u64 = count
-        .parse()
-        .map_err(|_| format!("{count:?} is not a whole number"))?;
-    let (count, unit) = match unit.trim().trim_end_matches('s') {
-        "second" if count.is_multiple_of(60) => (count / 60, "minute"),
-        "second" => {
-            return Err(
-                "is finer than a minute; on the AWS host a rate is whole minutes, \
-                 as EventBridge Scheduler's is"
-                    .into(),
-            );
-        }
-        unit @ ("minute" | "hour" | "day") => (count, unit),
-        other => return Err(format!("unknown unit {other:?}")),
+    let Expression::Rate(every) = Expression::rate(text)? else {
+        return Err("must read rate(N unit)".into());
     };
+    let seconds = every.as_secs();
+    if !seconds.is_multiple_of(60) {
+        return Err(
+            "is finer than a minute; on the AWS host a rate is whole minutes, \
+             as EventBridge Scheduler's is"
+                .into(),
+        );
+    }
+    let (count, unit) = [(86_400, "day"), (3_600, "hour"), (60, "minute")]
+        .into_iter()
+        .find(|(size, _)| seconds.is_multiple_of(*size))
+        .map(|(size, unit)| (seconds / size, unit))
+        .unwrap_or((seconds / 60, "minute"));
     let plural = if count == 1 { "" } else { "s" };
     Ok(format!("rate({count} {unit}{plural})"))
 }
@@ -223,6 +216,8 @@ mod tests {
         assert_eq!(rate("rate(1 hours)"), "rate(1 hour)");
         assert_eq!(rate("rate(120 seconds)"), "rate(2 minutes)");
         assert_eq!(rate("rate(2 day)"), "rate(2 days)");
+        assert_eq!(rate("rate(120 minutes)"), "rate(2 hours)");
+        assert_eq!(rate("rate(90 minutes)"), "rate(90 minutes)");
         assert_eq!(
             expression(&body("at", "2026-12-01T10:00:00")).unwrap(),
             "at(2026-12-01T10:00:00)"
