@@ -20,3 +20,22 @@ mod schedules_aws;
 mod security;
 mod template;
 mod usecases;
+
+/// Every file of this directory is a module of the binary: one left out would never run.
+#[test]
+fn every_file_of_the_suite_is_one_of_its_modules() {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite");
+    let main = include_str!("main.rs");
+    for entry in std::fs::read_dir(&here).expect("the suite's directory") {
+        let path = entry.expect("an entry").path();
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            continue;
+        };
+        if path.extension().is_some_and(|e| e == "rs") && stem != "main" {
+            assert!(
+                main.lines().any(|l| l == format!("mod {stem};")),
+                "tests/tests/suite/{stem}.rs is not declared in main.rs, so it never runs"
+            );
+        }
+    }
+}
