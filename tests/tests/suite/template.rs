@@ -242,3 +242,16 @@ fn schedules_fire_into_the_stacks_own_queue_with_the_schedulers_own_role() {
         "scheduler.amazonaws.com"
     );
 }
+
+#[test]
+fn a_reconciler_run_moves_backfills_within_its_timeout() {
+    let t = Template::load();
+    let timeout: u64 = scalar(&t.resource("ReconcilerFunction")["Properties"]["Timeout"])
+        .parse()
+        .expect("seconds");
+    let budget = flowgate_reconciler::BACKFILL_BUDGET + flowgate_reconciler::BACKFILL_TICK;
+    assert!(
+        budget.as_secs() + 10 <= timeout,
+        "a run sweeps, then steps backfills for {budget:?}: the {timeout} s timeout leaves the sweep too little"
+    );
+}
