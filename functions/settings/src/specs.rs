@@ -92,13 +92,13 @@ mod table {
     pub const SCHEDULE_GROUP: Spec = spec("schedule-group", "FLOWGATE_SCHEDULE_GROUP", Format::OptionalText, "", &[Serve, Operator, Api, Consumer],
         "The EventBridge Scheduler group that holds the stack's schedules (backend `aws`); each Flowgate schedule is one schedule there, and its fires reach the queue. Empty: this host keeps no schedules, and their routes answer 501.");
     /// `--scheduler-role-arn`.
-    pub const SCHEDULER_ROLE_ARN: Spec = spec("scheduler-role-arn", "FLOWGATE_SCHEDULER_ROLE_ARN", Format::OptionalText, "", &[Serve, Api],
+    pub const SCHEDULER_ROLE_ARN: Spec = spec("scheduler-role-arn", "FLOWGATE_SCHEDULER_ROLE_ARN", Format::OptionalText, "", &[Serve, Api, Consumer],
         "The role EventBridge Scheduler assumes to send a schedule's fires to the queue (needed with a schedule group).");
     /// `--queue-arn`.
-    pub const QUEUE_ARN: Spec = spec("queue-arn", "FLOWGATE_QUEUE_ARN", Format::OptionalText, "", &[Serve, Api],
+    pub const QUEUE_ARN: Spec = spec("queue-arn", "FLOWGATE_QUEUE_ARN", Format::OptionalText, "", &[Serve, Api, Consumer],
         "The queue's ARN, where schedule fires are sent (with a schedule group). Empty: looked up once at start.");
     /// `--dlq-arn`.
-    pub const DLQ_ARN: Spec = spec("dlq-arn", "FLOWGATE_DLQ_ARN", Format::OptionalText, "", &[Serve, Api],
+    pub const DLQ_ARN: Spec = spec("dlq-arn", "FLOWGATE_DLQ_ARN", Format::OptionalText, "", &[Serve, Api, Consumer],
         "The dead-letter queue's ARN, where EventBridge Scheduler puts fires it could not deliver (with a schedule group). Empty: looked up once at start.");
     /// `--retention-days`.
     pub const RETENTION_DAYS: Spec = spec("retention-days", "FLOWGATE_RETENTION_DAYS", Format::Count { min: 1, max: 36_500 }, "7", ALL_AWS,

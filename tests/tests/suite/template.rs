@@ -220,18 +220,33 @@ fn schedules_fire_into_the_stacks_own_queue_with_the_schedulers_own_role() {
             "{function} keeps schedules in the stack's group"
         );
     }
-    assert_eq!(
-        source("ApiFunction", "FLOWGATE_SCHEDULER_ROLE_ARN"),
-        "!GetAtt SchedulerRole.Arn"
-    );
-    assert_eq!(
-        source("ApiFunction", "FLOWGATE_QUEUE_ARN"),
-        "!GetAtt Queue.Arn"
-    );
-    assert_eq!(
-        source("ApiFunction", "FLOWGATE_DLQ_ARN"),
-        "!GetAtt DeadLetterQueue.Arn"
-    );
+    // Each function that keeps schedules is given all that `connect` needs for them, so
+    // that it neither fails at start nor looks a queue's ARN up (a call at every cold start).
+    for (function, host) in [
+        ("ApiFunction", Host::Api),
+        ("ConsumerFunction", Host::Consumer),
+    ] {
+        assert_eq!(
+            source(function, "FLOWGATE_SCHEDULER_ROLE_ARN"),
+            "!GetAtt SchedulerRole.Arn"
+        );
+        assert_eq!(source(function, "FLOWGATE_QUEUE_ARN"), "!GetAtt Queue.Arn");
+        assert_eq!(
+            source(function, "FLOWGATE_DLQ_ARN"),
+            "!GetAtt DeadLetterQueue.Arn"
+        );
+        let settings = t.settings(function, host, Bound::Default);
+        assert!(
+            ![
+                &settings.scheduler_role_arn,
+                &settings.queue_arn,
+                &settings.dlq_arn
+            ]
+            .iter()
+            .any(|v| v.is_empty()),
+            "{function} reads its whole schedule setup"
+        );
+    }
     assert_eq!(
         t.resource("ScheduleGroup")["Type"],
         "AWS::Scheduler::ScheduleGroup"
