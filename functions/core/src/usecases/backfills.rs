@@ -382,8 +382,14 @@ impl BackfillRunner {
 
     /// One step of every running backfill; `tick` is how often steps come (for the rate).
     pub async fn step(&self, tick: std::time::Duration) -> Result<usize, Error> {
+        Ok(self.step_running(tick).await?.1)
+    }
+
+    /// One step; answers how many backfills were running, and how many moved.
+    async fn step_running(&self, tick: std::time::Duration) -> Result<(usize, usize), Error> {
         let backfills = store(&self.app)?;
         let running = backfills.running_backfills(100).await?;
+        let count = running.len();
         let mut moved = 0;
         for b in running {
             let expected = b.version;
@@ -397,7 +403,7 @@ impl BackfillRunner {
                 Err(e) => warn!(error = %e, "backfill step failed; it is retried"),
             }
         }
-        Ok(moved)
+        Ok((count, moved))
     }
 
     /// Steps every `tick` until no backfill runs or `budget` is spent (a host whose runs are
@@ -410,11 +416,9 @@ impl BackfillRunner {
         let deadline = tokio::time::Instant::now() + budget;
         let mut moved = 0;
         loop {
-            if store(&self.app)?.running_backfills(1).await?.is_empty() {
-                return Ok(moved);
-            }
-            moved += self.step(tick).await?;
-            if tokio::time::Instant::now() + tick >= deadline {
+            let (running, now) = self.step_running(tick).await?;
+            moved += now;
+            if running == 0 || tokio::time::Instant::now() + tick >= deadline {
                 return Ok(moved);
             }
             tokio::time::sleep(tick).await;

@@ -101,17 +101,17 @@ impl Consumer {
     /// Settles one delivery on the store side (creates the instance, or records the failure
     /// or the death) and says what the queue should do with it. Never panics on bad input.
     pub async fn decide(&self, delivery: &Delivery) -> Disposition {
-        if let Some(app) = &self.fires
-            && let Some(fire) = FireMessage::parse(&delivery.body)
-        {
-            return match fire {
-                Ok((fire, at)) => self.fire(app, delivery, &fire.fire, at).await,
-                Err(e) => self.poison(delivery, e.to_string()).await,
-            };
-        }
         let message = match QueueMessage::parse(&delivery.body) {
             Ok(m) => m,
-            Err(e) => return self.poison(delivery, e.to_string()).await,
+            // Not a request message: a schedule's fire, where this consumer starts them (a
+            // request message, the hot path, is parsed once).
+            Err(e) => {
+                return match self.fires.as_ref().zip(FireMessage::parse(&delivery.body)) {
+                    Some((app, Ok((fire, at)))) => self.fire(app, delivery, &fire.fire, at).await,
+                    Some((_, Err(e))) => self.poison(delivery, e.to_string()).await,
+                    None => self.poison(delivery, e.to_string()).await,
+                };
+            }
         };
         let span = super::request_span(
             "consume",
