@@ -77,8 +77,8 @@ mod table {
     pub const RECONCILE_GRACE: Spec = spec("reconcile-grace", "FLOWGATE_RECONCILE_GRACE", Format::Duration { min: Duration::ZERO, max: DAY }, "60s", &[Serve, Api, Consumer, Reconciler],
         "How long a request may stay ACCEPTED since its last send before the reconciler looks at it.");
     /// `--reconcile-interval`.
-    pub const RECONCILE_INTERVAL: Spec = spec("reconcile-interval", "FLOWGATE_RECONCILE_INTERVAL", Format::Duration { min: Duration::from_millis(10), max: DAY }, "10s", &[Serve, Api, Consumer],
-        "How often the reconciler sweeps. On AWS it is the reconciler's schedule rate (the API and the consumer, which starts schedule fires, read it to state the redelivery bound).");
+    pub const RECONCILE_INTERVAL: Spec = spec("reconcile-interval", "FLOWGATE_RECONCILE_INTERVAL", Format::Duration { min: Duration::from_millis(10), max: DAY }, "10s", &[Serve, Api, Consumer, Reconciler],
+        "How often the reconciler sweeps. On AWS it is the reconciler's schedule rate (the functions that start requests read it to state the redelivery bound).");
     /// `--table`.
     pub const TABLE: Spec = spec("table", "FLOWGATE_TABLE", Format::Text, "flowgate", ALL_AWS,
         "The DynamoDB table (backend `aws`).");

@@ -195,6 +195,7 @@ fn the_functions_agree_with_the_queue_and_the_schedule() {
         assert_eq!(api.reconcile_grace, reconciler.reconcile_grace);
         let consumer = t.settings("ConsumerFunction", Host::Consumer, bound);
         assert_eq!(consumer.redelivery_bound(), api.redelivery_bound());
+        assert_eq!(reconciler.redelivery_bound(), api.redelivery_bound());
     }
     let rate = &t.resource("ReconcilerFunction")["Properties"]["Events"]["Sweep"]["Properties"]["ScheduleExpression"];
     let api = t.settings("ApiFunction", Host::Api, Bound::Default);
