@@ -144,6 +144,16 @@ impl Host {
     }
 }
 
+/// A host whose `orders` workflow has an hourly schedule `nightly`.
+async fn hourly() -> Host {
+    let host = host().await;
+    let created = host
+        .put(json!({"cron": "0 * * * *", "params": {"amount": 2}}))
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    host
+}
+
 /// The body EventBridge Scheduler sends for the fire at `at`: the schedule's target input,
 /// with its scheduled-time placeholder replaced.
 async fn fire_body(host: &Host, at: &str) -> String {
@@ -251,11 +261,7 @@ async fn each_schedule_is_an_eventbridge_schedule_created_paused_replaced_and_de
 #[tokio::test]
 #[ignore = "needs a moto server: run infra/test.sh"]
 async fn a_fire_delivered_twice_starts_one_instance_for_its_logical_date() {
-    let host = host().await;
-    let created = host
-        .put(json!({"cron": "0 * * * *", "params": {"amount": 2}}))
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    let host = hourly().await;
     let fire = fire_body(&host, "2026-12-01T01:00:00Z").await;
 
     host.deliver(&[fire.clone(), fire.clone()]).await;
@@ -306,11 +312,7 @@ async fn a_fire_delivered_twice_starts_one_instance_for_its_logical_date() {
 #[tokio::test]
 #[ignore = "needs a moto server: run infra/test.sh"]
 async fn a_fire_that_cannot_start_is_dead_lettered_with_its_reason_and_replays() {
-    let host = host().await;
-    let created = host
-        .put(json!({"cron": "0 * * * *", "params": {"amount": 2}}))
-        .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    let host = hourly().await;
     let fire = fire_body(&host, "2026-12-01T05:00:00Z").await;
     host.app
         .register_as(Some(&host.tenant), "orders", false)

@@ -60,9 +60,13 @@ impl LetterSummary {
     /// The row for `letter`, with ids from its body when its attributes lack them.
     pub fn of(letter: &DeadLetter, now: DateTime<Utc>) -> Self {
         let message = QueueMessage::parse(&letter.body).ok();
-        let fire = FireMessage::parse(&letter.body)
-            .and_then(Result::ok)
-            .map(|(m, _)| m.fire);
+        // Only a body that is not a request message can be a schedule's fire.
+        let fire = match message {
+            Some(_) => None,
+            None => FireMessage::parse(&letter.body)
+                .and_then(Result::ok)
+                .map(|(m, _)| m.fire),
+        };
         let error_kind = FailureKind::of(
             letter.reason.as_deref(),
             message.is_some() || fire.is_some(),
