@@ -119,11 +119,25 @@ impl SqsQueue {
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
             .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .message_attribute_names("All")
+            .customize()
+            .config_override(long_poll_timeouts(wait))
             .send()
             .await
             .map_err(|e| classify(op, e))?;
         Ok(out.messages.unwrap_or_default())
     }
+}
+
+/// A receive's attempt may take its whole long poll, plus the usual allowance. With the
+/// default 5 s, a slow answer was abandoned after the service had already hidden its
+/// messages: a peek of the DLQ then missed them for the whole hold.
+fn long_poll_timeouts(wait: Duration) -> aws_sdk_sqs::config::Builder {
+    aws_sdk_sqs::config::Builder::default().timeout_config(
+        aws_sdk_sqs::config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(wait + Duration::from_secs(15))
+            .operation_timeout(wait * 3 + Duration::from_secs(45))
+            .build(),
+    )
 }
 
 /// A message attribute's string value.

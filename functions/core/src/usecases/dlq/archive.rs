@@ -244,10 +244,23 @@ impl Flowgate {
                 let mut record = archived.clone();
                 let _ = record.apply(&RequestUpdate {
                     set_status: Some(RequestStatus::Dead),
-                    ..RequestUpdate::event(event)
+                    ..RequestUpdate::event(event.clone())
                 });
                 match self.store.create_request(&record, None).await {
-                    Ok(_) | Err(StoreError::AlreadyExists { .. }) => Ok(true),
+                    Ok(_) => Ok(true),
+                    // It came back meanwhile: an archived one still goes back to DEAD, so
+                    // that a second restore finds it restored.
+                    Err(StoreError::AlreadyExists { .. }) => {
+                        let update = RequestUpdate {
+                            only_if: Some(RequestStatus::Archived),
+                            set_status: Some(RequestStatus::Dead),
+                            ..RequestUpdate::event(event)
+                        };
+                        self.store
+                            .update_request(&archived.tenant, &archived.request_id, &update)
+                            .await?;
+                        Ok(true)
+                    }
                     Err(StoreError::Backend(e)) => Err(e),
                 }
             }
