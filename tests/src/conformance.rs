@@ -117,6 +117,7 @@ fn workflow(tenant: &str, code: &str, online: bool) -> Workflow {
         updated_at: now,
         ds_code: None,
         ds_project_code: None,
+        target: None,
     }
 }
 

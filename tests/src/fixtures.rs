@@ -86,6 +86,7 @@ pub fn record(tenant: &str, workflow: &str, accepted_at: DateTime<Utc>) -> Reque
             kind: EventKind::Accepted,
             detail: "accepted".into(),
         }],
+        dispatch: None,
     }
 }
 
@@ -100,8 +101,9 @@ pub fn instance(record: &RequestRecord, created_at: DateTime<Utc>) -> Instance {
         priority: record.spec.priority,
         schedule_time: record.spec.schedule_time,
         logical_date: record.spec.logical_date,
-        status: InstanceStatus::Submitted,
+        status: InstanceStatus::Created,
         created_at,
+        dispatch: None,
     }
 }
 

@@ -179,7 +179,7 @@ pub async fn verify(app: &App, tenant: &str, workflow: &str, loaded: &Loaded) ->
         assert_eq!(record.idempotency_key.as_deref(), Some(key.as_str()));
         let instance = store.get_instance(tenant, instance_id).await.expect("read");
         match record.status {
-            RequestStatus::Created => {
+            RequestStatus::Created | RequestStatus::Dispatched => {
                 created += 1;
                 let instance = instance.expect("CREATED has its instance");
                 assert_eq!(

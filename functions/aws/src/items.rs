@@ -8,7 +8,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use flowgate_core::model::{
-    HistoryEvent, Instance, InstanceStatus, Priority, RequestRecord, RequestStatus, Workflow,
+    Dispatch, HistoryEvent, Instance, InstanceStatus, Priority, RequestRecord, RequestStatus, Workflow,
 };
 use flowgate_core::record::bound_history;
 
@@ -74,6 +74,9 @@ pub struct WorkflowItem {
     pub ds_code: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ds_project_code: Option<i64>,
+    /// The hand-off target as JSON text (it is client JSON, like the schema).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
 }
 
 impl WorkflowItem {
@@ -91,6 +94,7 @@ impl WorkflowItem {
             updated_at: stamp(w.updated_at),
             ds_code: w.ds_code,
             ds_project_code: w.ds_project_code,
+            target: w.target.as_ref().map(ToString::to_string),
         }
     }
 
@@ -106,6 +110,10 @@ impl WorkflowItem {
             updated_at: parse(&self.updated_at),
             ds_code: self.ds_code,
             ds_project_code: self.ds_project_code,
+            target: self
+                .target
+                .as_deref()
+                .and_then(|t| serde_json::from_str(t).ok()),
         }
     }
 }
@@ -132,9 +140,11 @@ pub struct RequestItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_since: Option<String>,
     pub history: Vec<HistoryEvent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<Dispatch>,
     /// Optimistic-concurrency version for read-modify-write updates.
     pub version: u64,
-    /// Present only while `ACCEPTED`: the sparse pending index.
+    /// Present only while pending (see `RequestRecord::pending_due`): the sparse index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi1pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -147,8 +157,7 @@ pub struct RequestItem {
 impl RequestItem {
     /// The item for a record, with the index and TTL attributes its status implies.
     pub fn new(r: &RequestRecord, version: u64, retention_days: u32) -> Self {
-        let pending = r.status == RequestStatus::Accepted;
-        let due = r.pending_since.unwrap_or(r.accepted_at);
+        let due = r.pending_due();
         let mut history = r.history.clone();
         bound_history(&mut history);
         Self {
@@ -167,11 +176,13 @@ impl RequestItem {
             updated_at: stamp(r.updated_at),
             pending_since: r.pending_since.map(stamp),
             history,
+            dispatch: r.dispatch.clone(),
             version,
-            gsi1pk: pending.then(|| PENDING.to_owned()),
-            gsi1sk: pending.then(|| format!("{}#{}", stamp(due), r.request_id)),
-            // A dead request waits for an operator, so only finished ones expire.
-            ttl: matches!(r.status, RequestStatus::Created | RequestStatus::Archived)
+            gsi1pk: due.map(|_| PENDING.to_owned()),
+            gsi1sk: due.map(|due| format!("{}#{}", stamp(due), r.request_id)),
+            // A dead request waits for an operator, and one owed a hand-off for the
+            // consumer, so only finished ones expire.
+            ttl: (due.is_none() && (r.status.has_instance() || r.status == RequestStatus::Archived))
                 .then(|| expiry(r.updated_at, retention_days)),
         }
     }
@@ -203,6 +214,7 @@ impl RequestItem {
             updated_at: parse(&self.updated_at),
             pending_since: self.pending_since.as_deref().map(parse),
             history,
+            dispatch: self.dispatch,
         }
     }
 }
@@ -265,6 +277,7 @@ impl InstanceItem {
             status: self.status,
             created_at: parse(&self.created_at),
             logical_date: self.logical_date.as_deref().map(parse),
+            dispatch: None,
         }
     }
 }
@@ -349,6 +362,7 @@ mod tests {
                     detail: "x".repeat(detail),
                 })
                 .collect(),
+            dispatch: None,
         }
     }
 

@@ -7,6 +7,7 @@ const PERMANENT: &str = "permanent failure: ";
 const EXHAUSTED: &str = "gave up after ";
 const REDRIVEN: &str = "delivered ";
 const POISON: &str = "poison message ";
+const DISPATCH: &str = "dispatch failed";
 
 /// A permanent error: retrying the same message would fail the same way.
 pub fn permanent(error: &str) -> String {
@@ -26,6 +27,15 @@ pub fn redriven(count: i64) -> String {
     )
 }
 
+/// The instance exists, and its hand-off to the target failed permanently (`deliveries` is
+/// `None`) or on the last allowed delivery.
+pub fn dispatch(deliveries: Option<u32>, error: &str) -> String {
+    match deliveries {
+        None => format!("{DISPATCH} permanently: {error}"),
+        Some(n) => format!("{DISPATCH} on each of {n} deliveries: {error}"),
+    }
+}
+
 /// A body that is not a Flowgate request message.
 pub fn poison(message_id: &str, why: &str) -> String {
     format!("{POISON}{message_id}: {why}")
@@ -41,6 +51,9 @@ pub enum FailureKind {
     Exhausted,
     /// The body is not a Flowgate request message.
     Poison,
+    /// The instance exists; handing it to its target failed (a replay re-drives only the
+    /// hand-off).
+    Dispatch,
     /// The reason does not say.
     Unknown,
 }
@@ -52,6 +65,7 @@ impl FailureKind {
             Self::Permanent => "permanent",
             Self::Exhausted => "exhausted",
             Self::Poison => "poison",
+            Self::Dispatch => "dispatch",
             Self::Unknown => "unknown",
         }
     }
@@ -65,6 +79,7 @@ impl FailureKind {
             Some(r) if r.starts_with(PERMANENT) => Self::Permanent,
             Some(r) if r.starts_with(EXHAUSTED) || r.starts_with(REDRIVEN) => Self::Exhausted,
             Some(r) if r.starts_with(POISON) => Self::Poison,
+            Some(r) if r.starts_with(DISPATCH) => Self::Dispatch,
             Some(_) => Self::Unknown,
         }
     }
@@ -81,6 +96,8 @@ mod tests {
         assert_eq!(of(exhausted(5, "timeout")), FailureKind::Exhausted);
         assert_eq!(of(redriven(5)), FailureKind::Exhausted);
         assert_eq!(of(poison("m-1", "not JSON")), FailureKind::Poison);
+        assert_eq!(of(dispatch(None, "HTTP 400")), FailureKind::Dispatch);
+        assert_eq!(of(dispatch(Some(5), "HTTP 503")), FailureKind::Dispatch);
         assert_eq!(of("something else".into()), FailureKind::Unknown);
         assert_eq!(FailureKind::of(None, true), FailureKind::Exhausted);
         assert_eq!(FailureKind::of(None, false), FailureKind::Poison);

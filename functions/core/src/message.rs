@@ -25,6 +25,10 @@ pub struct QueueMessage {
     /// What to create.
     #[serde(flatten)]
     pub spec: StartSpec,
+    /// The kind of target its instance is owed to, once created; `None` for a record-only
+    /// workflow. The target itself (and any secret) is read from the workflow, never sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch_to: Option<String>,
 }
 
 /// Why a message body could not be used.
@@ -50,6 +54,7 @@ impl QueueMessage {
             request_id: record.request_id.clone(),
             instance_id: record.instance_id.clone(),
             spec: record.spec.clone(),
+            dispatch_to: record.dispatch.as_ref().map(|d| d.target.clone()),
         }
     }
 
@@ -82,8 +87,9 @@ impl QueueMessage {
             priority: self.spec.priority,
             schedule_time: self.spec.schedule_time,
             logical_date: self.spec.logical_date,
-            status: InstanceStatus::Submitted,
+            status: InstanceStatus::Created,
             created_at,
+            dispatch: None,
         }
     }
 }

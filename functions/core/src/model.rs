@@ -32,10 +32,37 @@ pub struct Workflow {
     /// that project's path.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ds_project_code: Option<i64>,
+    /// Where its instances are handed off once created (a JSON object whose `type` names
+    /// the kind); `None` keeps the workflow record-only. Its `secret`, if any, is never
+    /// shown: see [`Workflow::shown`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<Value>,
     /// When the workflow was first registered.
     pub created_at: DateTime<Utc>,
     /// When the workflow was last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+impl Workflow {
+    /// The workflow as a client may see it: a target's `secret` is write-only.
+    pub fn shown(mut self) -> Self {
+        if let Some(Value::Object(target)) = &mut self.target
+            && target.remove("secret").is_some()
+        {
+            target.insert("secret_set".into(), Value::Bool(true));
+        }
+        self
+    }
+
+    /// The kind of its target (the target's `type`), if it has one.
+    pub fn target_kind(&self) -> Option<String> {
+        self.target.as_ref().map(|t| {
+            t.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("unknown")
+                .to_owned()
+        })
+    }
 }
 
 /// Scheduling priority of an instance.
@@ -61,8 +88,10 @@ pub enum Priority {
 pub enum RequestStatus {
     /// Durably recorded; its instance does not exist yet.
     Accepted,
-    /// Its instance exists.
+    /// Its instance exists (and, for a workflow with a target, waits to be handed off).
     Created,
+    /// Its instance was handed off to the workflow's target.
+    Dispatched,
     /// Delivery failed permanently or too often; it sits in the dead-letter queue.
     Dead,
     /// An operator archived its dead letter to a file (`flowgate dlq archive`).
@@ -75,9 +104,15 @@ impl RequestStatus {
         match self {
             Self::Accepted => "ACCEPTED",
             Self::Created => "CREATED",
+            Self::Dispatched => "DISPATCHED",
             Self::Dead => "DEAD",
             Self::Archived => "ARCHIVED",
         }
+    }
+
+    /// Whether its instance exists (created, and perhaps handed off).
+    pub fn has_instance(self) -> bool {
+        matches!(self, Self::Created | Self::Dispatched)
     }
 
     /// Parses the storage spelling.
@@ -85,6 +120,7 @@ impl RequestStatus {
         match s {
             "ACCEPTED" => Some(Self::Accepted),
             "CREATED" => Some(Self::Created),
+            "DISPATCHED" => Some(Self::Dispatched),
             "DEAD" => Some(Self::Dead),
             "ARCHIVED" => Some(Self::Archived),
             _ => None,
@@ -107,6 +143,10 @@ pub enum EventKind {
     DeliveryFailed,
     /// The consumer created the instance.
     Created,
+    /// The instance was handed off to its workflow's target.
+    Dispatched,
+    /// A hand-off failed; retried, or dead-lettered when permanent or too frequent.
+    DispatchFailed,
     /// The message went to the dead-letter queue.
     DeadLettered,
     /// The reconciler found the request stuck and sent its message again.
@@ -128,6 +168,8 @@ impl EventKind {
             Self::EnqueueFailed => "enqueue_failed",
             Self::DeliveryFailed => "delivery_failed",
             Self::Created => "created",
+            Self::Dispatched => "dispatched",
+            Self::DispatchFailed => "dispatch_failed",
             Self::DeadLettered => "dead_lettered",
             Self::Reenqueued => "reenqueued",
             Self::Replayed => "replayed",
@@ -222,14 +264,63 @@ pub struct RequestRecord {
     pub pending_since: Option<DateTime<Utc>>,
     /// Its timeline, oldest first.
     pub history: Vec<HistoryEvent>,
+    /// The hand-off of its instance, for a workflow with a target; `None` when record-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<Dispatch>,
+}
+
+/// The hand-off of one instance to its workflow's target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dispatch {
+    /// The kind of target (its `type`), as the workflow named it when the request came.
+    pub target: String,
+    /// Hand-off attempts so far.
+    pub attempts: u32,
+    /// What the target answered: an HTTP status, an execution ARN, an event id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// When the target took it; `None` while the hand-off is owed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatched_at: Option<DateTime<Utc>>,
+}
+
+impl Dispatch {
+    /// A hand-off owed to a target of this kind.
+    pub fn owed(target: impl Into<String>) -> Self {
+        Self {
+            target: target.into(),
+            attempts: 0,
+            reference: None,
+            dispatched_at: None,
+        }
+    }
+
+    /// Whether the target has taken the instance.
+    pub fn is_done(&self) -> bool {
+        self.dispatched_at.is_some()
+    }
 }
 
 /// Lifecycle of an instance. Flowgate only ever creates instances.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum InstanceStatus {
-    /// Created and handed to the workflow engine.
-    Submitted,
+    /// Created (`SUBMITTED` before hand-off existed); for a workflow with a target, its
+    /// hand-off is still owed.
+    #[serde(alias = "SUBMITTED")]
+    Created,
+    /// Handed off to its workflow's target.
+    Dispatched,
+}
+
+impl InstanceStatus {
+    /// The storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "CREATED",
+            Self::Dispatched => "DISPATCHED",
+        }
+    }
 }
 
 /// A workflow instance, created exactly once per accepted request.
@@ -252,10 +343,24 @@ pub struct Instance {
     /// The nominal fire time (UTC) of the schedule or backfill date it was started for.
     #[serde(default)]
     pub logical_date: Option<DateTime<Utc>>,
-    /// Always `SUBMITTED` for now.
+    /// `CREATED`, then `DISPATCHED` once its target took it.
     pub status: InstanceStatus,
     /// When the consumer created it.
     pub created_at: DateTime<Utc>,
+    /// Its hand-off (read from its request); `None` for a record-only workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<Dispatch>,
+}
+
+impl Instance {
+    /// The instance with its hand-off state, as its request record tells it.
+    pub fn with_dispatch(mut self, record: &RequestRecord) -> Self {
+        self.dispatch = record.dispatch.clone();
+        if record.status == RequestStatus::Dispatched {
+            self.status = InstanceStatus::Dispatched;
+        }
+        self
+    }
 }
 
 /// A page of results with an opaque cursor to the next one.

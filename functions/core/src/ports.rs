@@ -467,3 +467,55 @@ pub trait Backfills: Send + Sync + 'static {
     /// Running backfills, oldest first, across tenants.
     async fn running_backfills(&self, limit: usize) -> Result<Vec<BackfillRecord>, BackendError>;
 }
+
+/// What a target answered when it took an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The target's reference: an HTTP status, an execution ARN, an event id.
+    pub reference: String,
+}
+
+/// Why a hand-off failed, and whether trying again may help.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct DispatchError {
+    /// Whether a later attempt may succeed (a timeout, a 5xx, a throttle).
+    pub retryable: bool,
+    /// What went wrong, safe to record (never a secret).
+    pub reason: String,
+}
+
+impl DispatchError {
+    /// A failure that a later attempt may not have.
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        Self {
+            retryable: true,
+            reason: reason.into(),
+        }
+    }
+
+    /// A failure that every attempt would have.
+    pub fn permanent(reason: impl Into<String>) -> Self {
+        Self {
+            retryable: false,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Hands created instances to the systems that run them. A target is a JSON object whose
+/// `type` names its kind; the kinds, their fields and their checks live in the adapter.
+#[async_trait]
+pub trait Dispatcher: Send + Sync + 'static {
+    /// Checks a workflow's target before it is stored, and answers it as it should be kept
+    /// (defaults filled in), or why it is refused.
+    fn check(&self, target: &serde_json::Value) -> Result<serde_json::Value, String>;
+
+    /// Hands `instance` to `target`. Handing the same instance twice must not make the
+    /// target run it twice where the target can tell (an idempotency key, a unique name).
+    async fn dispatch(
+        &self,
+        target: &serde_json::Value,
+        instance: &Instance,
+    ) -> Result<Receipt, DispatchError>;
+}

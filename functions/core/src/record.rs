@@ -1,7 +1,9 @@
 //! The rules of a request record's life, as pure functions every backend calls: how an
 //! update applies, and how the history is bounded. Backends only store the result.
 
-use crate::model::{HistoryEvent, RequestRecord, RequestStatus};
+use chrono::{DateTime, Utc};
+
+use crate::model::{Dispatch, HistoryEvent, RequestRecord, RequestStatus};
 
 /// The most events a history keeps; past it, the oldest after `accepted` are dropped.
 pub const MAX_HISTORY: usize = 100;
@@ -21,8 +23,10 @@ pub struct RequestUpdate {
     pub set_attempts: Option<u32>,
     /// Sets `last_error`.
     pub set_last_error: Option<String>,
-    /// Sets `pending_since` to the event's time, if the record is (still) `ACCEPTED`.
+    /// Sets `pending_since` to the event's time, if the record is (still) pending.
     pub touch_pending: bool,
+    /// Sets the hand-off state.
+    pub set_dispatch: Option<Dispatch>,
 }
 
 impl RequestUpdate {
@@ -35,6 +39,7 @@ impl RequestUpdate {
             set_attempts: None,
             set_last_error: None,
             touch_pending: false,
+            set_dispatch: None,
         }
     }
 }
@@ -45,7 +50,8 @@ pub struct GuardFailed(pub RequestStatus);
 
 impl RequestRecord {
     /// Applies `update`: checks its guard, sets what it sets, puts its event in time order,
-    /// and bounds the history. `pending_since` only means something while `ACCEPTED`.
+    /// and bounds the history. `pending_since` only means something while the record is
+    /// pending (see [`RequestRecord::pending_due`]).
     pub fn apply(&mut self, update: &RequestUpdate) -> Result<(), GuardFailed> {
         if let Some(required) = update.only_if
             && required != self.status
@@ -61,14 +67,36 @@ impl RequestRecord {
         if let Some(error) = &update.set_last_error {
             self.last_error = Some(error.clone());
         }
+        if let Some(dispatch) = &update.set_dispatch {
+            self.dispatch = Some(dispatch.clone());
+        }
         self.updated_at = update.event.at;
-        if self.status != RequestStatus::Accepted {
+        if !self.is_pending() {
             self.pending_since = None;
         } else if update.touch_pending {
             self.pending_since = Some(update.event.at);
         }
         append(&mut self.history, update.event.clone());
         Ok(())
+    }
+}
+
+impl RequestRecord {
+    /// Whether work is still owed on it: its instance is not created yet (`ACCEPTED`), or
+    /// it is created and its hand-off to the workflow's target is owed.
+    pub fn is_pending(&self) -> bool {
+        match self.status {
+            RequestStatus::Accepted => true,
+            RequestStatus::Created => self.dispatch.as_ref().is_some_and(|d| !d.is_done()),
+            _ => false,
+        }
+    }
+
+    /// When the reconciler should consider it stuck (compared with its grace period), or
+    /// `None` when nothing is owed: the key of every store's pending index.
+    pub fn pending_due(&self) -> Option<DateTime<Utc>> {
+        self.is_pending()
+            .then(|| self.pending_since.unwrap_or(self.accepted_at))
     }
 }
 

@@ -224,6 +224,10 @@ pub struct WorkflowBody {
     /// The DolphinScheduler project code it answers under (a positive integer).
     #[serde(default, deserialize_with = "not_null")]
     pub ds_project_code: Option<i64>,
+    /// Where its instances are handed off once created; absent keeps it record-only. The
+    /// host's dispatcher checks it.
+    #[serde(default, deserialize_with = "not_null")]
+    pub target: Option<Value>,
 }
 
 fn default_online() -> bool {

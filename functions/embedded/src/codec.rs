@@ -27,9 +27,21 @@ fn json<T: serde::de::DeserializeOwned>(row: &Row<'_>, col: usize) -> rusqlite::
     serde_json::from_str(&text).map_err(|e| bad(col, e.to_string()))
 }
 
+fn opt_json<T: serde::de::DeserializeOwned>(
+    row: &Row<'_>,
+    col: usize,
+) -> rusqlite::Result<Option<T>> {
+    match row.get::<_, Option<String>>(col)? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| bad(col, e.to_string())),
+    }
+}
+
 /// Columns of `workflows`, in the order [`workflow`] reads them.
 pub const WORKFLOW_COLS: &str = "tenant, code, name, online, params_schema, version, created_at, updated_at, ds_code, \
-     ds_project_code";
+     ds_project_code, target";
 
 /// Reads a `workflows` row.
 pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
@@ -44,12 +56,13 @@ pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
         updated_at: time(row.get(7)?),
         ds_code: row.get(8)?,
         ds_project_code: row.get(9)?,
+        target: opt_json(row, 10)?,
     })
 }
 
 /// Columns of `requests`, in the order [`request`] reads them.
 pub const REQUEST_COLS: &str = "tenant, request_id, instance_id, idempotency_key, fingerprint, \
-     spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history";
+     spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history, dispatch";
 
 /// Reads a `requests` row, its history in time order.
 pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
@@ -69,6 +82,7 @@ pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
         updated_at: time(row.get(10)?),
         pending_since: row.get::<_, Option<i64>>(11)?.map(time),
         history: json(row, 12)?,
+        dispatch: opt_json(row, 13)?,
     })
 }
 
@@ -88,9 +102,10 @@ pub fn instance(row: &Row<'_>) -> rusqlite::Result<Instance> {
         priority: serde_json::from_value(serde_json::Value::String(priority.clone()))
             .map_err(|_| bad(5, priority))?,
         schedule_time: row.get::<_, Option<i64>>(6)?.map(time),
-        status: InstanceStatus::Submitted,
+        status: InstanceStatus::Created,
         created_at: time(row.get(8)?),
         logical_date: row.get::<_, Option<i64>>(9)?.map(time),
+        dispatch: None,
     })
 }
 

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -129,6 +129,17 @@ ALTER TABLE workflows ADD COLUMN ds_project_code INTEGER;
 CREATE UNIQUE INDEX workflows_by_ds_code ON workflows (tenant, ds_code) WHERE ds_code IS NOT NULL;
 "#;
 
+/// Hand-off: a workflow's target, a request's hand-off state, and a pending index that also
+/// holds the requests whose instance is created but whose hand-off is owed (the only
+/// `CREATED` ones with a `pending_since`).
+const V6: &str = r#"
+ALTER TABLE workflows ADD COLUMN target TEXT;
+ALTER TABLE requests ADD COLUMN dispatch TEXT;
+DROP INDEX requests_pending;
+CREATE INDEX requests_pending ON requests (COALESCE(pending_since, accepted_at))
+    WHERE status = 'ACCEPTED' OR (status = 'CREATED' AND pending_since IS NOT NULL);
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -152,7 +163,7 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
              {SCHEMA_VERSION}: upgrade flowgate"
         )));
     }
-    for (step, sql) in [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5)] {
+    for (step, sql) in [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)] {
         if version < step {
             conn.execute_batch(sql)?;
             conn.pragma_update(None, "user_version", step)?;

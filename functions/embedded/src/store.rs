@@ -39,9 +39,10 @@ fn apply_update(
         return Ok(UpdateOutcome::Skipped(current));
     }
     let history = codec::to_json(&record.history)?;
+    let dispatch = record.dispatch.as_ref().map(codec::to_json).transpose()?;
     conn.prepare_cached(
         "UPDATE requests SET status = ?3, attempts = ?4, last_error = ?5, updated_at = ?6, \
-         pending_since = ?7, history = ?8 WHERE tenant = ?1 AND request_id = ?2",
+         pending_since = ?7, history = ?8, dispatch = ?9 WHERE tenant = ?1 AND request_id = ?2",
     )?
     .execute(params![
         tenant,
@@ -52,6 +53,7 @@ fn apply_update(
         micros(record.updated_at),
         record.pending_since.map(micros),
         history,
+        dispatch,
     ])?;
     Ok(UpdateOutcome::Applied)
 }
@@ -62,6 +64,7 @@ impl Store for Embedded {
         let w = workflow.clone();
         let schema = serde_json::to_string(&w.params_schema)
             .map_err(|e| BackendError::permanent("store.put_workflow", e))?;
+        let target = w.target.as_ref().map(ToString::to_string);
         self.db
             .write(move |conn| {
                 let exists = conn
@@ -69,12 +72,13 @@ impl Store for Embedded {
                     .exists(params![w.tenant, w.code])?;
                 conn.prepare_cached(
                     "INSERT INTO workflows (tenant, code, name, online, params_schema, version, \
-                     created_at, updated_at, ds_code, ds_project_code) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?7, ?8) \
+                     created_at, updated_at, ds_code, ds_project_code, target) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?7, ?8, ?9) \
                      ON CONFLICT (tenant, code) DO UPDATE SET name = excluded.name, \
                      online = excluded.online, params_schema = excluded.params_schema, \
                      version = version + 1, updated_at = excluded.updated_at, \
-                     ds_code = excluded.ds_code, ds_project_code = excluded.ds_project_code",
+                     ds_code = excluded.ds_code, ds_project_code = excluded.ds_project_code, \
+                     target = excluded.target",
                 )?
                 .execute(params![
                     w.tenant,
@@ -85,6 +89,7 @@ impl Store for Embedded {
                     micros(w.updated_at),
                     w.ds_code,
                     w.ds_project_code,
+                    target,
                 ])?;
                 Ok(if exists {
                     Upsert::Updated
@@ -153,6 +158,12 @@ impl Store for Embedded {
             .map_err(|e| BackendError::permanent("store.create_request", e))?;
         let spec = serde_json::to_string(&r.spec)
             .map_err(|e| BackendError::permanent("store.create_request", e))?;
+        let dispatch = r
+            .dispatch
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| BackendError::permanent("store.create_request", e))?;
         let outcome = self
             .db
             .write(move |conn| {
@@ -160,8 +171,8 @@ impl Store for Embedded {
                     .prepare_cached(
                         "INSERT INTO requests (tenant, request_id, instance_id, idempotency_key, \
                          fingerprint, spec, status, attempts, last_error, accepted_at, \
-                         updated_at, pending_since, history) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+                         updated_at, pending_since, history, dispatch) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
                          ON CONFLICT (tenant, request_id) DO NOTHING",
                     )?
                     .execute(params![
@@ -178,6 +189,7 @@ impl Store for Embedded {
                         micros(r.updated_at),
                         pending_since.map(micros),
                         history,
+                        dispatch,
                     ])?;
                 if inserted == 0 {
                     // The loser learns the winner's record in the same transaction.
@@ -248,7 +260,7 @@ impl Store for Embedded {
                     .prepare_cached(
                         "INSERT INTO instances (tenant, instance_id, request_id, workflow, params, \
                          priority, schedule_time, status, created_at, logical_date) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'SUBMITTED', ?8, ?9) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'CREATED', ?8, ?9) \
                          ON CONFLICT (tenant, instance_id) DO NOTHING",
                     )?
                     .execute(params![
@@ -334,7 +346,8 @@ impl Store for Embedded {
         self.db
             .read(move |conn| {
                 let sql = format!(
-                    "SELECT {REQUEST_COLS} FROM requests WHERE status = 'ACCEPTED' \
+                    "SELECT {REQUEST_COLS} FROM requests WHERE (status = 'ACCEPTED' \
+                     OR (status = 'CREATED' AND pending_since IS NOT NULL)) \
                      AND COALESCE(pending_since, accepted_at) < ?1 \
                      ORDER BY COALESCE(pending_since, accepted_at) LIMIT ?2"
                 );

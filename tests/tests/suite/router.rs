@@ -126,7 +126,7 @@ async fn prefer_wait_returns_201_once_created() {
         .call("GET", &format!("/v1/instances/{instance}"), &[], None)
         .await;
     assert_eq!(read.status, 200);
-    assert_eq!(read.body["status"], "SUBMITTED");
+    assert_eq!(read.body["status"], "CREATED");
     assert_eq!(read.body["priority"], "HIGH");
     assert_eq!(read.body["params"], json!({"amount": 5}));
     assert_eq!(read.body["request_id"], reply.body["request_id"]);

@@ -52,7 +52,7 @@ pub async fn put_workflow(
         Upsert::Created => StatusCode::CREATED,
         Upsert::Updated => StatusCode::OK,
     };
-    Ok((status, Json(workflow)).into_response())
+    Ok((status, Json(workflow.shown())).into_response())
 }
 
 /// `GET /v1/workflows/{code}`.
@@ -61,7 +61,7 @@ pub async fn get_workflow(
     Tenant(tenant, _): Tenant<ToStart>,
     Segment(code): Segment,
 ) -> Answer {
-    Ok(Json(app.get_workflow(&tenant, &code).await?).into_response())
+    Ok(Json(app.get_workflow(&tenant, &code).await?.shown()).into_response())
 }
 
 /// The body of a start response.

@@ -475,7 +475,7 @@ impl BackfillRunner {
         let mut still = Vec::new();
         for request_id in std::mem::take(&mut b.in_flight) {
             match self.app.store.get_request(&b.tenant, &request_id).await? {
-                Some(r) if r.status == RequestStatus::Created => b.created += 1,
+                Some(r) if r.status.has_instance() => b.created += 1,
                 Some(r) if matches!(r.status, RequestStatus::Dead | RequestStatus::Archived) => {
                     b.dead += 1
                 }
@@ -510,7 +510,7 @@ impl BackfillRunner {
                 let ours = outcome.record.spec.backfill_id.as_deref() == Some(b.id.as_str());
                 Ok(match (outcome.replayed && !ours, outcome.record.status) {
                     (true, _) => Outcome::Skipped,
-                    (false, RequestStatus::Created) => Outcome::Created,
+                    (false, s) if s.has_instance() => Outcome::Created,
                     (false, _) => Outcome::InFlight(outcome.record.request_id),
                 })
             }

@@ -12,7 +12,7 @@ use crate::dead_reason;
 use crate::error::BackendError;
 use crate::message::{Fire, FireMessage, QueueMessage};
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
-use crate::ports::{Creation, Delivery, Queue, RequestUpdate, Store, UpdateOutcome};
+use crate::ports::{Creation, Delivery, Dispatcher, Queue, RequestUpdate, Store, UpdateOutcome};
 use crate::usecases::{Flowgate, Scheduler};
 
 /// How the consumer treats deliveries.
@@ -74,10 +74,11 @@ pub enum Disposition {
 /// Creates instances from queue deliveries, and starts the schedule fires an engine puts on
 /// the same queue.
 pub struct Consumer {
-    store: Arc<dyn Store>,
+    pub(super) store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
-    config: ConsumerConfig,
+    pub(super) config: ConsumerConfig,
     fires: Option<Flowgate>,
+    pub(super) dispatcher: Option<Arc<dyn Dispatcher>>,
 }
 
 impl Consumer {
@@ -88,7 +89,15 @@ impl Consumer {
             queue,
             config,
             fires: None,
+            dispatcher: None,
         }
+    }
+
+    /// Hands each created instance of a workflow with a target to `dispatcher`. Without
+    /// one, an instance owed a hand-off is dead-lettered with kind `dispatch`.
+    pub fn with_dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
     }
 
     /// Also starts the schedule fires that arrive on the queue, through `app`'s start path
@@ -121,28 +130,34 @@ impl Consumer {
             &message.instance_id,
         );
         async {
+            // A hand-off owed keeps the request pending (from now) until it is done.
             let update = RequestUpdate {
                 set_status: Some(RequestStatus::Created),
                 set_attempts: Some(delivery.receive_count),
+                touch_pending: true,
                 ..RequestUpdate::event(HistoryEvent::now(
                     EventKind::Created,
                     format!("instance created on delivery {}", delivery.receive_count),
                 ))
             };
             let instance = message.instance(update.event.at);
-            match self.store.create_instance(&instance, &update).await {
+            let fresh = match self.store.create_instance(&instance, &update).await {
                 Ok(Creation::Created) => {
                     info!(stage = "created", "instance created");
-                    Disposition::Ack
+                    true
                 }
                 Ok(Creation::AlreadyExisted) => {
                     info!(
                         stage = "duplicate",
                         "instance already existed; redelivery absorbed"
                     );
-                    Disposition::Ack
+                    false
                 }
-                Err(e) => self.failed(&message, delivery, e).await,
+                Err(e) => return self.failed(&message, delivery, e).await,
+            };
+            match message.dispatch_to {
+                None => Disposition::Ack,
+                Some(_) => self.hand_off(&message, &instance, delivery, fresh).await,
             }
         }
         .instrument(span)
@@ -207,7 +222,7 @@ impl Consumer {
             ..RequestUpdate::event(HistoryEvent::now(EventKind::DeadLettered, reason.clone()))
         };
         match self.store.update_request(tenant, request_id, &update).await {
-            Ok(UpdateOutcome::Skipped(RequestStatus::Created)) => {
+            Ok(UpdateOutcome::Skipped(s)) if s.has_instance() => {
                 info!(
                     stage = "duplicate",
                     "request was created meanwhile; dropping this copy"
@@ -280,9 +295,13 @@ impl Consumer {
         }
     }
 
-    fn retry_delay(&self, receive_count: u32) -> Duration {
+    /// Exponential backoff with jitter: the `n`th failure waits a random time between half
+    /// and all of `retry_base × 2^(n-1)`, capped by the visibility timeout, so that many
+    /// messages failing together do not come back together.
+    pub(super) fn retry_delay(&self, receive_count: u32) -> Duration {
         let exp = receive_count.saturating_sub(1).min(16);
-        (self.config.retry_base * 2u32.pow(exp)).min(self.config.visibility_timeout)
+        let ceiling = (self.config.retry_base * 2u32.pow(exp)).min(self.config.visibility_timeout);
+        ceiling.mul_f64(0.5 + fastrand::f64() / 2.0)
     }
 
     /// Settles a delivery and applies the disposition to the queue. A failed queue call is

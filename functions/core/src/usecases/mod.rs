@@ -2,6 +2,7 @@
 
 pub mod backfills;
 mod consume;
+mod handoff;
 pub mod dlq;
 pub mod dolphin;
 mod queries;
@@ -21,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::Metrics;
-use crate::ports::{Backfills, Queue, Schedules, Store};
+use crate::ports::{Backfills, Dispatcher, Queue, Schedules, Store};
 use crate::schemas::SchemaCache;
 
 /// The span in which a worker logs its stages of one request: the ids, tenant and workflow
@@ -55,6 +56,7 @@ pub struct Flowgate {
     validation_budget: Duration,
     schedules: Option<Arc<dyn Schedules>>,
     backfills: Option<Arc<dyn Backfills>>,
+    dispatcher: Option<Arc<dyn Dispatcher>>,
 }
 
 impl Flowgate {
@@ -70,6 +72,7 @@ impl Flowgate {
             validation_budget: defaults.validation_budget,
             schedules: None,
             backfills: None,
+            dispatcher: None,
         }
     }
 
@@ -95,6 +98,12 @@ impl Flowgate {
     /// Keeps backfills in `backfills` (a backend that keeps them).
     pub fn with_backfills(mut self, backfills: Arc<dyn Backfills>) -> Self {
         self.backfills = Some(backfills);
+        self
+    }
+
+    /// Checks workflow targets with `dispatcher` (a host that hands instances off).
+    pub fn with_dispatcher(mut self, dispatcher: Arc<dyn Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
         self
     }
 

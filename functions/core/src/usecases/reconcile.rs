@@ -1,4 +1,5 @@
-//! The reconciler: finds requests stuck in `ACCEPTED` and sends their messages again.
+//! The reconciler: finds requests stuck in `ACCEPTED`, or `CREATED` with a hand-off owed,
+//! and sends their messages again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -108,7 +109,7 @@ impl Reconciler {
             Liveness::Live => {}
             Liveness::DeadLettered(reason) => {
                 let update = RequestUpdate {
-                    only_if: Some(RequestStatus::Accepted),
+                    only_if: Some(record.status),
                     set_status: Some(RequestStatus::Dead),
                     set_last_error: Some(reason.clone()),
                     ..RequestUpdate::event(HistoryEvent::now(
@@ -124,13 +125,18 @@ impl Reconciler {
             Liveness::Absent | Liveness::Unknown => {
                 let age = Utc::now() - record.pending_since.unwrap_or(record.accepted_at);
                 // Stamped before the send, so it precedes anything the consumer then records.
+                let owed = if record.status == RequestStatus::Accepted {
+                    "pending"
+                } else {
+                    "created, its hand-off owed"
+                };
                 let update = RequestUpdate {
-                    only_if: Some(RequestStatus::Accepted),
+                    only_if: Some(record.status),
                     touch_pending: true,
                     ..RequestUpdate::event(HistoryEvent::now(
                         EventKind::Reenqueued,
                         format!(
-                            "re-enqueued by the reconciler after {}s pending",
+                            "re-enqueued by the reconciler after {}s {owed}",
                             age.num_seconds()
                         ),
                     ))

@@ -14,7 +14,9 @@ use super::Flowgate;
 use crate::error::{Error, StoreError};
 use crate::ids;
 use crate::message::QueueMessage;
-use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus, StartSpec};
+use crate::model::{
+    Dispatch, EventKind, HistoryEvent, RequestRecord, RequestStatus, StartSpec, Workflow,
+};
 use crate::ports::{BackfillRecord, Enqueued, Outbox, RequestUpdate};
 use crate::validation::{StartBody, identifier};
 
@@ -99,7 +101,7 @@ pub struct StartOutcome {
 impl StartOutcome {
     /// Whether the instance exists.
     pub fn created(&self) -> bool {
-        self.record.status == RequestStatus::Created
+        self.record.status.has_instance()
     }
 }
 
@@ -133,18 +135,22 @@ impl Flowgate {
         spec.options = req.options.clone();
         let request_id = ids::request_id(&req.tenant, req.idempotency_key.as_deref());
         Span::current().record("request_id", request_id.as_str());
-        if let Err(refused) = self.check_startable(&req.tenant, &spec).await {
-            return self
-                .replay_if_known(&req, &request_id, &spec, refused)
-                .await;
-        }
-        let fresh_record = new_record(&req, request_id, spec);
+        let target = match self.check_startable(&req.tenant, &spec).await {
+            Ok(workflow) => workflow.target_kind(),
+            Err(refused) => {
+                return self
+                    .replay_if_known(&req, &request_id, &spec, refused)
+                    .await;
+            }
+        };
+        let fresh_record = new_record(&req, request_id, spec, target);
         Span::current().record("instance_id", fresh_record.record.instance_id.as_str());
         let outcome = self.accept(fresh_record).await?;
         self.finish(outcome, req.wait).await
     }
 
-    async fn check_startable(&self, tenant: &str, spec: &StartSpec) -> Result<(), Error> {
+    /// The workflow, if it can start an instance of `spec`.
+    async fn check_startable(&self, tenant: &str, spec: &StartSpec) -> Result<Workflow, Error> {
         let workflow = self
             .store
             .get_workflow(tenant, &spec.workflow)
@@ -155,7 +161,8 @@ impl Flowgate {
         }
         self.schemas
             .check(&workflow, &spec.params, self.validation_budget)
-            .await
+            .await?;
+        Ok(workflow)
     }
 
     /// A retry of an accepted key gets the original answer even if the workflow changed
@@ -362,7 +369,14 @@ struct RecordToWrite {
     outbox: Outbox,
 }
 
-fn new_record(req: &StartRequest, request_id: String, spec: StartSpec) -> RecordToWrite {
+/// The record of a new request; a workflow with a target (of kind `target`) is owed a
+/// hand-off of the instance.
+fn new_record(
+    req: &StartRequest,
+    request_id: String,
+    spec: StartSpec,
+    target: Option<String>,
+) -> RecordToWrite {
     let now = Utc::now();
     let record = RequestRecord {
         tenant: req.tenant.clone(),
@@ -385,6 +399,7 @@ fn new_record(req: &StartRequest, request_id: String, spec: StartSpec) -> Record
                 None => accepted_event(req.idempotency_key.is_some()).into(),
             },
         }],
+        dispatch: target.map(Dispatch::owed),
     };
     let outbox = Outbox {
         envelope: QueueMessage::for_record(&record).envelope(),

@@ -1,6 +1,7 @@
 //! Registering and reading workflow definitions.
 
 use chrono::Utc;
+use serde_json::Value;
 use tracing::{info, instrument};
 
 use super::Flowgate;
@@ -23,6 +24,7 @@ impl Flowgate {
         let body = tokio::task::spawn_blocking(move || body.validate().map(|()| body))
             .await
             .map_err(|e| crate::BackendError::permanent("schema.compile", e.to_string()))??;
+        let target = self.check_target(body.target.as_ref())?;
         let now = Utc::now();
         let mut workflow = Workflow {
             tenant: tenant.to_owned(),
@@ -33,6 +35,7 @@ impl Flowgate {
             version: 0,
             ds_code: body.ds_code,
             ds_project_code: body.ds_project_code,
+            target,
             created_at: now,
             updated_at: now,
         };
@@ -49,6 +52,21 @@ impl Flowgate {
             "workflow saved"
         );
         Ok((upsert, workflow))
+    }
+
+    /// A target as the host's dispatcher keeps it, or why it is refused. A host without a
+    /// dispatcher refuses every target rather than store one it would never serve.
+    fn check_target(&self, target: Option<&Value>) -> Result<Option<Value>, Error> {
+        let Some(target) = target else {
+            return Ok(None);
+        };
+        let dispatcher = self.dispatcher.as_ref().ok_or_else(|| {
+            Error::invalid("/target", "this host hands instances to no target")
+        })?;
+        dispatcher
+            .check(target)
+            .map(Some)
+            .map_err(|why| Error::invalid("/target", why))
     }
 
     /// Refuses a DolphinScheduler code that another workflow of the tenant already has.

@@ -134,7 +134,7 @@ impl Flowgate {
     /// Marks an archived letter's request `ARCHIVED`, then removes the letter.
     async fn retire(&self, line: &ArchivedLetter, archive: &str) -> Result<(), BackendError> {
         if let Some(record) = &line.record
-            && record.status != RequestStatus::Created
+            && !record.status.has_instance()
         {
             let update = RequestUpdate {
                 set_status: Some(RequestStatus::Archived),

@@ -310,14 +310,16 @@ impl Flowgate {
                      replayed, only archived"
                         .into(),
                 ),
-                Some(r) if r.status == RequestStatus::Created => Plan::SkipCreated,
-                Some(r) => Plan::Replay(Box::new(message), r.status),
+                Some(r) if done(&r) => Plan::SkipCreated,
+                // The record's message, not the letter's: it says whether a hand-off is owed.
+                Some(r) => Plan::Replay(Box::new(QueueMessage::for_record(&r)), r.status),
             },
         )
     }
 
-    /// Resets the request to `ACCEPTED` with a `replayed` event. Answers false when it turned
-    /// out to be `CREATED` meanwhile.
+    /// Resets the request with a `replayed` event: to `ACCEPTED`, or to `CREATED` when its
+    /// instance exists (a hand-off letter: only the hand-off is re-driven). Answers false
+    /// when it turned out to be done meanwhile.
     async fn reset(
         &self,
         message: &QueueMessage,
@@ -325,10 +327,18 @@ impl Flowgate {
         letter: &DeadLetter,
     ) -> Result<bool, BackendError> {
         let was = letter.reason.as_deref().unwrap_or("redriven by the queue");
+        let to = match self
+            .store
+            .get_instance(&message.tenant, &message.instance_id)
+            .await?
+        {
+            Some(_) => RequestStatus::Created,
+            None => RequestStatus::Accepted,
+        };
         for _ in 0..3 {
             let update = RequestUpdate {
                 only_if: Some(status),
-                set_status: Some(RequestStatus::Accepted),
+                set_status: Some(to),
                 set_attempts: Some(0),
                 touch_pending: true,
                 ..RequestUpdate::event(HistoryEvent::now(
@@ -346,7 +356,10 @@ impl Flowgate {
                 .await?
             {
                 UpdateOutcome::Applied => return Ok(true),
-                UpdateOutcome::Skipped(RequestStatus::Created) => return Ok(false),
+                UpdateOutcome::Skipped(RequestStatus::Dispatched) => return Ok(false),
+                UpdateOutcome::Skipped(RequestStatus::Created) if to == RequestStatus::Accepted => {
+                    return Ok(false);
+                }
                 UpdateOutcome::Skipped(now) => status = now,
                 UpdateOutcome::NotFound => {
                     return Err(BackendError::permanent(
@@ -445,6 +458,15 @@ impl Flowgate {
             Err(e) => outcome(letter, Action::Failed, e.chain()),
         }
     }
+}
+
+/// Whether nothing is left to re-drive: created (and handed off, if it has a target).
+fn done(record: &crate::model::RequestRecord) -> bool {
+    !record.is_pending()
+        && matches!(
+            record.status,
+            RequestStatus::Created | RequestStatus::Dispatched
+        )
 }
 
 fn outcome(letter: &DeadLetter, action: Action, detail: impl Into<String>) -> LetterOutcome {

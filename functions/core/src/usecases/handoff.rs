@@ -1,0 +1,264 @@
+//! The dispatch stage: after creation, the consumer hands the instance to its workflow's
+//! target on the same delivery, and acknowledges the message only once the target took it.
+//! Retries ride on the message's visibility, like a failed creation's; the request record
+//! holds the hand-off state, so a redelivery, a replay or the reconciler never hands an
+//! instance off twice once it is recorded as dispatched.
+
+use chrono::Utc;
+use tracing::{error, info, warn};
+
+use super::consume::{Consumer, Disposition};
+use crate::dead_reason;
+use crate::message::QueueMessage;
+use crate::model::{Dispatch, EventKind, HistoryEvent, Instance, RequestStatus};
+use crate::ports::{Delivery, DispatchError, RequestUpdate, UpdateOutcome};
+
+/// Where a request stands when its hand-off is tried.
+struct Owed {
+    /// The status its updates are guarded by.
+    status: RequestStatus,
+    /// The hand-off so far.
+    dispatch: Dispatch,
+}
+
+impl Consumer {
+    /// Hands a created instance to its target, unless its request says that was done.
+    /// `fresh` is true when this delivery created the instance (nothing to read back).
+    pub(super) async fn hand_off(
+        &self,
+        message: &QueueMessage,
+        instance: &Instance,
+        delivery: &Delivery,
+        fresh: bool,
+    ) -> Disposition {
+        let kind = message.dispatch_to.clone().unwrap_or_default();
+        let owed = if fresh {
+            Owed {
+                status: RequestStatus::Created,
+                dispatch: Dispatch::owed(kind),
+            }
+        } else {
+            match self.still_owed(message, kind).await {
+                Ok(Some(owed)) => owed,
+                Ok(None) => return Disposition::Ack,
+                Err(e) => return self.hand_off_failed(message, delivery, None, e).await,
+            }
+        };
+        let mut dispatch = owed.dispatch;
+        dispatch.attempts += 1;
+        let result = self.send_to_target(message, instance).await;
+        match result {
+            Ok(reference) => {
+                self.dispatched(message, delivery, owed.status, dispatch, reference)
+                    .await
+            }
+            Err(e) => {
+                self.hand_off_failed(message, delivery, Some((owed.status, dispatch)), e)
+                    .await
+            }
+        }
+    }
+
+    /// The hand-off still owed on a redelivered message, or `None` when there is nothing to
+    /// do (already dispatched, or the request has moved on to the dead-letter queue).
+    async fn still_owed(
+        &self,
+        message: &QueueMessage,
+        kind: String,
+    ) -> Result<Option<Owed>, DispatchError> {
+        let record = self
+            .store
+            .get_request(&message.tenant, &message.request_id)
+            .await
+            .map_err(|e| DispatchError::retryable(e.chain()))?
+            .ok_or_else(|| DispatchError::permanent("the request has no record"))?;
+        Ok(match record.status {
+            RequestStatus::Accepted | RequestStatus::Created => Some(Owed {
+                status: record.status,
+                dispatch: record.dispatch.unwrap_or_else(|| Dispatch::owed(kind)),
+            }),
+            RequestStatus::Dispatched => {
+                info!(
+                    stage = "duplicate",
+                    "instance already dispatched; redelivery absorbed"
+                );
+                None
+            }
+            RequestStatus::Dead | RequestStatus::Archived => {
+                info!(stage = "duplicate", status = record.status.as_str(),
+                    "a copy of a dead-lettered request; dropping it");
+                None
+            }
+        })
+    }
+
+    /// Reads the workflow's target now (so the secret never travels) and hands it the
+    /// instance; answers the target's reference.
+    async fn send_to_target(
+        &self,
+        message: &QueueMessage,
+        instance: &Instance,
+    ) -> Result<String, DispatchError> {
+        let workflow = self
+            .store
+            .get_workflow(&message.tenant, &message.spec.workflow)
+            .await
+            .map_err(|e| DispatchError::retryable(e.chain()))?;
+        let target = workflow.and_then(|w| w.target).ok_or_else(|| {
+            DispatchError::permanent(format!(
+                "workflow {} has no target any more; put one back, then replay",
+                message.spec.workflow
+            ))
+        })?;
+        let dispatcher = self.dispatcher.as_ref().ok_or_else(|| {
+            DispatchError::permanent("this consumer hands instances to no target")
+        })?;
+        Ok(dispatcher.dispatch(&target, instance).await?.reference)
+    }
+
+    /// Records the hand-off; the message is done even if that write fails after retries,
+    /// since a redelivery would hand the instance off again (targets dedupe on its id).
+    async fn dispatched(
+        &self,
+        message: &QueueMessage,
+        delivery: &Delivery,
+        guard: RequestStatus,
+        mut dispatch: Dispatch,
+        reference: String,
+    ) -> Disposition {
+        let now = Utc::now();
+        let detail = format!(
+            "handed to the {} target on attempt {}: {reference}",
+            dispatch.target, dispatch.attempts
+        );
+        dispatch.reference = Some(reference);
+        dispatch.dispatched_at = Some(now);
+        let update = RequestUpdate {
+            only_if: Some(guard),
+            set_status: Some(RequestStatus::Dispatched),
+            set_dispatch: Some(dispatch),
+            ..RequestUpdate::event(HistoryEvent {
+                at: now,
+                kind: EventKind::Dispatched,
+                detail,
+            })
+        };
+        match self
+            .store
+            .update_request(&message.tenant, &message.request_id, &update)
+            .await
+        {
+            Ok(_) => {
+                info!(stage = "dispatched", "instance handed to its target");
+                Disposition::Ack
+            }
+            Err(e) => {
+                warn!(error = %e.chain(), "dispatched, but could not record it; will retry");
+                Disposition::Retry {
+                    reason: e.chain(),
+                    delay: self.retry_delay(delivery.receive_count),
+                }
+            }
+        }
+    }
+
+    /// Records a failed hand-off, then retries it or dead-letters it with kind `dispatch`.
+    async fn hand_off_failed(
+        &self,
+        message: &QueueMessage,
+        delivery: &Delivery,
+        owed: Option<(RequestStatus, Dispatch)>,
+        err: DispatchError,
+    ) -> Disposition {
+        let last = delivery.receive_count >= self.config.max_receive_count;
+        let dead = !err.retryable || last;
+        let delay = self.retry_delay(delivery.receive_count);
+        let Some((guard, dispatch)) = owed else {
+            // The record could not be read: nothing to record it on.
+            warn!(stage = "dispatch_failed", error = %err, "hand-off not tried; will retry");
+            return Disposition::Retry {
+                reason: err.reason,
+                delay,
+            };
+        };
+        let detail = if dead {
+            format!("hand-off attempt {} to the {} target failed: {}", dispatch.attempts, dispatch.target, err.reason)
+        } else {
+            format!(
+                "hand-off attempt {} to the {} target failed: {}; retrying in {}s",
+                dispatch.attempts,
+                dispatch.target,
+                err.reason,
+                delay.as_secs_f64().ceil()
+            )
+        };
+        let update = RequestUpdate {
+            only_if: Some(guard),
+            set_status: Some(RequestStatus::Created),
+            set_attempts: Some(delivery.receive_count),
+            set_last_error: Some(err.reason.clone()),
+            set_dispatch: Some(dispatch),
+            touch_pending: true,
+            ..RequestUpdate::event(HistoryEvent::now(EventKind::DispatchFailed, detail))
+        };
+        let recorded = self
+            .store
+            .update_request(&message.tenant, &message.request_id, &update)
+            .await;
+        match recorded {
+            Ok(UpdateOutcome::Applied) => {}
+            Ok(_) => return Disposition::Ack,
+            Err(e) => {
+                warn!(error = %e.chain(), "could not record the failed hand-off; will retry");
+                return Disposition::Retry {
+                    reason: err.reason,
+                    delay,
+                };
+            }
+        }
+        if !dead {
+            warn!(stage = "dispatch_failed", error = %err, "hand-off failed; will retry");
+            return Disposition::Retry {
+                reason: err.reason,
+                delay,
+            };
+        }
+        let reason = dead_reason::dispatch(
+            (err.retryable && last).then_some(delivery.receive_count),
+            &err.reason,
+        );
+        self.dispatch_dead(message, delivery, reason).await
+    }
+
+    /// Marks the request `DEAD` (its instance stays) before the message moves.
+    async fn dispatch_dead(
+        &self,
+        message: &QueueMessage,
+        delivery: &Delivery,
+        reason: String,
+    ) -> Disposition {
+        let update = RequestUpdate {
+            only_if: Some(RequestStatus::Created),
+            set_status: Some(RequestStatus::Dead),
+            set_last_error: Some(reason.clone()),
+            ..RequestUpdate::event(HistoryEvent::now(EventKind::DeadLettered, reason.clone()))
+        };
+        match self
+            .store
+            .update_request(&message.tenant, &message.request_id, &update)
+            .await
+        {
+            Ok(_) => {
+                error!(stage = "dead_lettered", reason = %reason, "hand-off dead-lettered");
+                Disposition::DeadLetter { reason }
+            }
+            Err(e) => {
+                warn!(error = %e.chain(), "could not mark the request dead; will retry");
+                Disposition::Retry {
+                    reason,
+                    delay: self.retry_delay(delivery.receive_count),
+                }
+            }
+        }
+    }
+}
