@@ -20,6 +20,7 @@ use flowgate_core::ports::{
 
 use crate::fixtures::{count_events, created, instance, record, tenant};
 
+pub use crate::conformance_dispatch::*;
 pub use crate::conformance_backfills::*;
 pub use crate::conformance_dlq::*;
 pub use crate::conformance_schedules::*;
@@ -88,7 +89,8 @@ macro_rules! conformance_tests {
             dead_letters_peek_claim_release_delete,
             dead_letters_restore_as_they_were,
             schedules_are_versioned_listed_found_due_and_deleted,
-            backfills_keep_every_date_are_versioned_and_found_running
+            backfills_keep_every_date_are_versioned_and_found_running,
+            hand_off_reaches_the_target_once
         );
     };
     (@each [$($attr:tt)*] $make:expr; $check:ident $(, $rest:ident)*) => {

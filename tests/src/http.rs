@@ -16,7 +16,7 @@ use flowgate_core::auth::Caller;
 use flowgate_core::faults::{FaultPlan, FaultyQueue, FaultyStore};
 use flowgate_core::http::router;
 use flowgate_core::model::DEFAULT_TENANT;
-use flowgate_core::ports::{Queue, Schedules, Store};
+use flowgate_core::ports::{Dispatcher, Queue, Schedules, Store};
 use flowgate_core::usecases::{Consumer, Reconciler};
 
 use crate::fixtures::{TempEmbedded, consumer_config, embedded};
@@ -39,6 +39,8 @@ pub struct App {
     pub raw_queue: Arc<dyn Queue>,
     /// Keeps whatever the backend needs alive (a data directory, say).
     pub guard: Box<dyn std::any::Any + Send + Sync>,
+    /// Hands instances to targets; private addresses allowed, for the local receivers.
+    pub dispatcher: Arc<dyn Dispatcher>,
 }
 
 /// A response, decoded.
@@ -132,7 +134,8 @@ impl App {
         let faults = Arc::new(FaultPlan::default());
         let store: Arc<dyn Store> = Arc::new(FaultyStore::new(raw_store.clone(), faults.clone()));
         let queue: Arc<dyn Queue> = Arc::new(FaultyQueue::new(raw_queue.clone(), faults.clone()));
-        let flowgate = Flowgate::new(store.clone(), queue.clone());
+        let dispatcher: Arc<dyn Dispatcher> = Arc::new(flowgate_targets::Targets::new(true));
+        let flowgate = Flowgate::new(store.clone(), queue.clone()).with_dispatcher(dispatcher.clone());
         let router = router(flowgate.clone());
         Self {
             router,
@@ -143,6 +146,7 @@ impl App {
             raw_store,
             raw_queue,
             guard,
+            dispatcher,
         }
     }
 
@@ -168,6 +172,7 @@ impl App {
             self.queue.clone(),
             consumer_config(max_receive_count, Duration::from_millis(500)),
         )
+        .with_dispatcher(self.dispatcher.clone())
     }
 
     /// The schedules of the embedded backend behind this app.

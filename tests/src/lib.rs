@@ -4,6 +4,7 @@ pub mod aws;
 pub mod binary;
 pub mod conformance;
 mod conformance_backfills;
+mod conformance_dispatch;
 mod conformance_dlq;
 mod conformance_schedules;
 pub mod dlq;
@@ -12,3 +13,10 @@ pub mod http;
 pub mod isolation;
 pub mod pipeline;
 pub mod sqs_event;
+pub mod receiver;
+
+/// An HTTP client for tests (with the TLS provider every Flowgate client installs).
+pub fn client() -> reqwest::Client {
+    flowgate_targets::install_tls_provider();
+    reqwest::Client::new()
+}

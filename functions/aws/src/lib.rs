@@ -17,6 +17,7 @@ mod sqs;
 mod sqs_dlq;
 
 pub use config::sdk_config;
+pub use error::classify;
 pub use connect::{ConnectError, Connected, connect};
 pub use dynamo::DynamoStore;
 pub use schedules::AwsSchedules;

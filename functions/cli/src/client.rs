@@ -17,6 +17,7 @@ pub fn http(token: &str) -> Result<reqwest::Client> {
         value.set_sensitive(true);
         headers.insert(reqwest::header::AUTHORIZATION, value);
     }
+    flowgate_targets::install_tls_provider();
     Ok(reqwest::Client::builder()
         .default_headers(headers)
         .pool_max_idle_per_host(1024)

@@ -25,7 +25,7 @@ async fn view(client: &reqwest::Client, base: &str, id: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backfill_killed_mid_way_resumes_and_creates_each_date_once() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let mut server = Server::start(BIN, dir.path(), TICK, &[]);
     server.wait_healthy(&client).await;
     register(&client, &server.base, "history").await;

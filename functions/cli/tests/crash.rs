@@ -24,7 +24,7 @@ const ARGS: &[&str] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_load_loses_nothing_acknowledged() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let mut server = Server::start(BIN, dir.path(), ARGS, &[]);
     server.wait_healthy(&client).await;
     register(&client, &server.base, "crash").await;

@@ -42,7 +42,7 @@ fn json_of(out: &Output) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_lists_shows_replays_archives_and_restores() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let broken = Server::start(
         BIN,
         dir.path(),

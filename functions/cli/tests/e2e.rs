@@ -13,7 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_and_workers_run_as_separate_processes_on_one_directory() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let api = Server::start(BIN, dir.path(), &["--roles", "api"], &[]);
     api.wait_healthy(&client).await;
     register(&client, &api.base, "split").await;
@@ -52,7 +52,7 @@ async fn api_and_workers_run_as_separate_processes_on_one_directory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_faults_in_the_real_binary_lose_nothing() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let faults = "queue.send=0.2,store.put=0.1:after,consumer.create=0.5,queue.ack=0.2:after,store.update=0.05";
     let server = Server::start(
         BIN,
@@ -226,7 +226,7 @@ async fn the_aws_backend_serves_the_same_api_on_moto() {
         );
     }
 
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let server = Server::start(
         BIN,
         dir.path(),

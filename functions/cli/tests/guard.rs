@@ -15,7 +15,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_started_together_on_a_fresh_directory_both_run() {
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     for _ in 0..5 {
         let dir = tempfile::tempdir().expect("temp dir");
         let first = Server::start(BIN, dir.path(), &[], &[]);
@@ -50,7 +50,7 @@ fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_idle_and_surplus_connections_are_cut_off() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let args = [
         "--header-read-timeout",
         "1s",
@@ -129,7 +129,7 @@ fn tokens(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_decide_the_tenant_and_scopes_and_revocation_takes_hold() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let server = Server::start(BIN, dir.path(), &[], &[]);
     server.wait_healthy(&client).await;
     let base = server.base.clone();
@@ -251,7 +251,7 @@ async fn tokens_decide_the_tenant_and_scopes_and_revocation_takes_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dolphinscheduler_door_takes_the_token_header() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let server = Server::start(BIN, dir.path(), &[], &[]);
     server.wait_healthy(&client).await;
     let base = server.base.clone();

@@ -13,7 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_schedulers_on_one_data_directory_fire_each_time_once() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let client = reqwest::Client::new();
+    let client = flowgate_tests::client();
     let tick = ["--scheduler-tick", "50ms"];
     let first = Server::start(BIN, dir.path(), &tick, &[]);
     let second = Server::start(BIN, dir.path(), &tick, &[]);

@@ -19,6 +19,9 @@ struct Owed {
     status: RequestStatus,
     /// The hand-off so far.
     dispatch: Dispatch,
+    /// The instance as stored, when this delivery did not create it (a redelivery's own
+    /// copy would carry another creation time).
+    stored: Option<Instance>,
 }
 
 impl Consumer {
@@ -36,6 +39,7 @@ impl Consumer {
             Owed {
                 status: RequestStatus::Created,
                 dispatch: Dispatch::owed(kind),
+                stored: None,
             }
         } else {
             match self.still_owed(message, kind).await {
@@ -46,6 +50,7 @@ impl Consumer {
         };
         let mut dispatch = owed.dispatch;
         dispatch.attempts += 1;
+        let instance = owed.stored.as_ref().unwrap_or(instance);
         let result = self.send_to_target(message, instance).await;
         match result {
             Ok(reference) => {
@@ -76,6 +81,11 @@ impl Consumer {
             RequestStatus::Accepted | RequestStatus::Created => Some(Owed {
                 status: record.status,
                 dispatch: record.dispatch.unwrap_or_else(|| Dispatch::owed(kind)),
+                stored: self
+                    .store
+                    .get_instance(&message.tenant, &message.instance_id)
+                    .await
+                    .map_err(|e| DispatchError::retryable(e.chain()))?,
             }),
             RequestStatus::Dispatched => {
                 info!(

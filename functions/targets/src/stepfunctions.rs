@@ -1,0 +1,80 @@
+//! The Step Functions target: StartExecution named by the instance id, so that the
+//! service itself refuses a second execution of one instance. `ExecutionAlreadyExists`
+//! therefore means the hand-off happened before, and counts as success.
+
+use aws_sdk_sfn::Client;
+use aws_sdk_sfn::error::ProvideErrorMetadata;
+use serde::{Deserialize, Serialize};
+
+use flowgate_core::model::Instance;
+use flowgate_core::ports::{DispatchError, Receipt};
+
+/// A Step Functions target as a workflow names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepFunctionsTarget {
+    /// The state machine (a STANDARD one: only those refuse a second execution name).
+    pub state_machine_arn: String,
+}
+
+impl StepFunctionsTarget {
+    /// Checks the ARN's form: `arn:<partition>:states:<region>:<account>:stateMachine:<name>`.
+    pub fn check(self) -> Result<Self, String> {
+        let parts: Vec<&str> = self.state_machine_arn.split(':').collect();
+        let well_formed = parts.len() == 7
+            && parts[0] == "arn"
+            && parts[1].starts_with("aws")
+            && parts[2] == "states"
+            && !parts[3].is_empty()
+            && parts[4].len() == 12
+            && parts[4].bytes().all(|b| b.is_ascii_digit())
+            && parts[5] == "stateMachine"
+            && (1..=80).contains(&parts[6].len())
+            && parts[6]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if well_formed {
+            Ok(self)
+        } else {
+            Err(format!(
+                "state_machine_arn {:?} is not a state machine ARN \
+                 (arn:aws:states:<region>:<account>:stateMachine:<name>)",
+                self.state_machine_arn
+            ))
+        }
+    }
+
+    /// The ARN of this state machine's execution named `name`.
+    fn execution_arn(&self, name: &str) -> String {
+        format!(
+            "{}:{name}",
+            self.state_machine_arn
+                .replacen(":stateMachine:", ":execution:", 1)
+        )
+    }
+}
+
+/// Starts the execution of `instance`; answers its ARN.
+pub async fn start(
+    client: &Client,
+    target: &StepFunctionsTarget,
+    instance: &Instance,
+) -> Result<Receipt, DispatchError> {
+    let input = serde_json::to_string(instance).map_err(|e| DispatchError::permanent(e.to_string()))?;
+    let answer = client
+        .start_execution()
+        .state_machine_arn(&target.state_machine_arn)
+        .name(&instance.instance_id)
+        .input(input)
+        .send()
+        .await;
+    match answer {
+        Ok(out) => Ok(Receipt {
+            reference: out.execution_arn,
+        }),
+        Err(e) if e.code() == Some("ExecutionAlreadyExists") => Ok(Receipt {
+            reference: target.execution_arn(&instance.instance_id),
+        }),
+        Err(e) => Err(crate::sdk_failure("StartExecution", e)),
+    }
+}
