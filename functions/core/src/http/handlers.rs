@@ -174,6 +174,8 @@ struct RequestView<'a> {
     accepted_at: chrono::DateTime<chrono::Utc>,
     updated_at: chrono::DateTime<chrono::Utc>,
     history: &'a [crate::model::HistoryEvent],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatch: &'a Option<crate::model::Dispatch>,
 }
 
 impl<'a> From<&'a RequestRecord> for RequestView<'a> {
@@ -196,6 +198,7 @@ impl<'a> From<&'a RequestRecord> for RequestView<'a> {
             accepted_at: r.accepted_at,
             updated_at: r.updated_at,
             history: &r.history,
+            dispatch: &r.dispatch,
         }
     }
 }
