@@ -20,8 +20,8 @@ use flowgate_core::ports::{
 
 use crate::fixtures::{count_events, created, instance, record, tenant};
 
-pub use crate::conformance_dispatch::*;
 pub use crate::conformance_backfills::*;
+pub use crate::conformance_dispatch::*;
 pub use crate::conformance_dlq::*;
 pub use crate::conformance_schedules::*;
 

@@ -74,7 +74,11 @@ async fn put(app: &App, t: &str, code: &str, target: Option<Value>) {
         )
         .await;
     assert_eq!(reply.status.as_u16(), 201, "{}", reply.body);
-    assert!(reply.body["target"].get("secret").is_none(), "{}", reply.body);
+    assert!(
+        reply.body["target"].get("secret").is_none(),
+        "{}",
+        reply.body
+    );
 }
 
 /// The whole hand-off contract on one backend.
@@ -85,9 +89,14 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
     put(&app, &t, "plain", None).await;
     let webhook = json!({"type": "webhook", "url": rx.url, "timeout": "200ms", "secret": SECRET});
     put(&app, &t, "hooked", Some(webhook)).await;
-    let shown = app.call_as(Some(&t), "GET", "/v1/workflows/hooked", &[], None).await;
+    let shown = app
+        .call_as(Some(&t), "GET", "/v1/workflows/hooked", &[], None)
+        .await;
     assert_eq!(shown.body["target"]["secret_set"], true, "{}", shown.body);
-    assert!(!shown.body.to_string().contains(SECRET), "the secret is never shown");
+    assert!(
+        !shown.body.to_string().contains(SECRET),
+        "the secret is never shown"
+    );
     let _consumer = app.start_consumer();
 
     // Two retryable failures, then a success: three deliveries of one instance.
@@ -95,13 +104,24 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
     let (plain, _) = start(&app, &t, "plain").await;
     let (a, a_instance) = start(&app, &t, "hooked").await;
     let done = until(&app, &t, &a, RequestStatus::Dispatched).await;
-    assert_eq!(count(&done, EventKind::DispatchFailed), 2, "{:?}", done.history);
+    assert_eq!(
+        count(&done, EventKind::DispatchFailed),
+        2,
+        "{:?}",
+        done.history
+    );
     assert_eq!(count(&done, EventKind::Dispatched), 1);
     let dispatch = done.dispatch.as_ref().expect("hand-off state");
     assert_eq!(dispatch.reference.as_deref(), Some("HTTP 200"));
     assert_eq!(dispatch.attempts, 3);
     let view = app
-        .call_as(Some(&t), "GET", &format!("/v1/instances/{a_instance}"), &[], None)
+        .call_as(
+            Some(&t),
+            "GET",
+            &format!("/v1/instances/{a_instance}"),
+            &[],
+            None,
+        )
         .await;
     assert_eq!(view.body["status"], "DISPATCHED", "{}", view.body);
     assert_eq!(view.body["dispatch"]["reference"], "HTTP 200");
@@ -126,8 +146,9 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
     let (b, _) = start(&app, &t, "hooked").await;
     let done = until(&app, &t, &b, RequestStatus::Dispatched).await;
     assert!(
-        done.history.iter().any(|e| e.kind == EventKind::DispatchFailed
-            && e.detail.contains("timeout")),
+        done.history
+            .iter()
+            .any(|e| e.kind == EventKind::DispatchFailed && e.detail.contains("timeout")),
         "{:?} {:?}",
         done.history,
         rx.delivered()
@@ -137,12 +158,26 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
     rx.always(Answer::Status(400));
     let (c, c_instance) = start(&app, &t, "hooked").await;
     let dead = until(&app, &t, &c, RequestStatus::Dead).await;
-    assert_eq!(count(&dead, EventKind::DispatchFailed), 1, "{:?}", dead.history);
-    assert!(dead.last_error.as_deref().is_some_and(|e| e.starts_with("dispatch failed")));
+    assert_eq!(
+        count(&dead, EventKind::DispatchFailed),
+        1,
+        "{:?}",
+        dead.history
+    );
+    assert!(
+        dead.last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("dispatch failed"))
+    );
     let letters = app
         .call_as(Some(&t), "GET", "/v1/dlq?error=dispatch", &[], None)
         .await;
-    assert_eq!(letters.body["items"].as_array().map(Vec::len), Some(1), "{}", letters.body);
+    assert_eq!(
+        letters.body["items"].as_array().map(Vec::len),
+        Some(1),
+        "{}",
+        letters.body
+    );
 
     // Fixed, then replayed: the hand-off only, never a second instance.
     rx.always(Answer::Ok);
@@ -157,7 +192,11 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
         .await;
     let items = listed.body["items"].as_array().expect("items");
     assert_eq!(items.len(), 3, "{}", listed.body);
-    assert!(items.iter().all(|i| i["status"] == "DISPATCHED"), "{}", listed.body);
+    assert!(
+        items.iter().all(|i| i["status"] == "DISPATCHED"),
+        "{}",
+        listed.body
+    );
     assert!(rx.accepted().contains(&c_instance));
     assert_eq!(rx.accepted().len(), 3);
 }

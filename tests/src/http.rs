@@ -135,7 +135,8 @@ impl App {
         let store: Arc<dyn Store> = Arc::new(FaultyStore::new(raw_store.clone(), faults.clone()));
         let queue: Arc<dyn Queue> = Arc::new(FaultyQueue::new(raw_queue.clone(), faults.clone()));
         let dispatcher: Arc<dyn Dispatcher> = Arc::new(flowgate_targets::Targets::new(true));
-        let flowgate = Flowgate::new(store.clone(), queue.clone()).with_dispatcher(dispatcher.clone());
+        let flowgate =
+            Flowgate::new(store.clone(), queue.clone()).with_dispatcher(dispatcher.clone());
         let router = router(flowgate.clone());
         Self {
             router,

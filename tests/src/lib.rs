@@ -12,8 +12,8 @@ pub mod fixtures;
 pub mod http;
 pub mod isolation;
 pub mod pipeline;
-pub mod sqs_event;
 pub mod receiver;
+pub mod sqs_event;
 
 /// An HTTP client for tests (with the TLS provider every Flowgate client installs).
 pub fn client() -> reqwest::Client {

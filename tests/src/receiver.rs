@@ -159,15 +159,20 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         }
     };
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-    shared.inner.lock().expect("lock").delivered.push(Delivered {
-        instance_id: json["instance_id"].as_str().unwrap_or_default().to_owned(),
-        idempotency_key: headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-        signed,
-        answered: status,
-        body: json,
-    });
+    shared
+        .inner
+        .lock()
+        .expect("lock")
+        .delivered
+        .push(Delivered {
+            instance_id: json["instance_id"].as_str().unwrap_or_default().to_owned(),
+            idempotency_key: headers
+                .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            signed,
+            answered: status,
+            body: json,
+        });
     StatusCode::from_u16(status).unwrap_or(StatusCode::OK)
 }

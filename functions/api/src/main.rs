@@ -13,6 +13,9 @@ async fn main() -> Result<(), lambda_http::Error> {
     let connected = flowgate_aws::connect(&settings).await?;
     let flowgate = Flowgate::new(connected.store, connected.queue)
         .with_metrics(Arc::new(Emf::stdout()))
+        .with_dispatcher(Arc::new(flowgate_targets::Checker::new(
+            settings.allow_private_targets,
+        )))
         .with_redelivery_bound(settings.redelivery_bound())
         .with_validation_budget(settings.validation_budget);
     let flowgate = flowgate.with_backfills(connected.backfills);

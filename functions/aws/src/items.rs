@@ -8,7 +8,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use flowgate_core::model::{
-    Dispatch, HistoryEvent, Instance, InstanceStatus, Priority, RequestRecord, RequestStatus, Workflow,
+    Dispatch, HistoryEvent, Instance, InstanceStatus, Priority, RequestRecord, RequestStatus,
+    Workflow,
 };
 use flowgate_core::record::bound_history;
 
@@ -182,7 +183,8 @@ impl RequestItem {
             gsi1sk: due.map(|due| format!("{}#{}", stamp(due), r.request_id)),
             // A dead request waits for an operator, and one owed a hand-off for the
             // consumer, so only finished ones expire.
-            ttl: (due.is_none() && (r.status.has_instance() || r.status == RequestStatus::Archived))
+            ttl: (due.is_none()
+                && (r.status.has_instance() || r.status == RequestStatus::Archived))
                 .then(|| expiry(r.updated_at, retention_days)),
         }
     }

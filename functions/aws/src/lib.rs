@@ -17,8 +17,8 @@ mod sqs;
 mod sqs_dlq;
 
 pub use config::sdk_config;
-pub use error::classify;
 pub use connect::{ConnectError, Connected, connect};
 pub use dynamo::DynamoStore;
+pub use error::classify;
 pub use schedules::AwsSchedules;
 pub use sqs::SqsQueue;

@@ -137,19 +137,25 @@ impl<H: ForHost> FromArgMatches for HostSettings<H> {
 impl<H: ForHost> Args for HostSettings<H> {
     fn augment_args(cmd: ClapCommand) -> ClapCommand {
         specs::read_by(H::HOST).fold(cmd, |cmd, spec| {
-            cmd.arg(
-                Arg::new(spec.flag)
-                    .long(spec.flag)
-                    .env(spec.env)
-                    .global(true)
-                    .value_name(spec.format.value_name())
-                    .help(format!(
-                        "{} Format: {}. [default: {}]",
-                        spec.meaning,
-                        spec.format.describe(),
-                        spec.default
-                    )),
-            )
+            let arg = Arg::new(spec.flag)
+                .long(spec.flag)
+                .env(spec.env)
+                .global(true)
+                .value_name(spec.format.value_name())
+                .help(format!(
+                    "{} Format: {}. [default: {}]",
+                    spec.meaning,
+                    spec.format.describe(),
+                    spec.default
+                ));
+            // A flag given bare (`--allow-private-targets`) means true.
+            let arg = match spec.format {
+                flowgate_settings::Format::Flag => {
+                    arg.num_args(0..=1).default_missing_value("true")
+                }
+                _ => arg,
+            };
+            cmd.arg(arg)
         })
     }
 

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 
 use flowgate_core::Flowgate;
-use flowgate_core::ports::{Backfills, Queue, Schedules, Store, Tokens};
+use flowgate_core::ports::{Backfills, Dispatcher, Queue, Schedules, Store, Tokens};
 use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler, Scheduler};
 use flowgate_settings::{Role, Settings};
 
@@ -43,6 +43,7 @@ struct Roles<'a> {
     tokens: Option<Arc<dyn Tokens>>,
     schedules: Option<Arc<dyn Schedules>>,
     backfills: Option<Arc<dyn Backfills>>,
+    dispatcher: Arc<dyn Dispatcher>,
     stopped: watch::Receiver<bool>,
     running: JoinSet<&'static str>,
 }
@@ -60,6 +61,9 @@ pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Err
         tokens: opened.tokens,
         schedules: opened.schedules,
         backfills: opened.backfills,
+        dispatcher: Arc::new(flowgate_targets::Targets::new(
+            settings.allow_private_targets,
+        )),
         stopped,
         running: JoinSet::new(),
     };
@@ -90,6 +94,7 @@ impl Roles<'_> {
     /// The use cases over this process's ports.
     fn flowgate(&self) -> Flowgate {
         let flowgate = Flowgate::new(self.store.clone(), self.queue.clone())
+            .with_dispatcher(self.dispatcher.clone())
             .with_redelivery_bound(self.settings.redelivery_bound())
             .with_validation_budget(self.settings.validation_budget);
         let flowgate = match &self.schedules {
@@ -149,7 +154,8 @@ impl Roles<'_> {
             self.store.clone(),
             self.queue.clone(),
             ConsumerConfig::from_settings(self.settings),
-        );
+        )
+        .with_dispatcher(self.dispatcher.clone());
         // Fires arrive on the queue where the backend's engine fires schedules itself.
         let consumer = Arc::new(match self.schedules {
             Some(_) => consumer.with_fires(self.flowgate()),

@@ -18,7 +18,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         connected.store.clone(),
         connected.queue.clone(),
         ConsumerConfig::from_settings(&settings),
-    );
+    )
+    .with_dispatcher(Arc::new(flowgate_targets::Targets::new(
+        settings.allow_private_targets,
+    )));
     // EventBridge Scheduler puts schedule fires on this queue: start them.
     let consumer = Arc::new(match connected.schedules {
         Some(schedules) => consumer.with_fires(

@@ -151,6 +151,8 @@ pub struct Settings {
     pub rate_limit: u32,
     /// Serve without tokens beyond loopback.
     pub insecure_no_auth: bool,
+    /// Webhook targets may reach non-public addresses.
+    pub allow_private_targets: bool,
     /// Take the tenant from a JWT's `sub` when the tenant claim is absent.
     pub tenant_from_sub: bool,
     /// How an IAM caller maps to a tenant.
@@ -233,6 +235,7 @@ impl Settings {
             read_pool: r.get(&READ_POOL, |t| READ_POOL.format.count(t))?,
             rate_limit: r.get(&RATE_LIMIT, |t| RATE_LIMIT.format.count(t))?,
             insecure_no_auth: r.get(&INSECURE_NO_AUTH, format::flag)?,
+            allow_private_targets: r.get(&ALLOW_PRIVATE_TARGETS, format::flag)?,
             tenant_from_sub: r.get(&TENANT_FROM_SUB, format::flag)?,
             iam_tenant: r.get(&IAM_TENANT, |t| {
                 format::choice(

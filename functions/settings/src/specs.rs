@@ -136,6 +136,9 @@ mod table {
     /// `--insecure-no-auth`.
     pub const INSECURE_NO_AUTH: Spec = spec("insecure-no-auth", "FLOWGATE_INSECURE_NO_AUTH", Format::Flag, "false", &[Serve],
         "Serve without tokens on a non-loopback address. Without it, `serve` refuses to listen beyond loopback until a token exists.");
+    /// `--allow-private-targets`.
+    pub const ALLOW_PRIVATE_TARGETS: Spec = spec("allow-private-targets", "FLOWGATE_ALLOW_PRIVATE_TARGETS", Format::Flag, "false", &[Serve, Api, Consumer],
+        "Let webhook targets reach loopback, link-local (169.254.169.254 included) and private addresses. Off, such a target is refused when stored (400) and when a name resolves to one at hand-off.");
     /// `--tenant-from-sub`.
     pub const TENANT_FROM_SUB: Spec = spec("tenant-from-sub", "FLOWGATE_TENANT_FROM_SUB", Format::Flag, "false", &[Api],
         "Take the tenant from a JWT's `sub` when the tenant claim is absent. Off, such a token is refused (403).");
@@ -185,6 +188,7 @@ pub static ALL: &[&Spec] = &[
     &READ_POOL,
     &RATE_LIMIT,
     &INSECURE_NO_AUTH,
+    &ALLOW_PRIVATE_TARGETS,
     &TENANT_FROM_SUB,
     &IAM_TENANT,
     &TOKEN,

@@ -21,17 +21,25 @@ pub struct EventBridgeTarget {
 }
 
 /// Entry errors that a later PutEvents may not have.
-const RETRYABLE: &[&str] = &["ThrottlingException", "InternalFailure", "InternalException"];
+const RETRYABLE: &[&str] = &[
+    "ThrottlingException",
+    "InternalFailure",
+    "InternalException",
+];
 
 impl EventBridgeTarget {
     /// Checks the fields against EventBridge's limits.
     pub fn check(self) -> Result<Self, String> {
         let bus_ok = (1..=1600).contains(&self.event_bus.len())
-            && self.event_bus.bytes().all(|b| {
-                b.is_ascii_alphanumeric() || b"/._-:".contains(&b)
-            });
+            && self
+                .event_bus
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"/._-:".contains(&b));
         if !bus_ok {
-            return Err(format!("event_bus {:?} is not a bus name or ARN", self.event_bus));
+            return Err(format!(
+                "event_bus {:?} is not a bus name or ARN",
+                self.event_bus
+            ));
         }
         if !(1..=256).contains(&self.source.len()) || self.source.starts_with("aws.") {
             return Err("source must be 1 to 256 characters, not starting with \"aws.\"".into());
@@ -72,7 +80,9 @@ pub async fn put(
             reference: id.to_owned(),
         }),
         _ => {
-            let code = first.and_then(|e| e.error_code()).unwrap_or("no entry answered");
+            let code = first
+                .and_then(|e| e.error_code())
+                .unwrap_or("no entry answered");
             let message = first.and_then(|e| e.error_message()).unwrap_or("");
             let reason = format!("PutEvents refused the event: {code} {message}");
             Err(if RETRYABLE.contains(&code) {

@@ -8,9 +8,9 @@
 //! The AWS clients are made on first use, so a host that never names an AWS target needs
 //! no AWS configuration.
 
+mod eventbridge;
 pub mod guard;
 pub mod signature;
-mod eventbridge;
 mod stepfunctions;
 mod webhook;
 
@@ -47,19 +47,44 @@ struct AwsClients {
 
 /// The dispatcher over every kind of target.
 pub struct Targets {
-    allow_private: bool,
+    checker: Checker,
     webhooks: webhook::Webhooks,
     aws: OnceCell<AwsClients>,
+}
+
+/// Checks targets without handing anything off: the dispatcher of a host that only stores
+/// workflows (the API function), which so links no HTTP or AWS client code for targets.
+pub struct Checker {
+    allow_private: bool,
 }
 
 impl Targets {
     /// The dispatcher; webhooks reach private addresses only when `allow_private`.
     pub fn new(allow_private: bool) -> Self {
         Self {
-            allow_private,
+            checker: Checker::new(allow_private),
             webhooks: webhook::Webhooks::new(allow_private),
             aws: OnceCell::new(),
         }
+    }
+
+    async fn aws(&self) -> &AwsClients {
+        self.aws
+            .get_or_init(|| async {
+                let config = flowgate_aws::sdk_config().await;
+                AwsClients {
+                    sfn: aws_sdk_sfn::Client::new(&config),
+                    events: aws_sdk_eventbridge::Client::new(&config),
+                }
+            })
+            .await
+    }
+}
+
+impl Checker {
+    /// A checker; webhooks to private addresses pass only when `allow_private`.
+    pub fn new(allow_private: bool) -> Self {
+        Self { allow_private }
     }
 
     /// Parses and checks a target.
@@ -82,35 +107,49 @@ impl Targets {
         })
     }
 
-    async fn aws(&self) -> &AwsClients {
-        self.aws
-            .get_or_init(|| async {
-                let config = flowgate_aws::sdk_config().await;
-                AwsClients {
-                    sfn: aws_sdk_sfn::Client::new(&config),
-                    events: aws_sdk_eventbridge::Client::new(&config),
-                }
-            })
-            .await
+    fn normalized(&self, target: &Value) -> Result<Value, String> {
+        let target = self.parse(target)?;
+        serde_json::to_value(target).map_err(|e| e.to_string())
+    }
+}
+
+#[async_trait]
+impl Dispatcher for Checker {
+    fn check(&self, target: &Value) -> Result<Value, String> {
+        self.normalized(target)
+    }
+
+    async fn dispatch(&self, _: &Value, _: &Instance) -> Result<Receipt, DispatchError> {
+        Err(DispatchError::permanent(
+            "this host checks targets but hands nothing off",
+        ))
     }
 }
 
 #[async_trait]
 impl Dispatcher for Targets {
     fn check(&self, target: &Value) -> Result<Value, String> {
-        let target = self.parse(target)?;
-        serde_json::to_value(target).map_err(|e| e.to_string())
+        self.checker.normalized(target)
     }
 
-    async fn dispatch(&self, target: &Value, instance: &Instance) -> Result<Receipt, DispatchError> {
+    async fn dispatch(
+        &self,
+        target: &Value,
+        instance: &Instance,
+    ) -> Result<Receipt, DispatchError> {
         // A target stored by an older build, or edited by hand, is checked again here.
         let target = self
+            .checker
             .parse(target)
             .map_err(|why| DispatchError::permanent(format!("the workflow's target {why}")))?;
         match target {
             Target::Webhook(w) => self.webhooks.send(&w, instance).await,
-            Target::Stepfunctions(s) => stepfunctions::start(&self.aws().await.sfn, &s, instance).await,
-            Target::Eventbridge(e) => eventbridge::put(&self.aws().await.events, &e, instance).await,
+            Target::Stepfunctions(s) => {
+                stepfunctions::start(&self.aws().await.sfn, &s, instance).await
+            }
+            Target::Eventbridge(e) => {
+                eventbridge::put(&self.aws().await.events, &e, instance).await
+            }
         }
     }
 }

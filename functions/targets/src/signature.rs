@@ -70,11 +70,8 @@ pub fn verify(
         return Err(SignatureError::Stale(skew));
     }
     let matches = candidates.iter().any(|hex| {
-        decode_hex(hex).is_some_and(|bytes| {
-            mac(secret, timestamp, body)
-                .verify_slice(&bytes)
-                .is_ok()
-        })
+        decode_hex(hex)
+            .is_some_and(|bytes| mac(secret, timestamp, body).verify_slice(&bytes).is_ok())
     });
     if matches {
         Ok(())

@@ -60,7 +60,8 @@ pub async fn start(
     target: &StepFunctionsTarget,
     instance: &Instance,
 ) -> Result<Receipt, DispatchError> {
-    let input = serde_json::to_string(instance).map_err(|e| DispatchError::permanent(e.to_string()))?;
+    let input =
+        serde_json::to_string(instance).map_err(|e| DispatchError::permanent(e.to_string()))?;
     let answer = client
         .start_execution()
         .state_machine_arn(&target.state_machine_arn)

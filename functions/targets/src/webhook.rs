@@ -134,9 +134,8 @@ impl Resolve for GuardedResolver {
         let allow_private = self.allow_private;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if !allow_private
                 && let Some((ip, why)) = addrs
                     .iter()
@@ -146,7 +145,8 @@ impl Resolve for GuardedResolver {
                     name: host,
                     ip,
                     why,
-                }) as Box<dyn std::error::Error + Send + Sync>);
+                })
+                    as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(addrs.into_iter()) as Addrs)
         })
@@ -191,7 +191,8 @@ impl Webhooks {
             // An address in the URL is never resolved, so it is checked here.
             check_host(&url).map_err(DispatchError::permanent)?;
         }
-        let body = serde_json::to_vec(instance).map_err(|e| DispatchError::permanent(e.to_string()))?;
+        let body =
+            serde_json::to_vec(instance).map_err(|e| DispatchError::permanent(e.to_string()))?;
         let mut request = self
             .client
             .post(url)
@@ -205,7 +206,11 @@ impl Webhooks {
                 signature::sign(secret.as_bytes(), now, &body),
             );
         }
-        let answer = request.body(body).send().await.map_err(|e| failed(&e, timeout))?;
+        let answer = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| failed(&e, timeout))?;
         let status = answer.status();
         if status.is_success() {
             return Ok(Receipt {

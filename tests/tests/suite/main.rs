@@ -18,6 +18,7 @@ mod router;
 mod schedules;
 mod schedules_aws;
 mod security;
+mod targets_aws;
 mod template;
 mod usecases;
 

@@ -95,8 +95,11 @@ impl Consumer {
                 None
             }
             RequestStatus::Dead | RequestStatus::Archived => {
-                info!(stage = "duplicate", status = record.status.as_str(),
-                    "a copy of a dead-lettered request; dropping it");
+                info!(
+                    stage = "duplicate",
+                    status = record.status.as_str(),
+                    "a copy of a dead-lettered request; dropping it"
+                );
                 None
             }
         })
@@ -192,7 +195,10 @@ impl Consumer {
             };
         };
         let detail = if dead {
-            format!("hand-off attempt {} to the {} target failed: {}", dispatch.attempts, dispatch.target, err.reason)
+            format!(
+                "hand-off attempt {} to the {} target failed: {}",
+                dispatch.attempts, dispatch.target, err.reason
+            )
         } else {
             format!(
                 "hand-off attempt {} to the {} target failed: {}; retrying in {}s",

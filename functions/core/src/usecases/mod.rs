@@ -2,9 +2,9 @@
 
 pub mod backfills;
 mod consume;
-mod handoff;
 pub mod dlq;
 pub mod dolphin;
+mod handoff;
 mod queries;
 mod reconcile;
 pub mod schedules;

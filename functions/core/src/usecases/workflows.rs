@@ -60,9 +60,10 @@ impl Flowgate {
         let Some(target) = target else {
             return Ok(None);
         };
-        let dispatcher = self.dispatcher.as_ref().ok_or_else(|| {
-            Error::invalid("/target", "this host hands instances to no target")
-        })?;
+        let dispatcher = self
+            .dispatcher
+            .as_ref()
+            .ok_or_else(|| Error::invalid("/target", "this host hands instances to no target"))?;
         dispatcher
             .check(target)
             .map(Some)
