@@ -27,12 +27,21 @@ def statements(node):
     if isinstance(node, dict):
         for key, value in node.items():
             if key == "Statement":
-                yield from (value if isinstance(value, list) else [value])
+                yield from unwrap(value if isinstance(value, list) else [value])
             else:
                 yield from statements(value)
     elif isinstance(node, list):
         for item in node:
             yield from statements(item)
+
+
+def unwrap(items):
+    """Statements, with each `!If [condition, statement, otherwise]` read as its branches."""
+    for item in items:
+        if isinstance(item, dict) and set(item) == {"If"}:
+            yield from unwrap(b for b in item["If"][1:] if isinstance(b, dict) and "Effect" in b)
+        else:
+            yield item
 
 
 def as_list(value):

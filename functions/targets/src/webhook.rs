@@ -32,7 +32,8 @@ pub struct WebhookTarget {
 
 /// The default, and the bounds, of one attempt's timeout.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_TIMEOUT: Duration = Duration::from_secs(60);
+// At most 20 s: one attempt fits well within the consumer function's 30 s timeout.
+const MAX_TIMEOUT: Duration = Duration::from_secs(20);
 const MIN_TIMEOUT: Duration = Duration::from_millis(100);
 /// How much of a failed answer's body is kept as its reason.
 const REASON_BODY: usize = 200;
@@ -78,7 +79,7 @@ impl WebhookTarget {
             Some(_) => return Err("timeout must be a duration such as \"10s\"".into()),
         };
         if !(MIN_TIMEOUT..=MAX_TIMEOUT).contains(&timeout) {
-            return Err("timeout must be between 100ms and 60s".into());
+            return Err("timeout must be between 100ms and 20s".into());
         }
         Ok(timeout)
     }

@@ -271,3 +271,52 @@ fn a_reconciler_run_moves_backfills_within_its_timeout() {
         "a run sweeps, then steps backfills for {budget:?}: the {timeout} s timeout leaves the sweep too little"
     );
 }
+
+/// The consumer may start executions only of the state machines the stack names, and put
+/// events only on the bus it names; nothing in the template grants a wildcard resource.
+#[test]
+fn hand_off_permissions_name_only_the_given_targets() {
+    let t = Template::load();
+    let statements = t.resource("ConsumerFunction")["Properties"]["Policies"][0]["Statement"]
+        .as_sequence()
+        .expect("statements");
+    let guarded = |sid: &str| {
+        statements
+            .iter()
+            .find_map(|s| match s {
+                Value::Tagged(tagged) if tagged.tag == "!If" => {
+                    let branch = &tagged.value[1];
+                    (branch["Sid"] == sid).then(|| (scalar(&tagged.value[0]), branch.clone()))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no conditional statement {sid}"))
+    };
+    for (sid, condition, action, parameter) in [
+        (
+            "HandOffToStateMachines",
+            "HandsToStateMachines",
+            "states:StartExecution",
+            "TargetStateMachineArns",
+        ),
+        (
+            "HandOffToEventBus",
+            "HandsToEventBus",
+            "events:PutEvents",
+            "TargetEventBusArn",
+        ),
+    ] {
+        let (when, statement) = guarded(sid);
+        assert_eq!(when, condition);
+        assert_eq!(statement["Action"][0], action);
+        match &statement["Resource"] {
+            Value::Tagged(r) if r.tag == "!Ref" => assert_eq!(scalar(&r.value), parameter),
+            other => panic!("{sid} grants {other:?}, not the {parameter} parameter"),
+        }
+        assert!(t.doc["Parameters"][parameter]["Default"] == "");
+    }
+    assert!(
+        !TEMPLATE.contains("Resource: \"*\"") && !TEMPLATE.contains("Resource: '*'"),
+        "no wildcard resources"
+    );
+}
