@@ -155,7 +155,11 @@ pub async fn settle(
     let deadline = Instant::now() + within;
     loop {
         let view = request_view(client, base, request_id).await;
-        if view["status"] != "ACCEPTED" || Instant::now() > deadline {
+        // Settled: created (and handed off, where a target is owed it) or dead.
+        let owed = view["status"] == "CREATED"
+            && view["dispatch"].is_object()
+            && view["dispatch"]["dispatched_at"].is_null();
+        if (view["status"] != "ACCEPTED" && !owed) || Instant::now() > deadline {
             return view;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -23,6 +23,8 @@ pub enum Answer {
     Status(u16),
     /// 200 after this long.
     Slow(Duration),
+    /// 503 for this percentage of deliveries, at random; else 200.
+    Flaky(u32),
 }
 
 /// One delivery as received.
@@ -157,6 +159,8 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
             tokio::time::sleep(pause).await;
             200
         }
+        Answer::Flaky(percent) if fastrand::u32(0..100) < percent => 503,
+        Answer::Flaky(_) => 200,
     };
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     shared

@@ -1,6 +1,7 @@
 //! Crash test: load the real `flowgate serve`, kill -9 it mid-load, restart it on the same
 //! data directory, and check every 2xx-acknowledged request against the exactly-once rule.
-//! Then stop it with SIGTERM and check it exits cleanly.
+//! Then stop it with SIGTERM and check it exits cleanly. A second run does the same with a
+//! webhook target that fails at random, and checks every created instance was handed off.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use flowgate_tests::binary::{Server, list_instances, register, settle};
+use flowgate_tests::receiver::{Answer, Receiver};
 
 const BIN: &str = env!("CARGO_BIN_EXE_flowgate");
 const ARGS: &[&str] = &[
@@ -21,19 +23,18 @@ const ARGS: &[&str] = &[
     "500ms",
 ];
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_load_loses_nothing_acknowledged() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let client = flowgate_tests::client();
-    let mut server = Server::start(BIN, dir.path(), ARGS, &[]);
-    server.wait_healthy(&client).await;
-    register(&client, &server.base, "crash").await;
-
-    // Load from 32 clients until the kill; keep what was acknowledged.
+/// Loads `workflow` from 32 clients, kills the server with SIGKILL mid-load, and answers
+/// what was acknowledged: (key, body, answer).
+async fn load_then_kill_9(
+    client: &reqwest::Client,
+    server: &mut Server,
+    workflow: &str,
+) -> Vec<(String, Value, Value)> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut workers = tokio::task::JoinSet::new();
     for w in 0..32 {
         let (client, base, stop) = (client.clone(), server.base.clone(), stop.clone());
+        let workflow = workflow.to_owned();
         workers.spawn(async move {
             let mut acked = Vec::new();
             let mut n = 0;
@@ -42,7 +43,7 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
                 let key = format!("crash-{w}-{n}");
                 let body = json!({"params": {"w": w, "n": n}});
                 let sent = client
-                    .post(format!("{base}/v1/workflows/crash/instances"))
+                    .post(format!("{base}/v1/workflows/{workflow}/instances"))
                     .header("idempotency-key", &key)
                     .json(&body)
                     .send()
@@ -73,25 +74,31 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
         "the load acknowledged only {} requests",
         acked.len()
     );
+    acked
+}
 
-    let server = Server::start(BIN, dir.path(), ARGS, &[]);
-    server.wait_healthy(&client).await;
-    let base = server.base.clone();
-
-    // Every acknowledged request becomes CREATED with the instance it was promised, and a
-    // retry after the crash gets the same request back.
+/// Every acknowledged request settles as `status` with the instance it was promised, and a
+/// retry after the crash gets the same request back; exactly one instance per request.
+/// Answers the promised instance ids.
+async fn check_acknowledged(
+    client: &reqwest::Client,
+    base: &str,
+    workflow: &str,
+    acked: &[(String, Value, Value)],
+    status: &str,
+) -> HashSet<String> {
     let mut expected = Vec::new();
-    for (key, body, v) in &acked {
+    for (key, body, v) in acked {
         let request_id = v["request_id"].as_str().expect("request_id");
         let instance_id = v["instance_id"].as_str().expect("instance_id");
-        let view = settle(&client, &base, request_id, Duration::from_secs(60)).await;
+        let view = settle(client, base, request_id, Duration::from_secs(60)).await;
         assert_eq!(
-            view["status"], "CREATED",
-            "acknowledged request lost or dead: {view}"
+            view["status"], status,
+            "acknowledged request lost, dead or not handed off: {view}"
         );
         assert_eq!(view["instance_id"], instance_id);
         let replay: Value = client
-            .post(format!("{base}/v1/workflows/crash/instances"))
+            .post(format!("{base}/v1/workflows/{workflow}/instances"))
             .header("idempotency-key", key)
             .json(body)
             .send()
@@ -103,9 +110,7 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
         assert_eq!(replay["instance_id"], instance_id);
         expected.push((request_id.to_owned(), instance_id.to_owned()));
     }
-
-    // Exactly one instance per request, every acknowledged one among them.
-    let listed = list_instances(&client, &base, "crash").await;
+    let listed = list_instances(client, base, workflow).await;
     let requests: HashSet<&str> = listed.iter().map(|(r, _)| r.as_str()).collect();
     assert_eq!(requests.len(), listed.len(), "a request has two instances");
     for pair in &expected {
@@ -116,7 +121,72 @@ async fn kill_9_mid_load_loses_nothing_acknowledged() {
         expected.len(),
         listed.len()
     );
+    listed.into_iter().map(|(_, i)| i).collect()
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_load_loses_nothing_acknowledged() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = flowgate_tests::client();
+    let mut server = Server::start(BIN, dir.path(), ARGS, &[]);
+    server.wait_healthy(&client).await;
+    register(&client, &server.base, "crash").await;
+    let acked = load_then_kill_9(&client, &mut server, "crash").await;
+
+    let server = Server::start(BIN, dir.path(), ARGS, &[]);
+    server.wait_healthy(&client).await;
+    check_acknowledged(&client, &server.base, "crash", &acked, "CREATED").await;
+
+    let exit = server.terminate().await;
+    assert!(exit.success(), "serve exited with {exit} after SIGTERM");
+}
+
+/// With a webhook target that fails one delivery in five: after kill -9 and a restart,
+/// every created instance reaches the receiver, none is missing, and the receiver can
+/// count each once by its instance id (raw deliveries are reported apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_load_hands_every_created_instance_off() {
+    let rx = Receiver::start("crash-secret").await;
+    rx.always(Answer::Flaky(20));
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = flowgate_tests::client();
+    let args: Vec<&str> = ARGS
+        .iter()
+        .copied()
+        .chain(["--allow-private-targets"])
+        .collect();
+    let mut server = Server::start(BIN, dir.path(), &args, &[]);
+    server.wait_healthy(&client).await;
+    let put = client
+        .put(format!("{}/v1/workflows/hooked", server.base))
+        .json(&json!({"name": "hooked", "params_schema": {"type": "object"},
+            "target": {"type": "webhook", "url": rx.url, "timeout": "2s", "secret": "crash-secret"}}))
+        .send()
+        .await
+        .expect("register");
+    assert!(put.status().is_success(), "{}", put.status());
+    let acked = load_then_kill_9(&client, &mut server, "hooked").await;
+
+    let server = Server::start(BIN, dir.path(), &args, &[]);
+    server.wait_healthy(&client).await;
+    let created = check_acknowledged(&client, &server.base, "hooked", &acked, "DISPATCHED").await;
+    let accepted = rx.accepted();
+    let missing: Vec<_> = created.difference(&accepted).collect();
+    assert!(
+        missing.is_empty(),
+        "created but never handed off: {missing:?}"
+    );
+    assert!(
+        accepted.is_subset(&created),
+        "a hand-off of no created instance"
+    );
+    assert!(rx.delivered().iter().all(|d| d.signed));
+    println!(
+        "crash hand-off: {} instances created, {} distinct handed off, {} raw deliveries",
+        created.len(),
+        accepted.len(),
+        rx.delivered().len()
+    );
     let exit = server.terminate().await;
     assert!(exit.success(), "serve exited with {exit} after SIGTERM");
 }
