@@ -310,3 +310,59 @@ async fn the_aws_backend_serves_the_same_api_on_moto() {
     );
     assert!(server.terminate().await.success());
 }
+
+/// The SSRF guard on the real server: without `--allow-private-targets` a webhook to a
+/// loopback, link-local or private address (or `localhost`) is refused with a 400 that
+/// says why; with the flag, the same target is stored, and its secret is never shown.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn private_webhook_targets_are_refused_unless_allowed() {
+    let client = flowgate_tests::client();
+    let put = |base: String, url: &'static str| {
+        let client = client.clone();
+        async move {
+            client
+                .put(format!("{base}/v1/workflows/hooked"))
+                .json(
+                    &json!({"name": "hooked", "params_schema": {"type": "object"},
+                    "target": {"type": "webhook", "url": url, "secret": "top-secret"}}),
+                )
+                .send()
+                .await
+                .expect("put")
+        }
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    let guarded = Server::start(BIN, dir.path(), &[], &[]);
+    guarded.wait_healthy(&client).await;
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.8/hook",
+        "http://[::1]/hook",
+        "http://localhost:9/hook",
+        "file:///etc/passwd",
+    ] {
+        let answer = put(guarded.base.clone(), url).await;
+        assert_eq!(answer.status(), 400, "{url}");
+        let problem: Value = answer.json().await.expect("problem");
+        assert_eq!(problem["errors"][0]["pointer"], "/target", "{problem}");
+    }
+    assert!(guarded.terminate().await.success());
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let open = Server::start(BIN, dir.path(), &["--allow-private-targets"], &[]);
+    open.wait_healthy(&client).await;
+    let answer = put(open.base.clone(), "http://127.0.0.1:9/hook").await;
+    assert_eq!(answer.status(), 201);
+    let shown = client
+        .get(format!("{}/v1/workflows/hooked", open.base))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("text");
+    assert!(!shown.contains("top-secret"), "{shown}");
+    assert!(shown.contains("\"secret_set\":true"), "{shown}");
+    assert!(open.terminate().await.success());
+}

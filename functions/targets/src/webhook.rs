@@ -265,3 +265,108 @@ fn excerpt(text: &str) -> String {
     }
     text[..end].replace(['\n', '\r'], " ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(url: &str) -> WebhookTarget {
+        WebhookTarget {
+            url: url.into(),
+            timeout: None,
+            secret: None,
+        }
+    }
+
+    #[test]
+    fn only_public_http_urls_pass_unless_private_ones_are_allowed() {
+        for url in [
+            "http://127.0.0.1/",
+            "http://169.254.169.254/latest/meta-data/",
+            "https://192.168.0.1/",
+            "http://[::1]:8080/",
+            "http://[::ffff:10.0.0.1]/",
+            "http://localhost/",
+            "http://api.localhost./",
+        ] {
+            let err = target(url).check(false).expect_err(url);
+            assert!(err.contains("--allow-private-targets"), "{url}: {err}");
+            target(url).check(true).expect(url);
+        }
+        for url in [
+            "ftp://example.com/",
+            "file:///etc/passwd",
+            "not a url",
+            "http://u:p@example.com/",
+        ] {
+            assert!(target(url).check(true).is_err(), "{url}");
+        }
+        let checked = target("https://hooks.example.com/flowgate")
+            .check(false)
+            .expect("public");
+        assert_eq!(checked.timeout, Some(serde_json::json!("10s")));
+    }
+
+    #[test]
+    fn timeouts_and_secrets_are_bounded() {
+        let with = |timeout: serde_json::Value, secret: Option<&str>| WebhookTarget {
+            url: "https://example.com/".into(),
+            timeout: Some(timeout),
+            secret: secret.map(str::to_owned),
+        };
+        assert!(
+            with(serde_json::json!("2s"), Some("k"))
+                .check(false)
+                .is_ok()
+        );
+        assert!(with(serde_json::json!(1.5), None).check(false).is_ok());
+        for bad in [
+            serde_json::json!("0s"),
+            serde_json::json!("21s"),
+            serde_json::json!(-1),
+            serde_json::json!("soon"),
+            serde_json::json!(true),
+        ] {
+            assert!(with(bad.clone(), None).check(false).is_err(), "{bad}");
+        }
+        assert!(
+            with(serde_json::json!("2s"), Some(""))
+                .check(false)
+                .is_err()
+        );
+        assert!(
+            with(serde_json::json!("2s"), Some("a\nb"))
+                .check(false)
+                .is_err()
+        );
+    }
+
+    #[tokio::test]
+    async fn the_resolver_refuses_a_name_that_resolves_to_a_private_address() {
+        let name: Name = "localhost".parse().expect("name");
+        let refused = GuardedResolver {
+            allow_private: false,
+        }
+        .resolve(name)
+        .await;
+        let err = refused.err().expect("refused");
+        assert!(err.to_string().contains("loopback"), "{err}");
+        let name: Name = "localhost".parse().expect("name");
+        let allowed = GuardedResolver {
+            allow_private: true,
+        }
+        .resolve(name)
+        .await;
+        assert!(allowed.expect("resolved").next().is_some());
+    }
+
+    #[test]
+    fn answers_are_read_as_the_contract_says() {
+        for s in [408, 409, 425, 429, 500, 502, 503, 504] {
+            assert!(retryable(StatusCode::from_u16(s).expect("status")), "{s}");
+        }
+        for s in [300, 301, 400, 401, 403, 404, 410, 422] {
+            assert!(!retryable(StatusCode::from_u16(s).expect("status")), "{s}");
+        }
+    }
+}
