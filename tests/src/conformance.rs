@@ -12,7 +12,9 @@ use serde_json::json;
 
 use flowgate_core::StoreError;
 use flowgate_core::message::QueueMessage;
-use flowgate_core::model::{EventKind, HistoryEvent, InstanceCursor, RequestStatus, Workflow};
+use flowgate_core::model::{
+    Dispatch, EventKind, HistoryEvent, InstanceCursor, RequestRecord, RequestStatus, Workflow,
+};
 use flowgate_core::ports::{
     Creation, Enqueued, Envelope, Liveness, Outbox, Queue, RequestUpdate, Store, UpdateOutcome,
     Upsert,
@@ -621,7 +623,55 @@ pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
         .filter(|r| r.tenant == t)
         .map(|r| r.request_id)
         .collect();
-    assert_eq!(pending, [older.request_id]);
+    assert_eq!(pending, [older.request_id.clone()]);
+
+    // Created with a hand-off owed is pending (from its creation); once handed off, or
+    // created record-only, it is not.
+    let mut owed = record(&t, "wf", long_ago);
+    owed.dispatch = Some(Dispatch::owed("webhook"));
+    let mut handed = owed.clone();
+    handed.request_id = format!("{}-handed", owed.request_id);
+    handed.instance_id = format!("{}-handed", owed.instance_id);
+    for r in [&owed, &handed] {
+        s.store.create_request(r, None).await.unwrap();
+        let mut creation = created(1);
+        creation.touch_pending = true;
+        creation.event.at = long_ago + Span::seconds(5);
+        s.store
+            .create_instance(&instance(r, Utc::now()), &creation)
+            .await
+            .unwrap();
+    }
+    let mut dispatched = Dispatch::owed("webhook");
+    dispatched.dispatched_at = Some(Utc::now());
+    let hand_off = RequestUpdate {
+        set_status: Some(RequestStatus::Dispatched),
+        set_dispatch: Some(dispatched),
+        ..RequestUpdate::event(HistoryEvent::now(EventKind::Dispatched, "HTTP 200"))
+    };
+    s.store
+        .update_request(&t, &handed.request_id, &hand_off)
+        .await
+        .unwrap();
+    let pending: Vec<RequestRecord> = s
+        .store
+        .list_pending(cutoff, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.tenant == t)
+        .collect();
+    let ids: Vec<&str> = pending.iter().map(|r| r.request_id.as_str()).collect();
+    assert_eq!(ids, [older.request_id.as_str(), owed.request_id.as_str()]);
+    assert_eq!(pending[1].status, RequestStatus::Created);
+    let handed = s
+        .store
+        .get_request(&t, &handed.request_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(handed.status, RequestStatus::Dispatched);
+    assert!(handed.pending_since.is_none() && handed.dispatch.is_some_and(|d| d.is_done()));
 }
 
 /// A request record that must exist.

@@ -10,6 +10,7 @@ mod dlq_aws;
 mod dlq_embedded;
 mod docs;
 mod dolphin;
+mod handoff;
 mod lambda;
 mod openapi;
 mod pipeline;
