@@ -37,6 +37,11 @@ pub struct BenchArgs {
     /// the same second; reports how long after it each fire was accepted.
     #[arg(long)]
     pub schedules: Option<usize>,
+    /// Instead of the accept phases: hand every instance to a webhook receiver that the bench
+    /// runs itself, at the first `--concurrency` level (the server needs
+    /// `--allow-private-targets`); reports dispatches/s and created-to-dispatched lag.
+    #[arg(long)]
+    pub dispatch: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -57,23 +62,23 @@ struct InstancePage {
 }
 
 #[derive(Debug, Deserialize)]
-struct HistoryRow {
+pub(crate) struct HistoryRow {
     at: DateTime<Utc>,
     event: String,
 }
 
 #[derive(Debug, Deserialize)]
-struct RequestView {
+pub(crate) struct RequestView {
     accepted_at: DateTime<Utc>,
     history: Vec<HistoryRow>,
 }
 
-struct Phase {
-    concurrency: usize,
-    accepted: Vec<String>,
+pub(crate) struct Phase {
+    pub(crate) concurrency: usize,
+    pub(crate) accepted: Vec<String>,
     latencies_us: Vec<u64>,
     errors: HashMap<u16, usize>,
-    elapsed: Duration,
+    pub(crate) elapsed: Duration,
 }
 
 pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -84,7 +89,7 @@ pub(crate) fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn ms(us: u64) -> f64 {
+pub(crate) fn ms(us: u64) -> f64 {
     us as f64 / 1000.0
 }
 
@@ -92,6 +97,9 @@ fn ms(us: u64) -> f64 {
 pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result<ExitCode> {
     if let Some(n) = args.schedules {
         return super::bench_schedules::run(client, url, n, args.drain_timeout).await;
+    }
+    if args.dispatch {
+        return super::bench_dispatch::run(client, url, &args).await;
     }
     let client = client.clone();
     let workflow = register(&client, url).await?;
@@ -133,20 +141,36 @@ pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result
 
 /// Registers a fresh workflow for this run; answers its code.
 async fn register(client: &reqwest::Client, url: &str) -> Result<String> {
+    register_with(client, url, None).await
+}
+
+/// Registers a fresh workflow for this run, handing off to `target` if given; answers its
+/// code.
+pub(crate) async fn register_with(
+    client: &reqwest::Client,
+    url: &str,
+    target: Option<serde_json::Value>,
+) -> Result<String> {
     let workflow = format!("bench-{}", uuid::Uuid::now_v7().simple());
+    let mut body = json!({
+        "name": "bench",
+        "online": true,
+        "params_schema": {"type": "object", "required": ["n"],
+            "properties": {"n": {"type": "integer"}}}
+    });
+    if let Some(target) = target {
+        body["target"] = target;
+    }
     let put = client
         .put(format!("{url}/v1/workflows/{workflow}"))
-        .json(&json!({
-            "name": "bench",
-            "online": true,
-            "params_schema": {"type": "object", "required": ["n"],
-                "properties": {"n": {"type": "integer"}}}
-        }))
+        .json(&body)
         .send()
         .await
         .map_err(|e| format!("cannot reach {url}: {e} (is `flowgate serve` running?)"))?;
     if !put.status().is_success() {
-        return Err(format!("registering the bench workflow failed: {}", put.status()).into());
+        let status = put.status();
+        let detail = put.text().await.unwrap_or_default();
+        return Err(format!("registering the bench workflow failed: {status} {detail}").into());
     }
     Ok(workflow)
 }
@@ -257,7 +281,7 @@ pub(crate) fn num_cpus() -> usize {
 
 /// Sends from `concurrency` workers for `duration`: as fast as answers come (closed loop),
 /// or paced to `rate` requests per second in all.
-async fn load(
+pub(crate) async fn load(
     client: &reqwest::Client,
     url: &str,
     workflow: &str,
@@ -329,7 +353,7 @@ async fn load(
     phase
 }
 
-fn report_phase(p: &Phase) {
+pub(crate) fn report_phase(p: &Phase) {
     let rate = p.accepted.len() as f64 / p.elapsed.as_secs_f64();
     println!(
         "concurrency {:>4}: {:>7} accepted  {:>8.0} req/s  accept latency p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:?}",
@@ -392,6 +416,19 @@ async fn sample_lag(
     accepted: &HashSet<String>,
     sample: usize,
 ) -> Vec<u64> {
+    sample_stage_lag(client, url, accepted, sample, "accepted", "created").await
+}
+
+/// Server-side lag from stage `from` (`accepted`, or a history event) to history event `to`
+/// of a sample of requests, sorted, in microseconds.
+pub(crate) async fn sample_stage_lag(
+    client: &reqwest::Client,
+    url: &str,
+    accepted: &HashSet<String>,
+    sample: usize,
+    from: &str,
+    to: &str,
+) -> Vec<u64> {
     let step = (accepted.len() / sample.max(1)).max(1);
     let mut lags = Vec::new();
     for request_id in accepted.iter().step_by(step).take(sample) {
@@ -405,11 +442,13 @@ async fn sample_lag(
         let Ok(view) = resp.json::<RequestView>().await else {
             continue;
         };
-        if let Some(created) = view.history.iter().find(|h| h.event == "created") {
-            let lag = (created.at - view.accepted_at)
-                .num_microseconds()
-                .unwrap_or(0)
-                .max(0);
+        let start = match from {
+            "accepted" => Some(view.accepted_at),
+            event => view.history.iter().find(|h| h.event == event).map(|h| h.at),
+        };
+        let end = view.history.iter().find(|h| h.event == to).map(|h| h.at);
+        if let (Some(start), Some(end)) = (start, end) {
+            let lag = (end - start).num_microseconds().unwrap_or(0).max(0);
             lags.push(lag as u64);
         }
     }
