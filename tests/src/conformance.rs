@@ -623,7 +623,7 @@ pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
         .filter(|r| r.tenant == t)
         .map(|r| r.request_id)
         .collect();
-    assert_eq!(pending, [older.request_id.clone()]);
+    assert_eq!(pending, std::slice::from_ref(&older.request_id));
 
     // Created with a hand-off owed is pending (from its creation); once handed off, or
     // created record-only, it is not.
