@@ -203,6 +203,27 @@ async fn workflow_routes(c: &mut Contract, app: &App) {
     let offline = def.replace("\"Orders\"", "\"Orders\", \"online\": false");
     app.call("PUT", "/v1/workflows/offline", &[], Some(&offline))
         .await;
+    // Each kind of target, as stored and shown (the secret never).
+    for (status, target) in [201, 200, 200].into_iter().zip([
+        json!({"type": "webhook", "url": "https://hooks.example.com/x", "timeout": "5s", "secret": "s"}),
+        json!({"type": "stepfunctions",
+            "state_machine_arn": "arn:aws:states:eu-west-1:123456789012:stateMachine:etl"}),
+        json!({"type": "eventbridge", "event_bus": "default", "source": "a.b", "detail_type": "C"}),
+    ]) {
+        let body = json!({"name": "Hooked", "params_schema": {"type": "object"}, "target": target});
+        let put = call(WF, "PUT", "/v1/workflows/hooked");
+        c.expect(app, put.body(&body.to_string()), status).await;
+        let shown = c.expect(app, call(WF, "GET", "/v1/workflows/hooked"), 200).await;
+        assert!(shown.body["target"].get("secret").is_none(), "{}", shown.body);
+    }
+    let bad = json!({"name": "Hooked", "params_schema": {"type": "object"},
+        "target": {"type": "webhook", "url": "ftp://x"}});
+    c.expect(
+        app,
+        call(WF, "PUT", "/v1/workflows/hooked").body(&bad.to_string()),
+        400,
+    )
+    .await;
 }
 
 /// Starts without a consumer: accepted, replayed, refused. Answers the accepted request.
