@@ -47,6 +47,13 @@ include-path = "/v1/workflows/{code}/schedules/{id}"
 include-method = "PUT"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 
+# A workflow's target: a webhook URL's host (a private address is refused), a duration, an
+# event bus name: a 400 that names the field is the right answer to one the schema allows.
+[[operations]]
+include-path = "/v1/workflows/{code}"
+include-method = "PUT"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+
 [[operations]]
 include-path = "/v1/workflows/{code}/backfills"
 include-method = "POST"

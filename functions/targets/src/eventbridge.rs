@@ -41,10 +41,10 @@ impl EventBridgeTarget {
                 self.event_bus
             ));
         }
-        if !(1..=256).contains(&self.source.len()) || self.source.starts_with("aws.") {
+        if !(1..=256).contains(&self.source.chars().count()) || self.source.starts_with("aws.") {
             return Err("source must be 1 to 256 characters, not starting with \"aws.\"".into());
         }
-        if !(1..=128).contains(&self.detail_type.len()) {
+        if !(1..=128).contains(&self.detail_type.chars().count()) {
             return Err("detail_type must be 1 to 128 characters".into());
         }
         Ok(self)

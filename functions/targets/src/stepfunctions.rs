@@ -21,11 +21,18 @@ impl StepFunctionsTarget {
     /// Checks the ARN's form: `arn:<partition>:states:<region>:<account>:stateMachine:<name>`.
     pub fn check(self) -> Result<Self, String> {
         let parts: Vec<&str> = self.state_machine_arn.split(':').collect();
+        let lower = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
         let well_formed = parts.len() == 7
             && parts[0] == "arn"
-            && parts[1].starts_with("aws")
+            && parts[1]
+                .strip_prefix("aws")
+                .is_some_and(|rest| rest.bytes().all(|b| b.is_ascii_lowercase() || b == b'-'))
             && parts[2] == "states"
             && !parts[3].is_empty()
+            && lower(parts[3])
             && parts[4].len() == 12
             && parts[4].bytes().all(|b| b.is_ascii_digit())
             && parts[5] == "stateMachine"

@@ -45,7 +45,7 @@ impl WebhookTarget {
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("url scheme {} is not http or https", url.scheme()));
         }
-        if self.url.len() > 2048 {
+        if self.url.chars().count() > 2048 {
             return Err("url is longer than 2048 characters".into());
         }
         if !url.username().is_empty() || url.password().is_some() {
@@ -59,7 +59,9 @@ impl WebhookTarget {
             humantime::format_duration(timeout).to_string(),
         ));
         if let Some(secret) = &self.secret
-            && (secret.is_empty() || secret.len() > 512 || secret.chars().any(char::is_control))
+            && (secret.is_empty()
+                || secret.chars().count() > 512
+                || secret.chars().any(char::is_control))
         {
             return Err("secret must be 1 to 512 characters, none of them control".into());
         }
