@@ -3,7 +3,7 @@
 //! refusal that dead-letters with kind `dispatch`, and a replay that re-drives only the
 //! hand-off; a record-only workflow is never handed off.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 
@@ -30,29 +30,6 @@ async fn start(app: &App, t: &str, workflow: &str) -> (String, String) {
     assert_eq!(reply.status.as_u16(), 202, "{}", reply.body);
     let id = |k: &str| reply.body[k].as_str().expect("id").to_owned();
     (id("request_id"), id("instance_id"))
-}
-
-/// Waits until the request reaches `status`; answers its record.
-async fn until(app: &App, t: &str, request_id: &str, status: RequestStatus) -> RequestRecord {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let record = app
-            .raw_store
-            .get_request(t, request_id)
-            .await
-            .expect("read")
-            .expect("record");
-        if record.status == status {
-            return record;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "request {request_id} stayed {:?}, not {status:?}: {:?}",
-            record.status,
-            record.history
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn count(record: &RequestRecord, kind: EventKind) -> usize {
@@ -103,7 +80,7 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
     rx.first(2, Answer::Status(503));
     let (plain, _) = start(&app, &t, "plain").await;
     let (a, a_instance) = start(&app, &t, "hooked").await;
-    let done = until(&app, &t, &a, RequestStatus::Dispatched).await;
+    let done = app.until_status(&t, &a, RequestStatus::Dispatched).await;
     assert_eq!(
         count(&done, EventKind::DispatchFailed),
         2,
@@ -136,7 +113,7 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
         && d.body["request_id"] == a.as_str()));
 
     // A record-only workflow is created and never handed off.
-    let plain = until(&app, &t, &plain, RequestStatus::Created).await;
+    let plain = app.until_status(&t, &plain, RequestStatus::Created).await;
     assert!(plain.dispatch.is_none() && plain.pending_since.is_none());
     assert!(!rx.per_instance().contains_key(&plain.instance_id));
 
@@ -144,7 +121,7 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
     // (The timeout is shorter than the subject's visibility timeout, as it must be.)
     rx.first(1, Answer::Slow(Duration::from_secs(1)));
     let (b, _) = start(&app, &t, "hooked").await;
-    let done = until(&app, &t, &b, RequestStatus::Dispatched).await;
+    let done = app.until_status(&t, &b, RequestStatus::Dispatched).await;
     assert!(
         done.history
             .iter()
@@ -157,7 +134,7 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
     // A 400 is permanent: dead-lettered with kind `dispatch`, the instance kept.
     rx.always(Answer::Status(400));
     let (c, c_instance) = start(&app, &t, "hooked").await;
-    let dead = until(&app, &t, &c, RequestStatus::Dead).await;
+    let dead = app.until_status(&t, &c, RequestStatus::Dead).await;
     assert_eq!(
         count(&dead, EventKind::DispatchFailed),
         1,
@@ -185,7 +162,7 @@ pub async fn hand_off_reaches_the_target_once(s: Subject) {
         .call_as(Some(&t), "POST", "/v1/dlq/replay", &[], Some("{}"))
         .await;
     assert_eq!(replay.status.as_u16(), 200, "{}", replay.body);
-    let done = until(&app, &t, &c, RequestStatus::Dispatched).await;
+    let done = app.until_status(&t, &c, RequestStatus::Dispatched).await;
     assert_eq!(count(&done, EventKind::Created), 1, "{:?}", done.history);
     let listed = app
         .call_as(Some(&t), "GET", "/v1/workflows/hooked/instances", &[], None)

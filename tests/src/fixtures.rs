@@ -22,7 +22,9 @@ use flowgate_embedded::{Embedded, EmbeddedConfig};
 pub fn init_tracing() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
+        if std::env::var_os("TEST_LOG").is_none() {
+            ask_every_time();
+        } else {
             let _ = tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -31,6 +33,20 @@ pub fn init_tracing() {
                 .with_test_writer()
                 .try_init();
         }
+    });
+}
+
+/// Installs, once, a process-wide subscriber that logs nothing but answers "sometimes" for
+/// every callsite. Tests run on many threads in one process, some under a thread's own
+/// capturing subscriber: with no global one, a span first reached on another thread could be
+/// cached as never enabled, and a capturing test would then miss its span fields.
+fn ask_every_time() {
+    use tracing_subscriber::layer::SubscriberExt;
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let quiet =
+            tracing_subscriber::registry().with(tracing_subscriber::filter::filter_fn(|_| false));
+        let _ = tracing::subscriber::set_global_default(quiet);
     });
 }
 
@@ -232,6 +248,7 @@ impl std::io::Write for Captured {
 /// Captures this thread's logs at `level` and above as JSON lines, with the current span,
 /// until the guard drops.
 pub fn capture_json_logs(level: tracing::Level) -> (Captured, tracing::subscriber::DefaultGuard) {
+    ask_every_time();
     let captured = Captured::default();
     let sink = captured.clone();
     let subscriber = tracing_subscriber::fmt()

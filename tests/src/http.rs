@@ -192,6 +192,35 @@ impl App {
         stop
     }
 
+    /// Waits (up to a minute) until the request reaches `status`; answers its record, or
+    /// fails the test with its history.
+    pub async fn until_status(
+        &self,
+        tenant: &str,
+        request_id: &str,
+        status: flowgate_core::model::RequestStatus,
+    ) -> flowgate_core::model::RequestRecord {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let record = self
+                .raw_store
+                .get_request(tenant, request_id)
+                .await
+                .expect("read")
+                .expect("record");
+            if record.status == status {
+                return record;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "request {request_id} stayed {:?}, not {status:?}: {:?}",
+                record.status,
+                record.history
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Starts a reconciler with a short grace period; it stops when the sender drops.
     pub fn start_reconciler(&self, grace: Duration) -> tokio::sync::watch::Sender<bool> {
         let (stop, stopped) = tokio::sync::watch::channel(false);

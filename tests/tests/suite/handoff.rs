@@ -85,19 +85,9 @@ async fn the_reconciler_hands_off_an_instance_created_but_never_dispatched() {
     assert_eq!((report.overdue, report.reenqueued), (1, 1), "{report:?}");
 
     let _consumer = app.start_consumer();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let done = loop {
-        let r = app
-            .flowgate
-            .get_request("default", &request_id)
-            .await
-            .expect("read");
-        if r.status == RequestStatus::Dispatched || std::time::Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(done.status, RequestStatus::Dispatched, "{:?}", done.history);
+    let done = app
+        .until_status("default", &request_id, RequestStatus::Dispatched)
+        .await;
     assert!(
         done.history
             .iter()
@@ -141,19 +131,9 @@ async fn a_hand_off_whose_target_was_removed_is_dead_lettered_with_its_reason() 
         .await;
     assert_eq!(put.status.as_u16(), 200);
     let _consumer = app.start_consumer();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let dead = loop {
-        let r = app
-            .flowgate
-            .get_request("default", &request_id)
-            .await
-            .expect("read");
-        if r.status == RequestStatus::Dead || std::time::Instant::now() > deadline {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(dead.status, RequestStatus::Dead, "{:?}", dead.history);
+    let dead = app
+        .until_status("default", &request_id, RequestStatus::Dead)
+        .await;
     let reason = dead.last_error.unwrap_or_default();
     assert!(
         reason.starts_with("dispatch failed") && reason.contains("no target"),

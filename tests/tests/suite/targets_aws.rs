@@ -2,7 +2,7 @@
 //! pipeline records the target's reference, and a second StartExecution of one instance
 //! makes no second execution.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::json;
 
@@ -101,34 +101,6 @@ async fn an_eventbridge_target_answers_its_event_id_and_a_missing_bus_is_permane
     assert!(!err.retryable, "{err:?}");
 }
 
-/// Waits until the request reaches `status`.
-async fn until(
-    app: &App,
-    t: &str,
-    request_id: &str,
-    status: RequestStatus,
-) -> flowgate_core::model::RequestRecord {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let r = app
-            .raw_store
-            .get_request(t, request_id)
-            .await
-            .expect("read")
-            .expect("record");
-        if r.status == status {
-            return r;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "stayed {:?}: {:?}",
-            r.status,
-            r.history
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a moto server: run infra/test.sh"]
 async fn instances_are_handed_to_step_functions_and_eventbridge_through_the_pipeline() {
@@ -172,7 +144,9 @@ async fn instances_are_handed_to_step_functions_and_eventbridge_through_the_pipe
             .await;
         assert_eq!(started.status.as_u16(), 202, "{}", started.body);
         let request_id = started.body["request_id"].as_str().expect("id").to_owned();
-        let done = until(&app, &t, &request_id, RequestStatus::Dispatched).await;
+        let done = app
+            .until_status(&t, &request_id, RequestStatus::Dispatched)
+            .await;
         let dispatch = done.dispatch.expect("hand-off");
         assert_eq!(dispatch.target, kind);
         let reference = dispatch.reference.expect("reference");

@@ -179,7 +179,13 @@ impl Consumer {
                 dead_reason::permanent(&reason)
             };
             return self
-                .mark_dead(&message.tenant, &message.request_id, delivery, reason)
+                .mark_dead(
+                    &message.tenant,
+                    &message.request_id,
+                    delivery,
+                    RequestStatus::Accepted,
+                    reason,
+                )
                 .await;
         }
         warn!(stage = "delivery_failed", error = %reason, "delivery failed; will retry");
@@ -206,26 +212,30 @@ impl Consumer {
         }
     }
 
-    /// Records the request as `DEAD` before its message moves, so the reason is never lost.
-    async fn mark_dead(
+    /// Records the request as `DEAD` (if it is still in status `guard`) before its message
+    /// moves, so the reason is never lost. One that went further meanwhile (created, or
+    /// handed off) keeps its status, and this copy of its message is dropped.
+    pub(super) async fn mark_dead(
         &self,
         tenant: &str,
         request_id: &str,
         delivery: &Delivery,
+        guard: RequestStatus,
         reason: String,
     ) -> Disposition {
         let update = RequestUpdate {
-            only_if: Some(RequestStatus::Accepted),
+            only_if: Some(guard),
             set_status: Some(RequestStatus::Dead),
             set_attempts: Some(delivery.receive_count),
             set_last_error: Some(reason.clone()),
             ..RequestUpdate::event(HistoryEvent::now(EventKind::DeadLettered, reason.clone()))
         };
         match self.store.update_request(tenant, request_id, &update).await {
-            Ok(UpdateOutcome::Skipped(s)) if s.has_instance() => {
+            Ok(UpdateOutcome::Skipped(s)) if s.has_instance() && s != guard => {
                 info!(
                     stage = "duplicate",
-                    "request was created meanwhile; dropping this copy"
+                    status = s.as_str(),
+                    "request went further meanwhile; dropping this copy"
                 );
                 Disposition::Ack
             }
@@ -283,9 +293,15 @@ impl Consumer {
         match (&delivery.tenant, &delivery.request_id) {
             (Some(tenant), Some(request_id)) => {
                 let span = error_span!("request", role = "consume", tenant = %tenant, request_id = %request_id);
-                self.mark_dead(tenant, request_id, delivery, reason)
-                    .instrument(span)
-                    .await
+                self.mark_dead(
+                    tenant,
+                    request_id,
+                    delivery,
+                    RequestStatus::Accepted,
+                    reason,
+                )
+                .instrument(span)
+                .await
             }
             _ => {
                 error!(stage = "dead_lettered", message_id = %delivery.message_id, reason = %reason,

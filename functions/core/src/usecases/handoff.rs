@@ -5,7 +5,7 @@
 //! instance off twice once it is recorded as dispatched.
 
 use chrono::Utc;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 
 use super::consume::{Consumer, Disposition};
 use crate::dead_reason;
@@ -243,38 +243,14 @@ impl Consumer {
             (err.retryable && last).then_some(delivery.receive_count),
             &err.reason,
         );
-        self.dispatch_dead(message, delivery, reason).await
-    }
-
-    /// Marks the request `DEAD` (its instance stays) before the message moves.
-    async fn dispatch_dead(
-        &self,
-        message: &QueueMessage,
-        delivery: &Delivery,
-        reason: String,
-    ) -> Disposition {
-        let update = RequestUpdate {
-            only_if: Some(RequestStatus::Created),
-            set_status: Some(RequestStatus::Dead),
-            set_last_error: Some(reason.clone()),
-            ..RequestUpdate::event(HistoryEvent::now(EventKind::DeadLettered, reason.clone()))
-        };
-        match self
-            .store
-            .update_request(&message.tenant, &message.request_id, &update)
-            .await
-        {
-            Ok(_) => {
-                error!(stage = "dead_lettered", reason = %reason, "hand-off dead-lettered");
-                Disposition::DeadLetter { reason }
-            }
-            Err(e) => {
-                warn!(error = %e.chain(), "could not mark the request dead; will retry");
-                Disposition::Retry {
-                    reason,
-                    delay: self.retry_delay(delivery.receive_count),
-                }
-            }
-        }
+        // Its instance stays; a replay re-drives the hand-off only.
+        self.mark_dead(
+            &message.tenant,
+            &message.request_id,
+            delivery,
+            RequestStatus::Created,
+            reason,
+        )
+        .await
     }
 }

@@ -228,14 +228,7 @@ impl Flowgate {
                 // The letter first: a failure after it leaves a duplicate letter, never a
                 // request that says DEAD with no letter to replay.
                 self.queue.dlq_restore(&line.letter).await?;
-                let update = RequestUpdate {
-                    only_if: Some(RequestStatus::Archived),
-                    set_status: Some(RequestStatus::Dead),
-                    ..RequestUpdate::event(event)
-                };
-                self.store
-                    .update_request(&archived.tenant, &archived.request_id, &update)
-                    .await?;
+                self.unarchive(archived, event).await?;
                 Ok(true)
             }
             Some(_) => Ok(false),
@@ -251,20 +244,32 @@ impl Flowgate {
                     // It came back meanwhile: an archived one still goes back to DEAD, so
                     // that a second restore finds it restored.
                     Err(StoreError::AlreadyExists { .. }) => {
-                        let update = RequestUpdate {
-                            only_if: Some(RequestStatus::Archived),
-                            set_status: Some(RequestStatus::Dead),
-                            ..RequestUpdate::event(event)
-                        };
-                        self.store
-                            .update_request(&archived.tenant, &archived.request_id, &update)
-                            .await?;
+                        self.unarchive(archived, event).await?;
                         Ok(true)
                     }
                     Err(StoreError::Backend(e)) => Err(e),
                 }
             }
         }
+    }
+}
+
+impl Flowgate {
+    /// Puts an `ARCHIVED` request back to `DEAD`, with its `restored` event.
+    async fn unarchive(
+        &self,
+        archived: &RequestRecord,
+        event: HistoryEvent,
+    ) -> Result<(), BackendError> {
+        let update = RequestUpdate {
+            only_if: Some(RequestStatus::Archived),
+            set_status: Some(RequestStatus::Dead),
+            ..RequestUpdate::event(event)
+        };
+        self.store
+            .update_request(&archived.tenant, &archived.request_id, &update)
+            .await?;
+        Ok(())
     }
 }
 
