@@ -29,38 +29,46 @@ pub fn delivery(message: &SqsMessage) -> Delivery {
     }
 }
 
-/// Handles a batch. A handled message succeeds (Lambda deletes it). A failed one is put
-/// back with its back-off and reported. One that must be dead-lettered is copied to the DLQ
-/// with its reason and deleted (its request was marked `DEAD` first); if that move fails,
-/// it is reported, so SQS redelivers it and its redrive policy is the backstop.
+/// Handles a batch, its messages at once (a hand-off may wait on its target: one after
+/// another, a batch of slow targets would outlast the function's timeout). A handled
+/// message succeeds (Lambda deletes it). A failed one is put back with its back-off and
+/// reported. One that must be dead-lettered is copied to the DLQ with its reason and
+/// deleted (its request was marked `DEAD` first); if that move fails, it is reported, so
+/// SQS redelivers it and its redrive policy is the backstop.
 pub async fn handle(consumer: &Consumer, queue: &dyn Queue, event: SqsEvent) -> SqsBatchResponse {
-    let mut failures = Vec::new();
-    for record in &event.records {
-        let delivery = delivery(record);
-        let failed = match consumer.decide(&delivery).await {
-            Disposition::Ack => false,
-            Disposition::Retry { delay, .. } => {
-                if let Err(e) = queue.retry_later(&delivery, delay).await {
-                    warn!(message_id = %delivery.message_id, error = %e.chain(), "could not set the retry delay");
-                }
+    let outcomes =
+        futures_util::future::join_all(event.records.iter().map(|r| one(consumer, queue, r))).await;
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = outcomes.into_iter().flatten().collect();
+    response
+}
+
+/// Settles one message; answers its failure to report, if any.
+async fn one(
+    consumer: &Consumer,
+    queue: &dyn Queue,
+    record: &SqsMessage,
+) -> Option<BatchItemFailure> {
+    let delivery = delivery(record);
+    let failed = match consumer.decide(&delivery).await {
+        Disposition::Ack => false,
+        Disposition::Retry { delay, .. } => {
+            if let Err(e) = queue.retry_later(&delivery, delay).await {
+                warn!(message_id = %delivery.message_id, error = %e.chain(), "could not set the retry delay");
+            }
+            true
+        }
+        Disposition::DeadLetter { reason } => match queue.dead_letter(&delivery, &reason).await {
+            Ok(()) => false,
+            Err(e) => {
+                warn!(message_id = %delivery.message_id, error = %e.chain(), "could not dead-letter; reporting a failure");
                 true
             }
-            Disposition::DeadLetter { reason } => match queue.dead_letter(&delivery, &reason).await
-            {
-                Ok(()) => false,
-                Err(e) => {
-                    warn!(message_id = %delivery.message_id, error = %e.chain(), "could not dead-letter; reporting a failure");
-                    true
-                }
-            },
-        };
-        if failed {
-            let mut failure = BatchItemFailure::default();
-            failure.item_identifier = delivery.message_id;
-            failures.push(failure);
-        }
-    }
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failures;
-    response
+        },
+    };
+    failed.then(|| {
+        let mut failure = BatchItemFailure::default();
+        failure.item_identifier = delivery.message_id;
+        failure
+    })
 }
