@@ -25,6 +25,8 @@ pub enum Answer {
     Slow(Duration),
     /// 503 for this percentage of deliveries, at random; else 200.
     Flaky(u32),
+    /// 503 for the first delivery of each instance, 200 for the later ones.
+    FirstFails,
 }
 
 /// One delivery as received.
@@ -152,6 +154,12 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
             )
             .is_ok()
         });
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let instance_id = json["instance_id"].as_str().unwrap_or_default().to_owned();
+    let seen_before = {
+        let inner = shared.inner.lock().expect("lock");
+        inner.delivered.iter().any(|d| d.instance_id == instance_id)
+    };
     let status = match answer {
         Answer::Ok => 200,
         Answer::Status(s) => s,
@@ -161,15 +169,16 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
         }
         Answer::Flaky(percent) if fastrand::u32(0..100) < percent => 503,
         Answer::Flaky(_) => 200,
+        Answer::FirstFails if seen_before => 200,
+        Answer::FirstFails => 503,
     };
-    let json: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     shared
         .inner
         .lock()
         .expect("lock")
         .delivered
         .push(Delivered {
-            instance_id: json["instance_id"].as_str().unwrap_or_default().to_owned(),
+            instance_id,
             idempotency_key: headers
                 .get("idempotency-key")
                 .and_then(|v| v.to_str().ok())
