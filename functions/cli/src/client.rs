@@ -24,6 +24,16 @@ pub fn http(token: &str) -> Result<reqwest::Client> {
         .build()?)
 }
 
+/// A JSON argument given inline or as `@file.json`.
+fn json_arg(flag: &str, value: &str) -> Result<Value> {
+    let text = match value.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {flag} file {path}: {e}"))?,
+        None => value.to_owned(),
+    };
+    Ok(serde_json::from_str(&text).map_err(|e| format!("{flag} is not valid JSON: {e}"))?)
+}
+
 /// Sends a request and prints the JSON answer: to stdout on success (exit 0), to stderr as
 /// `HTTP <status>: <detail>` on failure (exit 1).
 pub async fn exchange(request: reqwest::RequestBuilder) -> Result<ExitCode> {
@@ -97,16 +107,14 @@ pub async fn workflows(
             offline,
             ds_code,
             ds_project_code,
+            target,
         } => {
-            let text = match schema.strip_prefix('@') {
-                Some(path) => std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read schema file {path}: {e}"))?,
-                None => schema,
-            };
-            let params_schema: Value = serde_json::from_str(&text)
-                .map_err(|e| format!("--schema is not valid JSON: {e}"))?;
+            let params_schema = json_arg("--schema", &schema)?;
             let mut body =
                 json!({ "name": name, "online": !offline, "params_schema": params_schema });
+            if let Some(target) = target {
+                body["target"] = json_arg("--target", &target)?;
+            }
             for (field, value) in [("ds_code", ds_code), ("ds_project_code", ds_project_code)] {
                 if let Some(v) = value {
                     body[field] = json!(v);

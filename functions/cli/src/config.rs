@@ -293,6 +293,10 @@ pub enum WorkflowsCommand {
         /// The DolphinScheduler project it answers under at that door.
         #[arg(long)]
         ds_project_code: Option<i64>,
+        /// Where its instances are handed off, inline or `@file.json`: a webhook, Step
+        /// Functions or EventBridge target (see docs/targets.md). Without it, record-only.
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Show a workflow.
     Get {

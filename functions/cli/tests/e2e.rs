@@ -364,5 +364,32 @@ async fn private_webhook_targets_are_refused_unless_allowed() {
         .expect("text");
     assert!(!shown.contains("top-secret"), "{shown}");
     assert!(shown.contains("\"secret_set\":true"), "{shown}");
+    // The client command sends a target too.
+    let put = Command::new(BIN)
+        .args([
+            "--url",
+            &open.base,
+            "workflows",
+            "put",
+            "cli-hooked",
+            "--name",
+            "CLI",
+        ])
+        .args([
+            "--target",
+            r#"{"type": "webhook", "url": "http://127.0.0.1:9/h", "secret": "cli-secret"}"#,
+        ])
+        .output()
+        .expect("run the client");
+    assert!(
+        put.status.success(),
+        "{}",
+        String::from_utf8_lossy(&put.stderr)
+    );
+    let printed = String::from_utf8_lossy(&put.stdout);
+    assert!(
+        printed.contains("webhook") && !printed.contains("cli-secret"),
+        "{printed}"
+    );
     assert!(open.terminate().await.success());
 }
