@@ -78,8 +78,8 @@ pub async fn queue_arn(url: &str) -> String {
         .expect("an ARN")
 }
 
-/// Schedules on the shared table, synced to the shared group, firing into these queues.
-pub async fn schedules(queue_url: &str, dlq_url: &str) -> AwsSchedules {
+/// Schedules on `table`, synced to the shared group, firing into these queues.
+pub async fn schedules(table: &str, queue_url: &str, dlq_url: &str) -> AwsSchedules {
     let c = clients().await;
     let target = FireTarget {
         group: SCHEDULE_GROUP.into(),
@@ -88,21 +88,28 @@ pub async fn schedules(queue_url: &str, dlq_url: &str) -> AwsSchedules {
         dlq_arn: queue_arn(dlq_url).await,
     };
     AwsSchedules::new(
-        DynamoStore::new(c.dynamo.clone(), TABLE, 7),
+        DynamoStore::new(c.dynamo.clone(), table, 7),
         EventBridgeSchedules::new(c.scheduler.clone(), target),
     )
 }
 
-/// A fresh queue pair (a small queue per test keeps moto fast) and the shared table.
+/// A fresh queue pair and a fresh table: small ones keep moto fast, and a table of its own
+/// keeps each test apart from moto's transactions. (moto copies a whole table when a
+/// transaction starts and puts the copy back when one fails, undoing whatever other
+/// requests wrote to that table meanwhile; real DynamoDB does no such thing.)
 pub async fn subject(visibility_timeout: Duration, max_receive_count: u32) -> Subject {
     let c = clients().await;
     let (url, dlq_url) = queue_pair(visibility_timeout, max_receive_count).await;
-    let schedules = schedules(&url, &dlq_url).await;
+    let table = format!("fg-{}", uuid::Uuid::now_v7().simple());
+    bootstrap::table(&c.dynamo, &table)
+        .await
+        .expect("create the test's table");
+    let schedules = schedules(&table, &url, &dlq_url).await;
     Subject {
-        store: Arc::new(DynamoStore::new(c.dynamo.clone(), TABLE, 7)),
+        store: Arc::new(DynamoStore::new(c.dynamo.clone(), &table, 7)),
         queue: Arc::new(SqsQueue::new(c.sqs.clone(), url, dlq_url)),
         schedules: Some(Arc::new(schedules)),
-        backfills: Some(Arc::new(DynamoStore::new(c.dynamo.clone(), TABLE, 7))),
+        backfills: Some(Arc::new(DynamoStore::new(c.dynamo.clone(), &table, 7))),
         caps: Caps {
             visibility_timeout,
             max_receive_count,

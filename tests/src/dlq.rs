@@ -145,7 +145,11 @@ async fn assert_created_once(app: &App, tenant: &str, ids: &[String]) {
                 .is_some()
         );
         assert_eq!(count_events(&r.history, EventKind::Created), 1);
-        assert!(r.history.iter().any(|h| h.kind == EventKind::Replayed));
+        assert!(
+            r.history.iter().any(|h| h.kind == EventKind::Replayed),
+            "{id}: {:?}",
+            r.history
+        );
     }
 }
 

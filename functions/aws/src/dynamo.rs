@@ -375,6 +375,11 @@ impl Store for DynamoStore {
                     format!("request {} has no record", instance.request_id),
                 ));
             };
+            // Its instance exists (the id is fixed at acceptance): a redelivery. Answered
+            // without a transaction, which would fail on the instance and still be billed.
+            if record.status.has_instance() {
+                return Ok(Creation::AlreadyExisted);
+            }
             // The guard of a creation never fails: an instance makes its request CREATED.
             let _ = record.apply(update);
             match self

@@ -41,7 +41,7 @@ async fn host() -> Host {
         )),
         Box::new(()),
     )
-    .with_schedules(Arc::new(schedules(&queue_url, &dlq_url).await));
+    .with_schedules(Arc::new(schedules(TABLE, &queue_url, &dlq_url).await));
     let tenant = tenant();
     app.register_as(Some(&tenant), "orders", true).await;
     Host {

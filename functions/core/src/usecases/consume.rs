@@ -156,12 +156,45 @@ impl Consumer {
                 Err(e) => return self.failed(&message, delivery, e).await,
             };
             match message.dispatch_to {
-                None => Disposition::Ack,
+                None if fresh => Disposition::Ack,
+                None => self.complete_existing(&message, delivery).await,
                 Some(_) => self.hand_off(&message, &instance, delivery, fresh).await,
             }
         }
         .instrument(span)
         .await
+    }
+
+    /// A redelivery found the instance: the request is done, unless its record still says
+    /// `ACCEPTED` (a creation whose record write was lost), which this delivery completes.
+    async fn complete_existing(&self, message: &QueueMessage, delivery: &Delivery) -> Disposition {
+        let update = RequestUpdate {
+            only_if: Some(RequestStatus::Accepted),
+            set_status: Some(RequestStatus::Created),
+            set_attempts: Some(delivery.receive_count),
+            ..RequestUpdate::event(HistoryEvent::now(
+                EventKind::Created,
+                format!(
+                    "instance found created on delivery {}; request completed",
+                    delivery.receive_count
+                ),
+            ))
+        };
+        match self
+            .store
+            .update_request(&message.tenant, &message.request_id, &update)
+            .await
+        {
+            Ok(UpdateOutcome::Applied) => {
+                warn!(
+                    stage = "created",
+                    "instance existed with its request still ACCEPTED; completed"
+                );
+                Disposition::Ack
+            }
+            Ok(_) => Disposition::Ack,
+            Err(e) => self.failed(message, delivery, e).await,
+        }
     }
 
     async fn failed(
