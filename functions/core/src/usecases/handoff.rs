@@ -5,7 +5,7 @@
 //! instance off twice once it is recorded as dispatched.
 
 use chrono::Utc;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::consume::{Consumer, Disposition};
 use crate::dead_reason;
@@ -187,7 +187,12 @@ impl Consumer {
         let dead = !err.retryable || last;
         let delay = self.retry_delay(delivery.receive_count);
         let Some((guard, dispatch)) = owed else {
-            // The record could not be read: nothing to record it on.
+            // The record could not be read: nothing to record it on; the letter keeps it.
+            if dead {
+                let reason = dead_reason::dispatch(None, &err.reason);
+                error!(stage = "dead_lettered", reason = %reason, "hand-off not tried; dead-lettered");
+                return Disposition::DeadLetter { reason };
+            }
             warn!(stage = "dispatch_failed", error = %err, "hand-off not tried; will retry");
             return Disposition::Retry {
                 reason: err.reason,
