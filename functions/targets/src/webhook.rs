@@ -362,6 +362,38 @@ mod tests {
         assert!(allowed.expect("resolved").next().is_some());
     }
 
+    /// The whole send, through the guarded resolver: this machine's own name resolves to a
+    /// loopback or private address (in /etc/hosts), so a webhook naming it is refused as
+    /// permanent, and nothing is sent.
+    #[tokio::test]
+    async fn a_name_that_resolves_to_a_private_address_is_refused_at_hand_off() {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+        let host = host.trim();
+        let addrs: Vec<_> = tokio::net::lookup_host((host, 80))
+            .await
+            .expect("resolves")
+            .collect();
+        assert!(
+            addrs.iter().all(|a| forbidden(a.ip()).is_some()),
+            "this machine's name {host} resolves to a public address: {addrs:?}"
+        );
+        let target = target(&format!("http://{host}:9/hook"));
+        let instance: Instance = serde_json::from_value(serde_json::json!({
+            "tenant": "t", "instance_id": "i-1", "request_id": "r-1", "workflow": "w",
+            "params": {}, "priority": "MEDIUM", "schedule_time": null, "status": "CREATED",
+            "created_at": "2026-11-30T00:00:00Z"
+        }))
+        .expect("an instance");
+        let err = Webhooks::new(false)
+            .send(&target, &instance)
+            .await
+            .expect_err("refused");
+        assert!(
+            !err.retryable && err.reason.contains("resolves to"),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn answers_are_read_as_the_contract_says() {
         for s in [408, 409, 425, 429, 500, 502, 503, 504] {
