@@ -578,7 +578,23 @@ pub async fn list_instances_pages_newest_first(s: Subject) {
     assert_eq!(seen, expected);
 }
 
-/// Only `ACCEPTED` requests pending since before the cutoff are listed, oldest first.
+/// The tenant's requests the store lists as pending since before `cutoff`.
+async fn overdue_of(
+    s: &Subject,
+    tenant: &str,
+    cutoff: chrono::DateTime<Utc>,
+) -> Vec<RequestRecord> {
+    s.store
+        .list_pending(cutoff, 10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.tenant == tenant)
+        .collect()
+}
+
+/// Only pending requests (`ACCEPTED`, or `CREATED` with a hand-off owed) pending since before
+/// the cutoff are listed, oldest first.
 pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
     let t = tenant();
     let long_ago = Utc::now() - Span::hours(1000);
@@ -594,16 +610,14 @@ pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
         .await
         .unwrap();
     let cutoff = Utc::now() - Span::hours(999);
-    let pending: Vec<String> = s
-        .store
-        .list_pending(cutoff, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.tenant == t)
-        .map(|r| r.request_id)
-        .collect();
-    assert_eq!(pending, [older.request_id.clone(), old.request_id.clone()]);
+    let ids = |records: &[RequestRecord]| -> Vec<String> {
+        records.iter().map(|r| r.request_id.clone()).collect()
+    };
+    let pending = overdue_of(&s, &t, cutoff).await;
+    assert_eq!(
+        ids(&pending),
+        [older.request_id.clone(), old.request_id.clone()]
+    );
 
     // Touching pending_since (a send) takes a request out of the overdue set.
     let touch = RequestUpdate {
@@ -614,16 +628,8 @@ pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
         .update_request(&t, &old.request_id, &touch)
         .await
         .unwrap();
-    let pending: Vec<String> = s
-        .store
-        .list_pending(cutoff, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.tenant == t)
-        .map(|r| r.request_id)
-        .collect();
-    assert_eq!(pending, std::slice::from_ref(&older.request_id));
+    let pending = overdue_of(&s, &t, cutoff).await;
+    assert_eq!(ids(&pending), std::slice::from_ref(&older.request_id));
 
     // Created with a hand-off owed is pending (from its creation); once handed off, or
     // created record-only, it is not.
@@ -653,16 +659,11 @@ pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
         .update_request(&t, &handed.request_id, &hand_off)
         .await
         .unwrap();
-    let pending: Vec<RequestRecord> = s
-        .store
-        .list_pending(cutoff, 10_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|r| r.tenant == t)
-        .collect();
-    let ids: Vec<&str> = pending.iter().map(|r| r.request_id.as_str()).collect();
-    assert_eq!(ids, [older.request_id.as_str(), owed.request_id.as_str()]);
+    let pending = overdue_of(&s, &t, cutoff).await;
+    assert_eq!(
+        ids(&pending),
+        [older.request_id.clone(), owed.request_id.clone()]
+    );
     assert_eq!(pending[1].status, RequestStatus::Created);
     let handed = s
         .store

@@ -20,6 +20,26 @@ async fn hooked(app: &App, url: &str) {
     assert_eq!(put.status.as_u16(), 201, "{}", put.body);
 }
 
+/// A receiver, an app whose workflow `hooked` hands off to it, and one start of it (its
+/// request id).
+async fn started_on_a_webhook() -> (Receiver, App, String) {
+    let rx = Receiver::start("handoff-secret").await;
+    let app = App::new();
+    hooked(&app, &rx.url).await;
+    let started = app
+        .call_as(
+            None,
+            "POST",
+            "/v1/workflows/hooked/instances",
+            &[],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(started.status.as_u16(), 202, "{}", started.body);
+    let request_id = started.body["request_id"].as_str().expect("id").to_owned();
+    (rx, app, request_id)
+}
+
 /// Creates the instance of the next message as a consumer would, then loses the message
 /// (the process died before the hand-off): answers the request id.
 async fn create_then_die(app: &App) -> String {
@@ -51,19 +71,7 @@ async fn create_then_die(app: &App) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_reconciler_hands_off_an_instance_created_but_never_dispatched() {
-    let rx = Receiver::start("handoff-secret").await;
-    let app = App::new();
-    hooked(&app, &rx.url).await;
-    let started = app
-        .call_as(
-            None,
-            "POST",
-            "/v1/workflows/hooked/instances",
-            &[],
-            Some("{}"),
-        )
-        .await;
-    assert_eq!(started.status.as_u16(), 202);
+    let (rx, app, _) = started_on_a_webhook().await;
     let request_id = create_then_die(&app).await;
     let stuck = app
         .flowgate
@@ -108,19 +116,7 @@ async fn the_reconciler_hands_off_an_instance_created_but_never_dispatched() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_off_whose_target_was_removed_is_dead_lettered_with_its_reason() {
-    let rx = Receiver::start("handoff-secret").await;
-    let app = App::new();
-    hooked(&app, &rx.url).await;
-    let started = app
-        .call_as(
-            None,
-            "POST",
-            "/v1/workflows/hooked/instances",
-            &[],
-            Some("{}"),
-        )
-        .await;
-    let request_id = started.body["request_id"].as_str().expect("id").to_owned();
+    let (rx, app, request_id) = started_on_a_webhook().await;
     // The target is removed before the consumer runs.
     let put = app
         .put_workflow_as(
