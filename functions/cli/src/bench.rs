@@ -12,6 +12,8 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::task::JoinSet;
 
+use crate::bench_disk;
+
 pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
 /// Options of `flowgate bench`.
@@ -42,6 +44,11 @@ pub struct BenchArgs {
     /// `--allow-private-targets`); reports dispatches/s and created-to-dispatched lag.
     #[arg(long)]
     pub dispatch: bool,
+    /// The server's data directory, when it runs on this machine on the embedded backend:
+    /// the bench then measures the disk's fsync rate there, samples the queue backlog and the
+    /// WAL size each second of the closed-loop phases, and reports the database's growth.
+    #[arg(long, env = "FLOWGATE_DATA_DIR", default_value = "./data")]
+    pub data_dir: std::path::PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -108,7 +115,10 @@ pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result
         humantime::format_duration(args.duration),
         num_cpus()
     );
-    let phases = run_phases(&client, url, &workflow, &args).await;
+    let disk = bench_disk::known_dir(&args.data_dir);
+    let fsyncs = measure_fsync(&args, disk.as_deref());
+    let before = disk.as_deref().and_then(bench_disk::sizes);
+    let phases = run_phases(&client, url, &workflow, &args, disk.as_deref(), fsyncs).await;
     let load_end = Instant::now();
     let accepted: HashSet<String> = phases
         .iter()
@@ -131,6 +141,9 @@ pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result
     println!();
     report_lag(&args, &lags);
     report_drain(&args, drained_in);
+    if let (Some(dir), Some(before)) = (disk.as_deref(), before) {
+        report_growth(dir, before, accepted.len());
+    }
     let ok = verify(&accepted, &instances);
     Ok(if ok {
         ExitCode::SUCCESS
@@ -175,12 +188,56 @@ pub(crate) async fn register_with(
     Ok(workflow)
 }
 
-/// The paced phase (when `--lag-rate` is set), then one closed-loop phase per concurrency.
+/// The disk's fsync rate where the server keeps its data, printed; `None` when unknown.
+fn measure_fsync(args: &BenchArgs, disk: Option<&std::path::Path>) -> Option<f64> {
+    let Some(dir) = disk else {
+        println!(
+            "no database in {}: fsync rate, backlog and WAL size not measured \
+             (pass the server's --data-dir)",
+            args.data_dir.display()
+        );
+        return None;
+    };
+    match bench_disk::fsync_rate(dir) {
+        Ok(rate) => {
+            println!(
+                "fsync rate of {} (a 4 KiB append and fdatasync, one at a time): {rate:.0}/s",
+                dir.display()
+            );
+            Some(rate)
+        }
+        Err(e) => {
+            println!("could not measure the fsync rate in {}: {e}", dir.display());
+            None
+        }
+    }
+}
+
+/// How much the database grew for the requests of this run.
+fn report_growth(dir: &std::path::Path, before: flowgate_embedded::FileSizes, requests: usize) {
+    let Some(after) = bench_disk::sizes(dir) else {
+        return;
+    };
+    let grown = after.db.saturating_sub(before.db);
+    let per_million = grown as f64 * 1_000_000.0 / requests.max(1) as f64;
+    println!(
+        "database file grew {:.1} MiB for {requests} requests ({:.0} MiB per million); \
+         WAL now {:.1} MiB",
+        bench_disk::mib(grown),
+        bench_disk::mib(per_million as u64),
+        bench_disk::mib(after.wal)
+    );
+}
+
+/// The paced phase (when `--lag-rate` is set), then one closed-loop phase per concurrency,
+/// each sampled each second where the data directory is known.
 async fn run_phases(
     client: &reqwest::Client,
     url: &str,
     workflow: &str,
     args: &BenchArgs,
+    disk: Option<&std::path::Path>,
+    fsyncs: Option<f64>,
 ) -> Vec<Phase> {
     let mut phases = Vec::new();
     if args.lag_rate > 0 {
@@ -198,6 +255,7 @@ async fn run_phases(
         phases.push(phase);
     }
     for &concurrency in &args.concurrency {
+        let sampler = disk.and_then(bench_disk::Sampler::start);
         let phase = load(
             client,
             url,
@@ -207,7 +265,16 @@ async fn run_phases(
             None,
         )
         .await;
+        let samples = sampler.map(bench_disk::Sampler::stop).unwrap_or_default();
         report_phase(&phase);
+        if let Some(fsyncs) = fsyncs {
+            let rate = phase.accepted.len() as f64 / phase.elapsed.as_secs_f64();
+            println!(
+                "  {:.2}x the fsync rate ({rate:.0} accepts/s over {fsyncs:.0} fsyncs/s)",
+                rate / fsyncs
+            );
+        }
+        bench_disk::report_samples(&samples);
         phases.push(phase);
     }
     phases

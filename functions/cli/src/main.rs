@@ -5,6 +5,7 @@ mod aws;
 mod backend;
 mod backfill;
 mod bench;
+mod bench_disk;
 mod bench_dispatch;
 mod bench_schedules;
 mod client;

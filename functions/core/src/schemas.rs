@@ -14,17 +14,68 @@ use crate::model::Workflow;
 /// The largest compiled `pattern` accepted, in bytes.
 const MAX_REGEX_BYTES: usize = 1 << 20;
 
+/// A schema small enough, with params small enough, is checked on the request's own task:
+/// at most this many schema nodes (with `$ref`s expanded), and no `pattern`,
+/// `patternProperties` or `format` (whose engines cost more than a node visit)...
+const INLINE_SCHEMA_NODES: usize = 64;
+/// ...and params of at most this many JSON values. Such a check visits at most a few
+/// thousand nodes (microseconds), so it needs neither a blocking worker nor a budget.
+const INLINE_PARAMS_VALUES: usize = 64;
+/// Keywords whose check runs a regex or a format parser.
+const COSTLY_KEYWORDS: &[&str] = &["pattern", "patternProperties", "format"];
+
+/// A compiled params schema, and whether it is cheap enough to check inline.
+pub struct Compiled {
+    validator: jsonschema::Validator,
+    small: bool,
+}
+
 /// Compiles a params schema: checks its bounds (`schema_limits`), then builds it with the
 /// `regex` engine, which runs in linear time and refuses backreferences and lookaround.
-pub fn compile(schema: &Value) -> Result<jsonschema::Validator, String> {
+pub fn compile(schema: &Value) -> Result<Compiled, String> {
     if !schema.is_object() && !schema.is_boolean() {
         return Err("must be a JSON object or boolean".into());
     }
-    crate::schema_limits::check(schema)?;
-    jsonschema::options()
+    let nodes = crate::schema_limits::check(schema)?;
+    let validator = jsonschema::options()
         .with_pattern_options(jsonschema::PatternOptions::regex().size_limit(MAX_REGEX_BYTES))
         .build(schema)
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    Ok(Compiled {
+        validator,
+        small: nodes <= INLINE_SCHEMA_NODES && !has_costly_keyword(schema),
+    })
+}
+
+fn has_costly_keyword(node: &Value) -> bool {
+    match node {
+        Value::Object(map) => map
+            .iter()
+            .any(|(k, v)| COSTLY_KEYWORDS.contains(&k.as_str()) || has_costly_keyword(v)),
+        Value::Array(items) => items.iter().any(has_costly_keyword),
+        _ => false,
+    }
+}
+
+/// Whether `value` holds at most `limit` JSON values, counted until the limit is passed.
+fn at_most_values(value: &Value, limit: &mut usize) -> bool {
+    if *limit == 0 {
+        return false;
+    }
+    *limit -= 1;
+    match value {
+        Value::Object(map) => map.values().all(|v| at_most_values(v, limit)),
+        Value::Array(items) => items.iter().all(|v| at_most_values(v, limit)),
+        _ => true,
+    }
+}
+
+/// Every failing path of `params`, as `/params/...`.
+fn failures(validator: &jsonschema::Validator, instance: &Value) -> Vec<InvalidParam> {
+    validator
+        .iter_errors(instance)
+        .map(|e| InvalidParam::new(format!("/params{}", e.instance_path()), e.to_string()))
+        .collect()
 }
 
 /// (tenant, workflow code).
@@ -33,7 +84,7 @@ type WorkflowKey = (String, String);
 /// Compiled params validators, keyed by workflow and version, so a hot workflow's schema is
 /// compiled once; and the workers that run them, one per core.
 pub struct SchemaCache {
-    compiled: Mutex<HashMap<WorkflowKey, (u64, Arc<jsonschema::Validator>)>>,
+    compiled: Mutex<HashMap<WorkflowKey, (u64, Arc<Compiled>)>>,
     workers: Arc<Semaphore>,
 }
 
@@ -48,40 +99,21 @@ impl Default for SchemaCache {
 }
 
 impl SchemaCache {
-    /// Checks `params` against the workflow's schema on a blocking worker, listing every
-    /// failing path. A check that runs past `budget` refuses the request.
+    /// Checks `params` against the workflow's schema, listing every failing path: inline
+    /// when both are small (see `INLINE_SCHEMA_NODES`), else on a blocking worker, where a
+    /// check that runs past `budget` refuses the request.
     pub async fn check(
         &self,
         workflow: &Workflow,
         params: &Map<String, Value>,
         budget: Duration,
     ) -> Result<(), Error> {
-        let validator = self.validator(workflow)?;
+        let compiled = self.validator(workflow)?;
         let instance = Value::Object(params.clone());
-        let permit = self.workers.clone().acquire_owned().await;
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            validator
-                .iter_errors(&instance)
-                .map(|e| InvalidParam::new(format!("/params{}", e.instance_path()), e.to_string()))
-                .collect::<Vec<_>>()
-        });
-        let errors = match tokio::time::timeout(budget, task).await {
-            Ok(Ok(errors)) => errors,
-            Ok(Err(panicked)) => {
-                return Err(
-                    BackendError::permanent("schema.validate", panicked.to_string()).into(),
-                );
-            }
-            Err(_) => {
-                return Err(Error::invalid(
-                    "/params",
-                    format!(
-                        "took longer than the validation budget ({}) to check",
-                        humantime::format_duration(budget)
-                    ),
-                ));
-            }
+        let errors = if compiled.small && at_most_values(&instance, &mut { INLINE_PARAMS_VALUES }) {
+            failures(&compiled.validator, &instance)
+        } else {
+            self.check_on_worker(compiled, instance, budget).await?
         };
         if errors.is_empty() {
             Ok(())
@@ -90,7 +122,34 @@ impl SchemaCache {
         }
     }
 
-    fn validator(&self, workflow: &Workflow) -> Result<Arc<jsonschema::Validator>, Error> {
+    /// Runs a check on a blocking worker, within `budget`.
+    async fn check_on_worker(
+        &self,
+        compiled: Arc<Compiled>,
+        instance: Value,
+        budget: Duration,
+    ) -> Result<Vec<InvalidParam>, Error> {
+        let permit = self.workers.clone().acquire_owned().await;
+        let task = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            failures(&compiled.validator, &instance)
+        });
+        match tokio::time::timeout(budget, task).await {
+            Ok(Ok(errors)) => Ok(errors),
+            Ok(Err(panicked)) => {
+                Err(BackendError::permanent("schema.validate", panicked.to_string()).into())
+            }
+            Err(_) => Err(Error::invalid(
+                "/params",
+                format!(
+                    "took longer than the validation budget ({}) to check",
+                    humantime::format_duration(budget)
+                ),
+            )),
+        }
+    }
+
+    fn validator(&self, workflow: &Workflow) -> Result<Arc<Compiled>, Error> {
         let key = (workflow.tenant.clone(), workflow.code.clone());
         let mut compiled = self.compiled.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((version, validator)) = compiled.get(&key)

@@ -5,11 +5,13 @@ mod backfills;
 mod codec;
 mod db;
 mod dlq;
+mod probe;
 mod queue;
 mod schedules;
 mod schema;
 mod store;
 mod tokens;
+mod workflow_cache;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,6 +20,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 pub use db::DbError;
+pub use probe::{FileSizes, Probe};
 
 /// The database file's name inside the data directory.
 pub const DB_FILE: &str = "flowgate.sqlite3";
@@ -78,6 +81,8 @@ pub struct Embedded {
     config: EmbeddedConfig,
     /// Wakes a waiting `receive` in this process when a message is sent.
     sent: Notify,
+    /// Workflow definitions, read once a second at most.
+    workflows: workflow_cache::WorkflowCache,
 }
 
 impl Embedded {
@@ -94,6 +99,7 @@ impl Embedded {
             db,
             config,
             sent: Notify::new(),
+            workflows: workflow_cache::WorkflowCache::default(),
         }))
     }
 

@@ -65,7 +65,9 @@ impl Store for Embedded {
         let schema = serde_json::to_string(&w.params_schema)
             .map_err(|e| BackendError::permanent("store.put_workflow", e))?;
         let target = w.target.as_ref().map(ToString::to_string);
-        self.db
+        let (tenant, code) = (workflow.tenant.clone(), workflow.code.clone());
+        let outcome = self
+            .db
             .write(move |conn| {
                 let exists = conn
                     .prepare_cached("SELECT 1 FROM workflows WHERE tenant = ?1 AND code = ?2")?
@@ -98,7 +100,10 @@ impl Store for Embedded {
                 })
             })
             .await
-            .map_err(|e| e.into_backend("store.put_workflow"))
+            .map_err(|e| e.into_backend("store.put_workflow"));
+        // Forgotten after the write, whatever its outcome: the next start reads the row.
+        self.workflows.forget(&tenant, &code);
+        outcome
     }
 
     async fn get_workflow(
@@ -106,18 +111,25 @@ impl Store for Embedded {
         tenant: &str,
         code: &str,
     ) -> Result<Option<Workflow>, BackendError> {
-        let (tenant, code) = (tenant.to_owned(), code.to_owned());
-        self.db
+        if let Some(cached) = self.workflows.get(tenant, code) {
+            return Ok(cached);
+        }
+        let read_at = std::time::Instant::now();
+        let (t, c) = (tenant.to_owned(), code.to_owned());
+        let workflow = self
+            .db
             .read(move |conn| {
                 let sql = format!(
                     "SELECT {WORKFLOW_COLS} FROM workflows WHERE tenant = ?1 AND code = ?2"
                 );
                 conn.prepare_cached(&sql)?
-                    .query_row(params![tenant, code], codec::workflow)
+                    .query_row(params![t, c], codec::workflow)
                     .optional()
             })
             .await
-            .map_err(|e| e.into_backend("store.get_workflow"))
+            .map_err(|e| e.into_backend("store.get_workflow"))?;
+        self.workflows.put(tenant, code, read_at, workflow.clone());
+        Ok(workflow)
     }
 
     async fn workflow_by_ds_code(

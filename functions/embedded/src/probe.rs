@@ -1,0 +1,53 @@
+//! A read-only look at a data directory from outside the server: how many messages wait in
+//! the queue, and how large the database and its write-ahead log are. `flowgate bench`
+//! samples it while it loads a server on the same machine.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+
+use crate::DB_FILE;
+
+/// A read-only connection to a data directory's database.
+pub struct Probe {
+    dir: PathBuf,
+    conn: Connection,
+}
+
+/// The sizes of the database's files, in bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FileSizes {
+    /// The main database file.
+    pub db: u64,
+    /// The write-ahead log (`-wal`), which checkpoints copy back into the main file.
+    pub wal: u64,
+}
+
+impl Probe {
+    /// Opens the database in `data_dir` read-only; it must exist.
+    pub fn open(data_dir: &Path) -> rusqlite::Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(data_dir.join(DB_FILE), flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        Ok(Self {
+            dir: data_dir.to_owned(),
+            conn,
+        })
+    }
+
+    /// Messages in the main queue: requests accepted whose delivery is not yet settled.
+    pub fn backlog(&self) -> rusqlite::Result<u64> {
+        self.conn
+            .prepare_cached("SELECT count(*) FROM messages WHERE queue = 'main'")?
+            .query_row([], |row| row.get(0))
+    }
+
+    /// The current sizes of the database file and its log (0 for a file that is absent).
+    pub fn sizes(&self) -> FileSizes {
+        let size = |name: String| std::fs::metadata(self.dir.join(name)).map_or(0, |m| m.len());
+        FileSizes {
+            db: size(DB_FILE.to_owned()),
+            wal: size(format!("{DB_FILE}-wal")),
+        }
+    }
+}
