@@ -172,3 +172,64 @@ impl SchemaCache {
         Ok(validator)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_small_schemas_without_regex_or_format_are_checked_inline() {
+        let small = json!({"type": "object", "required": ["n"],
+            "properties": {"n": {"type": "integer"}}});
+        assert!(compile(&small).expect("compiles").small);
+        let patterned = json!({"type": "object",
+            "properties": {"s": {"type": "string", "pattern": "^a+$"}}});
+        assert!(!compile(&patterned).expect("compiles").small);
+        let formatted = json!({"properties": {"d": {"format": "date-time"}}});
+        assert!(!compile(&formatted).expect("compiles").small);
+        let many: serde_json::Map<String, Value> = (0..40)
+            .map(|i| (format!("p{i}"), json!({"type": "integer"})))
+            .collect();
+        let large = json!({"type": "object", "properties": many});
+        assert!(!compile(&large).expect("compiles").small, "81 nodes");
+    }
+
+    #[test]
+    fn params_are_counted_only_up_to_the_limit() {
+        assert!(at_most_values(&json!({"a": 1, "b": [1, 2]}), &mut 5));
+        assert!(!at_most_values(&json!({"a": 1, "b": [1, 2]}), &mut 4));
+        let wide = Value::Array(vec![json!(1); 100_000]);
+        assert!(!at_most_values(&wide, &mut { INLINE_PARAMS_VALUES }));
+    }
+
+    #[tokio::test]
+    async fn an_inline_check_lists_every_failing_path_as_the_worker_does() {
+        let cache = SchemaCache::default();
+        let workflow: Workflow = serde_json::from_value(json!({
+            "tenant": "t", "code": "w", "name": "w", "online": true, "version": 1,
+            "params_schema": {"type": "object", "required": ["n"],
+                "properties": {"n": {"type": "integer"}, "m": {"type": "string"}}},
+            "created_at": "2026-01-01T00:00:00Z", "updated_at": "2026-01-01T00:00:00Z"
+        }))
+        .expect("a workflow");
+        let bad = json!({"n": "x", "m": 1});
+        let Value::Object(params) = bad.clone() else {
+            unreachable!()
+        };
+        let inline = cache
+            .check(&workflow, &params, Duration::from_secs(1))
+            .await;
+        let Err(Error::ParamsInvalid { errors }) = inline else {
+            panic!("refused: {inline:?}")
+        };
+        let compiled = cache.validator(&workflow).expect("compiled");
+        assert!(compiled.small);
+        let on_worker = cache
+            .check_on_worker(compiled, bad, Duration::from_secs(1))
+            .await
+            .expect("checked");
+        assert_eq!(errors.len(), 2);
+        assert_eq!(format!("{errors:?}"), format!("{on_worker:?}"));
+    }
+}

@@ -17,6 +17,8 @@ use flowgate_core::BackendError;
 
 /// Jobs committed together at most.
 const MAX_BATCH: usize = 1024;
+/// The write-ahead log's size (bytes) kept after a checkpoint.
+const WAL_SIZE_LIMIT: i64 = 64 << 20;
 /// How long a connection waits for another process's lock.
 const BUSY_TIMEOUT_MS: u64 = 10_000;
 
@@ -114,10 +116,12 @@ fn in_savepoint<R>(
     conn: &Connection,
     work: impl FnOnce(&Connection) -> rusqlite::Result<R>,
 ) -> Result<R, DbError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    // Prepared once and kept: a savepoint per job, parsed per job, cost the writer more
+    // than some of the jobs themselves.
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     match work(conn) {
         Ok(value) => {
-            conn.execute_batch("RELEASE job")?;
+            conn.prepare_cached("RELEASE job")?.execute([])?;
             Ok(value)
         }
         Err(e) => {
@@ -255,6 +259,9 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> 
         // (A separate checkpointer thread never lets the WAL reset under steady load.)
         conn.pragma_update(None, "cache_size", -32_768)?;
         conn.pragma_update(None, "wal_autocheckpoint", 4_000)?;
+        // A log that grew past this (a long reader held checkpoints back) is cut back to it
+        // once a checkpoint completes, so a burst does not keep its disk space.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
     }
     if read_only {
         // Readers map the file rather than copy pages through read(2). The writer does not:

@@ -51,3 +51,41 @@ impl Probe {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Embedded, EmbeddedConfig};
+    use flowgate_core::ports::{Envelope, Queue};
+
+    #[tokio::test]
+    async fn the_backlog_counts_the_messages_waiting_and_the_sizes_are_the_files() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
+        let probe = Probe::open(dir.path()).expect("a probe");
+        assert_eq!(probe.backlog().expect("a count"), 0);
+        for n in 0..3 {
+            let envelope = Envelope {
+                tenant: "t".into(),
+                request_id: format!("r{n}"),
+                body: "{}".into(),
+            };
+            store.send(&envelope).await.expect("sent");
+        }
+        assert_eq!(probe.backlog().expect("a count"), 3);
+        let received = store
+            .receive(1, std::time::Duration::ZERO)
+            .await
+            .expect("received");
+        store.ack(&received[0]).await.expect("acked");
+        assert_eq!(
+            probe.backlog().expect("a count"),
+            2,
+            "an acked message left"
+        );
+        let sizes = probe.sizes();
+        assert!(sizes.db > 0 && sizes.wal > 0, "{sizes:?}");
+        let wal = std::fs::metadata(dir.path().join(format!("{DB_FILE}-wal"))).map(|m| m.len());
+        assert_eq!(Ok(sizes.wal), wal.map_err(|e| e.to_string()));
+    }
+}
