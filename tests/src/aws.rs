@@ -94,9 +94,7 @@ pub async fn schedules(table: &str, queue_url: &str, dlq_url: &str) -> AwsSchedu
 }
 
 /// A fresh queue pair and a fresh table: small ones keep moto fast, and a table of its own
-/// keeps each test apart from moto's transactions. (moto copies a whole table when a
-/// transaction starts and puts the copy back when one fails, undoing whatever other
-/// requests wrote to that table meanwhile; real DynamoDB does no such thing.)
+/// keeps each test's items apart from every other's.
 pub async fn subject(visibility_timeout: Duration, max_receive_count: u32) -> Subject {
     let c = clients().await;
     let (url, dlq_url) = queue_pair(visibility_timeout, max_receive_count).await;

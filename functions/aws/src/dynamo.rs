@@ -1,15 +1,13 @@
-//! The [`Store`] port on DynamoDB: conditional puts that return the winner's record,
-//! one transaction to create an instance, and a sparse GSI for the reconciler.
+//! The [`Store`] port on DynamoDB: conditional puts that return the winner's record, an
+//! instance created by a conditional put and then its request moved on (no transaction:
+//! see `create_instance`), and a sparse GSI for the reconciler.
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 
@@ -31,6 +29,15 @@ mod ds_codes;
 mod schedules;
 
 type Item = HashMap<String, AttributeValue>;
+
+/// What a creation that found its request's instance made.
+fn creation(created_here: bool) -> Creation {
+    if created_here {
+        Creation::Created
+    } else {
+        Creation::AlreadyExisted
+    }
+}
 
 /// How often an optimistic read-modify-write is retried when it races.
 const MAX_RACES: usize = 8;
@@ -57,20 +64,6 @@ fn s(value: impl Into<String>) -> AttributeValue {
 
 fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -> bool {
     e.code() == Some("ConditionalCheckFailedException")
-}
-
-/// For a cancelled transaction, whether each item's condition failed.
-fn cancelled_by_condition<R>(
-    e: &aws_sdk_dynamodb::error::SdkError<TransactWriteItemsError, R>,
-) -> Vec<bool> {
-    match e.as_service_error() {
-        Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-            .cancellation_reasons()
-            .iter()
-            .map(|r| r.code() == Some("ConditionalCheckFailed"))
-            .collect(),
-        _ => Vec::new(),
-    }
 }
 
 impl DynamoStore {
@@ -117,50 +110,11 @@ impl DynamoStore {
         Ok(Some((stored.into_record(), version)))
     }
 
-    /// One transaction: the instance if it does not exist, and the request as `record` if
-    /// its item is still at `version`. `None` when the request changed meanwhile (retry).
-    async fn put_instance_and_request(
-        &self,
-        instance: &Instance,
-        record: &RequestRecord,
-        version: u64,
-    ) -> Result<Option<Creation>, BackendError> {
+    /// Puts the instance if it does not exist yet: true when this call wrote it.
+    async fn put_instance(&self, instance: &Instance) -> Result<bool, BackendError> {
         const OP: &str = "store.create_instance";
-        let put_instance = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(to_item(OP, &InstanceItem::new(instance))?))
-            .condition_expression("attribute_not_exists(pk)")
-            .build()
-            .map_err(|e| BackendError::permanent(OP, e))?;
-        let put_request = Put::builder()
-            .table_name(&self.table)
-            .set_item(Some(to_item(
-                OP,
-                &RequestItem::new(record, version + 1, self.retention_days),
-            )?))
-            .condition_expression("version = :v")
-            .expression_attribute_values(":v", AttributeValue::N(version.to_string()))
-            .build()
-            .map_err(|e| BackendError::permanent(OP, e))?;
-        let result = self
-            .client
-            .transact_write_items()
-            .transact_items(TransactWriteItem::builder().put(put_instance).build())
-            .transact_items(TransactWriteItem::builder().put(put_request).build())
-            .send()
-            .await;
-        let Err(e) = result else {
-            return Ok(Some(Creation::Created));
-        };
-        let failed = cancelled_by_condition(&e);
-        if failed.first() == Some(&true) {
-            // The instance exists: a redelivery, which counts as done.
-            Ok(Some(Creation::AlreadyExisted))
-        } else if failed.get(1) == Some(&true) {
-            Ok(None)
-        } else {
-            Err(classify(OP, e))
-        }
+        let item = to_item(OP, &InstanceItem::new(instance))?;
+        self.put_versioned(OP, item, None).await
     }
 
     /// Puts `item` if the stored version is still `expected` (or absent, for `None`).
@@ -359,12 +313,18 @@ impl Store for DynamoStore {
         ))
     }
 
+    /// The instance's conditional put, then the request's versioned put: two single-item
+    /// writes, not a transaction, which DynamoDB bills double (4 WRU for the pair instead of
+    /// 2). Between the two, the instance exists and its request still says `ACCEPTED`; the
+    /// message is not acknowledged yet, so its redelivery completes the request (see
+    /// `Consumer::complete_existing`), as the reconciler does for a lost message.
     async fn create_instance(
         &self,
         instance: &Instance,
         update: &RequestUpdate,
     ) -> Result<Creation, BackendError> {
         const OP: &str = "store.create_instance";
+        let mut created_here = false;
         for _ in 0..MAX_RACES {
             let Some((mut record, version)) = self
                 .read_request(OP, &instance.tenant, &instance.request_id)
@@ -375,19 +335,25 @@ impl Store for DynamoStore {
                     format!("request {} has no record", instance.request_id),
                 ));
             };
-            // Its instance exists (the id is fixed at acceptance): a redelivery. Answered
-            // without a transaction, which would fail on the instance and still be billed.
+            // Its instance exists (the id is fixed at acceptance): done, by this call or
+            // another delivery.
             if record.status.has_instance() {
+                return Ok(creation(created_here));
+            }
+            if !created_here && !self.put_instance(instance).await? {
+                // Created by an earlier delivery whose request write was lost: that
+                // delivery's redelivery (this one) completes the request.
                 return Ok(Creation::AlreadyExisted);
             }
+            created_here = true;
             // The guard of a creation never fails: an instance makes its request CREATED.
             let _ = record.apply(update);
-            match self
-                .put_instance_and_request(instance, &record, version)
-                .await?
-            {
-                Some(creation) => return Ok(creation),
-                None => continue,
+            let item = to_item(
+                OP,
+                &RequestItem::new(&record, version + 1, self.retention_days),
+            )?;
+            if self.put_versioned(OP, item, Some(version)).await? {
+                return Ok(Creation::Created);
             }
         }
         Err(BackendError::retryable(

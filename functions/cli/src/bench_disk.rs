@@ -83,6 +83,19 @@ impl Sampler {
     }
 }
 
+/// How long after `since` the backlog reached zero, polled every 20 ms; `None` if it did
+/// not within `timeout` or the database cannot be read.
+pub(crate) fn wait_drained(dir: &Path, since: Instant, timeout: Duration) -> Option<Duration> {
+    let probe = Probe::open(dir).ok()?;
+    while since.elapsed() < timeout {
+        if probe.backlog().ok()? == 0 {
+            return Some(since.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
 /// The data directory to look at, if it holds a database.
 pub(crate) fn known_dir(dir: &Path) -> Option<PathBuf> {
     Probe::open(dir).ok().map(|_| dir.to_owned())

@@ -12,6 +12,7 @@ mod docs;
 mod dolphin;
 mod handoff;
 mod lambda;
+mod lambda_build;
 mod openapi;
 mod pipeline;
 mod pipeline_aws;

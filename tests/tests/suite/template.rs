@@ -320,3 +320,23 @@ fn hand_off_permissions_name_only_the_given_targets() {
         "no wildcard resources"
     );
 }
+
+/// A cold start makes no call to AWS: every function connects its ports from the settings
+/// template.yaml gives it (queue URLs and ARNs passed in, not looked up). No queue of these
+/// names exists anywhere this test runs, so a lookup would fail (or hang until the timeout).
+#[tokio::test]
+async fn no_function_calls_aws_to_start() {
+    let t = Template::load();
+    for (function, host) in t.functions() {
+        let settings = t.settings(&function, host, Bound::Default);
+        let connected = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            flowgate_aws::connect(&settings),
+        )
+        .await;
+        assert!(
+            matches!(connected, Ok(Ok(_))),
+            "{function}: connecting made a call that failed or hung"
+        );
+    }
+}
