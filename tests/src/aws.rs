@@ -114,6 +114,7 @@ pub async fn subject(visibility_timeout: Duration, max_receive_count: u32) -> Su
             liveness: false,
             outbox: false,
             sweeps: false,
+            self_expiring: true,
         },
         guard: Box::new(()),
     }

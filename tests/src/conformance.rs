@@ -41,6 +41,9 @@ pub struct Caps {
     /// Whether Flowgate's scheduler sweeps the schedules (`due_schedules` finds them), or
     /// the backend's own engine fires them (and `due_schedules` finds none).
     pub sweeps: bool,
+    /// Whether finished requests expire by themselves (DynamoDB's TTL), so that
+    /// `Store::expire_requests` removes none.
+    pub self_expiring: bool,
 }
 
 /// A backend under test: fresh for each check.
@@ -83,6 +86,7 @@ macro_rules! conformance_tests {
             concurrent_instance_creation_creates_one,
             list_instances_pages_newest_first,
             list_pending_finds_only_overdue_pending,
+            only_finished_requests_past_retention_expire,
             send_receive_ack,
             retry_later_redelivers_with_higher_count,
             visibility_timeout_redelivers,
@@ -591,6 +595,63 @@ async fn overdue_of(
         .into_iter()
         .filter(|r| r.tenant == tenant)
         .collect()
+}
+
+/// Past retention, finished requests (`CREATED` with nothing owed, `DISPATCHED`, `ARCHIVED`)
+/// are removed, a batch at a time; never a `DEAD` one, one still `ACCEPTED`, one owed a
+/// hand-off, or a recent one. A self-expiring store removes none here.
+pub async fn only_finished_requests_past_retention_expire(s: Subject) {
+    let t = tenant();
+    let long_ago = Utc::now() - Span::days(30);
+    let old = |status: RequestStatus, dispatch: Option<Dispatch>| {
+        let mut r = record(&t, "wf", long_ago);
+        r.status = status;
+        r.dispatch = dispatch;
+        r
+    };
+    let handed = Dispatch {
+        dispatched_at: Some(long_ago),
+        reference: Some("HTTP 200".into()),
+        ..Dispatch::owed("webhook")
+    };
+    let finished = [
+        old(RequestStatus::Created, None),
+        old(RequestStatus::Dispatched, Some(handed)),
+        old(RequestStatus::Archived, None),
+    ];
+    let mut owed = old(RequestStatus::Created, Some(Dispatch::owed("webhook")));
+    owed.pending_since = Some(long_ago);
+    let mut recent = record(&t, "wf", Utc::now());
+    recent.status = RequestStatus::Created;
+    let kept = [
+        old(RequestStatus::Dead, None),
+        old(RequestStatus::Accepted, None),
+        owed,
+        recent,
+    ];
+    for r in finished.iter().chain(&kept) {
+        s.store.create_request(r, None).await.unwrap();
+    }
+    let before = Utc::now() - Span::days(7);
+    let mut removed = Vec::new();
+    loop {
+        let n = s.store.expire_requests(before, 2).await.unwrap();
+        assert!(n <= 2, "a batch removed {n}, past its limit of 2");
+        if n == 0 {
+            break;
+        }
+        removed.push(n);
+    }
+    let expected: &[usize] = if s.caps.self_expiring { &[] } else { &[2, 1] };
+    assert_eq!(removed, expected);
+    for r in &finished {
+        let found = s.store.get_request(&t, &r.request_id).await.unwrap();
+        assert_eq!(found.is_some(), s.caps.self_expiring, "{:?}", r.status);
+    }
+    for r in &kept {
+        let found = s.store.get_request(&t, &r.request_id).await.unwrap();
+        assert!(found.is_some(), "{:?} was removed", r.status);
+    }
 }
 
 /// Only pending requests (`ACCEPTED`, or `CREATED` with a hand-off owed) pending since before

@@ -149,9 +149,11 @@ pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result
         Some(task) => Some(task.await),
         None => None,
     } {
-        report_backlog_drain(&args, drained);
+        let what = "backlog (messages not yet settled) empty";
+        report_after_load(&args, what, drained);
     }
-    report_drain(&args, drained_in);
+    let what = "every instance listed (the listing's own time included)";
+    report_after_load(&args, what, drained_in);
     if let (Some(dir), Some(before)) = (disk.as_deref(), before) {
         report_growth(dir, before, accepted.len());
     }
@@ -306,29 +308,15 @@ fn report_lag(args: &BenchArgs, lags: &[u64]) {
     );
 }
 
-/// When the queue was empty, as the database says.
-fn report_backlog_drain(args: &BenchArgs, drained: Option<Duration>) {
-    match drained {
+/// How long after the load `what` happened, or that it did not within the drain timeout.
+fn report_after_load(args: &BenchArgs, what: &str, after: Option<Duration>) {
+    match after {
         Some(d) => println!(
-            "backlog (messages not yet settled) empty {:.0} ms after the load stopped",
+            "{what} {:.0} ms after the load stopped",
             d.as_secs_f64() * 1000.0
         ),
         None => println!(
-            "backlog NOT empty within {}",
-            humantime::format_duration(args.drain_timeout)
-        ),
-    }
-}
-
-/// When every accepted request's instance was listed (this includes the listing's own time).
-fn report_drain(args: &BenchArgs, drained_in: Option<Duration>) {
-    match drained_in {
-        Some(d) => println!(
-            "every instance listed {:.0} ms after the load stopped (paging included)",
-            d.as_secs_f64() * 1000.0
-        ),
-        None => println!(
-            "instances NOT all listed within {}",
+            "{what}: NOT within {}",
             humantime::format_duration(args.drain_timeout)
         ),
     }

@@ -15,8 +15,8 @@ const FSYNC_PROBE: Duration = Duration::from_secs(2);
 const PAGE: [u8; 4096] = [0x5a; 4096];
 
 /// Appends a page and syncs it (`fdatasync`, as SQLite does at a WAL commit), again and
-/// again for `FSYNC_PROBE`, in a scratch file in `dir` (removed after): the rate this disk makes writes
-/// durable one at a time.
+/// again for `FSYNC_PROBE`, in a scratch file in `dir` (removed after): the rate this disk
+/// makes writes durable one at a time.
 pub(crate) fn fsync_rate(dir: &Path) -> std::io::Result<f64> {
     let path = dir.join(".flowgate-bench-fsync");
     let measured = (|| {

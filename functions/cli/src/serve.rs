@@ -173,11 +173,14 @@ impl Roles<'_> {
     }
 
     fn start_reconciler(&mut self) {
+        let retention =
+            std::time::Duration::from_secs(u64::from(self.settings.retention_days) * 86_400);
         let reconciler = Reconciler::new(
             self.store.clone(),
             self.queue.clone(),
             self.settings.reconcile_grace,
-        );
+        )
+        .with_retention(retention);
         let (interval, until) = (self.settings.reconcile_interval, self.stopped.clone());
         self.running.spawn(async move {
             reconciler.run(interval, until).await;

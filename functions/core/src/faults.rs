@@ -307,6 +307,18 @@ impl Store for FaultyStore {
             )
             .await
     }
+    async fn expire_requests(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, BackendError> {
+        self.plan
+            .guard(
+                "store.expire_requests",
+                self.inner.expire_requests(before, limit),
+            )
+            .await
+    }
 }
 
 /// A [`Queue`] whose calls fail as the plan says.

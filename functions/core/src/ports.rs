@@ -148,6 +148,16 @@ pub trait Store: Send + Sync + 'static {
         older_than: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<RequestRecord>, BackendError>;
+
+    /// Removes up to `limit` finished requests (`CREATED` or `DISPATCHED` with nothing owed,
+    /// and `ARCHIVED`) last changed before `before`, oldest first; answers how many. `DEAD`
+    /// requests wait for an operator and never expire; instances are kept. A backend whose
+    /// records expire by themselves (DynamoDB's TTL, set at each write) removes none here.
+    async fn expire_requests(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<usize, BackendError>;
 }
 
 /// A message as sent: a body plus the attributes a queue keeps beside it.

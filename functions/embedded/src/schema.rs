@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -140,6 +140,14 @@ CREATE INDEX requests_pending ON requests (COALESCE(pending_since, accepted_at))
     WHERE status = 'ACCEPTED' OR (status = 'CREATED' AND pending_since IS NOT NULL);
 "#;
 
+/// Retention: finished requests, oldest change first, so the reconciler removes the ones past
+/// retention without a scan. (The same rule as the TTL of the DynamoDB items: nothing owed,
+/// and an instance made or the request archived.)
+const V7: &str = r#"
+CREATE INDEX requests_expiry ON requests (updated_at)
+    WHERE pending_since IS NULL AND status IN ('CREATED', 'DISPATCHED', 'ARCHIVED');
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -163,7 +171,15 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
              {SCHEMA_VERSION}: upgrade flowgate"
         )));
     }
-    for (step, sql) in [(1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6)] {
+    for (step, sql) in [
+        (1, V1),
+        (2, V2),
+        (3, V3),
+        (4, V4),
+        (5, V5),
+        (6, V6),
+        (7, V7),
+    ] {
         if version < step {
             conn.execute_batch(sql)?;
             conn.pragma_update(None, "user_version", step)?;

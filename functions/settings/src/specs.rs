@@ -102,7 +102,7 @@ mod table {
         "The dead-letter queue's ARN, where EventBridge Scheduler puts fires it could not deliver (with a schedule group). Empty: looked up once at start.");
     /// `--retention-days`.
     pub const RETENTION_DAYS: Spec = spec("retention-days", "FLOWGATE_RETENTION_DAYS", Format::Count { min: 1, max: 36_500 }, "7", ALL_AWS,
-        "Days a CREATED or ARCHIVED request is kept on DynamoDB before its TTL expires it. DEAD requests never expire.");
+        "Days a finished request (CREATED or DISPATCHED with nothing owed, or ARCHIVED) is kept after its last change: DynamoDB's TTL expires it on AWS, and the reconciler removes it from the embedded store. DEAD requests never expire; instances are kept.");
     /// `--tenant-claim`.
     pub const TENANT_CLAIM: Spec = spec("tenant-claim", "FLOWGATE_TENANT_CLAIM", Format::Text, "tenant", &[Api],
         "The JWT claim that names the tenant on the API function (the subject `sub` when it is absent).");

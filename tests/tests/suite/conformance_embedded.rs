@@ -22,6 +22,7 @@ async fn subject() -> Subject {
             liveness: true,
             outbox: true,
             sweeps: true,
+            self_expiring: false,
         },
         guard: Box::new(t),
     }

@@ -249,6 +249,43 @@ async fn the_reconciler_marks_dead_a_request_whose_message_was_dead_lettered_uns
 }
 
 #[tokio::test]
+async fn the_reconciler_removes_finished_requests_past_retention() {
+    let rig = rig();
+    let t = tenant();
+    let long_ago = Utc::now() - chrono::Duration::days(8);
+    let mut old = record(&t, "wf", long_ago);
+    old.status = RequestStatus::Created;
+    let recent = rig.accepted(&t).await;
+    rig.store.create_request(&old, None).await.unwrap();
+    let week = Duration::from_secs(7 * 86_400);
+    let without = Reconciler::new(rig.store.clone(), rig.queue.clone(), week);
+    assert_eq!(
+        without.sweep().await.unwrap().expired,
+        0,
+        "no retention set"
+    );
+    let reconciler =
+        Reconciler::new(rig.store.clone(), rig.queue.clone(), week).with_retention(week);
+    let report = reconciler.sweep().await.unwrap();
+    assert_eq!(report.expired, 1, "{report:?}");
+    assert!(
+        rig.store
+            .get_request(&t, &old.request_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        rig.store
+            .get_request(&t, &recent.request_id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(reconciler.sweep().await.unwrap().expired, 0);
+}
+
+#[tokio::test]
 async fn every_stage_logs_request_instance_tenant_and_workflow() {
     let (captured, _guard) = capture_json_logs(tracing::Level::TRACE);
 
