@@ -152,7 +152,7 @@ pub trait Store: Send + Sync + 'static {
     /// Removes up to `limit` finished requests (`CREATED` or `DISPATCHED` with nothing owed,
     /// and `ARCHIVED`) last changed before `before`, oldest first; answers how many. `DEAD`
     /// requests wait for an operator and never expire; instances are kept. A backend whose
-    /// records expire by themselves (DynamoDB's TTL, set at each write) removes none here.
+    /// records expire by themselves (a time-to-live it sets at each write) removes none here.
     async fn expire_requests(
         &self,
         before: DateTime<Utc>,
