@@ -117,7 +117,7 @@ pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result
     );
     let disk = bench_disk::known_dir(&args.data_dir);
     let fsyncs = measure_fsync(&args, disk.as_deref());
-    let before = disk.as_deref().and_then(bench_disk::sizes);
+    let before = disk.as_deref().map(flowgate_embedded::FileSizes::of);
     let phases = run_phases(&client, url, &workflow, &args, disk.as_deref(), fsyncs).await;
     let load_end = Instant::now();
     let backlog_drained = disk.as_deref().map(|dir| {
@@ -201,6 +201,27 @@ pub(crate) async fn register_with(
     Ok(workflow)
 }
 
+/// The phase paced at `--lag-rate` from 64 workers, reported.
+pub(crate) async fn paced_phase(
+    client: &reqwest::Client,
+    url: &str,
+    workflow: &str,
+    args: &BenchArgs,
+) -> Phase {
+    let phase = load(
+        client,
+        url,
+        workflow,
+        64,
+        args.duration,
+        Some(args.lag_rate),
+    )
+    .await;
+    print!("paced at {}/s, ", args.lag_rate);
+    report_phase(&phase);
+    phase
+}
+
 /// The disk's fsync rate where the server keeps its data, printed; `None` when unknown.
 fn measure_fsync(args: &BenchArgs, disk: Option<&std::path::Path>) -> Option<f64> {
     let Some(dir) = disk else {
@@ -228,9 +249,7 @@ fn measure_fsync(args: &BenchArgs, disk: Option<&std::path::Path>) -> Option<f64
 
 /// How much the database grew for the requests of this run.
 fn report_growth(dir: &std::path::Path, before: flowgate_embedded::FileSizes, requests: usize) {
-    let Some(after) = bench_disk::sizes(dir) else {
-        return;
-    };
+    let after = flowgate_embedded::FileSizes::of(dir);
     let grown = after.db.saturating_sub(before.db);
     let per_million = grown as f64 * 1_000_000.0 / requests.max(1) as f64;
     println!(
@@ -254,18 +273,7 @@ async fn run_phases(
 ) -> Vec<Phase> {
     let mut phases = Vec::new();
     if args.lag_rate > 0 {
-        let phase = load(
-            client,
-            url,
-            workflow,
-            64,
-            args.duration,
-            Some(args.lag_rate),
-        )
-        .await;
-        print!("paced at {}/s, ", args.lag_rate);
-        report_phase(&phase);
-        phases.push(phase);
+        phases.push(paced_phase(client, url, workflow, args).await);
     }
     for &concurrency in &args.concurrency {
         let sampler = disk.and_then(bench_disk::Sampler::start);
@@ -281,7 +289,7 @@ async fn run_phases(
         let samples = sampler.map(bench_disk::Sampler::stop).unwrap_or_default();
         report_phase(&phase);
         if let Some(fsyncs) = fsyncs {
-            let rate = phase.accepted.len() as f64 / phase.elapsed.as_secs_f64();
+            let rate = phase.rate();
             println!(
                 "  {:.2}x the fsync rate ({rate:.0} accepts/s over {fsyncs:.0} fsyncs/s)",
                 rate / fsyncs
@@ -434,8 +442,15 @@ pub(crate) async fn load(
     phase
 }
 
+impl Phase {
+    /// Requests accepted per second over the phase.
+    pub(crate) fn rate(&self) -> f64 {
+        self.accepted.len() as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
 pub(crate) fn report_phase(p: &Phase) {
-    let rate = p.accepted.len() as f64 / p.elapsed.as_secs_f64();
+    let rate = p.rate();
     println!(
         "concurrency {:>4}: {:>7} accepted  {:>8.0} req/s  accept latency p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:?}",
         p.concurrency,

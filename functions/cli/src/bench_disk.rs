@@ -53,6 +53,7 @@ impl Sampler {
     /// Starts sampling `dir`; `None` when its database cannot be opened.
     pub(crate) fn start(dir: &Path) -> Option<Self> {
         let probe = Probe::open(dir).ok()?;
+        let dir = dir.to_owned();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -67,7 +68,7 @@ impl Sampler {
                 if let Ok(backlog) = probe.backlog() {
                     samples.push(Sample {
                         backlog,
-                        sizes: probe.sizes(),
+                        sizes: FileSizes::of(&dir),
                     });
                 }
             }
@@ -99,11 +100,6 @@ pub(crate) fn wait_drained(dir: &Path, since: Instant, timeout: Duration) -> Opt
 /// The data directory to look at, if it holds a database.
 pub(crate) fn known_dir(dir: &Path) -> Option<PathBuf> {
     Probe::open(dir).ok().map(|_| dir.to_owned())
-}
-
-/// The sizes now, if the directory's database can be opened.
-pub(crate) fn sizes(dir: &Path) -> Option<FileSizes> {
-    Probe::open(dir).ok().map(|p| p.sizes())
 }
 
 pub(crate) fn mib(bytes: u64) -> f64 {

@@ -15,7 +15,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::bench::{
-    BenchArgs, Result, load, ms, num_cpus, percentile, register_with, report_phase,
+    BenchArgs, Result, load, ms, num_cpus, paced_phase, percentile, register_with, report_phase,
     sample_stage_lag,
 };
 
@@ -75,17 +75,7 @@ pub async fn run(client: &reqwest::Client, url: &str, args: &BenchArgs) -> Resul
     );
     let mut accepted = HashSet::new();
     if args.lag_rate > 0 {
-        let paced = load(
-            client,
-            url,
-            &workflow,
-            64,
-            args.duration,
-            Some(args.lag_rate),
-        )
-        .await;
-        print!("paced at {}/s, ", args.lag_rate);
-        report_phase(&paced);
+        let paced = paced_phase(client, url, &workflow, args).await;
         let ids: HashSet<String> = paced.accepted.into_iter().collect();
         wait_for(&seen, ids.len(), args.drain_timeout).await;
         let lags =

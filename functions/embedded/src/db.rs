@@ -237,7 +237,7 @@ fn open_migrated(path: &Path) -> Result<Connection, DbError> {
     }
 }
 
-fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> {
+pub(crate) fn open_connection(path: &Path, read_only: bool) -> Result<Connection, DbError> {
     let flags = if read_only {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
     } else {

@@ -2,15 +2,14 @@
 //! the queue, and how large the database and its write-ahead log are. `flowgate bench`
 //! samples it while it loads a server on the same machine.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 
-use crate::DB_FILE;
+use crate::{DB_FILE, DbError};
 
 /// A read-only connection to a data directory's database.
 pub struct Probe {
-    dir: PathBuf,
     conn: Connection,
 }
 
@@ -23,16 +22,23 @@ pub struct FileSizes {
     pub wal: u64,
 }
 
+impl FileSizes {
+    /// The current sizes of the database file and its log in `data_dir` (0 for a file that
+    /// is absent).
+    pub fn of(data_dir: &Path) -> Self {
+        let size = |name: String| std::fs::metadata(data_dir.join(name)).map_or(0, |m| m.len());
+        Self {
+            db: size(DB_FILE.to_owned()),
+            wal: size(format!("{DB_FILE}-wal")),
+        }
+    }
+}
+
 impl Probe {
-    /// Opens the database in `data_dir` read-only; it must exist.
-    pub fn open(data_dir: &Path) -> rusqlite::Result<Self> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(data_dir.join(DB_FILE), flags)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        Ok(Self {
-            dir: data_dir.to_owned(),
-            conn,
-        })
+    /// Opens the database in `data_dir` read-only, as the server's readers do; it must exist.
+    pub fn open(data_dir: &Path) -> Result<Self, DbError> {
+        let conn = crate::db::open_connection(&data_dir.join(DB_FILE), true)?;
+        Ok(Self { conn })
     }
 
     /// Messages in the main queue: requests accepted whose delivery is not yet settled.
@@ -40,15 +46,6 @@ impl Probe {
         self.conn
             .prepare_cached("SELECT count(*) FROM messages WHERE queue = 'main'")?
             .query_row([], |row| row.get(0))
-    }
-
-    /// The current sizes of the database file and its log (0 for a file that is absent).
-    pub fn sizes(&self) -> FileSizes {
-        let size = |name: String| std::fs::metadata(self.dir.join(name)).map_or(0, |m| m.len());
-        FileSizes {
-            db: size(DB_FILE.to_owned()),
-            wal: size(format!("{DB_FILE}-wal")),
-        }
     }
 }
 
@@ -83,7 +80,7 @@ mod tests {
             2,
             "an acked message left"
         );
-        let sizes = probe.sizes();
+        let sizes = FileSizes::of(dir.path());
         assert!(sizes.db > 0 && sizes.wal > 0, "{sizes:?}");
         let wal = std::fs::metadata(dir.path().join(format!("{DB_FILE}-wal"))).map(|m| m.len());
         assert_eq!(Ok(sizes.wal), wal.map_err(|e| e.to_string()));
