@@ -1,40 +1,52 @@
-//! CloudWatch Embedded Metric Format: the Lambda functions' metrics sink. Each set of counts
-//! becomes one JSON log line that CloudWatch turns into metrics.
+//! CloudWatch Embedded Metric Format: the Lambda functions' metrics sink. Each record
+//! becomes one JSON log line that CloudWatch turns into a metric of the same name.
 
 use std::io::Write;
 use std::sync::Mutex;
 
 use serde_json::{Map, Value, json};
 
-use flowgate_core::metrics::Metrics;
+use flowgate_core::metrics::{Kind, Labelled, Labels, Metric, Metrics};
 
 /// The metric namespace of Flowgate's custom metrics.
 pub const NAMESPACE: &str = "Flowgate";
 
-/// The EMF log line publishing `values` as `Count` metrics in [`NAMESPACE`].
-pub fn emf_line(values: &[(&str, u64)], at_millis: i64) -> Value {
+/// The EMF log line publishing one value of `metric` in [`NAMESPACE`]: a count by outcome
+/// (and by workflow, when there is one), or one observation of a duration or a size.
+pub fn emf_line(metric: Metric, labels: &Labels<'_>, value: f64, at_millis: i64) -> Value {
     let mut line = Map::new();
+    let dimensions = match (metric.labelled(), labels.workflow) {
+        (Labelled::WorkflowOutcome, Some(workflow)) => {
+            line.insert("workflow".into(), json!(workflow));
+            line.insert("outcome".into(), json!(labels.outcome));
+            json!([["outcome"], ["workflow", "outcome"]])
+        }
+        (Labelled::WorkflowOutcome | Labelled::Outcome, _) => {
+            line.insert("outcome".into(), json!(labels.outcome));
+            json!([["outcome"]])
+        }
+        (Labelled::None, _) => json!([[]]),
+    };
+    let unit = match metric.kind() {
+        Kind::Count | Kind::Items => "Count",
+        Kind::Seconds => "Seconds",
+    };
     line.insert(
         "_aws".into(),
         json!({
             "Timestamp": at_millis,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [[]],
-                "Metrics": values
-                    .iter()
-                    .map(|(name, _)| json!({"Name": name, "Unit": "Count"}))
-                    .collect::<Vec<_>>(),
+                "Dimensions": dimensions,
+                "Metrics": [{"Name": metric.name(), "Unit": unit}],
             }]
         }),
     );
-    for (name, value) in values {
-        line.insert((*name).to_owned(), json!(value));
-    }
+    line.insert(metric.name().to_owned(), json!(value));
     Value::Object(line)
 }
 
-/// Writes each set of counts as an EMF line to `W` (stdout in a Lambda, where the log
+/// Writes each record as an EMF line to `W` (stdout in a Lambda, where the log
 /// picks it up).
 pub struct Emf<W: Write + Send>(Mutex<W>);
 
@@ -53,8 +65,8 @@ impl<W: Write + Send> Emf<W> {
 }
 
 impl<W: Write + Send> Metrics for Emf<W> {
-    fn counts(&self, values: &[(&'static str, u64)]) {
-        let line = emf_line(values, chrono::Utc::now().timestamp_millis());
+    fn record(&self, metric: Metric, labels: &Labels<'_>, value: f64) {
+        let line = emf_line(metric, labels, value, chrono::Utc::now().timestamp_millis());
         let mut out = self.0.lock().unwrap_or_else(|p| p.into_inner());
         // A metric line that cannot be written is lost, never a failed invocation.
         let _ = writeln!(out, "{line}");

@@ -23,6 +23,8 @@ pub struct Opened {
     pub schedules: Option<Arc<dyn Schedules>>,
     /// Backfills (the embedded backend).
     pub backfills: Option<Arc<dyn Backfills>>,
+    /// The embedded store itself, for what only it can tell (queue depths, writer timings).
+    pub embedded: Option<Arc<Embedded>>,
 }
 
 /// Opens the backend `settings` name.
@@ -42,7 +44,8 @@ pub async fn open_all(settings: &Settings) -> Result<Opened, Box<dyn Error>> {
                 queue: embedded.clone(),
                 tokens: Some(embedded.clone()),
                 schedules: Some(embedded.clone()),
-                backfills: Some(embedded),
+                backfills: Some(embedded.clone()),
+                embedded: Some(embedded),
             })
         }
         Backend::Aws => {
@@ -53,6 +56,7 @@ pub async fn open_all(settings: &Settings) -> Result<Opened, Box<dyn Error>> {
                 schedules: connected.schedules,
                 tokens: None,
                 backfills: Some(connected.backfills),
+                embedded: None,
             })
         }
     }

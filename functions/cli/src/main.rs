@@ -12,10 +12,12 @@ mod client;
 mod config;
 mod dlq;
 mod listener;
+mod observe;
 mod schedules;
 mod serve;
 mod telemetry;
 mod tokens;
+mod ui;
 
 use std::process::ExitCode;
 

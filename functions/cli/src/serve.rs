@@ -13,10 +13,14 @@ use flowgate_core::ports::{Backfills, Dispatcher, Queue, Schedules, Store, Token
 use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler, Scheduler};
 use flowgate_settings::{Role, Settings};
 
+use flowgate_embedded::Embedded;
+
 use crate::access;
 use crate::backend::{self, Ports};
 use crate::listener;
+use crate::observe::{self, Observer};
 use crate::telemetry;
+use crate::ui;
 
 /// Why `serve` could not start.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +48,8 @@ struct Roles<'a> {
     schedules: Option<Arc<dyn Schedules>>,
     backfills: Option<Arc<dyn Backfills>>,
     dispatcher: Arc<dyn Dispatcher>,
+    embedded: Option<Arc<Embedded>>,
+    observer: Arc<Observer>,
     stopped: watch::Receiver<bool>,
     running: JoinSet<&'static str>,
 }
@@ -64,9 +70,14 @@ pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Err
         dispatcher: Arc::new(flowgate_targets::Targets::new(
             settings.allow_private_targets,
         )),
+        embedded: opened.embedded,
+        observer: Arc::new(Observer::default()),
         stopped,
         running: JoinSet::new(),
     };
+    if let Some(embedded) = &roles.embedded {
+        embedded.measure_with(roles.observer.clone());
+    }
     if settings.roles.contains(&Role::Api) {
         roles.start_api().await?;
     }
@@ -96,7 +107,8 @@ impl Roles<'_> {
         let flowgate = Flowgate::new(self.store.clone(), self.queue.clone())
             .with_dispatcher(self.dispatcher.clone())
             .with_redelivery_bound(self.settings.redelivery_bound())
-            .with_validation_budget(self.settings.validation_budget);
+            .with_validation_budget(self.settings.validation_budget)
+            .with_metrics(self.observer.clone());
         let flowgate = match &self.schedules {
             Some(schedules) => flowgate.with_schedules(schedules.clone()),
             None => flowgate,
@@ -130,8 +142,11 @@ impl Roles<'_> {
                 source,
             })?;
         let addr = listener.local_addr().unwrap_or(listen);
+        let operator = observe::routes(self.observer.clone(), self.embedded.clone());
         let app = access::guard(
-            flowgate_core::http::router(self.flowgate()),
+            flowgate_core::http::router(self.flowgate())
+                .merge(flowgate_core::http::guarded(operator))
+                .merge(ui::routes()),
             self.settings,
             self.tokens.clone(),
         )
@@ -155,7 +170,8 @@ impl Roles<'_> {
             self.queue.clone(),
             ConsumerConfig::from_settings(self.settings),
         )
-        .with_dispatcher(self.dispatcher.clone());
+        .with_dispatcher(self.dispatcher.clone())
+        .with_metrics(self.observer.clone());
         // Fires arrive on the queue where the backend's engine fires schedules itself.
         let consumer = Arc::new(match self.schedules {
             Some(_) => consumer.with_fires(self.flowgate()),
@@ -180,7 +196,8 @@ impl Roles<'_> {
             self.queue.clone(),
             self.settings.reconcile_grace,
         )
-        .with_retention(retention);
+        .with_retention(retention)
+        .with_metrics(self.observer.clone());
         let (interval, until) = (self.settings.reconcile_interval, self.stopped.clone());
         self.running.spawn(async move {
             reconciler.run(interval, until).await;

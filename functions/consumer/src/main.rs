@@ -5,6 +5,7 @@ use std::sync::Arc;
 use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 
+use flowgate_aws::emf::Emf;
 use flowgate_core::Flowgate;
 use flowgate_core::usecases::{Consumer, ConsumerConfig};
 use flowgate_settings::{Host, Settings};
@@ -14,6 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let settings = Settings::from_env(Host::Consumer)?;
     let connected = flowgate_aws::connect(&settings).await?;
+    let emf = Arc::new(Emf::stdout());
     let consumer = Consumer::new(
         connected.store.clone(),
         connected.queue.clone(),
@@ -21,14 +23,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     )
     .with_dispatcher(Arc::new(flowgate_targets::Targets::new(
         settings.allow_private_targets,
-    )));
+    )))
+    .with_metrics(emf.clone());
     // EventBridge Scheduler puts schedule fires on this queue: start them.
     let consumer = Arc::new(match connected.schedules {
         Some(schedules) => consumer.with_fires(
             Flowgate::new(connected.store, connected.queue.clone())
                 .with_schedules(schedules)
                 .with_validation_budget(settings.validation_budget)
-                .with_redelivery_bound(settings.redelivery_bound()),
+                .with_redelivery_bound(settings.redelivery_bound())
+                .with_metrics(emf),
         ),
         None => consumer,
     });

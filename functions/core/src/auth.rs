@@ -21,11 +21,13 @@ pub enum Scope {
     Dlq,
     /// Register workflows (and, later, schedules); manage tokens.
     Admin,
+    /// Read the process-wide metrics (`/metrics`), which name every tenant's workflows.
+    Metrics,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 3] = [Scope::Start, Scope::Dlq, Scope::Admin];
+    pub const ALL: [Scope; 4] = [Scope::Start, Scope::Dlq, Scope::Admin, Scope::Metrics];
 
     /// The spelling in tokens and docs.
     pub fn as_str(self) -> &'static str {
@@ -33,6 +35,7 @@ impl Scope {
             Scope::Start => "start",
             Scope::Dlq => "dlq",
             Scope::Admin => "admin",
+            Scope::Metrics => "metrics",
         }
     }
 }
@@ -45,7 +48,7 @@ impl FromStr for Scope {
         Scope::ALL
             .into_iter()
             .find(|s| s.as_str() == word)
-            .ok_or_else(|| format!("{text:?} is not a scope (start, dlq, admin)"))
+            .ok_or_else(|| format!("{text:?} is not a scope (start, dlq, admin, metrics)"))
     }
 }
 

@@ -29,6 +29,9 @@ pub struct QueueMessage {
     /// workflow. The target itself (and any secret) is read from the workflow, never sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch_to: Option<String>,
+    /// When the request was accepted (the start of its accept-to-created lag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_at: Option<DateTime<Utc>>,
 }
 
 /// Why a message body could not be used.
@@ -55,6 +58,7 @@ impl QueueMessage {
             instance_id: record.instance_id.clone(),
             spec: record.spec.clone(),
             dispatch_to: record.dispatch.as_ref().map(|d| d.target.clone()),
+            accepted_at: Some(record.accepted_at),
         }
     }
 

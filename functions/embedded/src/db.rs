@@ -7,13 +7,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 use tracing::error;
 
 use flowgate_core::BackendError;
+use flowgate_core::metrics::{Labels, Metric, Metrics};
 
 /// Jobs committed together at most.
 const MAX_BATCH: usize = 1024;
@@ -140,6 +142,8 @@ pub struct Db {
     reads: Arc<tokio::sync::Semaphore>,
     /// Read connections opened so far (never more than the pool's size).
     opened: Arc<std::sync::atomic::AtomicUsize>,
+    /// Where the writer reports its batches, once a host says.
+    metrics: Arc<OnceLock<Arc<dyn Metrics>>>,
 }
 
 impl Db {
@@ -148,9 +152,11 @@ impl Db {
     pub fn open(path: &Path, read_pool: usize) -> Result<Self, DbError> {
         let writer = open_migrated(path)?;
         let (tx, rx) = mpsc::channel::<Box<dyn Job>>();
+        let metrics = Arc::new(OnceLock::new());
+        let sink = metrics.clone();
         std::thread::Builder::new()
             .name("flowgate-writer".into())
-            .spawn(move || write_loop(writer, rx))
+            .spawn(move || write_loop(writer, rx, &sink))
             .map_err(|e| DbError::ReadTask(format!("could not start the writer thread: {e}")))?;
         Ok(Self {
             path: path.to_owned(),
@@ -158,7 +164,14 @@ impl Db {
             readers: Arc::new(Mutex::new(Vec::new())),
             reads: Arc::new(tokio::sync::Semaphore::new(read_pool.max(1))),
             opened: Arc::default(),
+            metrics,
         })
+    }
+
+    /// Reports each group commit's size and duration to `metrics` (once; later calls are
+    /// ignored).
+    pub fn measure_with(&self, metrics: Arc<dyn Metrics>) {
+        let _ = self.metrics.set(metrics);
     }
 
     /// Runs `work` in the next group commit; answers after the commit is durable.
@@ -272,7 +285,11 @@ pub(crate) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
     Ok(conn)
 }
 
-fn write_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
+fn write_loop(
+    conn: Connection,
+    jobs: mpsc::Receiver<Box<dyn Job>>,
+    metrics: &OnceLock<Arc<dyn Metrics>>,
+) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -290,11 +307,17 @@ fn write_loop(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
             continue;
         }
         let ran: Vec<Box<dyn Finish>> = batch.into_iter().map(|job| job.run(&conn)).collect();
+        let committing = Instant::now();
         let commit = conn.execute_batch("COMMIT").map_err(|e| {
             error!(error = %e, jobs = ran.len(), "group commit failed");
             let _ = conn.execute_batch("ROLLBACK");
             Arc::new(e)
         });
+        if let Some(m) = metrics.get() {
+            let took = committing.elapsed().as_secs_f64();
+            m.record(Metric::WriterBatch, &Labels::NONE, ran.len() as f64);
+            m.record(Metric::WriterCommit, &Labels::NONE, took);
+        }
         for finished in ran {
             finished.finish(commit.clone());
         }

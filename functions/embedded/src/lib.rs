@@ -74,6 +74,17 @@ pub enum OpenError {
     },
 }
 
+/// What waits in the queues: a sample for the operator's gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueDepths {
+    /// Messages on the main queue (waiting or in flight).
+    pub queue: u64,
+    /// Letters in the dead-letter queue.
+    pub dlq: u64,
+    /// When the oldest message on the main queue was sent.
+    pub oldest_sent_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
 /// The embedded backend; implements both [`flowgate_core::ports::Store`] and
 /// [`flowgate_core::ports::Queue`]. Several processes may open the same directory.
 pub struct Embedded {
@@ -101,6 +112,39 @@ impl Embedded {
             sent: Notify::new(),
             workflows: workflow_cache::WorkflowCache::default(),
         }))
+    }
+
+    /// Reports the writer's group commits (their sizes and durations) to `metrics`.
+    pub fn measure_with(&self, metrics: Arc<dyn flowgate_core::metrics::Metrics>) {
+        self.db.measure_with(metrics);
+    }
+
+    /// How many messages wait on the queue and in the dead-letter queue, and when the
+    /// oldest waiting one was sent.
+    pub async fn depths(&self) -> Result<QueueDepths, flowgate_core::BackendError> {
+        self.db
+            .read(|conn| {
+                let mut depths = QueueDepths::default();
+                let mut statement = conn.prepare_cached(
+                    "SELECT queue, count(*), min(sent_at) FROM messages GROUP BY queue",
+                )?;
+                let mut rows = statement.query([])?;
+                while let Some(row) = rows.next()? {
+                    let (queue, count, oldest): (String, u64, Option<i64>) =
+                        (row.get(0)?, row.get(1)?, row.get(2)?);
+                    match queue.as_str() {
+                        "main" => {
+                            depths.queue = count;
+                            depths.oldest_sent_at =
+                                oldest.and_then(chrono::DateTime::from_timestamp_micros);
+                        }
+                        _ => depths.dlq += count,
+                    }
+                }
+                Ok(depths)
+            })
+            .await
+            .map_err(|e| e.into_backend("depths"))
     }
 
     /// How many read connections the store has opened: never more than its read pool.

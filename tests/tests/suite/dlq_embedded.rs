@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use flowgate_core::metrics::Metrics;
+use flowgate_core::metrics::{Labels, Metric, Metrics};
 use flowgate_core::usecases::dlq::{LetterFilter, ReplayOptions};
 use flowgate_tests::dlq;
 use flowgate_tests::fixtures::tenant;
@@ -29,11 +29,12 @@ async fn a_thousand_letters_replay() {
 }
 
 #[derive(Default)]
-struct Recorder(Mutex<Vec<(&'static str, u64)>>);
+struct Recorder(Mutex<Vec<(String, f64)>>);
 
 impl Metrics for Recorder {
-    fn counts(&self, values: &[(&'static str, u64)]) {
-        self.0.lock().expect("lock").extend_from_slice(values);
+    fn record(&self, metric: Metric, labels: &Labels<'_>, value: f64) {
+        let name = format!("{}/{}", metric.name(), labels.outcome);
+        self.0.lock().expect("lock").push((name, value));
     }
 }
 
@@ -59,7 +60,8 @@ async fn replays_and_archives_are_counted_in_metrics() {
         .await
         .expect("archive");
     let counted = recorder.0.lock().expect("lock").clone();
-    assert!(counted.contains(&("DlqReplayed", 2)), "{counted:?}");
-    assert!(counted.contains(&("DlqReplayFailed", 0)), "{counted:?}");
-    assert!(counted.contains(&("DlqArchived", 1)), "{counted:?}");
+    let has = |name: &str, value: f64| counted.contains(&(name.to_owned(), value));
+    assert!(has("replayed/replayed", 2.0), "{counted:?}");
+    assert!(has("replayed/failed", 0.0), "{counted:?}");
+    assert!(has("dlq_archive/archived", 1.0), "{counted:?}");
 }

@@ -43,6 +43,13 @@ impl Demands for ToAdminister {
     const SCOPE: Scope = Scope::Admin;
 }
 
+/// The operator's routes that show every tenant's numbers (`/metrics`).
+#[derive(Debug)]
+pub struct ToReadMetrics;
+impl Demands for ToReadMetrics {
+    const SCOPE: Scope = Scope::Metrics;
+}
+
 /// The request's tenant, once its caller is known to hold the scope `D` demands. A request
 /// the host put no [`Caller`] on is refused (401), one without the scope too (403): nothing
 /// falls back to a shared tenant.

@@ -17,7 +17,7 @@ use crate::model::{RequestRecord, RequestStatus};
 use crate::paging::PageParams;
 use crate::ports::Upsert;
 use crate::usecases::dlq::{ListParams, ReplayParams, Scope};
-use crate::usecases::{Flowgate, StartOutcome, StartRequest};
+use crate::usecases::{FindParams, Flowgate, StartOutcome, StartRequest};
 use crate::validation::{self, StartBody, WorkflowBody};
 
 type Answer = Result<Response, HttpError>;
@@ -211,6 +211,18 @@ pub async fn get_request(
 ) -> Answer {
     let record = app.get_request(&tenant, &request_id).await?;
     Ok(Json(RequestView::from(&record)).into_response())
+}
+
+/// `GET /v1/find?q=`: the caller's request that `q` names (its id, its instance's id, or
+/// its idempotency key), with what matched.
+pub async fn find_request(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToStart>,
+    QueryParams(params): QueryParams<FindParams>,
+) -> Answer {
+    let (matched, record) = app.find_request(&tenant, &params.q).await?;
+    let found = json!({"matched": matched, "request": RequestView::from(&record)});
+    Ok(Json(found).into_response())
 }
 
 /// `GET /v1/instances/{instance_id}`.

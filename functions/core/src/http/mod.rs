@@ -8,7 +8,7 @@ mod problem;
 
 pub use extract::{
     Demands, JsonBody, MAX_BODY_BYTES, QueryParams, Segment, Segments, Tenant, ToAdminister,
-    ToHandleDeadLetters, ToStart,
+    ToHandleDeadLetters, ToReadMetrics, ToStart,
 };
 pub use guard::{Denial, with_rate_limit, with_tokens};
 pub use problem::{HttpError, PROBLEM_TYPE_PREFIX, RETRY_AFTER_SECS};
@@ -62,6 +62,7 @@ fn routes() -> Router<Flowgate> {
             post(handlers::control_backfill),
         )
         .route("/v1/requests/{request_id}", get(handlers::get_request))
+        .route("/v1/find", get(handlers::find_request))
         .route("/v1/instances/{instance_id}", get(handlers::get_instance))
         .route(
             "/dolphinscheduler/projects/{projectCode}/executors/start-process-instance",

@@ -11,6 +11,7 @@ use tracing::{Instrument, error, error_span, info, warn};
 use crate::dead_reason;
 use crate::error::BackendError;
 use crate::message::{Fire, FireMessage, QueueMessage};
+use crate::metrics::{Labels, Metric, Metrics};
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
 use crate::ports::{Creation, Delivery, Dispatcher, Queue, RequestUpdate, Store, UpdateOutcome};
 use crate::usecases::{Flowgate, Scheduler};
@@ -79,6 +80,7 @@ pub struct Consumer {
     pub(super) config: ConsumerConfig,
     fires: Option<Flowgate>,
     pub(super) dispatcher: Option<Arc<dyn Dispatcher>>,
+    metrics: Option<Arc<dyn Metrics>>,
 }
 
 impl Consumer {
@@ -90,7 +92,18 @@ impl Consumer {
             config,
             fires: None,
             dispatcher: None,
+            metrics: None,
         }
+    }
+
+    /// Reports what the consumer measures (creations, lag, hand-offs, dead letters).
+    pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    pub(super) fn measure(&self, metric: Metric, labels: &Labels<'_>, value: f64) {
+        crate::metrics::record(self.metrics.as_deref(), metric, labels, value);
     }
 
     /// Hands each created instance of a workflow with a target to `dispatcher`. Without
@@ -141,9 +154,15 @@ impl Consumer {
                 ))
             };
             let instance = message.instance(update.event.at);
+            let labels = |outcome| Labels::of(&message.tenant, &message.spec.workflow, outcome);
             let fresh = match self.store.create_instance(&instance, &update).await {
                 Ok(Creation::Created) => {
                     info!(stage = "created", "instance created");
+                    self.measure(Metric::Created, &labels("created"), 1.0);
+                    if let Some(accepted) = message.accepted_at {
+                        let lag = (update.event.at - accepted).to_std().unwrap_or_default();
+                        self.measure(Metric::Lag, &labels(""), lag.as_secs_f64());
+                    }
                     true
                 }
                 Ok(Creation::AlreadyExisted) => {
@@ -151,6 +170,7 @@ impl Consumer {
                         stage = "duplicate",
                         "instance already existed; redelivery absorbed"
                     );
+                    self.measure(Metric::Created, &labels("duplicate"), 1.0);
                     false
                 }
                 Err(e) => return self.failed(&message, delivery, e).await,
@@ -190,6 +210,8 @@ impl Consumer {
                     stage = "created",
                     "instance existed with its request still ACCEPTED; completed"
                 );
+                let labels = Labels::of(&message.tenant, &message.spec.workflow, "completed");
+                self.measure(Metric::Created, &labels, 1.0);
                 Disposition::Ack
             }
             Ok(_) => Disposition::Ack,
@@ -357,6 +379,9 @@ impl Consumer {
     /// only logged: the message becomes visible again and is settled on its next delivery.
     pub async fn handle(&self, delivery: Delivery) -> Disposition {
         let disposition = self.decide(&delivery).await;
+        if let Disposition::DeadLetter { reason } = &disposition {
+            self.measure_death(&delivery, reason);
+        }
         let result = match &disposition {
             Disposition::Ack => self.queue.ack(&delivery).await,
             Disposition::Retry { delay, .. } => self.queue.retry_later(&delivery, *delay).await,
@@ -367,6 +392,18 @@ impl Consumer {
                 "queue call failed; the message will be redelivered");
         }
         disposition
+    }
+
+    /// Counts a dead letter by its workflow (when its body says) and its reason's kind.
+    fn measure_death(&self, delivery: &Delivery, reason: &str) {
+        let message = QueueMessage::parse(&delivery.body).ok();
+        let kind = dead_reason::FailureKind::of(Some(reason), true);
+        let labels = Labels {
+            tenant: message.as_ref().map(|m| m.tenant.as_str()),
+            workflow: message.as_ref().map(|m| m.spec.workflow.as_str()),
+            outcome: kind.as_str(),
+        };
+        self.measure(Metric::DeadLettered, &labels, 1.0);
     }
 
     /// Receives and handles messages until `shutdown` turns true, then finishes the

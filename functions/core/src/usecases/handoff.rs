@@ -8,6 +8,7 @@ use chrono::Utc;
 use tracing::{error, info, warn};
 
 use super::consume::{Consumer, Disposition};
+use crate::metrics::{Labels, Metric};
 use crate::dead_reason;
 use crate::message::QueueMessage;
 use crate::model::{Dispatch, EventKind, HistoryEvent, Instance, RequestStatus};
@@ -163,6 +164,8 @@ impl Consumer {
         {
             Ok(_) => {
                 info!(stage = "dispatched", "instance handed to its target");
+                let labels = Labels::of(&message.tenant, &message.spec.workflow, "dispatched");
+                self.measure(Metric::Dispatched, &labels, 1.0);
                 Disposition::Ack
             }
             Err(e) => {
@@ -185,6 +188,8 @@ impl Consumer {
     ) -> Disposition {
         let last = delivery.receive_count >= self.config.max_receive_count;
         let dead = !err.retryable || last;
+        let labels = Labels::of(&message.tenant, &message.spec.workflow, "failed");
+        self.measure(Metric::Dispatched, &labels, 1.0);
         let delay = self.retry_delay(delivery.receive_count);
         let Some((guard, dispatch)) = owed else {
             // The record could not be read: nothing to record it on; the letter keeps it.

@@ -14,6 +14,7 @@ mod workflows;
 
 pub use backfills::BackfillRunner;
 pub use consume::{Consumer, ConsumerConfig, Disposition};
+pub use queries::{FindParams, Matched};
 pub use reconcile::{Reconciler, SweepReport};
 pub use schedules::Scheduler;
 pub use start::{Origin, StartOutcome, StartRequest};
@@ -21,7 +22,7 @@ pub use start::{Origin, StartOutcome, StartRequest};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metrics::Metrics;
+use crate::metrics::{Labels, Metric, Metrics};
 use crate::ports::{Backfills, Dispatcher, Queue, Schedules, Store};
 use crate::schemas::SchemaCache;
 
@@ -76,7 +77,7 @@ impl Flowgate {
         }
     }
 
-    /// Reports the use cases' counts to `metrics`.
+    /// Reports what the use cases measure to `metrics`.
     pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
@@ -113,10 +114,13 @@ impl Flowgate {
         self
     }
 
-    fn count(&self, values: &[(&'static str, u64)]) {
-        if let Some(m) = &self.metrics {
-            m.counts(values);
-        }
+    fn measure(&self, metric: Metric, labels: &Labels<'_>, value: f64) {
+        crate::metrics::record(self.metrics.as_deref(), metric, labels, value);
+    }
+
+    /// Where this process's measurements go, if anywhere.
+    pub fn metrics(&self) -> Option<Arc<dyn Metrics>> {
+        self.metrics.clone()
     }
 
     /// Whether the store answers (a cheap read).

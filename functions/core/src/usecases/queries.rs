@@ -1,10 +1,32 @@
 //! Reading requests and instances.
 
+use serde::{Deserialize, Serialize};
+
 use super::Flowgate;
 use crate::error::Error;
 use crate::model::{Instance, InstanceCursor, Page, RequestRecord};
 use crate::paging::{self, PageParams, PageRequest};
-use crate::validation::identifier;
+use crate::validation::{identifier, idempotency_key};
+
+/// The query of `GET /v1/find`: a request id, an instance id or an idempotency key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FindParams {
+    /// What to look for.
+    pub q: String,
+}
+
+/// What a find matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Matched {
+    /// The text is the request's id.
+    RequestId,
+    /// The text is the id of the request's instance.
+    InstanceId,
+    /// The text is the idempotency key the request was started with.
+    IdempotencyKey,
+}
 
 impl Flowgate {
     /// A request record with its history.
@@ -18,6 +40,31 @@ impl Flowgate {
             .get_request(tenant, request_id)
             .await?
             .ok_or_else(|| Error::RequestNotFound(request_id.to_owned()))
+    }
+
+    /// The caller's request that `text` names: its id, its instance's id, or its
+    /// idempotency key, tried in that order.
+    pub async fn find_request(
+        &self,
+        tenant: &str,
+        text: &str,
+    ) -> Result<(Matched, RequestRecord), Error> {
+        let key = idempotency_key(text.as_bytes())
+            .map_err(|_| Error::invalid("q", "must be a request id, an instance id or an idempotency key (1-255 printable ASCII characters)"))?;
+        if identifier("q", text).is_ok() {
+            if let Some(record) = self.store.get_request(tenant, text).await? {
+                return Ok((Matched::RequestId, record));
+            }
+            if let Some(instance) = self.store.get_instance(tenant, text).await? {
+                let record = self.get_request(tenant, &instance.request_id).await?;
+                return Ok((Matched::InstanceId, record));
+            }
+        }
+        let request_id = crate::ids::request_id(tenant, Some(&key));
+        match self.store.get_request(tenant, &request_id).await? {
+            Some(record) => Ok((Matched::IdempotencyKey, record)),
+            None => Err(Error::RequestNotFound(text.to_owned())),
+        }
     }
 
     /// An instance with its hand-off state; not found until the consumer has created it.

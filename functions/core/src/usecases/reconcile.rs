@@ -10,7 +10,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::error::BackendError;
 use crate::message::QueueMessage;
-use crate::metrics::Metrics;
+use crate::metrics::{Labels, Metric, Metrics};
 use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus};
 use crate::ports::{Liveness, Queue, RequestUpdate, Store};
 
@@ -66,7 +66,7 @@ impl Reconciler {
         self
     }
 
-    /// Reports each sweep's counts (`PendingOverGrace`, `Reenqueued`, `ReconcileFailed`).
+    /// Reports what each sweep found ([`Metric::ReconcilerFound`]).
     pub fn with_metrics(mut self, metrics: Arc<dyn Metrics>) -> Self {
         self.metrics = Some(metrics);
         self
@@ -74,11 +74,14 @@ impl Reconciler {
 
     fn report(&self, report: &SweepReport) {
         if let Some(m) = &self.metrics {
-            m.counts(&[
-                ("PendingOverGrace", report.overdue as u64),
-                ("Reenqueued", report.reenqueued as u64),
-                ("ReconcileFailed", report.failed as u64),
-            ]);
+            for (outcome, n) in [
+                ("overdue", report.overdue),
+                ("reenqueued", report.reenqueued),
+                ("failed", report.failed),
+                ("expired", report.expired),
+            ] {
+                m.record(Metric::ReconcilerFound, &Labels::outcome(outcome), n as f64);
+            }
         }
         if report.overdue > 0 || report.expired > 0 {
             info!(stage = "reconciled", ?report, "reconciler sweep");

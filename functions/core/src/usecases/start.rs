@@ -13,6 +13,7 @@ use tracing::{Span, error, info, instrument, warn};
 use super::Flowgate;
 use crate::error::{Error, StoreError};
 use crate::ids;
+use crate::metrics::{Labels, Metric};
 use crate::message::QueueMessage;
 use crate::model::{
     Dispatch, EventKind, HistoryEvent, RequestRecord, RequestStatus, StartSpec, Workflow,
@@ -125,6 +126,15 @@ impl Flowgate {
         fields(tenant = %req.tenant, workflow = %req.workflow, request_id, instance_id)
     )]
     pub async fn start_instance(&self, req: StartRequest) -> Result<StartOutcome, Error> {
+        let began = std::time::Instant::now();
+        let admitted = self.admit(&req).await;
+        self.measure_start(&req, &admitted, began.elapsed());
+        self.finish(admitted?, req.wait).await
+    }
+
+    /// Validates, records and enqueues a start request (or finds the original of a known
+    /// key): everything up to the answer but `Prefer: wait`.
+    async fn admit(&self, req: &StartRequest) -> Result<StartOutcome, Error> {
         identifier("workflow", &req.workflow)?;
         let mut spec = req.body.clone().into_spec(&req.workflow)?;
         if let Some(origin) = &req.origin {
@@ -137,16 +147,46 @@ impl Flowgate {
         Span::current().record("request_id", request_id.as_str());
         let target = match self.check_startable(&req.tenant, &spec).await {
             Ok(workflow) => workflow.target_kind(),
-            Err(refused) => {
-                return self
-                    .replay_if_known(&req, &request_id, &spec, refused)
-                    .await;
-            }
+            Err(refused) => return self.replay_if_known(req, &request_id, &spec, refused).await,
         };
-        let fresh_record = new_record(&req, request_id, spec, target);
+        let fresh_record = new_record(req, request_id, spec, target);
         Span::current().record("instance_id", fresh_record.record.instance_id.as_str());
-        let outcome = self.accept(fresh_record).await?;
-        self.finish(outcome, req.wait).await
+        self.accept(fresh_record).await
+    }
+
+    /// Counts the answer by workflow and outcome, and times it. A workflow that was not
+    /// found is not a label: its name is the caller's, unbounded.
+    fn measure_start(
+        &self,
+        req: &StartRequest,
+        admitted: &Result<StartOutcome, Error>,
+        took: Duration,
+    ) {
+        let (outcome, known) = match admitted {
+            Ok(o) if o.replayed => ("replayed", true),
+            Ok(_) => ("accepted", true),
+            Err(Error::Backend(_)) => ("unavailable", true),
+            Err(Error::WorkflowNotFound(_) | Error::Invalid { .. }) => ("refused", false),
+            Err(_) => ("refused", true),
+        };
+        let workflow = Some(req.workflow.as_str()).filter(|_| known);
+        let labels = Labels {
+            tenant: Some(&req.tenant),
+            workflow,
+            outcome,
+        };
+        self.measure(Metric::Accepted, &labels, 1.0);
+        if req.origin.is_some() {
+            let fired = match outcome {
+                "accepted" => "started",
+                "replayed" => "duplicate",
+                _ => "failed",
+            };
+            self.measure(Metric::Fired, &Labels { outcome: fired, ..labels }, 1.0);
+        }
+        if admitted.is_ok() {
+            self.measure(Metric::AcceptLatency, &labels, took.as_secs_f64());
+        }
     }
 
     /// The workflow, if it can start an instance of `spec`.
@@ -182,10 +222,7 @@ impl Flowgate {
             return Err(refused);
         }
         match self.store.get_request(&req.tenant, request_id).await? {
-            Some(existing) => {
-                let outcome = self.replay(existing, spec).await?;
-                self.finish(outcome, req.wait).await
-            }
+            Some(existing) => self.replay(existing, spec).await,
             None => Err(refused),
         }
     }

@@ -10,6 +10,7 @@ use tracing::{info, warn};
 use super::LetterFilter;
 use super::walk::{Walk, hold_for};
 use crate::error::{BackendError, Error, StoreError};
+use crate::metrics::{Labels, Metric};
 use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus};
 use crate::ports::{DeadLetter, RequestUpdate};
 use crate::usecases::Flowgate;
@@ -122,10 +123,9 @@ impl Flowgate {
         .await;
         walk.finish().await;
         result?;
-        self.count(&[
-            ("DlqArchived", report.archived),
-            ("DlqArchiveFailed", report.failed.len() as u64),
-        ]);
+        self.measure(Metric::DlqArchive, &Labels::outcome("archived"), report.archived as f64);
+        let failed = report.failed.len() as f64;
+        self.measure(Metric::DlqArchive, &Labels::outcome("archive_failed"), failed);
         info!(stage = "dlq_archive", archived = report.archived, failed = report.failed.len(),
             archive = %name, "dead-letter archive finished");
         Ok(report)
@@ -187,10 +187,9 @@ impl Flowgate {
                 }
             }
         }
-        self.count(&[
-            ("DlqRestored", report.restored),
-            ("DlqRestoreFailed", report.failed.len() as u64),
-        ]);
+        self.measure(Metric::DlqArchive, &Labels::outcome("restored"), report.restored as f64);
+        let failed = report.failed.len() as f64;
+        self.measure(Metric::DlqArchive, &Labels::outcome("restore_failed"), failed);
         info!(stage = "dlq_restore", restored = report.restored, skipped = report.skipped,
             failed = report.failed.len(), archive = %archive, "dead-letter restore finished");
         report

@@ -12,6 +12,7 @@ use super::walk::{Walk, hold_for};
 use super::{LetterFilter, LetterSummary, Rate, ReplayParams, Scope};
 use crate::error::{BackendError, Error};
 use crate::message::{FireMessage, QueueMessage};
+use crate::metrics::{Labels, Metric};
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
 use crate::ports::{DeadLetter, Envelope, MoveAll, RequestUpdate, UpdateOutcome};
 use crate::usecases::{Flowgate, request_span};
@@ -264,11 +265,13 @@ impl Flowgate {
 
     fn summarize(&self, report: ReplayReport) -> ReplayReport {
         if !report.dry_run {
-            self.count(&[
-                ("DlqReplayed", report.replayed),
-                ("DlqReplaySkipped", report.skipped_created),
-                ("DlqReplayFailed", report.failed),
-            ]);
+            for (outcome, n) in [
+                ("replayed", report.replayed),
+                ("skipped", report.skipped_created),
+                ("failed", report.failed),
+            ] {
+                self.measure(Metric::Replayed, &Labels::outcome(outcome), n as f64);
+            }
         }
         info!(
             stage = "dlq_replay",

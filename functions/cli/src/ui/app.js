@@ -1,0 +1,416 @@
+// The operator page: four views over the API, with the operator's token. Plain DOM, no
+// framework, no network but this server. Text from the server is only ever set as text.
+"use strict";
+
+const state = { token: sessionStorage.getItem("flowgate-token") || "", liveTimer: null };
+
+// ---- calling the API -------------------------------------------------------------------
+
+class Unreachable extends Error {}
+
+async function api(path, options = {}) {
+  const headers = { Accept: "application/json", ...(options.headers || {}) };
+  if (state.token) headers.Authorization = `Bearer ${state.token}`;
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers, cache: "no-store" });
+  } catch (e) {
+    showUnreachable(true);
+    throw new Unreachable("the server cannot be reached");
+  }
+  showUnreachable(false);
+  const type = response.headers.get("content-type") || "";
+  const body = type.includes("json") ? await response.json() : await response.text();
+  showDenied(response.status === 401 || response.status === 403 ? body : null);
+  if (!response.ok) {
+    const detail = (body && (body.detail || body.title)) || `HTTP ${response.status}`;
+    const error = new Error(detail);
+    error.status = response.status;
+    throw error;
+  }
+  return body;
+}
+
+function showUnreachable(on) {
+  const banner = document.getElementById("unreachable");
+  banner.textContent = on
+    ? `Cannot reach the Flowgate server at ${location.origin}. Is \`flowgate serve\` running? ` +
+      "The page keeps trying; nothing you entered is lost."
+    : "";
+  banner.hidden = !on;
+}
+
+function showDenied(problem) {
+  const banner = document.getElementById("denied");
+  banner.hidden = !problem;
+  banner.textContent = problem
+    ? `The server refused the token: ${problem.detail || problem.title}. Enter a token above.`
+    : "";
+}
+
+// ---- small DOM helpers -----------------------------------------------------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const child of children) if (child != null) node.append(child);
+  return node;
+}
+
+function show(id, ...nodes) {
+  const target = document.getElementById(id);
+  target.replaceChildren(...nodes);
+}
+
+function failure(error) {
+  return el("p", { class: "error", role: "status", text: `Could not load: ${error.message}` });
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "—";
+}
+
+function table(headers, rows) {
+  return el(
+    "table",
+    {},
+    el("thead", {}, el("tr", {}, ...headers.map((h) => el("th", { scope: "col", text: h })))),
+    el("tbody", {}, ...rows.map((r) => el("tr", {}, ...r.map((c) => el("td", {}, c)))))
+  );
+}
+
+// ---- tabs (arrow keys move between them, as the ARIA tabs pattern says) ---------------
+
+function selectTab(tab, focus) {
+  for (const t of document.querySelectorAll('[role="tab"]')) {
+    const on = t === tab;
+    t.setAttribute("aria-selected", String(on));
+    t.tabIndex = on ? 0 : -1;
+    document.getElementById(t.getAttribute("aria-controls")).hidden = !on;
+  }
+  if (focus) tab.focus();
+  location.hash = tab.id.replace("tab-", "");
+  clearInterval(state.liveTimer);
+  if (tab.id === "tab-live") {
+    refreshLive();
+    state.liveTimer = setInterval(refreshLive, 2000);
+  }
+  if (tab.id === "tab-dlq") refreshDlq();
+  if (tab.id === "tab-schedules") refreshBackfills();
+}
+
+function setUpTabs() {
+  const tabs = [...document.querySelectorAll('[role="tab"]')];
+  for (const tab of tabs) {
+    tab.addEventListener("click", () => selectTab(tab, false));
+    tab.addEventListener("keydown", (e) => {
+      const i = tabs.indexOf(tab);
+      const next = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: tabs.length - 1 }[e.key];
+      if (next === undefined) return;
+      e.preventDefault();
+      selectTab(tabs[(next + tabs.length) % tabs.length], true);
+    });
+  }
+  const start = document.getElementById(`tab-${location.hash.slice(1)}`) || tabs[0];
+  selectTab(start, false);
+}
+
+// ---- find a request ----------------------------------------------------------------------
+
+async function find(q) {
+  show("find-result", el("p", { text: "Looking…" }));
+  try {
+    const found = await api(`/v1/find?q=${encodeURIComponent(q)}`);
+    show("find-result", requestView(found));
+  } catch (e) {
+    show("find-result", e.status === 404 ? el("p", { text: `Nothing of yours is called “${q}”.` }) : failure(e));
+  }
+}
+
+function requestView(found) {
+  const r = found.request;
+  const facts = el(
+    "dl",
+    { class: "facts" },
+    ...[
+      ["Matched", found.matched.replace("_", " ")],
+      ["Status", r.status],
+      ["Request", r.request_id],
+      ["Instance", r.instance_id],
+      ["Workflow", r.workflow],
+      ["Trace", (r.history || []).map((e) => e.trace_id).find(Boolean) || "—"],
+      ["Accepted", when(r.accepted_at)],
+    ].flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v ?? "—" })])
+  );
+  const steps = (r.history || []).map((e) =>
+    el(
+      "li",
+      { class: `stage stage-${e.kind}` },
+      el("time", { datetime: e.at, text: when(e.at) }),
+      el("strong", { text: e.kind }),
+      el("span", { text: e.detail || "" })
+    )
+  );
+  return el(
+    "article",
+    { "aria-label": `Request ${r.request_id}` },
+    facts,
+    el("h3", { text: "Timeline" }),
+    el("ol", { class: "timeline" }, ...steps)
+  );
+}
+
+// ---- live charts ---------------------------------------------------------------------------
+
+async function refreshLive() {
+  try {
+    const live = await api("/v1/stats/live");
+    drawLive(live);
+  } catch (e) {
+    if (!(e instanceof Unreachable)) show("live-summary", document.createTextNode(`Could not load: ${e.message}`));
+  }
+}
+
+function drawLive(live) {
+  const last = live.counts.slice(-60);
+  const sum = (k) => last.reduce((a, p) => a + p[k], 0);
+  const lag = live.lag[live.lag.length - 1];
+  const summary = live.tracked
+    ? `Last minute: ${sum("accepted")} accepted, ${sum("created")} created, ${sum("dead")} dead-lettered.` +
+      (lag ? ` Lag p50 ${fmtSecs(lag.p50)}, p99 ${fmtSecs(lag.p99)}.` : " No creations in the window.")
+    : "This server charts at most its first 1,024 tenants; yours is not among them.";
+  show("live-summary", document.createTextNode(summary));
+  const xs = live.counts.map((p) => p.t);
+  show(
+    "chart-counts",
+    lineChart(xs, [
+      { name: "accepted", values: live.counts.map((p) => p.accepted) },
+      { name: "created", values: live.counts.map((p) => p.created) },
+      { name: "dead", values: live.counts.map((p) => p.dead) },
+    ], live.now, (v) => String(Math.round(v)))
+  );
+  show(
+    "chart-lag",
+    lineChart(live.lag.map((p) => p.t), [
+      { name: "p50", values: live.lag.map((p) => p.p50) },
+      { name: "p99", values: live.lag.map((p) => p.p99) },
+    ], live.now, fmtSecs)
+  );
+}
+
+function fmtSecs(s) {
+  return s < 1 ? `${(s * 1000).toFixed(s < 0.01 ? 1 : 0)} ms` : `${s.toFixed(2)} s`;
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+// One line per series over the 15-minute window ending at `now`.
+function lineChart(ts, series, now, label) {
+  const [w, h, left, bottom] = [720, 180, 56, 22];
+  const from = now - 899;
+  const max = Math.max(1e-9, ...series.flatMap((s) => s.values));
+  const x = (t) => left + ((t - from) / 899) * (w - left - 8);
+  const y = (v) => 8 + (1 - v / max) * (h - bottom - 8);
+  const root = svg("svg", { viewBox: `0 0 ${w} ${h}`, role: "img", class: "plot" });
+  const names = series.map((s) => s.name).join(", ");
+  root.append(Object.assign(svg("title", {}), { textContent: `${names}; peak ${label(max)}` }));
+  root.append(svg("line", { x1: left, y1: y(0), x2: w - 8, y2: y(0), class: "axis" }));
+  for (const v of [max, max / 2]) {
+    root.append(svg("line", { x1: left, y1: y(v), x2: w - 8, y2: y(v), class: "grid" }));
+    root.append(Object.assign(svg("text", { x: left - 4, y: y(v) + 4, class: "tick", "text-anchor": "end" }), { textContent: label(v) }));
+  }
+  for (const [t, text] of [[from, "−15 min"], [now - 450, "−7.5 min"], [now, "now"]]) {
+    root.append(Object.assign(svg("text", { x: x(t), y: h - 4, class: "tick", "text-anchor": "middle" }), { textContent: text }));
+  }
+  series.forEach((s, i) => {
+    const points = s.values.map((v, j) => `${x(ts[j]).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+    if (s.values.length) root.append(svg("polyline", { points, class: `series s${i}` }));
+  });
+  const legend = el("ul", { class: "legend" }, ...series.map((s, i) => el("li", { class: `s${i}`, text: s.name })));
+  return el("div", {}, root, legend);
+}
+
+// ---- dead letters ---------------------------------------------------------------------------
+
+async function refreshDlq() {
+  show("dlq-result", el("p", { text: "Loading…" }));
+  try {
+    const letters = [];
+    let cursor = null;
+    for (let page = 0; page < 10; page++) {
+      const query = `/v1/dlq?limit=100${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+      const body = await api(query);
+      letters.push(...body.items);
+      cursor = body.next_cursor;
+      if (!cursor) break;
+    }
+    show("dlq-result", dlqGroups(letters, Boolean(cursor)));
+  } catch (e) {
+    show("dlq-result", failure(e));
+  }
+}
+
+function dlqGroups(letters, more) {
+  if (!letters.length) return el("p", { text: "The dead-letter queue is empty." });
+  const groups = new Map();
+  for (const l of letters) {
+    const key = `${l.error_kind}\u0000${l.workflow || ""}`;
+    const g = groups.get(key) || { kind: l.error_kind, workflow: l.workflow, count: 0, oldest: l, sample: l.error };
+    g.count += 1;
+    if (l.dead_lettered_at < g.oldest.dead_lettered_at) g.oldest = l;
+    groups.set(key, g);
+  }
+  const rows = [...groups.values()]
+    .sort((a, b) => b.count - a.count)
+    .map((g) => {
+      const button = el("button", { type: "button", text: "Replay…" });
+      button.addEventListener("click", () => planReplay(g));
+      return [
+        document.createTextNode(g.kind),
+        document.createTextNode(g.workflow || "(unknown)"),
+        document.createTextNode(String(g.count)),
+        document.createTextNode(when(g.oldest.dead_lettered_at)),
+        el("span", { class: "reason", text: g.sample }),
+        button,
+      ];
+    });
+  return el(
+    "div",
+    {},
+    el("p", { text: `${letters.length}${more ? "+" : ""} letters.` }),
+    table(["Reason kind", "Workflow", "Letters", "Oldest", "A reason", ""], rows)
+  );
+}
+
+function replayFilter(group) {
+  const filter = { error: group.kind };
+  if (group.workflow) filter.workflow = group.workflow;
+  return filter;
+}
+
+async function planReplay(group) {
+  const panel = document.getElementById("replay");
+  panel.hidden = false;
+  panel.replaceChildren(el("p", { text: "Dry run…" }));
+  try {
+    const plan = await api("/v1/dlq/replay", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...replayFilter(group), dry_run: true }),
+    });
+    const confirm = el("button", { type: "button", class: "danger", text: `Confirm: replay ${plan.replayed}` });
+    const cancel = el("button", { type: "button", text: "Cancel" });
+    confirm.addEventListener("click", () => replay(group));
+    cancel.addEventListener("click", () => {
+      panel.hidden = true;
+      panel.replaceChildren();
+    });
+    panel.replaceChildren(
+      el("h3", { text: `Replay ${group.kind} letters of ${group.workflow || "any workflow"}?` }),
+      el("p", {
+        text: `Dry run: ${plan.replayed} would be re-sent, ${plan.skipped_created} already created would be removed, ${plan.failed} would fail. Nothing has changed yet.`,
+      }),
+      confirm,
+      cancel
+    );
+    confirm.focus();
+  } catch (e) {
+    panel.replaceChildren(failure(e));
+  }
+}
+
+async function replay(group) {
+  const panel = document.getElementById("replay");
+  panel.replaceChildren(el("p", { text: "Replaying…" }));
+  try {
+    const done = await api("/v1/dlq/replay", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ ...replayFilter(group), dry_run: false }),
+    });
+    panel.replaceChildren(
+      el("p", { role: "status", text: `Replayed ${done.replayed}; removed ${done.skipped_created} already created; ${done.failed} failed.` })
+    );
+    refreshDlq();
+  } catch (e) {
+    panel.replaceChildren(failure(e));
+  }
+}
+
+// ---- schedules and backfills --------------------------------------------------------------
+
+async function showSchedules(workflow) {
+  show("schedules-result", el("p", { text: "Loading…" }));
+  try {
+    const body = await api(`/v1/workflows/${encodeURIComponent(workflow)}/schedules`);
+    if (!body.items.length) return show("schedules-result", el("p", { text: `${workflow} has no schedules.` }));
+    const rows = body.items.map((s) => [
+      document.createTextNode(s.id),
+      document.createTextNode(s.cron ? `cron ${s.cron}` : s.rate ? `every ${s.rate}` : `at ${s.at}`),
+      document.createTextNode(s.timezone || "UTC"),
+      document.createTextNode(s.paused ? "paused" : "active"),
+      document.createTextNode(s.next_fire_times.length ? s.next_fire_times.slice(0, 3).map(when).join(", ") : "never again"),
+      document.createTextNode(when(s.last_fired)),
+      el("span", { class: "reason", text: s.last_error || "" }),
+    ]);
+    show("schedules-result", table(["Schedule", "When", "Time zone", "State", "Next fires", "Last fire", "Last error"], rows));
+  } catch (e) {
+    show("schedules-result", failure(e));
+  }
+}
+
+async function refreshBackfills() {
+  try {
+    const body = await api("/v1/backfills");
+    if (!body.items.length) return show("backfills-result", el("p", { text: "No backfills yet." }));
+    const rows = body.items.map((b) => {
+      const done = b.created + b.skipped + b.dead;
+      const bar = el("progress", { max: String(b.total), value: String(done), "aria-label": `${done} of ${b.total} dates settled` });
+      return [
+        document.createTextNode(b.id),
+        document.createTextNode(b.workflow),
+        document.createTextNode(b.state),
+        el("span", {}, bar, document.createTextNode(` ${done}/${b.total}`)),
+        document.createTextNode(`${b.created} created, ${b.skipped} skipped, ${b.dead} dead, ${b.in_flight} in flight`),
+        document.createTextNode(when(b.created_at)),
+      ];
+    });
+    show("backfills-result", table(["Backfill", "Workflow", "State", "Progress", "Dates", "Asked"], rows));
+  } catch (e) {
+    show("backfills-result", failure(e));
+  }
+}
+
+// ---- start -------------------------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("token").value = state.token;
+  document.getElementById("token-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    state.token = document.getElementById("token").value.trim();
+    sessionStorage.setItem("flowgate-token", state.token);
+    selectTab(document.querySelector('[aria-selected="true"]'), false);
+  });
+  document.getElementById("find-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    find(document.getElementById("find-q").value.trim());
+  });
+  document.getElementById("schedules-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    showSchedules(document.getElementById("schedules-workflow").value.trim());
+  });
+  document.getElementById("dlq-refresh").addEventListener("click", refreshDlq);
+  document.getElementById("backfills-refresh").addEventListener("click", refreshBackfills);
+  setUpTabs();
+  // A heartbeat, so the page says at once when the server goes away (and when it is back).
+  setInterval(() => api("/healthz").catch(() => {}), 5000);
+});
