@@ -12,6 +12,7 @@ use serde_json::json;
 
 use flowgate_core::StoreError;
 use flowgate_core::message::QueueMessage;
+use flowgate_core::trace::TraceContext;
 use flowgate_core::model::{
     Dispatch, EventKind, HistoryEvent, InstanceCursor, RequestRecord, RequestStatus, Workflow,
 };
@@ -251,7 +252,7 @@ pub async fn outbox_commits_with_the_record_or_not_at_all(s: Subject) {
     let t = tenant();
     let r = record(&t, "wf", Utc::now());
     let outbox = Outbox {
-        envelope: QueueMessage::for_record(&r).envelope(),
+        envelope: QueueMessage::envelope_for(&r),
         event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue"),
     };
     let answer = s.store.create_request(&r, Some(&outbox)).await.unwrap();
@@ -760,6 +761,7 @@ pub(crate) fn envelope(tenant: &str, n: u32) -> Envelope {
         tenant: tenant.to_owned(),
         request_id: format!("req-{n}-{}", uuid::Uuid::now_v7().simple()),
         body: format!("{{\"n\":{n}}}"),
+        traceparent: Some(TraceContext::root().to_string()),
     }
 }
 
@@ -795,6 +797,7 @@ pub async fn send_receive_ack(s: Subject) {
         assert_eq!(d.tenant.as_deref(), Some(t.as_str()));
         assert_eq!(d.request_id.as_deref(), Some(e.request_id.as_str()));
         assert_eq!(d.receive_count, 1);
+        assert_eq!(d.traceparent, e.traceparent, "the trace travels beside the body");
     }
     assert_no_message(s.queue.as_ref(), Duration::from_millis(100), "in flight").await;
     if s.caps.liveness {

@@ -215,6 +215,7 @@ async fn setup(app: Arc<App>) -> Scene {
             tenant: t.clone(),
             request_id: "poison-1".into(),
             body: "{not json".into(),
+            traceparent: None,
         })
         .await
         .expect("send poison");
@@ -514,10 +515,11 @@ fn letter_of(record: &RequestRecord, why: &str) -> DeadLetter {
         receipt: String::new(),
         tenant: Some(record.tenant.clone()),
         request_id: Some(record.request_id.clone()),
-        body: QueueMessage::for_record(record).envelope().body,
+        body: QueueMessage::envelope_for(record).body,
         reason: Some(format!("permanent failure: {why}")),
         receive_count: 1,
         dead_lettered_at: chrono::Utc::now(),
+        traceparent: record.traceparent.clone(),
     }
 }
 

@@ -101,8 +101,10 @@ pub fn record(tenant: &str, workflow: &str, accepted_at: DateTime<Utc>) -> Reque
             at: accepted_at,
             kind: EventKind::Accepted,
             detail: "accepted".into(),
+            trace_id: None,
         }],
         dispatch: None,
+        traceparent: None,
     }
 }
 
@@ -204,7 +206,7 @@ impl Rig {
     pub async fn sent(&self, tenant: &str) -> RequestRecord {
         let r = self.accepted(tenant).await;
         self.queue
-            .send(&QueueMessage::for_record(&r).envelope())
+            .send(&QueueMessage::envelope_for(&r))
             .await
             .expect("send");
         r

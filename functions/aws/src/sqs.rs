@@ -15,6 +15,8 @@ use crate::error::classify;
 
 /// Message attribute names.
 pub(crate) const TENANT: &str = "tenant";
+/// The W3C trace context of the work that sent the message.
+pub(crate) const TRACEPARENT: &str = flowgate_core::trace::TRACEPARENT;
 pub(crate) const REQUEST_ID: &str = "request_id";
 pub(crate) const REASON: &str = "dead_letter_reason";
 pub(crate) const RECEIVE_COUNT: &str = "receive_count";
@@ -73,18 +75,23 @@ impl SqsQueue {
         &self,
         op: &'static str,
         url: &str,
-        tenant: &str,
-        request_id: &str,
-        body: &str,
+        m: Outgoing<'_>,
         dead: Option<&DeadAttributes<'_>>,
     ) -> Result<(), BackendError> {
-        let mut send = self.client.send_message().queue_url(url).message_body(body);
+        let mut send = self
+            .client
+            .send_message()
+            .queue_url(url)
+            .message_body(m.body);
         // SQS refuses empty attribute values, so absent ids are simply not sent.
-        if !tenant.is_empty() {
-            send = send.message_attributes(TENANT, text(tenant)?);
-        }
-        if !request_id.is_empty() {
-            send = send.message_attributes(REQUEST_ID, text(request_id)?);
+        for (name, value) in [
+            (TENANT, m.tenant),
+            (REQUEST_ID, m.request_id),
+            (TRACEPARENT, m.traceparent.unwrap_or("")),
+        ] {
+            if !value.is_empty() {
+                send = send.message_attributes(name, text(value)?);
+            }
         }
         if let Some(dead) = dead {
             if let Some(reason) = dead.reason.filter(|r| !r.is_empty()) {
@@ -157,6 +164,27 @@ pub(crate) fn receive_count(m: &Message) -> u32 {
 }
 
 /// The attributes a dead letter carries beside its body.
+/// A message to send: its body and the attributes that travel with it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Outgoing<'a> {
+    pub tenant: &'a str,
+    pub request_id: &'a str,
+    pub body: &'a str,
+    pub traceparent: Option<&'a str>,
+}
+
+impl<'a> Outgoing<'a> {
+    /// A delivery sent on as it came.
+    pub fn of(d: &'a Delivery) -> Self {
+        Self {
+            tenant: d.tenant.as_deref().unwrap_or(""),
+            request_id: d.request_id.as_deref().unwrap_or(""),
+            body: &d.body,
+            traceparent: d.traceparent.as_deref(),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct DeadAttributes<'a> {
     pub reason: Option<&'a str>,
@@ -170,9 +198,12 @@ impl Queue for SqsQueue {
         self.send_to(
             "queue.send",
             &self.url,
-            &e.tenant,
-            &e.request_id,
-            &e.body,
+            Outgoing {
+                tenant: &e.tenant,
+                request_id: &e.request_id,
+                body: &e.body,
+                traceparent: e.traceparent.as_deref(),
+            },
             None,
         )
         .await
@@ -191,6 +222,7 @@ impl Queue for SqsQueue {
                 tenant: attribute(&m, TENANT),
                 request_id: attribute(&m, REQUEST_ID),
                 body: m.body().unwrap_or_default().to_owned(),
+                traceparent: attribute(&m, TRACEPARENT),
             })
             .collect())
     }
@@ -217,9 +249,7 @@ impl Queue for SqsQueue {
         self.send_to(
             "queue.dead_letter",
             &self.dlq_url,
-            d.tenant.as_deref().unwrap_or(""),
-            d.request_id.as_deref().unwrap_or(""),
-            &d.body,
+            Outgoing::of(d),
             Some(&DeadAttributes {
                 reason: Some(reason),
                 receive_count: d.receive_count,

@@ -14,8 +14,8 @@ use flowgate_core::ports::{DeadLetter, DeadLetterQueue, MoveAll};
 
 use crate::error::classify;
 use crate::sqs::{
-    DEAD_AT, DeadAttributes, REASON, RECEIVE_COUNT, REQUEST_ID, SqsQueue, TENANT, attribute,
-    receive_count,
+    DEAD_AT, DeadAttributes, Outgoing, REASON, RECEIVE_COUNT, REQUEST_ID, SqsQueue, TENANT,
+    TRACEPARENT, attribute, receive_count,
 };
 
 /// How long a peek hides the letters it has seen, so the next receive returns new ones.
@@ -41,6 +41,7 @@ fn letter(m: &Message, receipt: bool) -> DeadLetter {
         tenant: attribute(m, TENANT),
         request_id: attribute(m, REQUEST_ID),
         body: m.body().unwrap_or_default().to_owned(),
+        traceparent: attribute(m, TRACEPARENT),
         reason: attribute(m, REASON),
         // A letter SQS's own redrive moved has no attribute; its receive count then also
         // counts earlier peeks of the DLQ.
@@ -124,9 +125,12 @@ impl DeadLetterQueue for SqsQueue {
         self.send_to(
             "dlq.restore",
             &self.dlq_url,
-            l.tenant.as_deref().unwrap_or(""),
-            l.request_id.as_deref().unwrap_or(""),
-            &l.body,
+            Outgoing {
+                tenant: l.tenant.as_deref().unwrap_or(""),
+                request_id: l.request_id.as_deref().unwrap_or(""),
+                body: &l.body,
+                traceparent: l.traceparent.as_deref(),
+            },
             Some(&DeadAttributes {
                 reason: l.reason.as_deref(),
                 receive_count: l.receive_count,

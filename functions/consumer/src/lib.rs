@@ -26,6 +26,7 @@ pub fn delivery(message: &SqsMessage) -> Delivery {
         tenant: attribute("tenant"),
         request_id: attribute("request_id"),
         body: message.body.clone().unwrap_or_default(),
+        traceparent: attribute(flowgate_core::trace::TRACEPARENT),
     }
 }
 

@@ -12,6 +12,7 @@ pub mod http;
 pub mod ids;
 pub mod message;
 pub mod metrics;
+pub mod trace;
 pub mod model;
 pub mod paging;
 pub mod ports;

@@ -62,12 +62,18 @@ impl QueueMessage {
         }
     }
 
+    /// The message of a request record, with its attributes (its trace included).
+    pub fn envelope_for(record: &RequestRecord) -> Envelope {
+        Self::for_record(record).envelope(record.traceparent.clone())
+    }
+
     /// Serializes it with its attributes.
-    pub fn envelope(&self) -> Envelope {
+    pub fn envelope(&self, traceparent: Option<String>) -> Envelope {
         Envelope {
             tenant: self.tenant.clone(),
             request_id: self.request_id.clone(),
             body: serde_json::to_string(self).unwrap_or_default(),
+            traceparent,
         }
     }
 

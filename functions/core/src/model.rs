@@ -194,6 +194,9 @@ pub struct HistoryEvent {
     pub kind: EventKind,
     /// Human-readable detail, such as an error reason.
     pub detail: String,
+    /// The W3C trace id of the work that wrote this event, when it ran in a trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 impl HistoryEvent {
@@ -203,7 +206,14 @@ impl HistoryEvent {
             at: Utc::now(),
             kind,
             detail: detail.into(),
+            trace_id: None,
         }
+    }
+
+    /// The same event, marked as written in the trace `trace`.
+    pub fn in_trace(mut self, trace: Option<&crate::trace::TraceContext>) -> Self {
+        self.trace_id = trace.map(|t| t.trace_id().to_owned());
+        self
     }
 }
 
@@ -267,6 +277,9 @@ pub struct RequestRecord {
     /// The hand-off of its instance, for a workflow with a target; `None` when record-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<Dispatch>,
+    /// The W3C `traceparent` of the API's work on it, which its message carries on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The hand-off of one instance to its workflow's target.

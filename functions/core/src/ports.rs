@@ -169,6 +169,8 @@ pub struct Envelope {
     pub request_id: String,
     /// The serialized [`crate::message::QueueMessage`]; opaque to the queue.
     pub body: String,
+    /// The W3C `traceparent` of the work that sent it (a message attribute).
+    pub traceparent: Option<String>,
 }
 
 /// One delivery of a message.
@@ -186,6 +188,8 @@ pub struct Delivery {
     pub request_id: Option<String>,
     /// The raw body, which may not parse.
     pub body: String,
+    /// The `traceparent` attribute, if the sender set it.
+    pub traceparent: Option<String>,
 }
 
 /// What the queue knows of a request's message.
@@ -221,6 +225,9 @@ pub struct DeadLetter {
     pub receive_count: u32,
     /// When it entered the dead-letter queue.
     pub dead_lettered_at: DateTime<Utc>,
+    /// The `traceparent` attribute, if the sender set it (a replay carries it on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 /// The outcome of [`Queue::dlq_move_all`].
@@ -527,5 +534,6 @@ pub trait Dispatcher: Send + Sync + 'static {
         &self,
         target: &serde_json::Value,
         instance: &Instance,
+        trace: Option<&crate::trace::TraceContext>,
     ) -> Result<Receipt, DispatchError>;
 }

@@ -139,6 +139,7 @@ mod tests {
             at: Utc::now() + Duration::milliseconds(offset_ms),
             kind,
             detail: detail.into(),
+            trace_id: None,
         }
     }
 

@@ -14,7 +14,8 @@ use crate::Embedded;
 use crate::codec::{micros, time};
 use crate::queue::{now_us, us};
 
-const COLUMNS: &str = "id, tenant, request_id, body, dead_reason, receive_count, dead_at";
+const COLUMNS: &str =
+    "id, tenant, request_id, body, dead_reason, receive_count, dead_at, traceparent";
 
 fn letter(row: &Row<'_>, receipt: impl FnOnce(i64) -> String) -> rusqlite::Result<DeadLetter> {
     let id: i64 = row.get(0)?;
@@ -28,6 +29,7 @@ fn letter(row: &Row<'_>, receipt: impl FnOnce(i64) -> String) -> rusqlite::Resul
         reason: row.get(4)?,
         receive_count: u32::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
         dead_lettered_at: time(dead_at.unwrap_or(0)),
+        traceparent: row.get(7)?,
     })
 }
 
@@ -104,8 +106,8 @@ impl DeadLetterQueue for Embedded {
                 let now = now_us();
                 conn.prepare_cached(
                     "INSERT INTO messages (queue, tenant, request_id, body, sent_at, visible_at, \
-                     receive_count, dead_reason, dead_at) \
-                     VALUES ('dlq', ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7)",
+                     receive_count, dead_reason, dead_at, traceparent) \
+                     VALUES ('dlq', ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?7, ?8)",
                 )?
                 .execute(params![
                     l.tenant,
@@ -114,7 +116,8 @@ impl DeadLetterQueue for Embedded {
                     now,
                     i64::from(l.receive_count),
                     l.reason,
-                    micros(l.dead_lettered_at)
+                    micros(l.dead_lettered_at),
+                    l.traceparent,
                 ])
                 .map(drop)
             })

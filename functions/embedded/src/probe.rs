@@ -66,6 +66,7 @@ mod tests {
                 tenant: "t".into(),
                 request_id: format!("r{n}"),
                 body: "{}".into(),
+                traceparent: None,
             };
             store.send(&envelope).await.expect("sent");
         }

@@ -33,14 +33,15 @@ pub(crate) fn insert_message(
     sent_at: i64,
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "INSERT INTO messages (queue, tenant, request_id, body, sent_at, visible_at) \
-         VALUES ('main', ?1, ?2, ?3, ?4, ?4)",
+        "INSERT INTO messages (queue, tenant, request_id, body, sent_at, visible_at, \
+         traceparent) VALUES ('main', ?1, ?2, ?3, ?4, ?4, ?5)",
     )?
     .execute(params![
         envelope.tenant,
         envelope.request_id,
         envelope.body,
-        sent_at
+        sent_at,
+        envelope.traceparent,
     ])?;
     Ok(())
 }
@@ -52,6 +53,7 @@ struct Visible {
     request_id: Option<String>,
     body: String,
     count: i64,
+    traceparent: Option<String>,
 }
 
 /// A receipt names the message and the delivery, so a stale receipt cannot touch a later one.
@@ -73,7 +75,7 @@ impl Embedded {
             .write(move |conn| {
                 let now = now_us();
                 let mut select = conn.prepare_cached(
-                    "SELECT id, tenant, request_id, body, receive_count FROM messages \
+                    "SELECT id, tenant, request_id, body, receive_count, traceparent FROM messages \
                      WHERE queue = 'main' AND visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
                 )?;
                 let rows: Vec<Visible> = select
@@ -84,6 +86,7 @@ impl Embedded {
                             request_id: r.get(2)?,
                             body: r.get(3)?,
                             count: r.get(4)?,
+                            traceparent: r.get(5)?,
                         })
                     })?
                     .collect::<rusqlite::Result<_>>()?;
@@ -94,6 +97,7 @@ impl Embedded {
                     request_id,
                     body,
                     count,
+                    traceparent,
                 } in rows
                 {
                     if count >= max_receive {
@@ -124,6 +128,7 @@ impl Embedded {
                         tenant,
                         request_id,
                         body,
+                        traceparent,
                     });
                 }
                 Ok(deliveries)

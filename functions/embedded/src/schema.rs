@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -148,6 +148,12 @@ CREATE INDEX requests_expiry ON requests (updated_at)
     WHERE pending_since IS NULL AND status IN ('CREATED', 'DISPATCHED', 'ARCHIVED');
 "#;
 
+/// Traces: the W3C `traceparent` a request was accepted in, and the one its message carries.
+const V8: &str = r#"
+ALTER TABLE requests ADD COLUMN traceparent TEXT;
+ALTER TABLE messages ADD COLUMN traceparent TEXT;
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -179,6 +185,7 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
         (5, V5),
         (6, V6),
         (7, V7),
+        (8, V8),
     ] {
         if version < step {
             conn.execute_batch(sql)?;

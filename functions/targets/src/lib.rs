@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
+use flowgate_core::trace::TraceContext;
 use flowgate_core::model::Instance;
 use flowgate_core::ports::{DispatchError, Dispatcher, Receipt};
 
@@ -119,7 +120,12 @@ impl Dispatcher for Checker {
         self.normalized(target)
     }
 
-    async fn dispatch(&self, _: &Value, _: &Instance) -> Result<Receipt, DispatchError> {
+    async fn dispatch(
+        &self,
+        _: &Value,
+        _: &Instance,
+        _: Option<&TraceContext>,
+    ) -> Result<Receipt, DispatchError> {
         Err(DispatchError::permanent(
             "this host checks targets but hands nothing off",
         ))
@@ -136,6 +142,7 @@ impl Dispatcher for Targets {
         &self,
         target: &Value,
         instance: &Instance,
+        trace: Option<&TraceContext>,
     ) -> Result<Receipt, DispatchError> {
         // A target stored by an older build, or edited by hand, is checked again here.
         let target = self
@@ -143,7 +150,7 @@ impl Dispatcher for Targets {
             .parse(target)
             .map_err(|why| DispatchError::permanent(format!("the workflow's target {why}")))?;
         match target {
-            Target::Webhook(w) => self.webhooks.send(&w, instance).await,
+            Target::Webhook(w) => self.webhooks.send(&w, instance, trace).await,
             Target::Stepfunctions(s) => {
                 stepfunctions::start(&self.aws().await.sfn, &s, instance).await
             }

@@ -10,6 +10,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
+use flowgate_core::trace::{TRACEPARENT, TraceContext};
 use flowgate_core::model::Instance;
 use flowgate_core::ports::{DispatchError, Receipt};
 
@@ -182,11 +183,13 @@ impl Webhooks {
         }
     }
 
-    /// POSTs `instance` to the target and reads the answer.
+    /// POSTs `instance` to the target, in `trace` (its `traceparent` header), and reads the
+    /// answer.
     pub async fn send(
         &self,
         target: &WebhookTarget,
         instance: &Instance,
+        trace: Option<&TraceContext>,
     ) -> Result<Receipt, DispatchError> {
         let timeout = target.timeout().map_err(DispatchError::permanent)?;
         let url = Url::parse(&target.url).map_err(|e| DispatchError::permanent(e.to_string()))?;
@@ -202,6 +205,9 @@ impl Webhooks {
             .timeout(timeout)
             .header("content-type", "application/json")
             .header("idempotency-key", &instance.instance_id);
+        if let Some(trace) = trace {
+            request = request.header(TRACEPARENT, trace.to_string());
+        }
         if let Some(secret) = &target.secret {
             let now = chrono::Utc::now().timestamp();
             request = request.header(
@@ -385,7 +391,7 @@ mod tests {
         }))
         .expect("an instance");
         let err = Webhooks::new(false)
-            .send(&target, &instance)
+            .send(&target, &instance, None)
             .await
             .expect_err("refused");
         assert!(

@@ -158,7 +158,7 @@ async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
         store.create_request(r, None).await.expect("record");
     }
     queue
-        .send(&QueueMessage::for_record(&good).envelope())
+        .send(&QueueMessage::envelope_for(&good))
         .await
         .expect("send");
     queue
@@ -166,6 +166,7 @@ async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
             tenant: t.clone(),
             request_id: poisoned.request_id.clone(),
             body: "not json".into(),
+            traceparent: None,
         })
         .await
         .expect("send");
@@ -211,7 +212,7 @@ async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
     let failing = record(&t, "wf", chrono::Utc::now());
     store.create_request(&failing, None).await.expect("record");
     queue
-        .send(&QueueMessage::for_record(&failing).envelope())
+        .send(&QueueMessage::envelope_for(&failing))
         .await
         .expect("send");
     faults.apply("consumer.create=1.0").expect("plan");

@@ -40,11 +40,11 @@ async fn a_second_start_execution_of_one_instance_makes_no_second_execution() {
     let target = targets.check(&target).expect("a valid target");
     let r = record(&tenant(), "orders", chrono::Utc::now());
     let i = instance(&r, chrono::Utc::now());
-    let first = targets.dispatch(&target, &i).await.expect("started");
+    let first = targets.dispatch(&target, &i, None).await.expect("started");
     assert!(first.reference.contains(":execution:"), "{first:?}");
     assert!(first.reference.ends_with(&i.instance_id));
     let again = targets
-        .dispatch(&target, &i)
+        .dispatch(&target, &i, None)
         .await
         .expect("the same hand-off");
     assert_eq!(again, first);
@@ -55,7 +55,7 @@ async fn a_second_start_execution_of_one_instance_makes_no_second_execution() {
         .await
         .expect("stop");
     let closed = targets
-        .dispatch(&target, &i)
+        .dispatch(&target, &i, None)
         .await
         .expect("still the same hand-off");
     assert_eq!(closed, first);
@@ -90,12 +90,12 @@ async fn an_eventbridge_target_answers_its_event_id_and_a_missing_bus_is_permane
     let i = instance(&r, chrono::Utc::now());
     let target = json!({"type": "eventbridge", "event_bus": "default",
         "source": "flowgate.test", "detail_type": "InstanceCreated"});
-    let receipt = targets.dispatch(&target, &i).await.expect("put");
+    let receipt = targets.dispatch(&target, &i, None).await.expect("put");
     assert!(!receipt.reference.is_empty());
     let missing = json!({"type": "eventbridge", "event_bus": "no-such-bus",
         "source": "flowgate.test", "detail_type": "InstanceCreated"});
     let err = targets
-        .dispatch(&missing, &i)
+        .dispatch(&missing, &i, None)
         .await
         .expect_err("no such bus");
     assert!(!err.retryable, "{err:?}");

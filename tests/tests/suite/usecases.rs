@@ -46,6 +46,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason() {
             tenant: t.clone(),
             request_id: r.request_id.clone(),
             body: "{oops".into(),
+            traceparent: None,
         })
         .await
         .unwrap();
@@ -68,6 +69,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason() {
             tenant: String::new(),
             request_id: String::new(),
             body: "[]".into(),
+            traceparent: None,
         })
         .await
         .unwrap();
@@ -81,7 +83,7 @@ async fn a_poison_message_is_dead_lettered_with_its_reason() {
 
     let mut future = QueueMessage::for_record(&r);
     future.v = 99;
-    rig.queue.send(&future.envelope()).await.unwrap();
+    rig.queue.send(&future.envelope(None)).await.unwrap();
     let Disposition::DeadLetter { reason } = handle_next(&rig).await else {
         panic!("unknown versions are dead-lettered")
     };
@@ -154,7 +156,7 @@ async fn redelivery_and_duplicates_create_one_instance() {
     let rig = rig();
     let t = tenant();
     let r = rig.accepted(&t).await;
-    let envelope = QueueMessage::for_record(&r).envelope();
+    let envelope = QueueMessage::envelope_for(&r);
     rig.queue.send(&envelope).await.unwrap();
     rig.queue.send(&envelope).await.unwrap();
     assert_eq!(handle_next(&rig).await, Disposition::Ack);
@@ -182,7 +184,7 @@ async fn a_message_for_a_request_without_record_is_dead_lettered() {
     let t = tenant();
     let r = record(&t, "wf", Utc::now());
     rig.queue
-        .send(&QueueMessage::for_record(&r).envelope())
+        .send(&QueueMessage::envelope_for(&r))
         .await
         .unwrap();
     let Disposition::DeadLetter { reason } = handle_next(&rig).await else {

@@ -148,9 +148,9 @@ function requestView(found) {
   const steps = (r.history || []).map((e) =>
     el(
       "li",
-      { class: `stage stage-${e.kind}` },
+      { class: `stage stage-${e.event}` },
       el("time", { datetime: e.at, text: when(e.at) }),
-      el("strong", { text: e.kind }),
+      el("strong", { text: e.event }),
       el("span", { text: e.detail || "" })
     )
   );

@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 
 use super::extract::{Segment, Tenant, ToStart};
 use super::problem::{HttpError, failed};
+use crate::trace::TraceContext;
 use crate::auth::{Caller, Denied, Scope};
 use crate::dolphin::{
     DEFINITION_NOT_EXIST, DEFINITION_NOT_RELEASED, DsStart, MAX_QUERY_BYTES, PARAMS_NOT_VALID,
@@ -46,6 +47,7 @@ pub async fn start(
     State(app): State<Flowgate>,
     Tenant(tenant, _): Tenant<ToStart>,
     Extension(caller): Extension<Caller>,
+    trace: Option<Extension<TraceContext>>,
     Segment(project): Segment,
     headers: HeaderMap,
     uri: Uri,
@@ -74,7 +76,8 @@ pub async fn start(
         return HttpError::from(denied).into_response();
     }
     let ds_code = call.definition_code;
-    match app.start_dolphin(&tenant, project, call, key).await {
+    let trace = trace.map(|Extension(t)| t);
+    match app.start_dolphin(&tenant, project, call, key, trace).await {
         Ok(started) => success(started),
         Err(e) => failure(e, Some(ds_code)),
     }

@@ -82,6 +82,7 @@ pub async fn start_instance(
     State(app): State<Flowgate>,
     Tenant(tenant, _): Tenant<ToStart>,
     Segment(workflow): Segment,
+    trace: Option<axum::Extension<crate::trace::TraceContext>>,
     headers: HeaderMap,
     JsonBody(body): JsonBody<StartBody>,
 ) -> Answer {
@@ -103,6 +104,7 @@ pub async fn start_instance(
             wait: wait.map(Duration::from_secs),
             origin: None,
             options: Default::default(),
+            trace: trace.map(|axum::Extension(t)| t),
         })
         .await?;
     Ok(start_response(outcome, wait))

@@ -5,6 +5,7 @@ mod extract;
 mod guard;
 mod handlers;
 mod problem;
+mod traced;
 
 pub use extract::{
     Demands, JsonBody, MAX_BODY_BYTES, QueryParams, Segment, Segments, Tenant, ToAdminister,
@@ -79,13 +80,14 @@ fn routes() -> Router<Flowgate> {
 }
 
 /// The layers every route runs under: a body limit, a panic turned into a 500
-/// problem+json, the failure log, tracing, and request ids.
+/// problem+json, the failure log, tracing (in the caller's W3C trace), and request ids.
 pub fn guarded<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(problem::panicked))
         .layer(axum::middleware::from_fn(problem::log_failures))
         .layer(TraceLayer::new_for_http())
+        .layer(axum::middleware::from_fn(traced::traced))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
 }

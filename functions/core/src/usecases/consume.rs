@@ -12,6 +12,7 @@ use crate::dead_reason;
 use crate::error::BackendError;
 use crate::message::{Fire, FireMessage, QueueMessage};
 use crate::metrics::{Labels, Metric, Metrics};
+use crate::trace::TraceContext;
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
 use crate::ports::{Creation, Delivery, Dispatcher, Queue, RequestUpdate, Store, UpdateOutcome};
 use crate::usecases::{Flowgate, Scheduler};
@@ -141,17 +142,22 @@ impl Consumer {
             &message.spec.workflow,
             &message.request_id,
             &message.instance_id,
+            delivery.traceparent.as_deref(),
         );
+        let trace = delivery.traceparent.as_deref().and_then(TraceContext::parse);
         async {
             // A hand-off owed keeps the request pending (from now) until it is done.
             let update = RequestUpdate {
                 set_status: Some(RequestStatus::Created),
                 set_attempts: Some(delivery.receive_count),
                 touch_pending: true,
-                ..RequestUpdate::event(HistoryEvent::now(
-                    EventKind::Created,
-                    format!("instance created on delivery {}", delivery.receive_count),
-                ))
+                ..RequestUpdate::event(
+                    HistoryEvent::now(
+                        EventKind::Created,
+                        format!("instance created on delivery {}", delivery.receive_count),
+                    )
+                    .in_trace(trace.as_ref()),
+                )
             };
             let instance = message.instance(update.event.at);
             let labels = |outcome| Labels::of(&message.tenant, &message.spec.workflow, outcome);

@@ -6,6 +6,7 @@ use tracing::info;
 
 use super::backfills::BackfillBody;
 use super::{Flowgate, StartRequest};
+use crate::trace::TraceContext;
 use crate::dolphin::{Complement, ComplementDates, DsStart};
 use crate::error::Error;
 use crate::model::Workflow;
@@ -33,6 +34,7 @@ impl Flowgate {
         project_code: i64,
         call: DsStart,
         idempotency_key: Option<String>,
+        trace: Option<TraceContext>,
     ) -> Result<DsStarted, Error> {
         let workflow = self
             .ds_definition(tenant, project_code, call.definition_code)
@@ -40,7 +42,7 @@ impl Flowgate {
         info!(stage = "dolphinscheduler_call", workflow = %workflow.code, ds_code = call.definition_code, complement = call.complement.is_some(), "start through the DolphinScheduler door");
         match call.complement.clone() {
             None => {
-                self.ds_start(tenant, &workflow, call, idempotency_key)
+                self.ds_start(tenant, &workflow, call, idempotency_key, trace)
                     .await
             }
             Some(complement) => {
@@ -73,6 +75,7 @@ impl Flowgate {
         workflow: &Workflow,
         call: DsStart,
         idempotency_key: Option<String>,
+        trace: Option<TraceContext>,
     ) -> Result<DsStarted, Error> {
         let outcome = self
             .start_instance(StartRequest {
@@ -87,6 +90,7 @@ impl Flowgate {
                 wait: None,
                 origin: None,
                 options: call.options,
+                trace,
             })
             .await?;
         Ok(DsStarted {

@@ -8,6 +8,7 @@ use chrono::Utc;
 use tracing::{error, info, warn};
 
 use super::consume::{Consumer, Disposition};
+use crate::trace::TraceContext;
 use crate::metrics::{Labels, Metric};
 use crate::dead_reason;
 use crate::message::QueueMessage;
@@ -52,10 +53,13 @@ impl Consumer {
         let mut dispatch = owed.dispatch;
         dispatch.attempts += 1;
         let instance = owed.stored.as_ref().unwrap_or(instance);
-        let result = self.send_to_target(message, instance).await;
+        // The target's span is a child of this delivery's (or starts the trace).
+        let trace = TraceContext::continue_or_start(delivery.traceparent.as_deref());
+        let result = self.send_to_target(message, instance, &trace).await;
         match result {
             Ok(reference) => {
-                self.dispatched(message, delivery, owed.status, dispatch, reference)
+                let handed = (reference, trace);
+                self.dispatched(message, delivery, owed.status, dispatch, handed)
                     .await
             }
             Err(e) => {
@@ -112,6 +116,7 @@ impl Consumer {
         &self,
         message: &QueueMessage,
         instance: &Instance,
+        trace: &TraceContext,
     ) -> Result<String, DispatchError> {
         let workflow = self
             .store
@@ -127,7 +132,10 @@ impl Consumer {
         let dispatcher = self.dispatcher.as_ref().ok_or_else(|| {
             DispatchError::permanent("this consumer hands instances to no target")
         })?;
-        Ok(dispatcher.dispatch(&target, instance).await?.reference)
+        Ok(dispatcher
+            .dispatch(&target, instance, Some(trace))
+            .await?
+            .reference)
     }
 
     /// Records the hand-off; the message is done even if that write fails after retries,
@@ -138,7 +146,7 @@ impl Consumer {
         delivery: &Delivery,
         guard: RequestStatus,
         mut dispatch: Dispatch,
-        reference: String,
+        (reference, trace): (String, TraceContext),
     ) -> Disposition {
         let now = Utc::now();
         let detail = format!(
@@ -155,6 +163,7 @@ impl Consumer {
                 at: now,
                 kind: EventKind::Dispatched,
                 detail,
+                trace_id: Some(trace.trace_id().to_owned()),
             })
         };
         match self

@@ -26,8 +26,8 @@ use crate::metrics::{Labels, Metric, Metrics};
 use crate::ports::{Backfills, Dispatcher, Queue, Schedules, Store};
 use crate::schemas::SchemaCache;
 
-/// The span in which a worker logs its stages of one request: the ids, tenant and workflow
-/// that let any missing instance be traced. It is an ERROR-level span so that it is enabled
+/// The span in which a worker logs its stages of one request: the ids, tenant, workflow and
+/// W3C trace id that let any missing instance be traced. It is an ERROR-level span so that it is enabled
 /// (and its fields printed) whatever the log filter lets through.
 fn request_span(
     role: &'static str,
@@ -35,7 +35,11 @@ fn request_span(
     workflow: &str,
     request_id: &str,
     instance_id: &str,
+    traceparent: Option<&str>,
 ) -> tracing::Span {
+    let trace_id = traceparent
+        .and_then(crate::trace::TraceContext::parse)
+        .map(|t| t.trace_id().to_owned());
     tracing::error_span!(
         "request",
         role,
@@ -43,6 +47,7 @@ fn request_span(
         workflow = %workflow,
         request_id = %request_id,
         instance_id = %instance_id,
+        trace_id = trace_id.as_deref().unwrap_or("-"),
     )
 }
 

@@ -104,6 +104,7 @@ impl Reconciler {
                 &record.spec.workflow,
                 &record.request_id,
                 &record.instance_id,
+                record.traceparent.as_deref(),
             );
             match self.reconcile(&record).instrument(span).await {
                 Ok(Liveness::Live) => report.live += 1,
@@ -191,7 +192,7 @@ impl Reconciler {
                     ))
                 };
                 self.queue
-                    .send(&QueueMessage::for_record(record).envelope())
+                    .send(&QueueMessage::envelope_for(record))
                     .await?;
                 self.store
                     .update_request(&record.tenant, &record.request_id, &update)

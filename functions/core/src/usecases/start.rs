@@ -14,6 +14,7 @@ use super::Flowgate;
 use crate::error::{Error, StoreError};
 use crate::ids;
 use crate::metrics::{Labels, Metric};
+use crate::trace::TraceContext;
 use crate::message::QueueMessage;
 use crate::model::{
     Dispatch, EventKind, HistoryEvent, RequestRecord, RequestStatus, StartSpec, Workflow,
@@ -38,6 +39,8 @@ pub struct StartRequest {
     pub origin: Option<Origin>,
     /// Run options to keep with the request, not acted on.
     pub options: BTreeMap<String, String>,
+    /// The trace the API's work on it runs in; `None` starts a new one.
+    pub trace: Option<TraceContext>,
 }
 
 /// A start that a schedule or a backfill asked for: its logical date keys it.
@@ -69,6 +72,7 @@ impl StartRequest {
             wait: None,
             origin: Some(origin),
             options: BTreeMap::new(),
+            trace: None,
         }
     }
 
@@ -123,10 +127,12 @@ impl Flowgate {
         name = "start_instance",
         level = "error",
         skip(self, req),
-        fields(tenant = %req.tenant, workflow = %req.workflow, request_id, instance_id)
+        fields(tenant = %req.tenant, workflow = %req.workflow, request_id, instance_id, trace_id)
     )]
-    pub async fn start_instance(&self, req: StartRequest) -> Result<StartOutcome, Error> {
+    pub async fn start_instance(&self, mut req: StartRequest) -> Result<StartOutcome, Error> {
         let began = std::time::Instant::now();
+        let trace = req.trace.get_or_insert_with(TraceContext::root);
+        Span::current().record("trace_id", trace.trace_id());
         let admitted = self.admit(&req).await;
         self.measure_start(&req, &admitted, began.elapsed());
         self.finish(admitted?, req.wait).await
@@ -317,10 +323,11 @@ impl Flowgate {
     /// so a failed send is recorded (`enqueue_failed`, with the redelivery bound) and the
     /// request stays accepted: the reconciler sends it, as does a retry with the same key.
     async fn enqueue(&self, mut record: RequestRecord) -> RequestRecord {
-        let envelope = QueueMessage::for_record(&record).envelope();
+        let envelope = QueueMessage::envelope_for(&record);
         // Stamped before the send: the consumer may create the instance before the send
         // call returns, and the history must still read enqueued-then-created.
-        let sent = HistoryEvent::now(EventKind::Enqueued, "sent to the queue");
+        let trace = record.traceparent.as_deref().and_then(TraceContext::parse);
+        let sent = HistoryEvent::now(EventKind::Enqueued, "sent to the queue").in_trace(trace.as_ref());
         let update = match self.queue.send(&envelope).await {
             Ok(()) => {
                 info!(stage = "enqueued", "request enqueued");
@@ -415,6 +422,7 @@ fn new_record(
     target: Option<String>,
 ) -> RecordToWrite {
     let now = Utc::now();
+    let trace = req.trace.clone().unwrap_or_else(TraceContext::root);
     let record = RequestRecord {
         tenant: req.tenant.clone(),
         request_id,
@@ -435,12 +443,14 @@ fn new_record(
                 Some(origin) => origin.detail.clone(),
                 None => accepted_event(req.idempotency_key.is_some()).into(),
             },
+            trace_id: Some(trace.trace_id().to_owned()),
         }],
         dispatch: target.map(Dispatch::owed),
+        traceparent: Some(trace.to_string()),
     };
     let outbox = Outbox {
-        envelope: QueueMessage::for_record(&record).envelope(),
-        event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue"),
+        envelope: QueueMessage::envelope_for(&record),
+        event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue").in_trace(Some(&trace)),
     };
     RecordToWrite { record, outbox }
 }

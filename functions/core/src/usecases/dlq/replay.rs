@@ -291,6 +291,7 @@ impl Flowgate {
                 tenant: fire.fire.tenant,
                 request_id: String::new(),
                 body: letter.body.clone(),
+                traceparent: letter.traceparent.clone(),
             }));
         }
         let message = match QueueMessage::parse(&letter.body) {
@@ -403,6 +404,7 @@ impl Flowgate {
             &message.spec.workflow,
             &message.request_id,
             &message.instance_id,
+            letter.traceparent.as_deref(),
         );
         async {
             if !already_reset.contains(&message.request_id) {
@@ -412,7 +414,8 @@ impl Flowgate {
                     Err(e) => return outcome(letter, Action::Failed, e.chain()),
                 }
             }
-            self.resend(letter, &message.envelope()).await
+            self.resend(letter, &message.envelope(letter.traceparent.clone()))
+                .await
         }
         .instrument(span)
         .await
