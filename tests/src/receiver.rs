@@ -36,6 +36,8 @@ pub struct Delivered {
     pub instance_id: String,
     /// The `Idempotency-Key` header.
     pub idempotency_key: Option<String>,
+    /// The W3C `traceparent` header.
+    pub traceparent: Option<String>,
     /// Whether the signature verified against the secret.
     pub signed: bool,
     /// What the receiver answered.
@@ -181,6 +183,10 @@ async fn receive(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) 
             instance_id,
             idempotency_key: headers
                 .get("idempotency-key")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            traceparent: headers
+                .get("traceparent")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
             signed,

@@ -12,6 +12,7 @@ use flowgate_core::ports::RequestUpdate;
 use flowgate_core::usecases::Reconciler;
 use flowgate_tests::http::App;
 use flowgate_tests::receiver::Receiver;
+use flowgate_core::trace::TraceContext;
 
 async fn hooked(app: &App, url: &str) {
     let body = json!({"name": "hooked", "params_schema": {"type": "object"},
@@ -145,4 +146,61 @@ async fn a_hand_off_whose_target_was_removed_is_dead_lettered_with_its_reason() 
         "{}",
         letters.body
     );
+}
+
+/// One trace from the caller to the target: the caller's `traceparent` is continued by the
+/// API, stamped on every stage of the request's history, carried by the message, and sent on
+/// to the webhook as a child span of the same trace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_runs_from_the_caller_through_the_queue_to_the_webhook() {
+    let rx = Receiver::start("handoff-secret").await;
+    let app = App::new();
+    hooked(&app, &rx.url).await;
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = format!("00-{trace_id}-00f067aa0ba902b7-01");
+    let started = app
+        .call_as(
+            None,
+            "POST",
+            "/v1/workflows/hooked/instances",
+            &[("traceparent", parent.as_str())],
+            Some("{}"),
+        )
+        .await;
+    assert_eq!(started.status.as_u16(), 202, "{}", started.body);
+    let request_id = started.body["request_id"].as_str().expect("id").to_owned();
+    let _consumer = app.start_consumer();
+    let record = dispatched(&app, &request_id).await;
+    let history = record["history"].as_array().expect("a history");
+    assert!(
+        history.iter().all(|e| e["trace_id"] == trace_id),
+        "every stage names the trace: {record}"
+    );
+    let delivered = rx.delivered();
+    let sent = delivered[0].traceparent.as_deref().expect("a traceparent header");
+    let context = TraceContext::parse(sent).expect("a valid traceparent");
+    assert_eq!(context.trace_id(), trace_id);
+    assert_ne!(sent, parent, "the target's parent is Flowgate's span, not the caller's");
+
+    // Without one, a request starts its own trace, which its history names.
+    let fresh = app
+        .call_as(None, "POST", "/v1/workflows/hooked/instances", &[("traceparent", "junk")], Some("{}"))
+        .await;
+    let fresh_id = fresh.body["request_id"].as_str().expect("id").to_owned();
+    let fresh = dispatched(&app, &fresh_id).await;
+    let first = fresh["history"][0]["trace_id"].as_str().expect("a trace id");
+    assert!(TraceContext::parse(&format!("00-{first}-00f067aa0ba902b7-01")).is_some());
+    assert_ne!(first, trace_id);
+}
+
+/// The request once its instance is handed off.
+async fn dispatched(app: &App, request_id: &str) -> serde_json::Value {
+    for _ in 0..200 {
+        let got = app.call_as(None, "GET", &format!("/v1/requests/{request_id}"), &[], None).await;
+        if got.body["status"] == "DISPATCHED" {
+            return got.body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("request {request_id} was not dispatched in 10 s");
 }

@@ -171,6 +171,7 @@ const WF: &str = "/v1/workflows/{code}";
 const INST: &str = "/v1/workflows/{code}/instances";
 const REQ: &str = "/v1/requests/{request_id}";
 const ONE: &str = "/v1/instances/{instance_id}";
+const FIND: &str = "/v1/find";
 const DLQ: &str = "/v1/dlq";
 const REPLAY: &str = "/v1/dlq/replay";
 const START: &str =
@@ -277,6 +278,15 @@ async fn read_routes(c: &mut Contract, app: &App, request_id: &str, instance_id:
     c.expect(app, call(ONE, "GET", &instance_uri), 200).await;
     c.expect(app, call(ONE, "GET", "/v1/instances/%ff"), 400)
         .await;
+    for q in [request_id, instance_id, "c-1"] {
+        c.expect(app, call(FIND, "GET", &format!("/v1/find?q={q}")), 200)
+            .await;
+    }
+    c.expect(app, call(FIND, "GET", "/v1/find?q=nope%20nope"), 404)
+        .await;
+    for bad in ["/v1/find", "/v1/find?q=%ff", "/v1/find?q=a&q=b", "/v1/find?q=a&x=1"] {
+        c.expect(app, call(FIND, "GET", bad), 400).await;
+    }
     let list = |uri| call(INST, "GET", uri);
     c.expect(app, list("/v1/workflows/orders/instances?limit=1"), 200)
         .await;
@@ -313,6 +323,7 @@ async fn failure_routes(c: &mut Contract, app: &App, request_id: &str, instance_
         format!("/v1/requests/{request_id}"),
         format!("/v1/instances/{instance_id}"),
     );
+    let find_uri = format!("/v1/find?q={request_id}");
     let points = [
         "store.get_workflow",
         "store.put_workflow",
@@ -327,6 +338,7 @@ async fn failure_routes(c: &mut Contract, app: &App, request_id: &str, instance_
         call(INST, "GET", "/v1/workflows/orders/instances"),
         call(REQ, "GET", &request_uri),
         call(ONE, "GET", &instance_uri),
+        call(FIND, "GET", &find_uri),
     ];
     under_faults(c, app, &points, &calls).await;
 }

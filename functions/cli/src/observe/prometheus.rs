@@ -196,6 +196,11 @@ mod tests {
         assert!(text.contains("flowgate_queue_depth 3"));
         assert!(text.contains("flowgate_dlq_depth 1"));
         assert!(text.contains(r#"flowgate_created_total{workflow="_other",outcome="created"} 6"#));
+        let every = Prometheus::new();
+        for metric in Metric::ALL {
+            every.record(metric, &Labels::of("t", "w", "x"), 1.0);
+        }
+        let text = every.render(None);
         for metric in Metric::ALL {
             assert!(
                 text.contains(&format!("# TYPE flowgate_{} ", metric.name())),
