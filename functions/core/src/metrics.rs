@@ -136,6 +136,21 @@ impl Metric {
         }
     }
 
+    /// The outcome words its records carry (empty for a histogram).
+    pub const fn outcomes(self) -> &'static [&'static str] {
+        match self {
+            Metric::Accepted => &["accepted", "replayed", "refused", "unavailable"],
+            Metric::Created => &["created", "duplicate", "completed"],
+            Metric::Dispatched => &["dispatched", "failed"],
+            Metric::DeadLettered => &["permanent", "exhausted", "poison", "dispatch", "unknown"],
+            Metric::Replayed => &["replayed", "skipped", "failed"],
+            Metric::Fired => &["started", "duplicate", "failed"],
+            Metric::DlqArchive => &["archived", "archive_failed", "restored", "restore_failed"],
+            Metric::ReconcilerFound => &["overdue", "reenqueued", "failed", "expired"],
+            Metric::AcceptLatency | Metric::Lag | Metric::WriterBatch | Metric::WriterCommit => &[],
+        }
+    }
+
     /// The metric named `name`, if any.
     pub fn named(name: &str) -> Option<Metric> {
         Metric::ALL.into_iter().find(|m| m.name() == name)

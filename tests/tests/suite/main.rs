@@ -8,6 +8,7 @@ mod conformance_aws;
 mod conformance_embedded;
 mod dlq_aws;
 mod dlq_embedded;
+mod dashboard;
 mod docs;
 mod dolphin;
 mod handoff;
