@@ -81,3 +81,45 @@ pub async fn backfills_keep_every_date_are_versioned_and_found_running(s: Subjec
         "tenant scoped"
     );
 }
+
+/// A tenant's backfills are listed newest first, whatever their state, up to the limit, and
+/// never another tenant's.
+pub async fn backfills_are_listed_per_tenant_newest_first(s: Subject) {
+    let Some(store) = s.backfills.clone() else {
+        return;
+    };
+    let (t, other) = (tenant(), tenant());
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let mut b = backfill(&t);
+        b.dates.truncate(10);
+        b.created_at = Utc::now() + Span::seconds(n);
+        if n == 1 {
+            b.state = BackfillState::Done;
+        }
+        assert!(store.put_backfill(&b, None).await.unwrap());
+        ids.push(b.id);
+    }
+    let mut theirs = backfill(&other);
+    theirs.dates.truncate(10);
+    assert!(store.put_backfill(&theirs, None).await.unwrap());
+    let listed: Vec<String> = store
+        .list_backfills(&t, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    let newest_first: Vec<String> = ids.iter().rev().cloned().collect();
+    assert_eq!(listed, newest_first);
+    let first: Vec<String> = store
+        .list_backfills(&t, 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(first, newest_first[..2], "at most the limit");
+    let read = store.list_backfills(&t, 10).await.unwrap();
+    assert_eq!(read[0].dates.len(), 10, "whole records");
+}

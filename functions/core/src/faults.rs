@@ -61,6 +61,7 @@ pub const POINTS: &[(&str, &str)] = &[
     ("backfills.put", "Backfills::put_backfill"),
     ("backfills.get", "Backfills::get_backfill"),
     ("backfills.running", "Backfills::running_backfills"),
+    ("backfills.list", "Backfills::list_backfills"),
 ];
 
 /// One configured fault.
@@ -432,6 +433,15 @@ impl Backfills for FaultyBackfills {
     async fn running_backfills(&self, limit: usize) -> Result<Vec<BackfillRecord>, BackendError> {
         self.plan
             .guard("backfills.running", self.inner.running_backfills(limit))
+            .await
+    }
+    async fn list_backfills(
+        &self,
+        t: &str,
+        limit: usize,
+    ) -> Result<Vec<BackfillRecord>, BackendError> {
+        self.plan
+            .guard("backfills.list", self.inner.list_backfills(t, limit))
             .await
     }
 }

@@ -483,6 +483,13 @@ pub trait Backfills: Send + Sync + 'static {
 
     /// Running backfills, oldest first, across tenants.
     async fn running_backfills(&self, limit: usize) -> Result<Vec<BackfillRecord>, BackendError>;
+
+    /// `tenant`'s backfills, newest first, at most `limit` of them.
+    async fn list_backfills(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<BackfillRecord>, BackendError>;
 }
 
 /// What a target answered when it took an instance.

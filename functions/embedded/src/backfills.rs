@@ -95,4 +95,25 @@ impl Backfills for Embedded {
             .await
             .map_err(|e| e.into_backend("backfills.running"))
     }
+
+    async fn list_backfills(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<BackfillRecord>, BackendError> {
+        let tenant = tenant.to_owned();
+        self.db
+            .read(move |conn| {
+                let texts: Vec<String> = conn
+                    .prepare_cached(
+                        "SELECT record FROM backfills WHERE tenant = ?1 \
+                         ORDER BY created_at DESC, id DESC LIMIT ?2",
+                    )?
+                    .query_map(params![tenant, limit as i64], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                texts.into_iter().map(record).collect()
+            })
+            .await
+            .map_err(|e| e.into_backend("backfills.list"))
+    }
 }

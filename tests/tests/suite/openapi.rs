@@ -436,6 +436,7 @@ async fn schedule_routes(c: &mut Contract, app: &App) {
 async fn backfill_routes(c: &mut Contract, app: &App) {
     const START_B: &str = "/v1/workflows/{code}/backfills";
     const ONE_B: &str = "/v1/backfills/{id}";
+    const LIST_B: &str = "/v1/backfills";
     const CONTROL: &str = "/v1/backfills/{id}/{action}";
     let post = call(START_B, "POST", "/v1/workflows/orders/backfills");
     let dates =
@@ -460,6 +461,8 @@ async fn backfill_routes(c: &mut Contract, app: &App) {
     let id = started.body["backfill_id"].as_str().expect("id").to_owned();
     let one = format!("/v1/backfills/{id}");
     c.expect(app, call(ONE_B, "GET", &one), 200).await;
+    c.expect(app, call(LIST_B, "GET", "/v1/backfills"), 200)
+        .await;
     c.expect(app, call(ONE_B, "GET", "/v1/backfills/nope"), 404)
         .await;
     c.expect(app, call(ONE_B, "GET", "/v1/backfills/bad%20id"), 400)
@@ -484,8 +487,10 @@ async fn backfill_routes(c: &mut Contract, app: &App) {
         post.body(dates),
         call(ONE_B, "GET", &one),
         call(CONTROL, "POST", &pause),
+        call(LIST_B, "GET", "/v1/backfills"),
     ];
-    under_faults(c, app, &["store.get_workflow", "backfills.get"], &calls).await;
+    let points = ["store.get_workflow", "backfills.get", "backfills.list"];
+    under_faults(c, app, &points, &calls).await;
 }
 
 /// The DolphinScheduler door on both paths: a start, a complement, each DolphinScheduler
@@ -610,6 +615,7 @@ async fn unkept_routes(c: &mut Contract) {
         )
         .body(dates),
         call("/v1/backfills/{id}", "GET", "/v1/backfills/b-1"),
+        call("/v1/backfills", "GET", "/v1/backfills"),
         call(
             "/v1/backfills/{id}/{action}",
             "POST",

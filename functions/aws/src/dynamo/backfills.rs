@@ -93,6 +93,12 @@ impl DynamoStore {
             ),
             ("record".to_owned(), s(text)),
         ]);
+        // Every backfill is listed under its tenant in `gsi2`, newest last.
+        item.insert("gsi2pk".to_owned(), s(backfills_of(&b.tenant)));
+        item.insert(
+            "gsi2sk".to_owned(),
+            s(format!("{}#{}", stamp(b.created_at), b.id)),
+        );
         if b.state == BackfillState::Running {
             item.insert("gsi1pk".to_owned(), s(RUNNING));
             item.insert(
@@ -183,4 +189,45 @@ impl Backfills for DynamoStore {
         }
         Ok(running)
     }
+
+    async fn list_backfills(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<BackfillRecord>, BackendError> {
+        const OP: &str = "backfills.list";
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi2")
+            .key_condition_expression("gsi2pk = :p")
+            .expression_attribute_values(":p", s(backfills_of(tenant)))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let mut listed = Vec::new();
+        for item in out.items() {
+            let Some(id) = item
+                .get("gsi2sk")
+                .and_then(|v| v.as_s().ok())
+                .and_then(|k| k.split_once('#').map(|(_, id)| id))
+            else {
+                continue;
+            };
+            // Read each one whole and consistently: the index lags the table.
+            if let Some(b) = self.get_backfill(tenant, id).await? {
+                listed.push(b);
+            }
+        }
+        Ok(listed)
+    }
+}
+
+/// The `gsi2` partition of a tenant's backfills (no workflow code holds `#`, so it never
+/// meets a workflow's instance partition).
+fn backfills_of(tenant: &str) -> String {
+    format!("T#{tenant}#BACKFILLS")
 }

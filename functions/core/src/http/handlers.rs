@@ -339,6 +339,15 @@ pub async fn get_backfill(
     Ok(Json(app.get_backfill(&tenant, &id).await?).into_response())
 }
 
+/// `GET /v1/backfills`: the caller's latest backfills and their progress.
+pub async fn list_backfills(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToStart>,
+) -> Answer {
+    let items = app.list_backfills(&tenant).await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
 /// `POST /v1/backfills/{id}/{pause|resume|cancel}`.
 pub async fn control_backfill(
     State(app): State<Flowgate>,

@@ -57,6 +57,7 @@ fn routes() -> Router<Flowgate> {
             "/v1/workflows/{code}/backfills",
             post(handlers::start_backfill),
         )
+        .route("/v1/backfills", get(handlers::list_backfills))
         .route("/v1/backfills/{id}", get(handlers::get_backfill))
         .route(
             "/v1/backfills/{id}/{action}",

@@ -166,6 +166,9 @@ fn store(app: &Flowgate) -> Result<&std::sync::Arc<dyn Backfills>, Error> {
         .ok_or(Error::NotOnThisHost("backfills"))
 }
 
+/// The most backfills `GET /v1/backfills` lists.
+pub const LISTED_BACKFILLS: usize = 50;
+
 impl Flowgate {
     /// Expands a backfill's dates and, unless it is a dry run, records it to run.
     pub async fn start_backfill(
@@ -327,6 +330,14 @@ impl Flowgate {
             .await?
             .map(|b| BackfillView::from(&b))
             .ok_or_else(|| Error::BackfillNotFound(id.to_owned()))
+    }
+
+    /// The caller's backfills and their progress, newest first.
+    pub async fn list_backfills(&self, tenant: &str) -> Result<Vec<BackfillView>, Error> {
+        let listed = store(self)?
+            .list_backfills(tenant, LISTED_BACKFILLS)
+            .await?;
+        Ok(listed.iter().map(BackfillView::from).collect())
     }
 
     /// Pauses, resumes or cancels a backfill.
