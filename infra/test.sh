@@ -21,6 +21,14 @@ fi
 if [ ! -x .venv/bin/schemathesis ]; then
   .venv/bin/pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
 fi
+echo "== Chromium (Debian's package) and playwright-core (npm) for the operator page's test"
+if ! command -v chromium >/dev/null 2>&1; then
+  root=""
+  if [ "$(id -u)" != 0 ]; then root=sudo; fi
+  $root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $root apt-get install -y -qq chromium >/dev/null
+fi
+(cd tests/ui && npm ci --no-audit --no-fund --silent)
 if ! command -v cargo-deny >/dev/null 2>&1; then
   echo "== installing cargo-deny (a few minutes, once)"
   cargo install --locked --quiet cargo-deny
@@ -89,6 +97,9 @@ cargo clippy --workspace --all-targets --all-features -- -D warnings
 
 echo "== cargo test (all features; --include-ignored runs the AWS tests on moto)"
 cargo test --workspace --all-targets --all-features -- --include-ignored 2>&1 | tee "$log"
+
+echo "== the operator page (/ui) in headless Chromium; screenshots of each view in target/ui-artifacts"
+node tests/ui/run.mjs target/debug/flowgate target/ui-artifacts
 
 echo "== schemathesis over /openapi.json: every check, 2 minutes, against the binary just built"
 infra/schemathesis.sh 120

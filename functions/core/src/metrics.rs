@@ -79,7 +79,7 @@ impl Metric {
     ];
 
     /// Its name: the same on every host (Prometheus adds the `flowgate_` prefix and, for a
-    /// count, the `_total` suffix its format requires; CloudWatch puts it in the `Flowgate`
+    /// count, the `_total` suffix its format requires; the cloud host puts it in the `Flowgate`
     /// namespace).
     pub const fn name(self) -> &'static str {
         match self {

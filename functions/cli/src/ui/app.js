@@ -228,12 +228,16 @@ function lineChart(ts, series, now, label) {
     root.append(svg("line", { x1: left, y1: y(v), x2: w - 8, y2: y(v), class: "grid" }));
     root.append(Object.assign(svg("text", { x: left - 4, y: y(v) + 4, class: "tick", "text-anchor": "end" }), { textContent: label(v) }));
   }
-  for (const [t, text] of [[from, "−15 min"], [now - 450, "−7.5 min"], [now, "now"]]) {
-    root.append(Object.assign(svg("text", { x: x(t), y: h - 4, class: "tick", "text-anchor": "middle" }), { textContent: text }));
+  for (const [t, text, anchor] of [[from, "−15 min", "start"], [now - 450, "−7.5 min", "middle"], [now, "now", "end"]]) {
+    root.append(Object.assign(svg("text", { x: x(t), y: h - 4, class: "tick", "text-anchor": anchor }), { textContent: text }));
   }
   series.forEach((s, i) => {
     const points = s.values.map((v, j) => `${x(ts[j]).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
     if (s.values.length) root.append(svg("polyline", { points, class: `series s${i}` }));
+    // Sparse series (the lag, one point per 10 s with creations) get a dot per point.
+    if (s.values.length <= 90) {
+      s.values.forEach((v, j) => root.append(svg("circle", { cx: x(ts[j]).toFixed(1), cy: y(v).toFixed(1), r: 2.5, class: `dot s${i}` })));
+    }
   });
   const legend = el("ul", { class: "legend" }, ...series.map((s, i) => el("li", { class: `s${i}`, text: s.name })));
   return el("div", {}, root, legend);
@@ -309,7 +313,10 @@ async function planReplay(group) {
     });
     const confirm = el("button", { type: "button", class: "danger", text: `Confirm: replay ${plan.replayed}` });
     const cancel = el("button", { type: "button", text: "Cancel" });
-    confirm.addEventListener("click", () => replay(group));
+    // The confirmation replays what the dry run counted, and no more: a letter that fails
+    // again at once comes back to the queue, and must not be replayed twice in one go.
+    const letters = plan.replayed + plan.skipped_created + plan.failed;
+    confirm.addEventListener("click", () => replay(group, letters));
     cancel.addEventListener("click", () => {
       panel.hidden = true;
       panel.replaceChildren();
@@ -328,14 +335,14 @@ async function planReplay(group) {
   }
 }
 
-async function replay(group) {
+async function replay(group, max) {
   const panel = document.getElementById("replay");
   panel.replaceChildren(el("p", { text: "Replaying…" }));
   try {
     const done = await api("/v1/dlq/replay", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ ...replayFilter(group), dry_run: false }),
+      body: JSON.stringify({ ...replayFilter(group), max, dry_run: false }),
     });
     panel.replaceChildren(
       el("p", { role: "status", text: `Replayed ${done.replayed}; removed ${done.skipped_created} already created; ${done.failed} failed.` })
