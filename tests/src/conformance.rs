@@ -12,7 +12,6 @@ use serde_json::json;
 
 use flowgate_core::StoreError;
 use flowgate_core::message::QueueMessage;
-use flowgate_core::trace::TraceContext;
 use flowgate_core::model::{
     Dispatch, EventKind, HistoryEvent, InstanceCursor, RequestRecord, RequestStatus, Workflow,
 };
@@ -20,6 +19,7 @@ use flowgate_core::ports::{
     Creation, Enqueued, Envelope, Liveness, Outbox, Queue, RequestUpdate, Store, UpdateOutcome,
     Upsert,
 };
+use flowgate_core::trace::TraceContext;
 
 use crate::fixtures::{count_events, created, instance, record, tenant};
 
@@ -798,7 +798,10 @@ pub async fn send_receive_ack(s: Subject) {
         assert_eq!(d.tenant.as_deref(), Some(t.as_str()));
         assert_eq!(d.request_id.as_deref(), Some(e.request_id.as_str()));
         assert_eq!(d.receive_count, 1);
-        assert_eq!(d.traceparent, e.traceparent, "the trace travels beside the body");
+        assert_eq!(
+            d.traceparent, e.traceparent,
+            "the trace travels beside the body"
+        );
     }
     assert_no_message(s.queue.as_ref(), Duration::from_millis(100), "in flight").await;
     if s.caps.liveness {

@@ -13,6 +13,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 
 use crate::bench_disk;
+use crate::bench_plot;
 
 pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -49,6 +50,10 @@ pub struct BenchArgs {
     /// WAL size each second of the closed-loop phases, and reports the database's growth.
     #[arg(long, env = "FLOWGATE_DATA_DIR", default_value = "./data")]
     pub data_dir: std::path::PathBuf,
+    /// Also draws the closed-loop phases as an SVG at this path: accepts per second, the
+    /// answer time's p50 and p99 each second, and the backlog each second.
+    #[arg(long, value_name = "FILE.svg")]
+    pub plot: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,8 +88,12 @@ pub(crate) struct RequestView {
 pub(crate) struct Phase {
     pub(crate) concurrency: usize,
     pub(crate) accepted: Vec<String>,
-    latencies_us: Vec<u64>,
-    errors: HashMap<u16, usize>,
+    pub(crate) latencies_us: Vec<u64>,
+    /// Each accepted request's answer time, by the second of the phase it was sent in.
+    pub(crate) seconds: Vec<Vec<u64>>,
+    /// The backlog sampled each second, where the server's directory is known.
+    pub(crate) backlog: Vec<u64>,
+    pub(crate) errors: HashMap<u16, usize>,
     pub(crate) elapsed: Duration,
 }
 
@@ -120,6 +129,13 @@ pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result
     let before = disk.as_deref().map(flowgate_embedded::FileSizes::of);
     let phases = run_phases(&client, url, &workflow, &args, disk.as_deref(), fsyncs).await;
     let load_end = Instant::now();
+    if let Some(file) = &args.plot {
+        let closed: Vec<&Phase> = phases.iter().skip(usize::from(args.lag_rate > 0)).collect();
+        match bench_plot::draw(file, &closed) {
+            Ok(()) => println!("plot: {}", file.display()),
+            Err(e) => eprintln!("plot: cannot draw {}: {e}", file.display()),
+        }
+    }
     let backlog_drained = disk.as_deref().map(|dir| {
         let dir = dir.to_owned();
         let timeout = args.drain_timeout;
@@ -287,6 +303,8 @@ async fn run_phases(
         )
         .await;
         let samples = sampler.map(bench_disk::Sampler::stop).unwrap_or_default();
+        let mut phase = phase;
+        phase.backlog = samples.iter().map(|s| s.backlog).collect();
         report_phase(&phase);
         if let Some(fsyncs) = fsyncs {
             let rate = phase.rate();
@@ -412,7 +430,8 @@ pub(crate) async fn load(
                     Ok(resp) if resp.status().is_success() => {
                         let elapsed = t0.elapsed().as_micros() as u64;
                         if let Ok(body) = resp.json::<Accepted>().await {
-                            latencies.push(elapsed);
+                            let second = (t0 - started).as_secs() as usize;
+                            latencies.push((second, elapsed));
                             accepted.push(body.request_id);
                         }
                     }
@@ -427,12 +446,20 @@ pub(crate) async fn load(
         concurrency,
         accepted: Vec::new(),
         latencies_us: Vec::new(),
+        seconds: Vec::new(),
+        backlog: Vec::new(),
         errors: HashMap::new(),
         elapsed: Duration::ZERO,
     };
     while let Some(Ok((accepted, latencies, errors))) = workers.join_next().await {
         phase.accepted.extend(accepted);
-        phase.latencies_us.extend(latencies);
+        for (second, us) in latencies {
+            if phase.seconds.len() <= second {
+                phase.seconds.resize_with(second + 1, Vec::new);
+            }
+            phase.seconds[second].push(us);
+            phase.latencies_us.push(us);
+        }
         for (k, v) in errors {
             *phase.errors.entry(k).or_default() += v;
         }

@@ -12,7 +12,6 @@ pub mod http;
 pub mod ids;
 pub mod message;
 pub mod metrics;
-pub mod trace;
 pub mod model;
 pub mod paging;
 pub mod ports;
@@ -20,6 +19,7 @@ pub mod record;
 pub mod schedule;
 pub mod schema_limits;
 pub mod schemas;
+pub mod trace;
 pub mod usecases;
 pub mod validation;
 

@@ -90,7 +90,11 @@ impl TraceContext {
 
 impl fmt::Display for TraceContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags)
+        write!(
+            f,
+            "00-{}-{}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
     }
 }
 
@@ -126,7 +130,10 @@ mod tests {
             assert_eq!(TraceContext::parse(bad), None, "{bad:?}");
         }
         let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-comes";
-        assert!(TraceContext::parse(later).is_some(), "a later version is read");
+        assert!(
+            TraceContext::parse(later).is_some(),
+            "a later version is read"
+        );
     }
 
     #[test]

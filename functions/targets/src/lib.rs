@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
-use flowgate_core::trace::TraceContext;
 use flowgate_core::model::Instance;
 use flowgate_core::ports::{DispatchError, Dispatcher, Receipt};
+use flowgate_core::trace::TraceContext;
 
 pub use eventbridge::EventBridgeTarget;
 pub use stepfunctions::StepFunctionsTarget;

@@ -10,9 +10,9 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::{StatusCode, Url};
 use serde::{Deserialize, Serialize};
 
-use flowgate_core::trace::{TRACEPARENT, TraceContext};
 use flowgate_core::model::Instance;
 use flowgate_core::ports::{DispatchError, Receipt};
+use flowgate_core::trace::{TRACEPARENT, TraceContext};
 
 use crate::guard::forbidden;
 use crate::signature;

@@ -58,7 +58,11 @@ fn dashboard_body(resource: &Value) -> Json {
 fn shown_in(body: &Json) -> Vec<Shown> {
     let mut shown = Vec::new();
     for widget in body["widgets"].as_array().expect("widgets") {
-        for row in widget["properties"]["metrics"].as_array().into_iter().flatten() {
+        for row in widget["properties"]["metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
             let parts: Vec<&str> = row
                 .as_array()
                 .expect("a metric row")
@@ -121,7 +125,11 @@ fn emitted(shown: &Shown) -> Result<(), String> {
     };
     let line = emf_line(metric, &labels, 1.0, 0);
     let declared = &line["_aws"]["CloudWatchMetrics"][0]["Dimensions"];
-    let mut names: Vec<Json> = shown.dimensions.iter().map(|(k, _)| k.as_str().into()).collect();
+    let mut names: Vec<Json> = shown
+        .dimensions
+        .iter()
+        .map(|(k, _)| k.as_str().into())
+        .collect();
     names.sort_by_key(|n| n.as_str().map(str::to_owned));
     let sets: Vec<Vec<Json>> = serde_json::from_value(declared.clone()).expect("sets");
     let found = sets.into_iter().any(|mut set| {
@@ -129,7 +137,9 @@ fn emitted(shown: &Shown) -> Result<(), String> {
         set == names
     });
     if !found {
-        return Err(format!("the functions publish it with dimensions {declared}"));
+        return Err(format!(
+            "the functions publish it with dimensions {declared}"
+        ));
     }
     Ok(())
 }
@@ -167,7 +177,10 @@ fn the_dashboard_and_alarms_show_only_metrics_the_functions_emit() {
             );
         }
     }
-    assert!(ours >= 10, "the dashboard shows Flowgate's own metrics: {shown:?}");
+    assert!(
+        ours >= 10,
+        "the dashboard shows Flowgate's own metrics: {shown:?}"
+    );
 }
 
 /// The check refuses what the functions never emit (so it cannot pass vacuously).
@@ -176,13 +189,22 @@ fn the_check_refuses_a_metric_the_code_does_not_emit() {
     let shown = |name: &str, dims: &[(&str, &str)]| Shown {
         namespace: NAMESPACE.into(),
         name: name.into(),
-        dimensions: dims.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect(),
+        dimensions: dims
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect(),
     };
     assert!(emitted(&shown("PendingOverGrace", &[])).is_err());
     assert!(emitted(&shown("accepted", &[("outcome", "maybe")])).is_err());
     assert!(emitted(&shown("lag_seconds", &[("outcome", "created")])).is_err());
     assert!(emitted(&shown("accepted", &[("workflow", "w")])).is_err());
     assert!(emitted(&shown("accepted", &[("outcome", "accepted")])).is_ok());
-    assert!(emitted(&shown("accepted", &[("workflow", "w"), ("outcome", "accepted")])).is_ok());
+    assert!(
+        emitted(&shown(
+            "accepted",
+            &[("workflow", "w"), ("outcome", "accepted")]
+        ))
+        .is_ok()
+    );
     assert!(emitted(&shown("lag_seconds", &[])).is_ok());
 }

@@ -9,10 +9,10 @@ use serde_json::json;
 use flowgate_core::message::QueueMessage;
 use flowgate_core::model::{EventKind, HistoryEvent, RequestStatus};
 use flowgate_core::ports::RequestUpdate;
+use flowgate_core::trace::TraceContext;
 use flowgate_core::usecases::Reconciler;
 use flowgate_tests::http::App;
 use flowgate_tests::receiver::Receiver;
-use flowgate_core::trace::TraceContext;
 
 async fn hooked(app: &App, url: &str) {
     let body = json!({"name": "hooked", "params_schema": {"type": "object"},
@@ -177,18 +177,32 @@ async fn one_trace_runs_from_the_caller_through_the_queue_to_the_webhook() {
         "every stage names the trace: {record}"
     );
     let delivered = rx.delivered();
-    let sent = delivered[0].traceparent.as_deref().expect("a traceparent header");
+    let sent = delivered[0]
+        .traceparent
+        .as_deref()
+        .expect("a traceparent header");
     let context = TraceContext::parse(sent).expect("a valid traceparent");
     assert_eq!(context.trace_id(), trace_id);
-    assert_ne!(sent, parent, "the target's parent is Flowgate's span, not the caller's");
+    assert_ne!(
+        sent, parent,
+        "the target's parent is Flowgate's span, not the caller's"
+    );
 
     // Without one, a request starts its own trace, which its history names.
     let fresh = app
-        .call_as(None, "POST", "/v1/workflows/hooked/instances", &[("traceparent", "junk")], Some("{}"))
+        .call_as(
+            None,
+            "POST",
+            "/v1/workflows/hooked/instances",
+            &[("traceparent", "junk")],
+            Some("{}"),
+        )
         .await;
     let fresh_id = fresh.body["request_id"].as_str().expect("id").to_owned();
     let fresh = dispatched(&app, &fresh_id).await;
-    let first = fresh["history"][0]["trace_id"].as_str().expect("a trace id");
+    let first = fresh["history"][0]["trace_id"]
+        .as_str()
+        .expect("a trace id");
     assert!(TraceContext::parse(&format!("00-{first}-00f067aa0ba902b7-01")).is_some());
     assert_ne!(first, trace_id);
 }
@@ -196,7 +210,15 @@ async fn one_trace_runs_from_the_caller_through_the_queue_to_the_webhook() {
 /// The request once its instance is handed off.
 async fn dispatched(app: &App, request_id: &str) -> serde_json::Value {
     for _ in 0..200 {
-        let got = app.call_as(None, "GET", &format!("/v1/requests/{request_id}"), &[], None).await;
+        let got = app
+            .call_as(
+                None,
+                "GET",
+                &format!("/v1/requests/{request_id}"),
+                &[],
+                None,
+            )
+            .await;
         if got.body["status"] == "DISPATCHED" {
             return got.body;
         }

@@ -284,7 +284,12 @@ async fn read_routes(c: &mut Contract, app: &App, request_id: &str, instance_id:
     }
     c.expect(app, call(FIND, "GET", "/v1/find?q=nope%20nope"), 404)
         .await;
-    for bad in ["/v1/find", "/v1/find?q=%ff", "/v1/find?q=a&q=b", "/v1/find?q=a&x=1"] {
+    for bad in [
+        "/v1/find",
+        "/v1/find?q=%ff",
+        "/v1/find?q=a&q=b",
+        "/v1/find?q=a&x=1",
+    ] {
         c.expect(app, call(FIND, "GET", bad), 400).await;
     }
     let list = |uri| call(INST, "GET", uri);

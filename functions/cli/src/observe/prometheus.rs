@@ -107,7 +107,9 @@ impl Prometheus {
         match self.series.get(&metric) {
             Some(Series::Counts(family)) => {
                 let set = self.label_set(metric.labelled(), labels);
-                family.get_or_create(&set).inc_by(value.max(0.0).round() as u64);
+                family
+                    .get_or_create(&set)
+                    .inc_by(value.max(0.0).round() as u64);
             }
             Some(Series::Histogram(histogram)) => histogram.observe(value),
             None => {}
@@ -117,8 +119,12 @@ impl Prometheus {
     /// The text exposition, with the gauges set from `depths` (left as they were without).
     pub fn render(&self, depths: Option<QueueDepths>) -> String {
         if let Some(d) = depths {
-            self.gauges.queue.set(i64::try_from(d.queue).unwrap_or(i64::MAX));
-            self.gauges.dlq.set(i64::try_from(d.dlq).unwrap_or(i64::MAX));
+            self.gauges
+                .queue
+                .set(i64::try_from(d.queue).unwrap_or(i64::MAX));
+            self.gauges
+                .dlq
+                .set(i64::try_from(d.dlq).unwrap_or(i64::MAX));
             let age = d.oldest_sent_at.map_or(0.0, |at| {
                 (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
             });

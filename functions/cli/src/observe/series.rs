@@ -229,19 +229,55 @@ mod tests {
     fn counts_land_in_their_second_and_old_ones_fall_out() {
         let series = LiveSeries::default();
         let now = 1_000_000;
-        series.record(Metric::Accepted, &Labels::of("a", "w", "accepted"), 1.0, now - 5);
-        series.record(Metric::Accepted, &Labels::of("a", "w", "replayed"), 1.0, now - 5);
+        series.record(
+            Metric::Accepted,
+            &Labels::of("a", "w", "accepted"),
+            1.0,
+            now - 5,
+        );
+        series.record(
+            Metric::Accepted,
+            &Labels::of("a", "w", "replayed"),
+            1.0,
+            now - 5,
+        );
         series.record(Metric::Created, &Labels::of("a", "w", "created"), 1.0, now);
-        series.record(Metric::DeadLettered, &Labels::of("a", "w", "poison"), 1.0, now);
-        series.record(Metric::Accepted, &Labels::of("b", "w", "accepted"), 1.0, now);
+        series.record(
+            Metric::DeadLettered,
+            &Labels::of("a", "w", "poison"),
+            1.0,
+            now,
+        );
+        series.record(
+            Metric::Accepted,
+            &Labels::of("b", "w", "accepted"),
+            1.0,
+            now,
+        );
         let live = series.live("a", now);
         assert_eq!(live.counts.len(), WINDOW_SECS);
-        assert_eq!(live.counts.last().map(|p| (p.t, p.created, p.dead)), Some((now, 1, 1)));
+        assert_eq!(
+            live.counts.last().map(|p| (p.t, p.created, p.dead)),
+            Some((now, 1, 1))
+        );
         let five_ago = &live.counts[WINDOW_SECS - 6];
-        assert_eq!((five_ago.t, five_ago.accepted), (now - 5, 1), "replays not counted");
-        assert_eq!(live.counts.iter().map(|p| p.accepted).sum::<u32>(), 1, "b's not a's");
+        assert_eq!(
+            (five_ago.t, five_ago.accepted),
+            (now - 5, 1),
+            "replays not counted"
+        );
+        assert_eq!(
+            live.counts.iter().map(|p| p.accepted).sum::<u32>(),
+            1,
+            "b's not a's"
+        );
         let later = series.live("a", now + WINDOW_SECS as i64);
-        assert!(later.counts.iter().all(|p| p.accepted + p.created + p.dead == 0));
+        assert!(
+            later
+                .counts
+                .iter()
+                .all(|p| p.accepted + p.created + p.dead == 0)
+        );
     }
 
     #[test]

@@ -20,8 +20,14 @@ const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 /// `GET /ui` and its two assets.
 pub fn routes() -> Router {
     Router::new()
-        .route("/ui", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
-        .route("/ui/", get(|| async { asset(INDEX, "text/html; charset=utf-8") }))
+        .route(
+            "/ui",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/ui/",
+            get(|| async { asset(INDEX, "text/html; charset=utf-8") }),
+        )
         .route(
             "/ui/app.js",
             get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }),
@@ -45,6 +51,9 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
         HeaderValue::from_static("nosniff"),
     );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     response
 }

@@ -19,13 +19,13 @@ use serde_json::{Value, json};
 
 use super::extract::{Segment, Tenant, ToStart};
 use super::problem::{HttpError, failed};
-use crate::trace::TraceContext;
 use crate::auth::{Caller, Denied, Scope};
 use crate::dolphin::{
     DEFINITION_NOT_EXIST, DEFINITION_NOT_RELEASED, DsStart, MAX_QUERY_BYTES, PARAMS_NOT_VALID,
     START_ERROR, SUCCESS, max_query_chars,
 };
 use crate::error::Error;
+use crate::trace::TraceContext;
 use crate::usecases::Flowgate;
 use crate::usecases::dolphin::DsStarted;
 use crate::validation;
@@ -46,8 +46,7 @@ struct Envelope {
 pub async fn start(
     State(app): State<Flowgate>,
     Tenant(tenant, _): Tenant<ToStart>,
-    Extension(caller): Extension<Caller>,
-    trace: Option<Extension<TraceContext>>,
+    (Extension(caller), trace): (Extension<Caller>, Option<Extension<TraceContext>>),
     Segment(project): Segment,
     headers: HeaderMap,
     uri: Uri,

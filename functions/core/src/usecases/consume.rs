@@ -12,9 +12,9 @@ use crate::dead_reason;
 use crate::error::BackendError;
 use crate::message::{Fire, FireMessage, QueueMessage};
 use crate::metrics::{Labels, Metric, Metrics};
-use crate::trace::TraceContext;
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
 use crate::ports::{Creation, Delivery, Dispatcher, Queue, RequestUpdate, Store, UpdateOutcome};
+use crate::trace::TraceContext;
 use crate::usecases::{Flowgate, Scheduler};
 
 /// How the consumer treats deliveries.
@@ -144,7 +144,10 @@ impl Consumer {
             &message.instance_id,
             delivery.traceparent.as_deref(),
         );
-        let trace = delivery.traceparent.as_deref().and_then(TraceContext::parse);
+        let trace = delivery
+            .traceparent
+            .as_deref()
+            .and_then(TraceContext::parse);
         async {
             // A hand-off owed keeps the request pending (from now) until it is done.
             let update = RequestUpdate {

@@ -6,10 +6,10 @@ use tracing::info;
 
 use super::backfills::BackfillBody;
 use super::{Flowgate, StartRequest};
-use crate::trace::TraceContext;
 use crate::dolphin::{Complement, ComplementDates, DsStart};
 use crate::error::Error;
 use crate::model::Workflow;
+use crate::trace::TraceContext;
 use crate::validation::StartBody;
 
 /// The cron DolphinScheduler expands a complement range by when the definition has no

@@ -8,12 +8,12 @@ use chrono::Utc;
 use tracing::{error, info, warn};
 
 use super::consume::{Consumer, Disposition};
-use crate::trace::TraceContext;
-use crate::metrics::{Labels, Metric};
 use crate::dead_reason;
 use crate::message::QueueMessage;
+use crate::metrics::{Labels, Metric};
 use crate::model::{Dispatch, EventKind, HistoryEvent, Instance, RequestStatus};
 use crate::ports::{Delivery, DispatchError, RequestUpdate, UpdateOutcome};
+use crate::trace::TraceContext;
 
 /// Where a request stands when its hand-off is tried.
 struct Owed {

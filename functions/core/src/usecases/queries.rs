@@ -6,7 +6,7 @@ use super::Flowgate;
 use crate::error::Error;
 use crate::model::{Instance, InstanceCursor, Page, RequestRecord};
 use crate::paging::{self, PageParams, PageRequest};
-use crate::validation::{identifier, idempotency_key};
+use crate::validation::{idempotency_key, identifier};
 
 /// The query of `GET /v1/find`: a request id, an instance id or an idempotency key.
 #[derive(Debug, Clone, Deserialize)]

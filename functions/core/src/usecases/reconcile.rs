@@ -191,9 +191,7 @@ impl Reconciler {
                         ),
                     ))
                 };
-                self.queue
-                    .send(&QueueMessage::envelope_for(record))
-                    .await?;
+                self.queue.send(&QueueMessage::envelope_for(record)).await?;
                 self.store
                     .update_request(&record.tenant, &record.request_id, &update)
                     .await?;

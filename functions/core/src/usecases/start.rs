@@ -13,13 +13,13 @@ use tracing::{Span, error, info, instrument, warn};
 use super::Flowgate;
 use crate::error::{Error, StoreError};
 use crate::ids;
-use crate::metrics::{Labels, Metric};
-use crate::trace::TraceContext;
 use crate::message::QueueMessage;
+use crate::metrics::{Labels, Metric};
 use crate::model::{
     Dispatch, EventKind, HistoryEvent, RequestRecord, RequestStatus, StartSpec, Workflow,
 };
 use crate::ports::{BackfillRecord, Enqueued, Outbox, RequestUpdate};
+use crate::trace::TraceContext;
 use crate::validation::{StartBody, identifier};
 
 /// A start request as the API received it.
@@ -188,7 +188,14 @@ impl Flowgate {
                 "replayed" => "duplicate",
                 _ => "failed",
             };
-            self.measure(Metric::Fired, &Labels { outcome: fired, ..labels }, 1.0);
+            self.measure(
+                Metric::Fired,
+                &Labels {
+                    outcome: fired,
+                    ..labels
+                },
+                1.0,
+            );
         }
         if admitted.is_ok() {
             self.measure(Metric::AcceptLatency, &labels, took.as_secs_f64());
@@ -327,7 +334,8 @@ impl Flowgate {
         // Stamped before the send: the consumer may create the instance before the send
         // call returns, and the history must still read enqueued-then-created.
         let trace = record.traceparent.as_deref().and_then(TraceContext::parse);
-        let sent = HistoryEvent::now(EventKind::Enqueued, "sent to the queue").in_trace(trace.as_ref());
+        let sent =
+            HistoryEvent::now(EventKind::Enqueued, "sent to the queue").in_trace(trace.as_ref());
         let update = match self.queue.send(&envelope).await {
             Ok(()) => {
                 info!(stage = "enqueued", "request enqueued");

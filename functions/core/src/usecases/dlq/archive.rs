@@ -123,9 +123,17 @@ impl Flowgate {
         .await;
         walk.finish().await;
         result?;
-        self.measure(Metric::DlqArchive, &Labels::outcome("archived"), report.archived as f64);
+        self.measure(
+            Metric::DlqArchive,
+            &Labels::outcome("archived"),
+            report.archived as f64,
+        );
         let failed = report.failed.len() as f64;
-        self.measure(Metric::DlqArchive, &Labels::outcome("archive_failed"), failed);
+        self.measure(
+            Metric::DlqArchive,
+            &Labels::outcome("archive_failed"),
+            failed,
+        );
         info!(stage = "dlq_archive", archived = report.archived, failed = report.failed.len(),
             archive = %name, "dead-letter archive finished");
         Ok(report)
@@ -187,9 +195,17 @@ impl Flowgate {
                 }
             }
         }
-        self.measure(Metric::DlqArchive, &Labels::outcome("restored"), report.restored as f64);
+        self.measure(
+            Metric::DlqArchive,
+            &Labels::outcome("restored"),
+            report.restored as f64,
+        );
         let failed = report.failed.len() as f64;
-        self.measure(Metric::DlqArchive, &Labels::outcome("restore_failed"), failed);
+        self.measure(
+            Metric::DlqArchive,
+            &Labels::outcome("restore_failed"),
+            failed,
+        );
         info!(stage = "dlq_restore", restored = report.restored, skipped = report.skipped,
             failed = report.failed.len(), archive = %archive, "dead-letter restore finished");
         report
