@@ -14,6 +14,8 @@ mod config;
 mod dlq;
 mod listener;
 mod observe;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod schedules;
 mod serve;
 mod telemetry;

@@ -56,7 +56,8 @@ struct Roles<'a> {
 
 /// Runs until SIGTERM or SIGINT, then finishes in-flight work and exits 0.
 pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    telemetry::init("info", settings.log_format);
+    let _telemetry =
+        telemetry::init_exporting("info", settings.log_format, &settings.otlp_endpoint)?;
     let opened = backend::open_all(&settings).await?;
     let (store, queue) = with_faults(&settings, opened.store, opened.queue)?;
     let (stop, stopped) = watch::channel(false);

@@ -2,6 +2,7 @@
 //! API through the queue's message attribute to the consumer and on to the target.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 /// The header and the message attribute that carry a trace.
 pub const TRACEPARENT: &str = "traceparent";
@@ -85,6 +86,53 @@ impl TraceContext {
     /// The trace id: 32 lowercase hex digits.
     pub fn trace_id(&self) -> &str {
         &self.trace_id
+    }
+
+    /// The span id: 16 lowercase hex digits.
+    pub fn span_id(&self) -> &str {
+        &self.span_id
+    }
+}
+
+/// How a host that exports spans ties them to the request traces (installed once, at start;
+/// without one, the trace ids live in the logs and the histories only).
+#[derive(Debug, Clone, Copy)]
+pub struct Exporter {
+    /// Makes `span` a child of `parent` in the exported trace.
+    pub join: fn(&tracing::Span, &TraceContext),
+    /// The exported context of `span`, to hand on (in a message, or to a target), so that
+    /// what comes next is its child.
+    pub context_of: fn(&tracing::Span) -> Option<TraceContext>,
+}
+
+static EXPORTER: OnceLock<Exporter> = OnceLock::new();
+
+/// Installs the host's exporter; a second one is ignored.
+pub fn install_exporter(exporter: Exporter) {
+    let _ = EXPORTER.set(exporter);
+}
+
+/// Ties `span` to the trace `parent` names, where spans are exported.
+pub fn join(span: &tracing::Span, parent: &TraceContext) {
+    if let Some(e) = EXPORTER.get() {
+        (e.join)(span, parent);
+    }
+}
+
+/// The context to hand on from `span`: its exported context where spans are exported,
+/// otherwise `fallback`.
+pub fn hand_on(span: &tracing::Span, fallback: TraceContext) -> TraceContext {
+    EXPORTER
+        .get()
+        .and_then(|e| (e.context_of)(span))
+        .unwrap_or(fallback)
+}
+
+impl TraceContext {
+    /// A context from its parts: the trace id (32 hex digits), the span id (16) and whether
+    /// it is sampled; `None` when the ids are not valid.
+    pub fn from_parts(trace_id: &str, span_id: &str, sampled: bool) -> Option<Self> {
+        Self::parse(&format!("00-{trace_id}-{span_id}-0{}", u8::from(sampled)))
     }
 }
 

@@ -133,6 +133,8 @@ pub struct Settings {
     pub tenant_claim: String,
     /// Fault-injection plan (builds with the `faults` feature only).
     pub faults: String,
+    /// Where to export spans through OTLP (builds with the `otlp` feature only); empty: nowhere.
+    pub otlp_endpoint: String,
     /// Log format.
     pub log_format: LogFormat,
     /// How often the scheduler looks for due schedules.
@@ -221,6 +223,7 @@ impl Settings {
             retention_days: r.get(&RETENTION_DAYS, |t| RETENTION_DAYS.format.count(t))?,
             tenant_claim: r.get(&TENANT_CLAIM, format::text)?,
             faults: r.get(&FAULTS, |t| Ok(t.to_owned()))?,
+            otlp_endpoint: r.get(&OTLP_ENDPOINT, |t| Ok(t.trim().to_owned()))?,
             log_format: r.get(&LOG_FORMAT, |t| {
                 format::choice(t, &[("text", LogFormat::Text), ("json", LogFormat::Json)])
             })?,

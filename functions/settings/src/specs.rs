@@ -109,6 +109,9 @@ mod table {
     /// `--faults`.
     pub const FAULTS: Spec = spec("faults", "FLOWGATE_FAULTS", Format::OptionalText, "", &[Serve],
         "Fault injection, `point=rate[:permanent][:after],...`; only builds with `--features faults` accept it (docs/operations.md).");
+    /// `--otlp-endpoint`.
+    pub const OTLP_ENDPOINT: Spec = spec("otlp-endpoint", "FLOWGATE_OTLP_ENDPOINT", Format::OptionalText, "", &[Serve],
+        "Exports spans through OpenTelemetry OTLP over HTTP to this base URL (such as `http://127.0.0.1:4318`; `/v1/traces` is added); empty exports nothing. Only builds with `--features otlp` accept it (docs/observability.md).");
     /// `--log-format`.
     pub const LOG_FORMAT: Spec = spec("log-format", "FLOWGATE_LOG_FORMAT", Format::Choice(&["text", "json"]), "text", &[Serve, Operator],
         "`json` writes one JSON object per line. `RUST_LOG` filters (default `info` for serve, `warn` for dlq).");
@@ -179,6 +182,7 @@ pub static ALL: &[&Spec] = &[
     &RETENTION_DAYS,
     &TENANT_CLAIM,
     &FAULTS,
+    &OTLP_ENDPOINT,
     &LOG_FORMAT,
     &SCHEDULER_TICK,
     &VALIDATION_BUDGET,

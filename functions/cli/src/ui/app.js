@@ -73,6 +73,14 @@ function when(iso) {
   return iso ? new Date(iso).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z") : "—";
 }
 
+// A stage's time to the millisecond, and how long after the first stage it came.
+function stageTime(iso, first) {
+  const at = new Date(iso);
+  const after = at - new Date(first);
+  const since = after < 1000 ? `+${after} ms` : `+${(after / 1000).toFixed(1)} s`;
+  return `${at.toISOString().replace("T", " ")} (${since})`;
+}
+
 function table(headers, rows) {
   return el(
     "table",
@@ -145,11 +153,12 @@ function requestView(found) {
       ["Accepted", when(r.accepted_at)],
     ].flatMap(([k, v]) => [el("dt", { text: k }), el("dd", { text: v ?? "—" })])
   );
-  const steps = (r.history || []).map((e) =>
+  const history = r.history || [];
+  const steps = history.map((e) =>
     el(
       "li",
       { class: `stage stage-${e.event}` },
-      el("time", { datetime: e.at, text: when(e.at) }),
+      el("time", { datetime: e.at, text: stageTime(e.at, history[0].at) }),
       el("strong", { text: e.event }),
       el("span", { text: e.detail || "" })
     )

@@ -54,7 +54,8 @@ impl Consumer {
         dispatch.attempts += 1;
         let instance = owed.stored.as_ref().unwrap_or(instance);
         // The target's span is a child of this delivery's (or starts the trace).
-        let trace = TraceContext::continue_or_start(delivery.traceparent.as_deref());
+        let fallback = TraceContext::continue_or_start(delivery.traceparent.as_deref());
+        let trace = crate::trace::hand_on(&tracing::Span::current(), fallback);
         let result = self.send_to_target(message, instance, &trace).await;
         match result {
             Ok(reference) => {

@@ -37,18 +37,20 @@ fn request_span(
     instance_id: &str,
     traceparent: Option<&str>,
 ) -> tracing::Span {
-    let trace_id = traceparent
-        .and_then(crate::trace::TraceContext::parse)
-        .map(|t| t.trace_id().to_owned());
-    tracing::error_span!(
+    let parent = traceparent.and_then(crate::trace::TraceContext::parse);
+    let span = tracing::error_span!(
         "request",
         role,
         tenant = %tenant,
         workflow = %workflow,
         request_id = %request_id,
         instance_id = %instance_id,
-        trace_id = trace_id.as_deref().unwrap_or("-"),
-    )
+        trace_id = parent.as_ref().map_or("-", |t| t.trace_id()),
+    );
+    if let Some(parent) = &parent {
+        crate::trace::join(&span, parent);
+    }
+    span
 }
 
 /// The API's use cases over a store and a queue. Cheap to clone.

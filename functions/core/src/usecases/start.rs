@@ -131,8 +131,14 @@ impl Flowgate {
     )]
     pub async fn start_instance(&self, mut req: StartRequest) -> Result<StartOutcome, Error> {
         let began = std::time::Instant::now();
-        let trace = req.trace.get_or_insert_with(TraceContext::root);
-        Span::current().record("trace_id", trace.trace_id());
+        if req.trace.is_none() {
+            // A fire or a backfill date: its own trace, from this span.
+            let root = TraceContext::root();
+            crate::trace::join(&Span::current(), &root);
+            req.trace = Some(crate::trace::hand_on(&Span::current(), root));
+        }
+        let trace_id = req.trace.as_ref().map_or("-", TraceContext::trace_id);
+        Span::current().record("trace_id", trace_id);
         let admitted = self.admit(&req).await;
         self.measure_start(&req, &admitted, began.elapsed());
         self.finish(admitted?, req.wait).await
