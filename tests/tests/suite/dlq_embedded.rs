@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use flowgate_core::metrics::{Labels, Metric, Metrics};
+use flowgate_core::model::RequestStatus;
 use flowgate_core::usecases::dlq::{LetterFilter, ReplayOptions};
 use flowgate_tests::dlq;
 use flowgate_tests::fixtures::tenant;
@@ -64,4 +65,48 @@ async fn replays_and_archives_are_counted_in_metrics() {
     assert!(has("replayed/replayed", 2.0), "{counted:?}");
     assert!(has("replayed/failed", 0.0), "{counted:?}");
     assert!(has("dlq_archive/archived", 1.0), "{counted:?}");
+}
+
+/// A replay re-drives the letters there when it began, once each: a letter that fails again
+/// while it runs (its creation still fails) is left for the next replay, and the replay
+/// ends, with no `max` to bound it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_re_drives_each_letter_once_while_they_fail_again() {
+    let app = App::new();
+    let t = tenant();
+    app.register_as(Some(&t), "again", true).await;
+    let ids = dlq::dead_letter(&app, &t, "again", 3).await;
+    app.faults
+        .apply("consumer.create=1.0:permanent")
+        .expect("plan");
+    let _consumer = app.start_consumer();
+    let options = ReplayOptions {
+        filter: LetterFilter {
+            workflow: Some("again".into()),
+            ..LetterFilter::default()
+        },
+        rate: Some("5".parse().expect("a rate")),
+        ..ReplayOptions::default()
+    };
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        app.flowgate.dlq_replay(&options, &|_| {}),
+    )
+    .await
+    .expect("the replay ends")
+    .expect("replay");
+    assert_eq!(
+        (report.replayed, report.failed),
+        (3, 0),
+        "each letter once: {report:?}"
+    );
+    let mut statuses = dlq::statuses(&app, &t, &ids).await;
+    for _ in 0..100 {
+        if statuses.get(&RequestStatus::Dead) == Some(&3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        statuses = dlq::statuses(&app, &t, &ids).await;
+    }
+    assert_eq!(statuses.get(&RequestStatus::Dead), Some(&3), "{statuses:?}");
 }

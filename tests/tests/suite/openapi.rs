@@ -284,11 +284,14 @@ async fn read_routes(c: &mut Contract, app: &App, request_id: &str, instance_id:
     }
     c.expect(app, call(FIND, "GET", "/v1/find?q=nope%20nope"), 404)
         .await;
+    let long = format!("/v1/find?q={}", "k".repeat(256));
     for bad in [
         "/v1/find",
         "/v1/find?q=%ff",
         "/v1/find?q=a&q=b",
         "/v1/find?q=a&x=1",
+        "/v1/find?q=%22%22",
+        &long,
     ] {
         c.expect(app, call(FIND, "GET", bad), 400).await;
     }

@@ -49,8 +49,15 @@ impl Flowgate {
         tenant: &str,
         text: &str,
     ) -> Result<(Matched, RequestRecord), Error> {
-        let key = idempotency_key(text.as_bytes())
-            .map_err(|_| Error::invalid("q", "must be a request id, an instance id or an idempotency key (1-255 printable ASCII characters)"))?;
+        let refused = || {
+            let reason = "must be a request id, an instance id or an idempotency key \
+                          (1 to 255 printable ASCII characters)";
+            Error::invalid("q", reason)
+        };
+        if text.len() > crate::validation::MAX_KEY_LEN {
+            return Err(refused());
+        }
+        let key = idempotency_key(text.as_bytes()).map_err(|_| refused())?;
         if identifier("q", text).is_ok() {
             if let Some(record) = self.store.get_request(tenant, text).await? {
                 return Ok((Matched::RequestId, record));

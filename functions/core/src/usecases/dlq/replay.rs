@@ -176,6 +176,9 @@ impl Flowgate {
             }
             return Ok(self.summarize(report));
         }
+        // The letters there when the replay began: one that fails again meanwhile is a new
+        // letter, and is not replayed twice in one run.
+        let began = chrono::Utc::now();
         let unfiltered =
             options.filter.is_empty() && options.max.is_none() && options.rate.is_none();
         let already_reset = if unfiltered {
@@ -188,7 +191,8 @@ impl Flowgate {
         };
         let mut pacer = Pacer::new(options.rate);
         let hold = hold_for(options.max, options.rate);
-        let mut walk = Walk::new(self.queue.as_ref(), &options.filter, options.max, hold);
+        let mut walk =
+            Walk::new(self.queue.as_ref(), &options.filter, options.max, hold).only_before(began);
         let result = async {
             loop {
                 let batch = walk.next().await?;

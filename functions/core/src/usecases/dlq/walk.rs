@@ -35,6 +35,7 @@ pub struct Walk<'a> {
     held: Vec<DeadLetter>,
     taken: usize,
     done: bool,
+    before: Option<chrono::DateTime<Utc>>,
 }
 
 impl<'a> Walk<'a> {
@@ -54,7 +55,15 @@ impl<'a> Walk<'a> {
             held: Vec::new(),
             taken: 0,
             done: false,
+            before: None,
         }
+    }
+
+    /// Selects only letters dead-lettered before `instant`: a letter that fails again while
+    /// the walk runs (a replay's own, back at once) is left for the next walk.
+    pub fn only_before(mut self, instant: chrono::DateTime<Utc>) -> Self {
+        self.before = Some(instant);
+        self
     }
 
     /// The next selected letters; empty when the walk is over.
@@ -75,7 +84,9 @@ impl<'a> Walk<'a> {
                 }
                 fresh = true;
                 let summary = LetterSummary::of(&letter, now);
-                if self.filter.matches(&summary) && self.max.is_none_or(|m| self.taken < m) {
+                let older = self.before.is_none_or(|b| letter.dead_lettered_at < b);
+                if older && self.filter.matches(&summary) && self.max.is_none_or(|m| self.taken < m)
+                {
                     self.taken += 1;
                     chosen.push((letter, summary));
                 } else {
