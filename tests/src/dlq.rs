@@ -519,7 +519,7 @@ fn letter_of(record: &RequestRecord, why: &str) -> DeadLetter {
         reason: Some(format!("permanent failure: {why}")),
         receive_count: 1,
         dead_lettered_at: chrono::Utc::now(),
-        traceparent: record.traceparent.clone(),
+        traceparent: QueueMessage::envelope_for(record).traceparent,
     }
 }
 

@@ -104,7 +104,6 @@ pub fn record(tenant: &str, workflow: &str, accepted_at: DateTime<Utc>) -> Reque
             trace_id: None,
         }],
         dispatch: None,
-        traceparent: None,
     }
 }
 

@@ -142,8 +142,6 @@ pub struct RequestItem {
     pub pending_since: Option<String>,
     pub history: Vec<HistoryEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<Dispatch>,
     /// Optimistic-concurrency version for read-modify-write updates.
     pub version: u64,
@@ -180,7 +178,6 @@ impl RequestItem {
             pending_since: r.pending_since.map(stamp),
             history,
             dispatch: r.dispatch.clone(),
-            traceparent: r.traceparent.clone(),
             version,
             gsi1pk: due.map(|_| PENDING.to_owned()),
             gsi1sk: due.map(|due| format!("{}#{}", stamp(due), r.request_id)),
@@ -220,7 +217,6 @@ impl RequestItem {
             pending_since: self.pending_since.as_deref().map(parse),
             history,
             dispatch: self.dispatch,
-            traceparent: self.traceparent,
         }
     }
 }
@@ -370,7 +366,6 @@ mod tests {
                 })
                 .collect(),
             dispatch: None,
-            traceparent: None,
         }
     }
 

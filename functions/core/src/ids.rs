@@ -24,6 +24,13 @@ pub fn request_id(tenant: &str, idempotency_key: Option<&str>) -> String {
     }
 }
 
+/// When a time-ordered id (UUIDv7, as [`instance_id`] mints) was minted, to the millisecond;
+/// `None` for any other id.
+pub fn minted_at(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let (secs, nanos) = Uuid::parse_str(id).ok()?.get_timestamp()?.to_unix();
+    chrono::DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+}
+
 /// A fresh, time-ordered instance id.
 pub fn instance_id() -> String {
     Uuid::now_v7().to_string()
@@ -102,5 +109,18 @@ mod tests {
         assert_eq!(request_id("t1", Some("k")), request_id("t1", Some("k")));
         assert_ne!(request_id("t1", Some("k")), request_id("t2", Some("k")));
         assert_ne!(request_id("t1", None), request_id("t1", None));
+    }
+
+    #[test]
+    fn an_instance_id_tells_when_it_was_minted() {
+        let before = chrono::Utc::now() - chrono::Duration::milliseconds(1);
+        let minted = minted_at(&instance_id()).expect("a v7 id");
+        assert!(minted >= before && minted <= chrono::Utc::now(), "{minted}");
+        assert_eq!(
+            minted_at(&request_id("t", Some("k"))),
+            None,
+            "a v5 id has no time"
+        );
+        assert_eq!(minted_at("not-a-uuid"), None);
     }
 }

@@ -29,9 +29,6 @@ pub struct QueueMessage {
     /// workflow. The target itself (and any secret) is read from the workflow, never sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch_to: Option<String>,
-    /// When the request was accepted (the start of its accept-to-created lag).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accepted_at: Option<DateTime<Utc>>,
 }
 
 /// Why a message body could not be used.
@@ -58,13 +55,12 @@ impl QueueMessage {
             instance_id: record.instance_id.clone(),
             spec: record.spec.clone(),
             dispatch_to: record.dispatch.as_ref().map(|d| d.target.clone()),
-            accepted_at: Some(record.accepted_at),
         }
     }
 
-    /// The message of a request record, with its attributes (its trace included).
+    /// The message of a request record, with its attributes (its trace resumed).
     pub fn envelope_for(record: &RequestRecord) -> Envelope {
-        Self::for_record(record).envelope(record.traceparent.clone())
+        Self::for_record(record).envelope(record.trace().map(|t| t.to_string()))
     }
 
     /// Serializes it with its attributes.

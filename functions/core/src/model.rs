@@ -194,7 +194,8 @@ pub struct HistoryEvent {
     pub kind: EventKind,
     /// Human-readable detail, such as an error reason.
     pub detail: String,
-    /// The W3C trace id of the work that wrote this event, when it ran in a trace.
+    /// The W3C trace id the request runs in: on its first event (the other stages run in the
+    /// same trace, which the record's `traceparent` carries on).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
 }
@@ -208,12 +209,6 @@ impl HistoryEvent {
             detail: detail.into(),
             trace_id: None,
         }
-    }
-
-    /// The same event, marked as written in the trace `trace`.
-    pub fn in_trace(mut self, trace: Option<&crate::trace::TraceContext>) -> Self {
-        self.trace_id = trace.map(|t| t.trace_id().to_owned());
-        self
     }
 }
 
@@ -277,9 +272,15 @@ pub struct RequestRecord {
     /// The hand-off of its instance, for a workflow with a target; `None` when record-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<Dispatch>,
-    /// The W3C `traceparent` of the API's work on it, which its message carries on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub traceparent: Option<String>,
+}
+
+impl RequestRecord {
+    /// The trace it runs in (its first event names it), resumed in a new span: what a
+    /// re-send of its message carries.
+    pub fn trace(&self) -> Option<crate::trace::TraceContext> {
+        let first = self.history.first()?.trace_id.as_deref()?;
+        crate::trace::TraceContext::resumed(first)
+    }
 }
 
 /// The hand-off of one instance to its workflow's target.

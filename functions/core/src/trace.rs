@@ -74,6 +74,11 @@ impl TraceContext {
             .map_or_else(Self::root, |parent| parent.child())
     }
 
+    /// A new span in the trace `trace_id` (32 hex digits), whose parent is not known.
+    pub fn resumed(trace_id: &str) -> Option<Self> {
+        Self::from_parts(trace_id, &hex(8, nonzero_random(64)), true)
+    }
+
     /// A new span of the same trace, whose parent is this one.
     pub fn child(&self) -> Self {
         Self {

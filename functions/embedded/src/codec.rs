@@ -62,8 +62,7 @@ pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
 
 /// Columns of `requests`, in the order [`request`] reads them.
 pub const REQUEST_COLS: &str = "tenant, request_id, instance_id, idempotency_key, fingerprint, \
-     spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history, dispatch, \
-     traceparent";
+     spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history, dispatch";
 
 /// Reads a `requests` row, its history in time order.
 pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
@@ -84,7 +83,6 @@ pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
         pending_since: row.get::<_, Option<i64>>(11)?.map(time),
         history: json(row, 12)?,
         dispatch: opt_json(row, 13)?,
-        traceparent: row.get(14)?,
     })
 }
 

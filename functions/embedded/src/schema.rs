@@ -148,9 +148,8 @@ CREATE INDEX requests_expiry ON requests (updated_at)
     WHERE pending_since IS NULL AND status IN ('CREATED', 'DISPATCHED', 'ARCHIVED');
 "#;
 
-/// Traces: the W3C `traceparent` a request was accepted in, and the one its message carries.
+/// Traces: the W3C `traceparent` a message carries (its attribute).
 const V8: &str = r#"
-ALTER TABLE requests ADD COLUMN traceparent TEXT;
 ALTER TABLE messages ADD COLUMN traceparent TEXT;
 "#;
 

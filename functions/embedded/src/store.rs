@@ -191,8 +191,8 @@ impl Store for Embedded {
                     .prepare_cached(
                         "INSERT INTO requests (tenant, request_id, instance_id, idempotency_key, \
                          fingerprint, spec, status, attempts, last_error, accepted_at, \
-                         updated_at, pending_since, history, dispatch, traceparent) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                         updated_at, pending_since, history, dispatch) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
                          ON CONFLICT (tenant, request_id) DO NOTHING",
                     )?
                     .execute(params![
@@ -210,7 +210,6 @@ impl Store for Embedded {
                         pending_since.map(micros),
                         history,
                         dispatch,
-                        r.traceparent,
                     ])?;
                 if inserted == 0 {
                     // The loser learns the winner's record in the same transaction.

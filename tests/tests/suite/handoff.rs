@@ -172,9 +172,15 @@ async fn one_trace_runs_from_the_caller_through_the_queue_to_the_webhook() {
     let _consumer = app.start_consumer();
     let record = dispatched(&app, &request_id).await;
     let history = record["history"].as_array().expect("a history");
-    assert!(
-        history.iter().all(|e| e["trace_id"] == trace_id),
-        "every stage names the trace: {record}"
+    assert_eq!(
+        history[0]["trace_id"], trace_id,
+        "the history names the trace: {record}"
+    );
+    let stages: Vec<&str> = history.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(
+        stages,
+        ["accepted", "enqueued", "created", "dispatched"],
+        "{record}"
     );
     let delivered = rx.delivered();
     let sent = delivered[0]

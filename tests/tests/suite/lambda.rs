@@ -149,7 +149,11 @@ async fn the_api_takes_the_tenant_from_the_authorizer_and_fails_closed() {
 
 #[tokio::test]
 async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
-    let rig = Rig::new(Duration::from_millis(100), 3);
+    let mut rig = Rig::new(Duration::from_millis(100), 3);
+    let printed = Captured::default();
+    rig.consumer = rig
+        .consumer
+        .with_metrics(Arc::new(Emf::new(printed.clone())));
     let (store, queue, faults, consumer) = (&rig.store, &rig.queue, &rig.faults, &rig.consumer);
     let t = tenant();
     let good = record(&t, "wf", chrono::Utc::now());
@@ -207,6 +211,21 @@ async fn the_consumer_reports_only_failed_messages_and_dead_letters_poison() {
             .expect("liveness"),
         Liveness::DeadLettered(_)
     ));
+    // The function printed its metrics: the creation, its lag, and the poison letter.
+    let lines: Vec<Value> = printed
+        .text()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an EMF line"))
+        .collect();
+    let emitted = |name: &str, outcome: &str| {
+        lines.iter().any(|l| {
+            l["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"] == name
+                && l.get("outcome").and_then(Value::as_str).unwrap_or("") == outcome
+        })
+    };
+    assert!(emitted("created", "created"), "{lines:?}");
+    assert!(emitted("lag_seconds", ""), "{lines:?}");
+    assert!(emitted("dead_lettered", "poison"), "{lines:?}");
 
     // A failing creation: reported by message id, retried, then dead on the last delivery.
     let failing = record(&t, "wf", chrono::Utc::now());

@@ -123,7 +123,16 @@ impl Consumer {
 
     /// Settles one delivery on the store side (creates the instance, or records the failure
     /// or the death) and says what the queue should do with it. Never panics on bad input.
+    /// Every host calls this, so a dead letter is counted here.
     pub async fn decide(&self, delivery: &Delivery) -> Disposition {
+        let disposition = self.settle(delivery).await;
+        if let Disposition::DeadLetter { reason } = &disposition {
+            self.measure_death(delivery, reason);
+        }
+        disposition
+    }
+
+    async fn settle(&self, delivery: &Delivery) -> Disposition {
         let message = match QueueMessage::parse(&delivery.body) {
             Ok(m) => m,
             // Not a request message: a schedule's fire, where this consumer starts them (a
@@ -142,25 +151,21 @@ impl Consumer {
             &message.spec.workflow,
             &message.request_id,
             &message.instance_id,
-            delivery.traceparent.as_deref(),
+            delivery
+                .traceparent
+                .as_deref()
+                .and_then(TraceContext::parse),
         );
-        let trace = delivery
-            .traceparent
-            .as_deref()
-            .and_then(TraceContext::parse);
         async {
             // A hand-off owed keeps the request pending (from now) until it is done.
             let update = RequestUpdate {
                 set_status: Some(RequestStatus::Created),
                 set_attempts: Some(delivery.receive_count),
                 touch_pending: true,
-                ..RequestUpdate::event(
-                    HistoryEvent::now(
-                        EventKind::Created,
-                        format!("instance created on delivery {}", delivery.receive_count),
-                    )
-                    .in_trace(trace.as_ref()),
-                )
+                ..RequestUpdate::event(HistoryEvent::now(
+                    EventKind::Created,
+                    format!("instance created on delivery {}", delivery.receive_count),
+                ))
             };
             let instance = message.instance(update.event.at);
             let labels = |outcome| Labels::of(&message.tenant, &message.spec.workflow, outcome);
@@ -168,7 +173,8 @@ impl Consumer {
                 Ok(Creation::Created) => {
                     info!(stage = "created", "instance created");
                     self.measure(Metric::Created, &labels("created"), 1.0);
-                    if let Some(accepted) = message.accepted_at {
+                    // The instance id was minted (UUIDv7) when the request was accepted.
+                    if let Some(accepted) = crate::ids::minted_at(&message.instance_id) {
                         let lag = (update.event.at - accepted).to_std().unwrap_or_default();
                         self.measure(Metric::Lag, &labels(""), lag.as_secs_f64());
                     }
@@ -388,9 +394,6 @@ impl Consumer {
     /// only logged: the message becomes visible again and is settled on its next delivery.
     pub async fn handle(&self, delivery: Delivery) -> Disposition {
         let disposition = self.decide(&delivery).await;
-        if let Disposition::DeadLetter { reason } = &disposition {
-            self.measure_death(&delivery, reason);
-        }
         let result = match &disposition {
             Disposition::Ack => self.queue.ack(&delivery).await,
             Disposition::Retry { delay, .. } => self.queue.retry_later(&delivery, *delay).await,

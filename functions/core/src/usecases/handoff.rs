@@ -59,8 +59,7 @@ impl Consumer {
         let result = self.send_to_target(message, instance, &trace).await;
         match result {
             Ok(reference) => {
-                let handed = (reference, trace);
-                self.dispatched(message, delivery, owed.status, dispatch, handed)
+                self.dispatched(message, delivery, owed.status, dispatch, reference)
                     .await
             }
             Err(e) => {
@@ -147,7 +146,7 @@ impl Consumer {
         delivery: &Delivery,
         guard: RequestStatus,
         mut dispatch: Dispatch,
-        (reference, trace): (String, TraceContext),
+        reference: String,
     ) -> Disposition {
         let now = Utc::now();
         let detail = format!(
@@ -164,7 +163,7 @@ impl Consumer {
                 at: now,
                 kind: EventKind::Dispatched,
                 detail,
-                trace_id: Some(trace.trace_id().to_owned()),
+                trace_id: None,
             })
         };
         match self

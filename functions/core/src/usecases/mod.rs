@@ -35,9 +35,8 @@ fn request_span(
     workflow: &str,
     request_id: &str,
     instance_id: &str,
-    traceparent: Option<&str>,
+    parent: Option<crate::trace::TraceContext>,
 ) -> tracing::Span {
-    let parent = traceparent.and_then(crate::trace::TraceContext::parse);
     let span = tracing::error_span!(
         "request",
         role,

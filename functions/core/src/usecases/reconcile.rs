@@ -104,7 +104,7 @@ impl Reconciler {
                 &record.spec.workflow,
                 &record.request_id,
                 &record.instance_id,
-                record.traceparent.as_deref(),
+                record.trace(),
             );
             match self.reconcile(&record).instrument(span).await {
                 Ok(Liveness::Live) => report.live += 1,

@@ -339,9 +339,7 @@ impl Flowgate {
         let envelope = QueueMessage::envelope_for(&record);
         // Stamped before the send: the consumer may create the instance before the send
         // call returns, and the history must still read enqueued-then-created.
-        let trace = record.traceparent.as_deref().and_then(TraceContext::parse);
-        let sent =
-            HistoryEvent::now(EventKind::Enqueued, "sent to the queue").in_trace(trace.as_ref());
+        let sent = HistoryEvent::now(EventKind::Enqueued, "sent to the queue");
         let update = match self.queue.send(&envelope).await {
             Ok(()) => {
                 info!(stage = "enqueued", "request enqueued");
@@ -460,11 +458,11 @@ fn new_record(
             trace_id: Some(trace.trace_id().to_owned()),
         }],
         dispatch: target.map(Dispatch::owed),
-        traceparent: Some(trace.to_string()),
     };
     let outbox = Outbox {
-        envelope: QueueMessage::envelope_for(&record),
-        event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue").in_trace(Some(&trace)),
+        // The API's own context, so that the consumer's span is its child.
+        envelope: QueueMessage::for_record(&record).envelope(Some(trace.to_string())),
+        event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue"),
     };
     RecordToWrite { record, outbox }
 }

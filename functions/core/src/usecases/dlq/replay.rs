@@ -15,6 +15,7 @@ use crate::message::{FireMessage, QueueMessage};
 use crate::metrics::{Labels, Metric};
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
 use crate::ports::{DeadLetter, Envelope, MoveAll, RequestUpdate, UpdateOutcome};
+use crate::trace::TraceContext;
 use crate::usecases::{Flowgate, request_span};
 
 /// What a replay applies to, and how.
@@ -408,7 +409,7 @@ impl Flowgate {
             &message.spec.workflow,
             &message.request_id,
             &message.instance_id,
-            letter.traceparent.as_deref(),
+            letter.traceparent.as_deref().and_then(TraceContext::parse),
         );
         async {
             if !already_reset.contains(&message.request_id) {
