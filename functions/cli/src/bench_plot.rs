@@ -45,7 +45,8 @@ pub(crate) fn points(phases: &[&Phase]) -> (Vec<Point>, Starts, Backlog) {
         for (second, depth) in phase.backlog.iter().enumerate() {
             backlog.push((offset + second as f64 + 1.0, *depth as f64));
         }
-        offset += phase.elapsed.as_secs_f64().ceil();
+        // Requests are sent only before the deadline, so a phase's seconds end with it.
+        offset += phase.seconds.len().max(phase.backlog.len()) as f64;
     }
     (points, starts, backlog)
 }
@@ -114,6 +115,7 @@ pub(crate) fn draw(file: &Path, phases: &[&Phase]) -> Result<(), Box<dyn std::er
         }
         chart
             .configure_series_labels()
+            .position(SeriesLabelPosition::UpperMiddle)
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK.mix(0.3))
             .draw()?;
@@ -144,7 +146,11 @@ mod tests {
         let a = phase(1, vec![vec![1000, 2000, 3000], vec![4000]], vec![5, 6]);
         let b = phase(64, vec![vec![10_000; 10]], vec![7]);
         let (points, starts, backlog) = points(&[&a, &b]);
-        assert_eq!(starts, vec![(0.0, 1), (2.0, 64)]);
+        assert_eq!(
+            starts,
+            vec![(0.0, 1), (2.0, 64)],
+            "the first phase had 2 seconds"
+        );
         assert_eq!(points.len(), 3);
         assert_eq!(
             (points[0].accepts, points[0].p50, points[0].p99),

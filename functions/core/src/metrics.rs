@@ -209,6 +209,14 @@ pub fn record(metrics: Option<&dyn Metrics>, metric: Metric, labels: &Labels<'_>
     }
 }
 
+/// Records a count of each outcome of `metric` (of no particular workflow), zeros included,
+/// so that a dashboard sees the outcome that did not happen as 0, not as missing.
+pub fn record_outcomes(metrics: Option<&dyn Metrics>, metric: Metric, counts: &[(&str, u64)]) {
+    for (outcome, n) in counts {
+        record(metrics, metric, &Labels::outcome(outcome), *n as f64);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,10 @@ impl Flowgate {
         crate::metrics::record(self.metrics.as_deref(), metric, labels, value);
     }
 
+    fn measure_outcomes(&self, metric: Metric, counts: &[(&str, u64)]) {
+        crate::metrics::record_outcomes(self.metrics.as_deref(), metric, counts);
+    }
+
     /// Where this process's measurements go, if anywhere.
     pub fn metrics(&self) -> Option<Arc<dyn Metrics>> {
         self.metrics.clone()

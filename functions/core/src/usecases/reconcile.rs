@@ -10,7 +10,7 @@ use tracing::{Instrument, error, info, warn};
 
 use crate::error::BackendError;
 use crate::message::QueueMessage;
-use crate::metrics::{Labels, Metric, Metrics};
+use crate::metrics::{Metric, Metrics};
 use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus};
 use crate::ports::{Liveness, Queue, RequestUpdate, Store};
 
@@ -73,16 +73,14 @@ impl Reconciler {
     }
 
     fn report(&self, report: &SweepReport) {
-        if let Some(m) = &self.metrics {
-            for (outcome, n) in [
-                ("overdue", report.overdue),
-                ("reenqueued", report.reenqueued),
-                ("failed", report.failed),
-                ("expired", report.expired),
-            ] {
-                m.record(Metric::ReconcilerFound, &Labels::outcome(outcome), n as f64);
-            }
-        }
+        let counts = [
+            ("overdue", report.overdue as u64),
+            ("reenqueued", report.reenqueued as u64),
+            ("failed", report.failed as u64),
+            ("expired", report.expired as u64),
+        ];
+        let metrics = self.metrics.as_deref();
+        crate::metrics::record_outcomes(metrics, Metric::ReconcilerFound, &counts);
         if report.overdue > 0 || report.expired > 0 {
             info!(stage = "reconciled", ?report, "reconciler sweep");
         }

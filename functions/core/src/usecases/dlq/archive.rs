@@ -10,7 +10,7 @@ use tracing::{info, warn};
 use super::LetterFilter;
 use super::walk::{Walk, hold_for};
 use crate::error::{BackendError, Error, StoreError};
-use crate::metrics::{Labels, Metric};
+use crate::metrics::Metric;
 use crate::model::{EventKind, HistoryEvent, RequestRecord, RequestStatus};
 use crate::ports::{DeadLetter, RequestUpdate};
 use crate::usecases::Flowgate;
@@ -123,17 +123,9 @@ impl Flowgate {
         .await;
         walk.finish().await;
         result?;
-        self.measure(
-            Metric::DlqArchive,
-            &Labels::outcome("archived"),
-            report.archived as f64,
-        );
-        let failed = report.failed.len() as f64;
-        self.measure(
-            Metric::DlqArchive,
-            &Labels::outcome("archive_failed"),
-            failed,
-        );
+        let failed = report.failed.len() as u64;
+        let counts = [("archived", report.archived), ("archive_failed", failed)];
+        self.measure_outcomes(Metric::DlqArchive, &counts);
         info!(stage = "dlq_archive", archived = report.archived, failed = report.failed.len(),
             archive = %name, "dead-letter archive finished");
         Ok(report)
@@ -195,17 +187,9 @@ impl Flowgate {
                 }
             }
         }
-        self.measure(
-            Metric::DlqArchive,
-            &Labels::outcome("restored"),
-            report.restored as f64,
-        );
-        let failed = report.failed.len() as f64;
-        self.measure(
-            Metric::DlqArchive,
-            &Labels::outcome("restore_failed"),
-            failed,
-        );
+        let failed = report.failed.len() as u64;
+        let counts = [("restored", report.restored), ("restore_failed", failed)];
+        self.measure_outcomes(Metric::DlqArchive, &counts);
         info!(stage = "dlq_restore", restored = report.restored, skipped = report.skipped,
             failed = report.failed.len(), archive = %archive, "dead-letter restore finished");
         report

@@ -12,7 +12,7 @@ use super::walk::{Walk, hold_for};
 use super::{LetterFilter, LetterSummary, Rate, ReplayParams, Scope};
 use crate::error::{BackendError, Error};
 use crate::message::{FireMessage, QueueMessage};
-use crate::metrics::{Labels, Metric};
+use crate::metrics::Metric;
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
 use crate::ports::{DeadLetter, Envelope, MoveAll, RequestUpdate, UpdateOutcome};
 use crate::trace::TraceContext;
@@ -270,13 +270,12 @@ impl Flowgate {
 
     fn summarize(&self, report: ReplayReport) -> ReplayReport {
         if !report.dry_run {
-            for (outcome, n) in [
+            let counts = [
                 ("replayed", report.replayed),
                 ("skipped", report.skipped_created),
                 ("failed", report.failed),
-            ] {
-                self.measure(Metric::Replayed, &Labels::outcome(outcome), n as f64);
-            }
+            ];
+            self.measure_outcomes(Metric::Replayed, &counts);
         }
         info!(
             stage = "dlq_replay",
