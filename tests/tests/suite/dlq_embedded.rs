@@ -34,7 +34,8 @@ struct Recorder(Mutex<Vec<(String, f64)>>);
 
 impl Metrics for Recorder {
     fn record(&self, metric: Metric, labels: &Labels<'_>, value: f64) {
-        let name = format!("{}/{}", metric.name(), labels.outcome);
+        let workflow = labels.workflow.unwrap_or("-");
+        let name = format!("{}/{workflow}/{}", metric.name(), labels.outcome);
         self.0.lock().expect("lock").push((name, value));
     }
 }
@@ -61,10 +62,20 @@ async fn replays_and_archives_are_counted_in_metrics() {
         .await
         .expect("archive");
     let counted = recorder.0.lock().expect("lock").clone();
-    let has = |name: &str, value: f64| counted.contains(&(name.to_owned(), value));
-    assert!(has("replayed/replayed", 2.0), "{counted:?}");
-    assert!(has("replayed/failed", 0.0), "{counted:?}");
-    assert!(has("dlq_archive/archived", 1.0), "{counted:?}");
+    let sum = |name: &str| -> f64 {
+        counted
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .sum()
+    };
+    assert_eq!(
+        sum("replayed/counted/replayed"),
+        2.0,
+        "by workflow: {counted:?}"
+    );
+    assert_eq!(sum("replayed/counted/failed"), 0.0, "{counted:?}");
+    assert_eq!(sum("dlq_archive/-/archived"), 1.0, "{counted:?}");
 }
 
 /// A replay re-drives the letters there when it began, once each: a letter that fails again

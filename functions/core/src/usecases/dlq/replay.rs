@@ -12,7 +12,7 @@ use super::walk::{Walk, hold_for};
 use super::{LetterFilter, LetterSummary, Rate, ReplayParams, Scope};
 use crate::error::{BackendError, Error};
 use crate::message::{FireMessage, QueueMessage};
-use crate::metrics::Metric;
+use crate::metrics::{Labels, Metric};
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
 use crate::ports::{DeadLetter, Envelope, MoveAll, RequestUpdate, UpdateOutcome};
 use crate::trace::TraceContext;
@@ -200,9 +200,10 @@ impl Flowgate {
                 if batch.is_empty() {
                     return Ok::<_, BackendError>(());
                 }
-                for (letter, _) in batch {
+                for (letter, summary) in batch {
                     pacer.tick().await;
                     let outcome = self.replay_one(&letter, &already_reset).await;
+                    self.measure_replay(&summary, outcome.action);
                     if outcome.action == Action::Failed {
                         walk.keep(letter);
                     }
@@ -253,7 +254,13 @@ impl Flowgate {
             MoveAll::Moved(n) => {
                 report.native_move =
                     Some(format!("the queue's native bulk move moved {n} letters"));
-                for (letter, _, _) in &plans {
+                for (letter, message, _) in &plans {
+                    let labels = Labels {
+                        tenant: Some(&message.tenant),
+                        workflow: Some(&message.spec.workflow),
+                        outcome: "replayed",
+                    };
+                    self.measure(Metric::Replayed, &labels, 1.0);
                     report.record(
                         outcome(letter, Action::Replayed, "moved by the native bulk move"),
                         progress,
@@ -269,14 +276,6 @@ impl Flowgate {
     }
 
     fn summarize(&self, report: ReplayReport) -> ReplayReport {
-        if !report.dry_run {
-            let counts = [
-                ("replayed", report.replayed),
-                ("skipped", report.skipped_created),
-                ("failed", report.failed),
-            ];
-            self.measure_outcomes(Metric::Replayed, &counts);
-        }
         info!(
             stage = "dlq_replay",
             dry_run = report.dry_run,
@@ -287,6 +286,21 @@ impl Flowgate {
             "dead-letter replay finished"
         );
         report
+    }
+
+    /// Counts one replayed letter by its workflow (when its body names one) and outcome.
+    fn measure_replay(&self, letter: &LetterSummary, action: Action) {
+        let outcome = match action {
+            Action::Replayed => "replayed",
+            Action::SkippedCreated => "skipped",
+            Action::Failed => "failed",
+        };
+        let labels = Labels {
+            tenant: letter.tenant.as_deref(),
+            workflow: letter.workflow.as_deref(),
+            outcome,
+        };
+        self.measure(Metric::Replayed, &labels, 1.0);
     }
 
     async fn plan(&self, letter: &DeadLetter) -> Result<Plan, BackendError> {
