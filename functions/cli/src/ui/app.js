@@ -2,7 +2,15 @@
 // framework, no network but this server. Text from the server is only ever set as text.
 "use strict";
 
-const state = { token: sessionStorage.getItem("flowgate-token") || "", liveTimer: null };
+const state = { token: sessionStorage.getItem("flowgate-token") || "", liveTimer: null, workflows: new Set() };
+
+// Workflow codes the page has seen (in requests, letters and backfills), offered as
+// suggestions where a code is asked for.
+function sawWorkflows(codes) {
+  for (const code of codes) if (code && !state.workflows.has(code)) state.workflows.add(code);
+  const list = document.getElementById("known-workflows");
+  list.replaceChildren(...[...state.workflows].sort().map((code) => el("option", { value: code })));
+}
 
 // ---- calling the API -------------------------------------------------------------------
 
@@ -132,6 +140,7 @@ async function find(q) {
   show("find-result", el("p", { text: "Looking…" }));
   try {
     const found = await api(`/v1/find?q=${encodeURIComponent(q)}`);
+    sawWorkflows([found.request.workflow]);
     show("find-result", requestView(found));
   } catch (e) {
     show("find-result", e.status === 404 ? el("p", { text: `Nothing of yours is called “${q}”.` }) : failure(e));
@@ -266,6 +275,7 @@ async function refreshDlq() {
       cursor = body.next_cursor;
       if (!cursor) break;
     }
+    sawWorkflows(letters.map((l) => l.workflow));
     show("dlq-result", dlqGroups(letters, Boolean(cursor)));
   } catch (e) {
     show("dlq-result", failure(e));
@@ -387,6 +397,7 @@ async function showSchedules(workflow) {
 async function refreshBackfills() {
   try {
     const body = await api("/v1/backfills");
+    sawWorkflows(body.items.map((b) => b.workflow));
     if (!body.items.length) return show("backfills-result", el("p", { text: "No backfills yet." }));
     const rows = body.items.map((b) => {
       const done = b.created + b.skipped + b.dead;
