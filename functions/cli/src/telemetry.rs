@@ -60,6 +60,9 @@ where
     }
     let (spans, flush) =
         crate::otlp::layer(endpoint).map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+    // Flowgate's own spans are at INFO and above; the libraries' DEBUG and TRACE spans (each
+    // HTTP frame, each pool checkout) would swamp a collector.
+    let spans = spans.with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let _ = tracing_subscriber::registry()
         .with(logs)
         .with(spans)
