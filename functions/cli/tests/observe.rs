@@ -138,10 +138,10 @@ async fn metrics_need_their_own_scope_and_count_each_outcome() {
         let (status, body) = monitor.text("/metrics").await;
         assert_eq!(status, 200, "{body}");
         text = body;
-        if sample(
-            &text,
-            r#"flowgate_created_total{workflow="orders",outcome="created"}"#,
-        ) == Some(3.0)
+        // Settled: every instance created, and every message acked (the ack commits after
+        // the creation).
+        let created = r#"flowgate_created_total{workflow="orders",outcome="created"}"#;
+        if sample(&text, created) == Some(3.0) && sample(&text, "flowgate_queue_depth") == Some(0.0)
         {
             break;
         }
