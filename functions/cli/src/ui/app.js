@@ -42,7 +42,7 @@ async function api(path, options = {}) {
 function showUnreachable(on) {
   const banner = document.getElementById("unreachable");
   banner.textContent = on
-    ? `Cannot reach the Flowgate server at ${location.origin}. Is \`flowgate serve\` running? ` +
+    ? `Cannot reach the Flowgate server at ${location.origin}. Is “flowgate serve” running? ` +
       "The page keeps trying; nothing you entered is lost."
     : "";
   banner.hidden = !on;
