@@ -388,7 +388,7 @@ async function showSchedules(workflow) {
       document.createTextNode(when(s.last_fired)),
       el("span", { class: "reason", text: s.last_error || "" }),
     ]);
-    show("schedules-result", table(["Schedule", "When", "Time zone", "State", "Next fires", "Last fire", "Last error"], rows));
+    show("schedules-result", table(["Schedule", "When", "Time zone", "State", "Next fires", "Handled up to", "Last error"], rows));
   } catch (e) {
     show("schedules-result", failure(e));
   }
