@@ -167,7 +167,8 @@ impl Flowgate {
     }
 
     /// Counts the answer by workflow and outcome, and times it. A workflow that was not
-    /// found is not a label: its name is the caller's, unbounded.
+    /// found (or not looked up: invalid input, a failed backend) is not a label: its name
+    /// is the caller's, unbounded.
     fn measure_start(
         &self,
         req: &StartRequest,
@@ -177,7 +178,7 @@ impl Flowgate {
         let (outcome, known) = match admitted {
             Ok(o) if o.replayed => ("replayed", true),
             Ok(_) => ("accepted", true),
-            Err(Error::Backend(_)) => ("unavailable", true),
+            Err(Error::Backend(_)) => ("unavailable", false),
             Err(Error::WorkflowNotFound(_) | Error::Invalid { .. }) => ("refused", false),
             Err(_) => ("refused", true),
         };
