@@ -96,6 +96,7 @@ macro_rules! conformance_tests {
             dead_letters_peek_claim_release_delete,
             dead_letters_restore_as_they_were,
             schedules_are_versioned_listed_found_due_and_deleted,
+            schedules_are_listed_per_tenant_by_workflow_and_id,
             backfills_keep_every_date_are_versioned_and_found_running,
             backfills_are_listed_per_tenant_newest_first,
             hand_off_reaches_the_target_once

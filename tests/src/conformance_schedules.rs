@@ -118,3 +118,39 @@ pub async fn schedules_are_versioned_listed_found_due_and_deleted(s: Subject) {
         "tenant scoped"
     );
 }
+
+/// A tenant's schedules of every workflow are listed by workflow and id, up to the limit,
+/// never another tenant's, and a deleted one is gone from the listing.
+pub async fn schedules_are_listed_per_tenant_by_workflow_and_id(s: Subject) {
+    let Some(store) = s.schedules.clone() else {
+        return;
+    };
+    let (t, other) = (tenant(), tenant());
+    for (workflow, id) in [("zeta", "a"), ("alpha", "b"), ("alpha", "a")] {
+        let mut record = schedule(&t, id, 60, false);
+        record.workflow = workflow.into();
+        assert!(store.put_schedule(&record, None).await.unwrap());
+    }
+    assert!(
+        store
+            .put_schedule(&schedule(&other, "x", 60, false), None)
+            .await
+            .unwrap()
+    );
+    let listed = |limit| {
+        let (store, t) = (store.clone(), t.clone());
+        async move {
+            store
+                .list_tenant_schedules(&t, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| format!("{}/{}", r.workflow, r.id))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(10).await, ["alpha/a", "alpha/b", "zeta/a"]);
+    assert_eq!(listed(2).await, ["alpha/a", "alpha/b"], "at most the limit");
+    assert!(store.delete_schedule(&t, "zeta", "a").await.unwrap());
+    assert_eq!(listed(10).await, ["alpha/a", "alpha/b"], "deleted");
+}

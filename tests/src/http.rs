@@ -105,6 +105,10 @@ impl App {
         let schedules: Arc<dyn Schedules> = backend.backend.clone();
         let backfills: Arc<dyn flowgate_core::ports::Backfills> = backend.backend.clone();
         let mut app = Self::over(store, queue, Box::new(backend));
+        let schedules: Arc<dyn Schedules> = Arc::new(flowgate_core::faults::FaultySchedules::new(
+            schedules,
+            app.faults.clone(),
+        ));
         let backfills: Arc<dyn flowgate_core::ports::Backfills> = Arc::new(
             flowgate_core::faults::FaultyBackfills::new(backfills, app.faults.clone()),
         );

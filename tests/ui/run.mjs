@@ -99,6 +99,9 @@ for (let n = 1; n <= 3; n++) {
 }
 const nightly = { cron: "0 2 * * *", timezone: "Europe/Paris", params: { amount: 1 } };
 expect((await api("PUT", "/v1/workflows/orders/schedules/nightly", nightly)).status === 201, "a schedule");
+const hourly = { rate: "rate(1 hours)", params: { amount: 1 } };
+const hourlyPut = await api("PUT", "/v1/workflows/payouts/schedules/hourly", hourly);
+expect(hourlyPut.status === 201, `another workflow's schedule: ${JSON.stringify(hourlyPut)}`);
 const dates = ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", "2026-01-03T00:00:00Z"];
 const backfill = await api("POST", "/v1/workflows/orders/backfills", { dates, params: { amount: 1 } });
 expect(backfill.status === 202, `a backfill: ${JSON.stringify(backfill)}`);
@@ -175,15 +178,24 @@ await check("dead letters grouped by reason kind and workflow; replay is a dry r
 
 await check("schedules with their next fires, and each backfill's progress", async () => {
   await page.click("#tab-schedules");
-  await page.fill("#schedules-workflow", "orders");
-  await page.click("#schedules-form button");
+  // Every workflow's schedules at once, and the backfills.
   await page.waitForSelector("#schedules-result table");
-  const schedules = await page.textContent("#schedules-result");
-  expect(schedules.includes("nightly") && schedules.includes("Europe/Paris") && /\d{4}-\d\d-\d\d \d\d:\d\d/.test(schedules), schedules);
+  const all = await page.textContent("#schedules-result");
+  expect(all.includes("orders") && all.includes("nightly") && all.includes("payouts") && all.includes("hourly"), all);
+  expect(all.includes("Europe/Paris") && /\d{4}-\d\d-\d\d \d\d:\d\d/.test(all), `next fire times: ${all}`);
   await page.waitForSelector("#backfills-result table");
   const backfills = await page.textContent("#backfills-result");
   expect(backfills.includes(backfill.body.backfill_id) && backfills.includes("/3"), backfills);
   await shot("schedules");
+  // Then one workflow's.
+  await page.fill("#schedules-workflow", "orders");
+  await page.click("#schedules-form button");
+  await page.waitForFunction(() => {
+    const result = document.querySelector("#schedules-result");
+    return result.querySelector("table") && !result.textContent.includes("hourly");
+  });
+  const one = await page.textContent("#schedules-result");
+  expect(one.includes("nightly") && !one.includes("payouts"), one);
 });
 
 await check("the page works with a keyboard alone", async () => {

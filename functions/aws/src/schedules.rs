@@ -62,6 +62,14 @@ impl Schedules for AwsSchedules {
         self.store.list_schedule_items(tenant, workflow).await
     }
 
+    async fn list_tenant_schedules(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        self.store.list_tenant_schedule_items(tenant, limit).await
+    }
+
     async fn delete_schedule(
         &self,
         tenant: &str,

@@ -12,12 +12,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
+use crate::error::InvalidParam;
 use crate::error::{BackendError, ErrorKind, StoreError};
 use crate::model::{Instance, InstanceCursor, RequestRecord, Workflow};
 use crate::ports::{
     BackfillRecord, Backfills, Creation, DeadLetter, DeadLetterQueue, Delivery, Enqueued, Envelope,
-    Liveness, MoveAll, Outbox, Queue, RequestUpdate, Store, UpdateOutcome, Upsert,
+    Liveness, MoveAll, Outbox, Queue, RequestUpdate, ScheduleRecord, Schedules, Store,
+    UpdateOutcome, Upsert,
 };
+use crate::usecases::schedules::ScheduleBody;
 
 /// The environment variable `flowgate serve` reads its plan from.
 pub const FAULTS_ENV: &str = "FLOWGATE_FAULTS";
@@ -62,6 +65,12 @@ pub const POINTS: &[(&str, &str)] = &[
     ("backfills.get", "Backfills::get_backfill"),
     ("backfills.running", "Backfills::running_backfills"),
     ("backfills.list", "Backfills::list_backfills"),
+    ("schedules.put", "Schedules::put_schedule"),
+    ("schedules.get", "Schedules::get_schedule"),
+    ("schedules.list", "Schedules::list_schedules"),
+    ("schedules.list_tenant", "Schedules::list_tenant_schedules"),
+    ("schedules.delete", "Schedules::delete_schedule"),
+    ("schedules.due", "Schedules::due_schedules"),
 ];
 
 /// One configured fault.
@@ -393,6 +402,77 @@ impl DeadLetterQueue for FaultyQueue {
     async fn dlq_move_all(&self) -> Result<MoveAll, BackendError> {
         self.plan
             .guard("dlq.move_all", self.inner.dlq_move_all())
+            .await
+    }
+}
+
+/// A [`Schedules`] store whose calls fail as the plan says.
+pub struct FaultySchedules {
+    inner: Arc<dyn Schedules>,
+    plan: Arc<FaultPlan>,
+}
+
+impl FaultySchedules {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Schedules>, plan: Arc<FaultPlan>) -> Self {
+        Self { inner, plan }
+    }
+}
+
+#[async_trait]
+impl Schedules for FaultySchedules {
+    async fn put_schedule(
+        &self,
+        schedule: &ScheduleRecord,
+        expected: Option<u64>,
+    ) -> Result<bool, BackendError> {
+        let put = self.inner.put_schedule(schedule, expected);
+        self.plan.guard("schedules.put", put).await
+    }
+    async fn get_schedule(
+        &self,
+        t: &str,
+        workflow: &str,
+        id: &str,
+    ) -> Result<Option<ScheduleRecord>, BackendError> {
+        let get = self.inner.get_schedule(t, workflow, id);
+        self.plan.guard("schedules.get", get).await
+    }
+    async fn list_schedules(
+        &self,
+        t: &str,
+        workflow: &str,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        let list = self.inner.list_schedules(t, workflow);
+        self.plan.guard("schedules.list", list).await
+    }
+    async fn list_tenant_schedules(
+        &self,
+        t: &str,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        let list = self.inner.list_tenant_schedules(t, limit);
+        self.plan.guard("schedules.list_tenant", list).await
+    }
+    async fn delete_schedule(
+        &self,
+        t: &str,
+        workflow: &str,
+        id: &str,
+    ) -> Result<bool, BackendError> {
+        let delete = self.inner.delete_schedule(t, workflow, id);
+        self.plan.guard("schedules.delete", delete).await
+    }
+    fn supports(&self, definition: &ScheduleBody) -> Result<(), InvalidParam> {
+        self.inner.supports(definition)
+    }
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        self.plan
+            .guard("schedules.due", self.inner.due_schedules(now, limit))
             .await
     }
 }

@@ -380,6 +380,13 @@ pub trait Schedules: Send + Sync + 'static {
         workflow: &str,
     ) -> Result<Vec<ScheduleRecord>, BackendError>;
 
+    /// `tenant`'s schedules of every workflow, by workflow and id, at most `limit` of them.
+    async fn list_tenant_schedules(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError>;
+
     /// Deletes a schedule; false when there was none.
     async fn delete_schedule(
         &self,

@@ -116,6 +116,25 @@ impl Schedules for Embedded {
             .map_err(|e| e.into_backend("schedules.list"))
     }
 
+    async fn list_tenant_schedules(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        let tenant = tenant.to_owned();
+        self.db
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM schedules WHERE tenant = ?1 \
+                     ORDER BY workflow, id LIMIT ?2"
+                ))?
+                .query_map(params![tenant, limit as i64], schedule)?
+                .collect()
+            })
+            .await
+            .map_err(|e| e.into_backend("schedules.list_tenant"))
+    }
+
     async fn delete_schedule(
         &self,
         tenant: &str,

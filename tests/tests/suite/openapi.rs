@@ -379,6 +379,7 @@ async fn dlq_routes(c: &mut Contract, app: &App) {
 async fn schedule_routes(c: &mut Contract, app: &App) {
     const ONE_S: &str = "/v1/workflows/{code}/schedules/{id}";
     const ALL_S: &str = "/v1/workflows/{code}/schedules";
+    const TENANT_S: &str = "/v1/schedules";
     let body =
         r#"{"cron": "0 0 3/6 * * ? *", "timezone": "Europe/Berlin", "params": {"amount": 1}}"#;
     let put = call(ONE_S, "PUT", "/v1/workflows/orders/schedules/nightly");
@@ -416,6 +417,8 @@ async fn schedule_routes(c: &mut Contract, app: &App) {
     .await;
     c.expect(app, call(ALL_S, "GET", "/v1/workflows/none/schedules"), 404)
         .await;
+    c.expect(app, call(TENANT_S, "GET", "/v1/schedules"), 200)
+        .await;
     c.expect(
         app,
         call(ALL_S, "GET", "/v1/workflows/bad%20code/schedules"),
@@ -429,6 +432,8 @@ async fn schedule_routes(c: &mut Contract, app: &App) {
         call(ONE_S, "DELETE", "/v1/workflows/orders/schedules/nightly"),
     ];
     under_faults(c, app, &["store.get_workflow"], &calls).await;
+    let listing = [call(TENANT_S, "GET", "/v1/schedules")];
+    under_faults(c, app, &["schedules.list_tenant"], &listing).await;
     let delete = call(ONE_S, "DELETE", "/v1/workflows/orders/schedules/nightly");
     c.expect(app, delete, 204).await;
     c.expect(app, delete, 404).await;
@@ -624,6 +629,7 @@ async fn unkept_routes(c: &mut Contract) {
         .body(dates),
         call("/v1/backfills/{id}", "GET", "/v1/backfills/b-1"),
         call("/v1/backfills", "GET", "/v1/backfills"),
+        call("/v1/schedules", "GET", "/v1/schedules"),
         call(
             "/v1/backfills/{id}/{action}",
             "POST",

@@ -45,6 +45,12 @@ impl DynamoStore {
                 AttributeValue::N(record.version.to_string()),
             ),
             ("record".to_owned(), s(text)),
+            // Every schedule is also listed under its tenant in `gsi2`.
+            ("gsi2pk".to_owned(), s(schedules_of(&record.tenant))),
+            (
+                "gsi2sk".to_owned(),
+                s(format!("{}#{}", record.workflow, record.id)),
+            ),
         ]);
         self.put_versioned(OP, item, expected).await
     }
@@ -77,6 +83,27 @@ impl DynamoStore {
             .collect()
     }
 
+    /// A tenant's schedules of every workflow, by workflow and id.
+    pub async fn list_tenant_schedule_items(
+        &self,
+        tenant: &str,
+        limit: usize,
+    ) -> Result<Vec<ScheduleRecord>, BackendError> {
+        const OP: &str = "schedules.list_tenant";
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi2")
+            .key_condition_expression("gsi2pk = :p")
+            .expression_attribute_values(":p", s(schedules_of(tenant)))
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        out.items().iter().map(|item| decode(OP, item)).collect()
+    }
+
     /// Deletes a schedule; false when there was none.
     pub async fn delete_schedule_item(
         &self,
@@ -97,4 +124,10 @@ impl DynamoStore {
             .map_err(|e| classify(OP, e))?;
         Ok(out.attributes.is_some_and(|a| !a.is_empty()))
     }
+}
+
+/// The `gsi2` partition of a tenant's schedules (no workflow code holds `#`, so it never
+/// meets a workflow's instance partition).
+fn schedules_of(tenant: &str) -> String {
+    format!("T#{tenant}#SCHEDULES")
 }

@@ -115,7 +115,10 @@ function selectTab(tab, focus) {
     state.liveTimer = setInterval(refreshLive, 2000);
   }
   if (tab.id === "tab-dlq") refreshDlq();
-  if (tab.id === "tab-schedules") refreshBackfills();
+  if (tab.id === "tab-schedules") {
+    showSchedules(document.getElementById("schedules-workflow").value.trim());
+    refreshBackfills();
+  }
 }
 
 function setUpTabs() {
@@ -374,21 +377,28 @@ async function replay(group, max) {
 
 // ---- schedules and backfills --------------------------------------------------------------
 
+// Every schedule of the tenant (the first 200), or one workflow's when a code is given.
 async function showSchedules(workflow) {
   show("schedules-result", el("p", { text: "Loading…" }));
+  const route = workflow ? `/v1/workflows/${encodeURIComponent(workflow)}/schedules` : "/v1/schedules";
   try {
-    const body = await api(`/v1/workflows/${encodeURIComponent(workflow)}/schedules`);
-    if (!body.items.length) return show("schedules-result", el("p", { text: `${workflow} has no schedules.` }));
+    const body = await api(route);
+    sawWorkflows(body.items.map((s) => s.workflow));
+    if (!body.items.length) {
+      return show("schedules-result", el("p", { text: workflow ? `${workflow} has no schedules.` : "No schedules yet." }));
+    }
     const rows = body.items.map((s) => [
+      document.createTextNode(s.workflow),
       document.createTextNode(s.id),
-      document.createTextNode(s.cron ? `cron ${s.cron}` : s.rate ? `every ${s.rate}` : `at ${s.at}`),
+      document.createTextNode(s.cron ? `cron ${s.cron}` : s.rate || `at ${s.at}`),
       document.createTextNode(s.timezone || "UTC"),
       document.createTextNode(s.paused ? "paused" : "active"),
       document.createTextNode(s.next_fire_times.length ? s.next_fire_times.slice(0, 3).map(when).join(", ") : "never again"),
       document.createTextNode(when(s.last_fired)),
       el("span", { class: "reason", text: s.last_error || "" }),
     ]);
-    show("schedules-result", table(["Schedule", "When", "Time zone", "State", "Next fires", "Handled up to", "Last error"], rows));
+    const headers = ["Workflow", "Schedule", "When", "Time zone", "State", "Next fires", "Handled up to", "Last error"];
+    show("schedules-result", table(headers, rows));
   } catch (e) {
     show("schedules-result", failure(e));
   }

@@ -268,6 +268,15 @@ pub async fn replay_dlq(
     Ok(Json(report).into_response())
 }
 
+/// `GET /v1/schedules`: the caller's schedules of every workflow, with their next fires.
+pub async fn list_tenant_schedules(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToStart>,
+) -> Answer {
+    let items = app.list_tenant_schedules(&tenant).await?;
+    Ok(Json(json!({ "items": items })).into_response())
+}
+
 /// `PUT /v1/workflows/{code}/schedules/{id}`: 201 when created, 200 when replaced.
 pub async fn put_schedule(
     State(app): State<Flowgate>,

@@ -53,6 +53,7 @@ fn routes() -> Router<Flowgate> {
                 .put(handlers::put_schedule)
                 .delete(handlers::delete_schedule),
         )
+        .route("/v1/schedules", get(handlers::list_tenant_schedules))
         .route(
             "/v1/workflows/{code}/backfills",
             post(handlers::start_backfill),

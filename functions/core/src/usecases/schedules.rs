@@ -180,6 +180,9 @@ fn store(app: &Flowgate) -> Result<&Arc<dyn Schedules>, Error> {
         .ok_or(Error::NotOnThisHost("schedules"))
 }
 
+/// The most schedules `GET /v1/schedules` lists.
+pub const LISTED_SCHEDULES: usize = 200;
+
 impl Flowgate {
     /// Creates or replaces a schedule. A replaced schedule keeps its position: fires it has
     /// handled are not fired again.
@@ -251,6 +254,18 @@ impl Flowgate {
         let now = Utc::now();
         Ok(store(self)?
             .list_schedules(tenant, workflow)
+            .await?
+            .into_iter()
+            .map(|r| ScheduleView::of(r, now))
+            .collect())
+    }
+
+    /// The caller's schedules of every workflow (the first [`LISTED_SCHEDULES`], by
+    /// workflow and id), with their next fire times.
+    pub async fn list_tenant_schedules(&self, tenant: &str) -> Result<Vec<ScheduleView>, Error> {
+        let now = Utc::now();
+        Ok(store(self)?
+            .list_tenant_schedules(tenant, LISTED_SCHEDULES)
             .await?
             .into_iter()
             .map(|r| ScheduleView::of(r, now))
