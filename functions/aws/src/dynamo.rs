@@ -130,6 +130,31 @@ impl DynamoStore {
 
     /// Every item of partition `pk` whose sort key starts with `prefix`, in sort-key order
     /// (consistent reads, every page).
+    /// Up to `limit` items of one `gsi2` partition, in sort-key order (newest first when
+    /// `backwards`). The index lags the table: callers that need the latest state read each
+    /// item again.
+    async fn query_gsi2(
+        &self,
+        op: &'static str,
+        partition: String,
+        backwards: bool,
+        limit: usize,
+    ) -> Result<Vec<Item>, BackendError> {
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi2")
+            .key_condition_expression("gsi2pk = :p")
+            .expression_attribute_values(":p", s(partition))
+            .scan_index_forward(!backwards)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        Ok(out.items.unwrap_or_default())
+    }
+
     async fn query_prefix(
         &self,
         op: &'static str,

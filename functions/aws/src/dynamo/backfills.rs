@@ -196,20 +196,11 @@ impl Backfills for DynamoStore {
         limit: usize,
     ) -> Result<Vec<BackfillRecord>, BackendError> {
         const OP: &str = "backfills.list";
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("gsi2")
-            .key_condition_expression("gsi2pk = :p")
-            .expression_attribute_values(":p", s(backfills_of(tenant)))
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| classify(OP, e))?;
+        let items = self
+            .query_gsi2(OP, backfills_of(tenant), true, limit)
+            .await?;
         let mut listed = Vec::new();
-        for item in out.items() {
+        for item in &items {
             let Some(id) = item
                 .get("gsi2sk")
                 .and_then(|v| v.as_s().ok())

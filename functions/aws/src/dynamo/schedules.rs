@@ -90,18 +90,10 @@ impl DynamoStore {
         limit: usize,
     ) -> Result<Vec<ScheduleRecord>, BackendError> {
         const OP: &str = "schedules.list_tenant";
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("gsi2")
-            .key_condition_expression("gsi2pk = :p")
-            .expression_attribute_values(":p", s(schedules_of(tenant)))
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .send()
-            .await
-            .map_err(|e| classify(OP, e))?;
-        out.items().iter().map(|item| decode(OP, item)).collect()
+        let items = self
+            .query_gsi2(OP, schedules_of(tenant), false, limit)
+            .await?;
+        items.iter().map(|item| decode(OP, item)).collect()
     }
 
     /// Deletes a schedule; false when there was none.
