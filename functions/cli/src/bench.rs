@@ -458,13 +458,14 @@ pub(crate) async fn load(
                 phase.seconds.resize_with(second + 1, Vec::new);
             }
             phase.seconds[second].push(us);
-            phase.latencies_us.push(us);
         }
         for (k, v) in errors {
             *phase.errors.entry(k).or_default() += v;
         }
     }
     phase.elapsed = started.elapsed();
+    // Every answer time, whatever its second, for the phase's percentiles.
+    phase.latencies_us = phase.seconds.concat();
     phase.latencies_us.sort_unstable();
     phase
 }

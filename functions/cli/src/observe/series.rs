@@ -149,10 +149,16 @@ impl LiveSeries {
             _ => return,
         };
         let mut tenants = self.tenants.lock().unwrap_or_else(|p| p.into_inner());
-        if !tenants.contains_key(tenant) && tenants.len() >= MAX_TENANTS {
-            return;
+        // A known tenant (every record but its first) costs a lookup, not a key.
+        if !tenants.contains_key(tenant) {
+            if tenants.len() >= MAX_TENANTS {
+                return;
+            }
+            tenants.insert(tenant.to_owned(), Rings::new());
         }
-        let rings = tenants.entry(tenant.to_owned()).or_insert_with(Rings::new);
+        let Some(rings) = tenants.get_mut(tenant) else {
+            return;
+        };
         match which {
             Some(which) => rings.count(now, which, value.max(0.0).round() as u32),
             None => rings.lag(now, value),

@@ -27,8 +27,8 @@ use crate::ports::{Backfills, Dispatcher, Queue, Schedules, Store};
 use crate::schemas::SchemaCache;
 
 /// The span in which a worker logs its stages of one request: the ids, tenant, workflow and
-/// W3C trace id that let any missing instance be traced. It is an ERROR-level span so that it is enabled
-/// (and its fields printed) whatever the log filter lets through.
+/// W3C trace id that let any missing instance be traced. It is an ERROR-level span so that
+/// it is enabled (and its fields printed) whatever the log filter lets through.
 fn request_span(
     role: &'static str,
     tenant: &str,
@@ -126,11 +126,6 @@ impl Flowgate {
 
     fn measure_outcomes(&self, metric: Metric, counts: &[(&str, u64)]) {
         crate::metrics::record_outcomes(self.metrics.as_deref(), metric, counts);
-    }
-
-    /// Where this process's measurements go, if anywhere.
-    pub fn metrics(&self) -> Option<Arc<dyn Metrics>> {
-        self.metrics.clone()
     }
 
     /// Whether the store answers (a cheap read).
