@@ -4,6 +4,7 @@
 use chrono::{Duration as Span, Utc};
 
 use flowgate_core::ports::ScheduleRecord;
+use flowgate_core::schedule::ScheduleDefinition;
 use flowgate_core::usecases::schedules::ScheduleBody;
 
 use crate::conformance::Subject;
@@ -15,6 +16,7 @@ fn schedule(tenant: &str, id: &str, due_in: i64, paused: bool) -> ScheduleRecord
         "cron": "0 * * * * *", "paused": paused, "params": {"n": 1}
     }))
     .expect("body");
+    let definition = ScheduleDefinition::try_from(definition).expect("a definition");
     ScheduleRecord {
         tenant: tenant.to_owned(),
         workflow: "wf".into(),
@@ -25,6 +27,7 @@ fn schedule(tenant: &str, id: &str, due_in: i64, paused: bool) -> ScheduleRecord
         updated_at: now,
         last_fired: Some(now),
         next_due: Some(now + Span::seconds(due_in)),
+        next_fires: Some(vec![now + Span::seconds(due_in)]),
         last_error: None,
     }
 }
@@ -60,6 +63,39 @@ pub async fn schedules_are_versioned_listed_found_due_and_deleted(s: Subject) {
         (2, moved.last_error.as_deref())
     );
     assert_eq!(read.definition, early.definition);
+    assert_eq!(read.next_fires, early.next_fires);
+
+    // Advancing moves the scheduler's position only, from the version it read.
+    let mut advanced = read.clone();
+    advanced.version = 3;
+    advanced.last_fired = Some(Utc::now());
+    advanced.next_fires = Some(vec![Utc::now() + Span::seconds(60)]);
+    advanced.next_due = advanced
+        .next_fires
+        .as_ref()
+        .and_then(|f| f.first().copied());
+    advanced.definition.paused = true;
+    assert!(
+        !store.advance_schedule(&advanced, 1).await.unwrap(),
+        "stale"
+    );
+    assert!(store.advance_schedule(&advanced, 2).await.unwrap());
+    let read = store
+        .get_schedule(&t, "wf", "early")
+        .await
+        .unwrap()
+        .expect("there");
+    assert_eq!(read.version, 3);
+    assert_eq!(read.next_fires, advanced.next_fires);
+    assert_eq!(
+        read.last_fired.map(|t| t.timestamp_millis()),
+        advanced.last_fired.map(|t| t.timestamp_millis())
+    );
+    assert!(!read.definition.paused, "the definition is left as it was");
+    let mut back = read.clone();
+    back.version = 4;
+    back.next_due = early.next_due;
+    assert!(store.advance_schedule(&back, 3).await.unwrap());
 
     assert!(
         store

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use flowgate_core::ports::{ScheduleRecord, Schedules};
-use flowgate_core::usecases::schedules::ScheduleBody;
+use flowgate_core::schedule::ScheduleDefinition;
 use flowgate_core::{BackendError, InvalidParam};
 
 use crate::DynamoStore;
@@ -43,6 +43,15 @@ impl Schedules for AwsSchedules {
         }
         self.engine.upsert(schedule).await?;
         Ok(true)
+    }
+
+    /// The position only: the record on DynamoDB, and EventBridge Scheduler left as it is.
+    async fn advance_schedule(
+        &self,
+        schedule: &ScheduleRecord,
+        expected: u64,
+    ) -> Result<bool, BackendError> {
+        self.store.put_schedule_item(schedule, Some(expected)).await
     }
 
     async fn get_schedule(
@@ -80,7 +89,7 @@ impl Schedules for AwsSchedules {
         self.store.delete_schedule_item(tenant, workflow, id).await
     }
 
-    fn supports(&self, definition: &ScheduleBody) -> Result<(), InvalidParam> {
+    fn supports(&self, definition: &ScheduleDefinition) -> Result<(), InvalidParam> {
         expression::expression(definition).map(|_| ())
     }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::client::exchange;
 use crate::config::{BackfillCommand, StartBackfill};
@@ -28,38 +28,11 @@ pub async fn run(
     }
 }
 
-fn body(s: &StartBackfill) -> Result<Value> {
-    let params: Value =
-        serde_json::from_str(&s.params).map_err(|e| format!("--params is not valid JSON: {e}"))?;
-    let mut body = json!({"order": s.order, "reprocess": s.reprocess, "dry_run": s.dry_run,
-        "params": params});
-    for (field, value) in [
-        ("from", &s.from),
-        ("to", &s.to),
-        ("cron", &s.cron),
-        ("timezone", &s.timezone),
-    ] {
-        if let Some(v) = value {
-            body[field] = json!(v);
-        }
-    }
-    if !s.dates.is_empty() {
-        body["dates"] = json!(s.dates);
-    }
-    if let Some(n) = s.max_in_flight {
-        body["max_in_flight"] = json!(n);
-    }
-    if let Some(r) = s.rate {
-        body["rate"] = json!(r);
-    }
-    Ok(body)
-}
-
 async fn start(client: &reqwest::Client, url: &str, s: StartBackfill) -> Result<ExitCode> {
     let request = client
         .post(format!("{url}/v1/workflows/{}/backfills", s.workflow))
-        .json(&body(&s)?);
-    if !s.wait || s.dry_run {
+        .json(&s.body);
+    if !s.wait || s.body.dry_run {
         return exchange(request).await;
     }
     let response = request

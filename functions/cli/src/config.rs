@@ -346,46 +346,16 @@ pub enum SchedulesCommand {
     },
 }
 
-/// Options of `flowgate schedules put`.
+/// Options of `flowgate schedules put`: the body's own fields, as flags.
 #[derive(Debug, Args)]
 pub struct PutSchedule {
     /// Workflow code.
     pub workflow: String,
     /// Schedule id.
     pub id: String,
-    /// A cron expression: 5 fields, 6 with seconds, or Quartz's 7.
-    #[arg(long)]
-    pub cron: Option<String>,
-    /// `rate(N unit)`, such as `rate(5 minutes)`.
-    #[arg(long)]
-    pub rate: Option<String>,
-    /// A one-time local time, `yyyy-mm-ddThh:mm:ss`.
-    #[arg(long)]
-    pub at: Option<String>,
-    /// The IANA time zone of its local times.
-    #[arg(long, default_value = "UTC")]
-    pub timezone: String,
-    /// No fire before this (RFC 3339).
-    #[arg(long)]
-    pub start: Option<String>,
-    /// No fire after this (RFC 3339).
-    #[arg(long)]
-    pub end: Option<String>,
-    /// Params of each instance, a JSON object.
-    #[arg(long, default_value = "{}")]
-    pub params: String,
-    /// HIGHEST, HIGH, MEDIUM, LOW or LOWEST.
-    #[arg(long)]
-    pub priority: Option<String>,
-    /// Create it paused.
-    #[arg(long)]
-    pub paused: bool,
-    /// Missed fires after downtime: all, latest or none.
-    #[arg(long, default_value = "all")]
-    pub catchup: String,
-    /// How far back missed fires are considered.
-    #[arg(long, default_value = "1h")]
-    pub catchup_window: String,
+    /// The schedule.
+    #[command(flatten)]
+    pub body: flowgate_core::usecases::schedules::ScheduleBody,
 }
 
 /// `flowgate backfill ...`: client commands against a running server.
@@ -418,44 +388,14 @@ pub enum BackfillCommand {
     },
 }
 
-/// Options of `flowgate backfill start`.
+/// Options of `flowgate backfill start`: the body's own fields, as flags.
 #[derive(Debug, Args)]
 pub struct StartBackfill {
     /// Workflow code.
     pub workflow: String,
-    /// The range's first instant (RFC 3339, inclusive).
-    #[arg(long)]
-    pub from: Option<String>,
-    /// The range's last instant (RFC 3339, inclusive).
-    #[arg(long)]
-    pub to: Option<String>,
-    /// Expand the range by this cron expression instead of the workflow's schedules.
-    #[arg(long)]
-    pub cron: Option<String>,
-    /// The time zone of --cron.
-    #[arg(long)]
-    pub timezone: Option<String>,
-    /// Explicit dates instead of a range (comma-separated RFC 3339).
-    #[arg(long, value_delimiter = ',')]
-    pub dates: Vec<String>,
-    /// asc or desc.
-    #[arg(long, default_value = "asc")]
-    pub order: String,
-    /// The most dates in flight at once.
-    #[arg(long)]
-    pub max_in_flight: Option<u32>,
-    /// At most this many dates per second.
-    #[arg(long)]
-    pub rate: Option<f64>,
-    /// Start dates that already have an instance again.
-    #[arg(long)]
-    pub reprocess: bool,
-    /// List the dates, and change nothing.
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Params of each instance, a JSON object.
-    #[arg(long, default_value = "{}")]
-    pub params: String,
+    /// The backfill.
+    #[command(flatten)]
+    pub body: flowgate_core::usecases::backfills::BackfillBody,
     /// Follow its progress until it ends (a progress bar on a terminal).
     #[arg(long)]
     pub wait: bool,

@@ -166,6 +166,15 @@ pub enum Error {
     Backend(#[from] BackendError),
 }
 
+impl From<InvalidParam> for Error {
+    fn from(p: InvalidParam) -> Self {
+        Self::Invalid {
+            detail: format!("{} {}", p.pointer, p.reason),
+            errors: vec![p],
+        }
+    }
+}
+
 impl Error {
     /// A single-field validation error.
     pub fn invalid(pointer: &str, reason: impl Into<String>) -> Self {

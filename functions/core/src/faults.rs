@@ -20,7 +20,7 @@ use crate::ports::{
     Liveness, MoveAll, Outbox, Queue, RequestUpdate, ScheduleRecord, Schedules, Store,
     UpdateOutcome, Upsert,
 };
-use crate::usecases::schedules::ScheduleBody;
+use crate::schedule::ScheduleDefinition;
 
 /// The environment variable `flowgate serve` reads its plan from.
 pub const FAULTS_ENV: &str = "FLOWGATE_FAULTS";
@@ -66,6 +66,7 @@ pub const POINTS: &[(&str, &str)] = &[
     ("backfills.running", "Backfills::running_backfills"),
     ("backfills.list", "Backfills::list_backfills"),
     ("schedules.put", "Schedules::put_schedule"),
+    ("schedules.advance", "Schedules::advance_schedule"),
     ("schedules.get", "Schedules::get_schedule"),
     ("schedules.list", "Schedules::list_schedules"),
     ("schedules.list_tenant", "Schedules::list_tenant_schedules"),
@@ -429,6 +430,14 @@ impl Schedules for FaultySchedules {
         let put = self.inner.put_schedule(schedule, expected);
         self.plan.guard("schedules.put", put).await
     }
+    async fn advance_schedule(
+        &self,
+        schedule: &ScheduleRecord,
+        expected: u64,
+    ) -> Result<bool, BackendError> {
+        let advance = self.inner.advance_schedule(schedule, expected);
+        self.plan.guard("schedules.advance", advance).await
+    }
     async fn get_schedule(
         &self,
         t: &str,
@@ -463,7 +472,7 @@ impl Schedules for FaultySchedules {
         let delete = self.inner.delete_schedule(t, workflow, id);
         self.plan.guard("schedules.delete", delete).await
     }
-    fn supports(&self, definition: &ScheduleBody) -> Result<(), InvalidParam> {
+    fn supports(&self, definition: &ScheduleDefinition) -> Result<(), InvalidParam> {
         self.inner.supports(definition)
     }
     async fn due_schedules(

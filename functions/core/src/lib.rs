@@ -14,6 +14,7 @@ pub mod message;
 pub mod metrics;
 pub mod model;
 pub mod paging;
+pub mod pool;
 pub mod ports;
 pub mod record;
 pub mod schedule;

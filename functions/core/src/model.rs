@@ -82,6 +82,16 @@ pub enum Priority {
     Lowest,
 }
 
+impl std::str::FromStr for Priority {
+    type Err = String;
+
+    /// A priority by name, in any case (`high`, `HIGH`).
+    fn from_str(text: &str) -> Result<Self, String> {
+        serde_json::from_value(Value::String(text.trim().to_ascii_uppercase()))
+            .map_err(|_| format!("{text:?} is not one of HIGHEST, HIGH, MEDIUM, LOW, LOWEST"))
+    }
+}
+
 /// Lifecycle of a start request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -16,7 +16,7 @@ use crate::model::{
     HistoryEvent, Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow,
 };
 pub use crate::record::RequestUpdate;
-use crate::usecases::schedules::ScheduleBody;
+use crate::schedule::ScheduleDefinition;
 
 /// Whether `put_workflow` created a new definition or replaced one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -338,8 +338,8 @@ pub struct ScheduleRecord {
     pub workflow: String,
     /// Its id, unique per workflow.
     pub id: String,
-    /// What the client put.
-    pub definition: ScheduleBody,
+    /// What the client put, checked.
+    pub definition: ScheduleDefinition,
     /// Incremented on every change; guards concurrent writers.
     pub version: u64,
     /// When it was first put.
@@ -350,6 +350,11 @@ pub struct ScheduleRecord {
     pub last_fired: Option<DateTime<Utc>>,
     /// When it next fires; `None` when it never will again.
     pub next_due: Option<DateTime<Utc>>,
+    /// Its next fire times (a few, soonest first), worked out when it was put and at each
+    /// fire, so that a read never works them out; `None` on a record stored before they
+    /// were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_fires: Option<Vec<DateTime<Utc>>>,
     /// Why its last fire could not start an instance, if it could not.
     pub last_error: Option<String>,
 }
@@ -363,6 +368,16 @@ pub trait Schedules: Send + Sync + 'static {
         &self,
         schedule: &ScheduleRecord,
         expected: Option<u64>,
+    ) -> Result<bool, BackendError>;
+
+    /// Writes where the scheduler is in `schedule` (`last_fired`, `next_due`, `next_fires`,
+    /// `last_error`, `version`, `updated_at`) if the stored version is still `expected`,
+    /// leaving its definition, and any engine that fires it, as they are. Answers false
+    /// when another writer got there first.
+    async fn advance_schedule(
+        &self,
+        schedule: &ScheduleRecord,
+        expected: u64,
     ) -> Result<bool, BackendError>;
 
     /// Reads a schedule.
@@ -398,7 +413,7 @@ pub trait Schedules: Send + Sync + 'static {
     /// Whether this backend can run `definition`'s timing. A backend whose engine is coarser
     /// than Flowgate's expressions refuses what it cannot run (naming the field and why),
     /// and never rounds it.
-    fn supports(&self, definition: &ScheduleBody) -> Result<(), InvalidParam> {
+    fn supports(&self, definition: &ScheduleDefinition) -> Result<(), InvalidParam> {
         let _ = definition;
         Ok(())
     }

@@ -6,10 +6,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::sync::Semaphore;
 
 use crate::error::{BackendError, Error, InvalidParam};
 use crate::model::Workflow;
+use crate::pool::{BlockingPool, PoolError};
 
 /// The largest compiled `pattern` accepted, in bytes.
 const MAX_REGEX_BYTES: usize = 1 << 20;
@@ -83,17 +83,18 @@ type WorkflowKey = (String, String);
 
 /// Compiled params validators, keyed by workflow and version, so a hot workflow's schema is
 /// compiled once; and the workers that run them, one per core.
+#[derive(Default)]
 pub struct SchemaCache {
     compiled: Mutex<HashMap<WorkflowKey, (u64, Arc<Compiled>)>>,
-    workers: Arc<Semaphore>,
+    pool: BlockingPool,
 }
 
-impl Default for SchemaCache {
-    fn default() -> Self {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+impl SchemaCache {
+    /// A cache whose costly checks run on `pool`.
+    pub fn new(pool: BlockingPool) -> Self {
         Self {
             compiled: Mutex::default(),
-            workers: Arc::new(Semaphore::new(cores)),
+            pool,
         }
     }
 }
@@ -129,17 +130,16 @@ impl SchemaCache {
         instance: Value,
         budget: Duration,
     ) -> Result<Vec<InvalidParam>, Error> {
-        let permit = self.workers.clone().acquire_owned().await;
-        let task = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            failures(&compiled.validator, &instance)
-        });
-        match tokio::time::timeout(budget, task).await {
-            Ok(Ok(errors)) => Ok(errors),
-            Ok(Err(panicked)) => {
-                Err(BackendError::permanent("schema.validate", panicked.to_string()).into())
+        let checked = self
+            .pool
+            .run(budget, move || failures(&compiled.validator, &instance))
+            .await;
+        match checked {
+            Ok(errors) => Ok(errors),
+            Err(PoolError::Panicked(why)) => {
+                Err(BackendError::permanent("schema.validate", why).into())
             }
-            Err(_) => Err(Error::invalid(
+            Err(PoolError::OverBudget(_)) => Err(Error::invalid(
                 "/params",
                 format!(
                     "took longer than the validation budget ({}) to check",

@@ -12,6 +12,15 @@ pub const MAX_WAIT_SECS: u64 = 20;
 /// The longest idempotency key accepted.
 pub const MAX_KEY_LEN: usize = 255;
 
+/// A JSON object given as text (a command-line flag's value).
+pub fn json_object(text: &str) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    match serde_json::from_str(text) {
+        Ok(serde_json::Value::Object(map)) => Ok(map),
+        Ok(_) => Err("must be a JSON object".into()),
+        Err(e) => Err(format!("is not valid JSON: {e}")),
+    }
+}
+
 /// Checks a workflow code or tenant: 1 to 128 characters of `A-Z a-z 0-9 _ . -`.
 pub fn identifier(what: &str, value: &str) -> Result<(), Error> {
     let ok = !value.is_empty()

@@ -10,8 +10,8 @@ use flowgate_core::ports::{ScheduleRecord, Schedules};
 use crate::Embedded;
 use crate::codec::{micros, time, to_json};
 
-const COLUMNS: &str =
-    "tenant, workflow, id, body, version, created_at, updated_at, last_fired, next_due, last_error";
+const COLUMNS: &str = "tenant, workflow, id, body, version, created_at, updated_at, last_fired, \
+     next_due, last_error, next_fires";
 
 fn schedule(row: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
     let body: String = row.get(3)?;
@@ -28,6 +28,12 @@ fn schedule(row: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
         last_fired: row.get::<_, Option<i64>>(7)?.map(time),
         next_due: row.get::<_, Option<i64>>(8)?.map(time),
         last_error: row.get(9)?,
+        next_fires: match row.get::<_, Option<String>>(10)? {
+            None => None,
+            Some(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(10, rusqlite::types::Type::Text, e.into())
+            })?),
+        },
     })
 }
 
@@ -42,6 +48,7 @@ impl Schedules for Embedded {
         self.db
             .write(move |conn| {
                 let body = to_json(&s.definition)?;
+                let next_fires = s.next_fires.as_ref().map(to_json).transpose()?;
                 let values = params![
                     s.tenant,
                     s.workflow,
@@ -53,6 +60,7 @@ impl Schedules for Embedded {
                     s.last_fired.map(micros),
                     s.next_due.map(micros),
                     s.last_error,
+                    next_fires,
                     s.definition.paused,
                     expected.map(|v| v as i64),
                 ];
@@ -60,15 +68,16 @@ impl Schedules for Embedded {
                     None => conn
                         .prepare_cached(&format!(
                             "INSERT INTO schedules ({COLUMNS}, paused) \
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
                              ON CONFLICT (tenant, workflow, id) DO NOTHING"
                         ))?
-                        .execute(&values[..11])?,
+                        .execute(&values[..12])?,
                     Some(_) => conn
                         .prepare_cached(
                             "UPDATE schedules SET body = ?4, version = ?5, updated_at = ?7, \
-                             last_fired = ?8, next_due = ?9, last_error = ?10, paused = ?11 \
-                             WHERE tenant = ?1 AND workflow = ?2 AND id = ?3 AND version = ?12 \
+                             last_fired = ?8, next_due = ?9, last_error = ?10, next_fires = ?11, \
+                             paused = ?12 \
+                             WHERE tenant = ?1 AND workflow = ?2 AND id = ?3 AND version = ?13 \
                              AND created_at = ?6",
                         )?
                         .execute(values)?,
@@ -77,6 +86,39 @@ impl Schedules for Embedded {
             })
             .await
             .map_err(|e| e.into_backend("schedules.put"))
+    }
+
+    async fn advance_schedule(
+        &self,
+        s: &ScheduleRecord,
+        expected: u64,
+    ) -> Result<bool, BackendError> {
+        let s = s.clone();
+        self.db
+            .write(move |conn| {
+                let next_fires = s.next_fires.as_ref().map(to_json).transpose()?;
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE schedules SET version = ?4, updated_at = ?5, last_fired = ?6, \
+                         next_due = ?7, last_error = ?8, next_fires = ?9 \
+                         WHERE tenant = ?1 AND workflow = ?2 AND id = ?3 AND version = ?10",
+                    )?
+                    .execute(params![
+                        s.tenant,
+                        s.workflow,
+                        s.id,
+                        s.version as i64,
+                        micros(s.updated_at),
+                        s.last_fired.map(micros),
+                        s.next_due.map(micros),
+                        s.last_error,
+                        next_fires,
+                        expected as i64,
+                    ])?;
+                Ok(changed == 1)
+            })
+            .await
+            .map_err(|e| e.into_backend("schedules.advance"))
     }
 
     async fn get_schedule(

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -153,6 +153,12 @@ const V8: &str = r#"
 ALTER TABLE messages ADD COLUMN traceparent TEXT;
 "#;
 
+/// Schedules keep their next fire times (a JSON array), worked out when put and at each
+/// fire, so that a listing never works them out.
+const V9: &str = r#"
+ALTER TABLE schedules ADD COLUMN next_fires TEXT;
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -185,6 +191,7 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
         (6, V6),
         (7, V7),
         (8, V8),
+        (9, V9),
     ] {
         if version < step {
             conn.execute_batch(sql)?;

@@ -6,22 +6,17 @@
 //! must be `?`. What it cannot run is refused with the field and the reason, never rounded.
 
 use flowgate_core::InvalidParam;
-use flowgate_core::schedule::Expression;
-use flowgate_core::usecases::schedules::ScheduleBody;
+use flowgate_core::schedule::{Expression, ScheduleDefinition, When};
 
 /// Weekday names by standard cron number (0 and 7 are Sunday).
 const WEEKDAYS: [&str; 8] = ["SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
 
-/// The EventBridge Scheduler expression that fires when `body` does.
-pub fn expression(body: &ScheduleBody) -> Result<String, InvalidParam> {
-    match (&body.cron, &body.rate, &body.at) {
-        (Some(cron), None, None) => self::cron(cron).map_err(|e| InvalidParam::new("/cron", e)),
-        (None, Some(rate), None) => self::rate(rate).map_err(|e| InvalidParam::new("/rate", e)),
-        (None, None, Some(at)) => Ok(format!("at({})", at.trim())),
-        _ => Err(InvalidParam::new(
-            "/",
-            "give exactly one of cron, rate and at",
-        )),
+/// The EventBridge Scheduler expression that fires when `definition` does.
+pub fn expression(definition: &ScheduleDefinition) -> Result<String, InvalidParam> {
+    match &definition.when {
+        When::Cron(cron) => self::cron(cron).map_err(|e| InvalidParam::new("/cron", e)),
+        When::Rate(rate) => self::rate(rate).map_err(|e| InvalidParam::new("/rate", e)),
+        When::At(at) => Ok(format!("at({})", at.trim())),
     }
 }
 
@@ -41,8 +36,21 @@ fn cron(text: &str) -> Result<String, String> {
         }
         _ => return Err("has the wrong number of fields".into()),
     };
+    last_day_rules(dom)?;
     let (dom, dow) = one_day_field(dom, &dow)?;
     Ok(format!("cron({minute} {hour} {dom} {month} {dow} {year})"))
+}
+
+/// Quartz's `LW` and `L-n` have no EventBridge Scheduler form: refused, never rounded.
+fn last_day_rules(dom: &str) -> Result<(), String> {
+    let upper = dom.to_ascii_uppercase();
+    if upper == "LW" || upper.starts_with("L-") {
+        return Err(format!(
+            "day-of-month {dom} (Quartz's last weekday, or days before the last day) has no \
+             EventBridge Scheduler form; on the AWS host write the days out, or use L"
+        ));
+    }
+    Ok(())
 }
 
 fn whole_minutes(seconds: &str) -> Result<(), String> {
@@ -156,8 +164,10 @@ fn rate(text: &str) -> Result<String, String> {
 mod tests {
     use super::*;
 
-    fn body(field: &str, value: &str) -> ScheduleBody {
-        serde_json::from_value(serde_json::json!({ field: value })).expect("body")
+    fn body(field: &str, value: &str) -> ScheduleDefinition {
+        let body: flowgate_core::usecases::schedules::ScheduleBody =
+            serde_json::from_value(serde_json::json!({ field: value })).expect("body");
+        ScheduleDefinition::try_from(body).expect("a definition")
     }
 
     fn cron_of(text: &str) -> Result<String, InvalidParam> {
@@ -199,6 +209,8 @@ mod tests {
                 "both the day of the month and the day of the week",
             ),
             ("0 9 * * 1-7/2", "write the days out"),
+            ("0 0 12 LW * ? *", "no EventBridge Scheduler form"),
+            ("0 0 12 L-3 * ? *", "no EventBridge Scheduler form"),
         ] {
             let e = cron_of(text).unwrap_err();
             assert_eq!(e.pointer, "/cron");

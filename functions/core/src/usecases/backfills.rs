@@ -11,14 +11,19 @@ use tracing::{info, warn};
 
 use super::start::Origin;
 use super::{Flowgate, StartRequest};
-use crate::error::{BackendError, Error};
+use crate::error::{BackendError, Error, InvalidParam};
 use crate::model::{Priority, RequestStatus};
 use crate::ports::{BackfillRecord, BackfillState, Backfills};
-use crate::schedule::{Expression, Timing, timezone};
+use crate::schedule::{Budget, Expression, Timing, timezone};
 use crate::validation::{StartBody, identifier};
 
 /// The most dates one backfill expands to.
 pub const MAX_DATES: usize = 100_000;
+/// The most steps one backfill's expansion may take: a day of the range for each
+/// expression, and a date each. A range too long to expand within them is refused.
+pub const EXPANSION_STEPS: u64 = 4_000_000;
+/// The longest one backfill's expansion may take, on the budgeted pool.
+pub const EXPANSION_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 /// Dates in flight at once when the body names no `max_in_flight`.
 pub const DEFAULT_IN_FLIGHT: usize = 10;
 
@@ -33,46 +38,81 @@ pub enum Order {
     Desc,
 }
 
-/// The body of `POST /v1/workflows/{code}/backfills`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+impl std::str::FromStr for Order {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "asc" => Ok(Self::Asc),
+            "desc" => Ok(Self::Desc),
+            _ => Err(format!("{text:?} is not asc or desc")),
+        }
+    }
+}
+
+/// The body of `POST /v1/workflows/{code}/backfills` (and the flags of `flowgate backfill
+/// start`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct BackfillBody {
-    /// The range's first instant (inclusive).
+    /// The range's first instant (RFC 3339, inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub from: Option<DateTime<Utc>>,
-    /// The range's last instant (inclusive).
+    /// The range's last instant (RFC 3339, inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub to: Option<DateTime<Utc>>,
     /// Expands the range by this cron expression, instead of the workflow's schedules.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub cron: Option<String>,
     /// The time zone of `cron` (default UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub timezone: Option<String>,
-    /// Explicit dates instead of a range.
+    /// Explicit dates instead of a range (RFC 3339; comma-separated as a flag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long, value_delimiter = ','))]
     pub dates: Option<Vec<DateTime<Utc>>>,
     /// `asc` (default) or `desc`.
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, default_value = "asc"))]
     pub order: Order,
     /// The most dates in flight at once (default 10, at most 1,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub max_in_flight: Option<usize>,
     /// At most this many dates started per second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub rate: Option<f64>,
     /// Start dates that already have an instance again, keyed by (backfill, date).
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub reprocess: bool,
     /// Answer the dates, and change nothing.
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long))]
     pub dry_run: bool,
-    /// The params of each instance.
+    /// The params of each instance, a JSON object.
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, default_value = "{}", value_parser = crate::validation::json_object))]
     pub params: Map<String, Value>,
-    /// Their priority.
+    /// Their priority: HIGHEST, HIGH, MEDIUM, LOW or LOWEST.
     #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, default_value = "MEDIUM"))]
     pub priority: Priority,
     /// Run options kept with each date's request, not acted on. Only the DolphinScheduler
     /// door sets them (with its caller's other parameters); the JSON API has no such field.
     #[serde(skip)]
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub options: BTreeMap<String, String>,
     /// The cron that expands a range when neither `cron` nor any schedule of the workflow
     /// does. Only the DolphinScheduler door sets it (to DolphinScheduler's own default).
     #[serde(skip)]
+    #[cfg_attr(feature = "clap", arg(skip))]
     pub fallback_cron: Option<String>,
 }
 
@@ -280,6 +320,11 @@ impl Flowgate {
         Ok(dates)
     }
 
+    /// The instants of `from..=to` by `body`'s cron, or else by the workflow's schedules that
+    /// are not paused (their union; a schedule's own start and end do not limit a
+    /// backfill, as they do not limit a DolphinScheduler complement), or else by the
+    /// door's fallback. Expanded on the budgeted pool, within [`EXPANSION_STEPS`] and
+    /// [`EXPANSION_TIME`].
     async fn range(
         &self,
         tenant: &str,
@@ -288,7 +333,6 @@ impl Flowgate {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<DateTime<Utc>>, Error> {
-        let just_before = from - chrono::Duration::seconds(1);
         let timings: Vec<Timing> = match &body.cron {
             Some(cron) => vec![cron_timing(cron, body.timezone.as_deref(), from)?],
             None => {
@@ -296,10 +340,24 @@ impl Flowgate {
                     Some(s) => s.list_schedules(tenant, workflow).await?,
                     None => Vec::new(),
                 };
-                let timings: Vec<Timing> = schedules
+                let timings = schedules
                     .iter()
-                    .filter_map(|s| s.definition.timing(s.created_at).ok().map(|(t, _)| t))
-                    .collect();
+                    .filter(|s| !s.definition.paused)
+                    .map(|s| {
+                        let (mut timing, _) = s.definition.timing(s.created_at)?;
+                        (timing.start, timing.end) = (None, None);
+                        Ok(timing)
+                    })
+                    .collect::<Result<Vec<Timing>, InvalidParam>>()
+                    .map_err(|e| {
+                        Error::invalid(
+                            "/cron",
+                            format!(
+                                "a schedule of the workflow no longer reads ({} {}); give a cron",
+                                e.pointer, e.reason
+                            ),
+                        )
+                    })?;
                 match (timings.is_empty(), &body.fallback_cron) {
                     (false, _) => timings,
                     (true, Some(cron)) => vec![cron_timing(cron, None, from)?],
@@ -312,14 +370,10 @@ impl Flowgate {
                 }
             }
         };
-        let mut dates = Vec::new();
-        for timing in timings {
-            dates.extend(timing.fires(just_before, to, MAX_DATES + 1));
-            if dates.len() > MAX_DATES * 2 {
-                break;
-            }
-        }
-        Ok(dates)
+        self.pool
+            .run(EXPANSION_TIME, move || expand_range(&timings, from, to))
+            .await
+            .map_err(|e| Error::invalid("/", format!("the range could not be expanded: {e}")))?
     }
 
     /// A backfill's progress.
@@ -377,6 +431,36 @@ impl Flowgate {
                 .into(),
         )
     }
+}
+
+/// Every instant in `from..=to` at which one of `timings` fires, within one budget of
+/// steps and time shared by all of them.
+fn expand_range(
+    timings: &[Timing],
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<DateTime<Utc>>, Error> {
+    let just_before = from - chrono::Duration::seconds(1);
+    let mut budget = Budget::steps_and_time(EXPANSION_STEPS, EXPANSION_TIME);
+    let mut dates = Vec::new();
+    for timing in timings {
+        let found = timing
+            .fires(just_before, to, MAX_DATES + 1, &mut budget)
+            .map_err(|e| {
+                Error::invalid(
+                    "/",
+                    format!(
+                        "the range is too long to expand ({e}, over {} expressions); split it",
+                        timings.len()
+                    ),
+                )
+            })?;
+        dates.extend(found);
+        if dates.len() > MAX_DATES {
+            break;
+        }
+    }
+    Ok(dates)
 }
 
 /// Moves running backfills forward: settles the dates in flight, then starts the next

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::metrics::{Labels, Metric, Metrics};
+use crate::pool::BlockingPool;
 use crate::ports::{Backfills, Dispatcher, Queue, Schedules, Store};
 use crate::schemas::SchemaCache;
 
@@ -58,6 +59,7 @@ pub struct Flowgate {
     store: Arc<dyn Store>,
     queue: Arc<dyn Queue>,
     schemas: Arc<SchemaCache>,
+    pool: BlockingPool,
     metrics: Option<Arc<dyn Metrics>>,
     redelivery_bound: Duration,
     validation_budget: Duration,
@@ -70,10 +72,12 @@ impl Flowgate {
     /// The use cases over these ports.
     pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>) -> Self {
         let defaults = flowgate_settings::Settings::defaults();
+        let pool = BlockingPool::default();
         Self {
             store,
             queue,
-            schemas: Arc::new(SchemaCache::default()),
+            schemas: Arc::new(SchemaCache::new(pool.clone())),
+            pool,
             metrics: None,
             redelivery_bound: defaults.redelivery_bound(),
             validation_budget: defaults.validation_budget,

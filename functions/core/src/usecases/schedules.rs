@@ -11,14 +11,16 @@ use serde_json::{Map, Value};
 use tracing::{info, instrument, warn};
 
 use super::{Flowgate, StartRequest};
-use crate::error::{BackendError, Error};
+use crate::error::{BackendError, Error, InvalidParam};
 use crate::message::Fire;
 use crate::model::Priority;
 use crate::ports::{ScheduleRecord, Schedules, Upsert};
-use crate::schedule::{Catchup, CatchupPolicy, Expression, Timing, timezone, to_fire};
+use crate::schedule::{
+    Budget, CatchupPolicy, CatchupSpec, ScheduleDefinition, Timing, When, to_fire,
+};
 use crate::validation::{StartBody, identifier};
 
-/// How many next fire times a schedule's view lists.
+/// How many next fire times a schedule keeps, and its view lists.
 pub const NEXT_FIRES_SHOWN: usize = 5;
 /// The most fires one sweep starts for one schedule; the rest wait for the next sweep.
 pub const MAX_FIRES_PER_SWEEP: usize = 10_000;
@@ -26,109 +28,157 @@ pub const MAX_FIRES_PER_SWEEP: usize = 10_000;
 pub const DUE_PER_SWEEP: usize = 1_000;
 /// How many schedules a sweep fires at once.
 pub const CONCURRENT_FIRES: usize = 256;
+/// The most schedules one workflow may have.
+pub const MAX_SCHEDULES_PER_WORKFLOW: usize = 100;
+/// The most schedules one tenant may have, over all its workflows.
+pub const MAX_SCHEDULES_PER_TENANT: usize = 1_000;
+
+/// The body of `PUT /v1/workflows/{code}/schedules/{id}` (and the flags of `flowgate
+/// schedules put`): one of `cron`, `rate` or `at`, checked into a [`ScheduleDefinition`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
+pub struct ScheduleBody {
+    /// A cron expression: 5 fields, 6 with seconds, or Quartz's 7.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub cron: Option<String>,
+    /// `rate(N unit)`, such as `rate(5 minutes)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub rate: Option<String>,
+    /// A one-time local time, `yyyy-mm-ddThh:mm:ss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub at: Option<String>,
+    /// The IANA time zone of its local times.
+    #[serde(default = "default_zone")]
+    #[cfg_attr(feature = "clap", arg(long, default_value = "UTC"))]
+    pub timezone: String,
+    /// No fire before this (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub start: Option<DateTime<Utc>>,
+    /// No fire after this (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub end: Option<DateTime<Utc>>,
+    /// The params of every instance it starts, a JSON object.
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, default_value = "{}", value_parser = crate::validation::json_object))]
+    pub params: Map<String, Value>,
+    /// Their priority: HIGHEST, HIGH, MEDIUM, LOW or LOWEST.
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long, default_value = "MEDIUM"))]
+    pub priority: Priority,
+    /// A paused schedule does not fire; resuming it applies the catch-up policy.
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", arg(long))]
+    pub paused: bool,
+    /// What happens to fires missed while nothing ran.
+    #[serde(default)]
+    #[cfg_attr(feature = "clap", command(flatten))]
+    pub catchup: CatchupBody,
+}
 
 /// The catch-up part of a schedule, as a client gives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "clap", derive(clap::Args))]
 pub struct CatchupBody {
-    /// `all`, `latest` or `none`.
+    /// Missed fires after downtime: all, latest or none.
+    #[cfg_attr(feature = "clap", arg(long = "catchup", default_value = "all"))]
     pub policy: CatchupPolicy,
     /// How far back missed fires are considered, such as `1h`.
     #[serde(default = "default_window")]
+    #[cfg_attr(feature = "clap", arg(long = "catchup-window", default_value = "1h"))]
     pub window: String,
 }
 
 fn default_window() -> String {
-    "1h".into()
-}
-
-impl Default for CatchupBody {
-    /// Every missed fire of the last hour: a fire is never dropped silently, and a long
-    /// outage cannot flood the queue.
-    fn default() -> Self {
-        Self {
-            policy: CatchupPolicy::All,
-            window: default_window(),
-        }
-    }
-}
-
-/// The body of `PUT /v1/workflows/{code}/schedules/{id}`: one of `cron`, `rate` or `at`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScheduleBody {
-    /// A cron expression (5, 6 or Quartz's 7 fields).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cron: Option<String>,
-    /// `rate(N unit)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<String>,
-    /// A one-time local time, `yyyy-mm-ddThh:mm:ss`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub at: Option<String>,
-    /// The IANA time zone of its local times (default UTC).
-    #[serde(default = "default_zone")]
-    pub timezone: String,
-    /// No fire before this (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start: Option<DateTime<Utc>>,
-    /// No fire after this (RFC 3339).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub end: Option<DateTime<Utc>>,
-    /// The params of every instance it starts.
-    #[serde(default)]
-    pub params: Map<String, Value>,
-    /// Their priority.
-    #[serde(default)]
-    pub priority: Priority,
-    /// A paused schedule does not fire; resuming it applies the catch-up policy.
-    #[serde(default)]
-    pub paused: bool,
-    /// What happens to fires missed while nothing ran.
-    #[serde(default)]
-    pub catchup: CatchupBody,
+    CatchupSpec::default().window
 }
 
 fn default_zone() -> String {
     "UTC".into()
 }
 
-impl ScheduleBody {
-    /// Its timing, checked: exactly one expression, a known time zone, a window.
-    pub fn timing(&self, anchor: DateTime<Utc>) -> Result<(Timing, Catchup), Error> {
-        let expression = match (&self.cron, &self.rate, &self.at) {
-            (Some(c), None, None) => Expression::cron(c).map_err(|e| Error::invalid("/cron", e))?,
-            (None, Some(r), None) => Expression::rate(r).map_err(|e| Error::invalid("/rate", e))?,
-            (None, None, Some(a)) => Expression::at(a).map_err(|e| Error::invalid("/at", e))?,
+impl Default for CatchupBody {
+    fn default() -> Self {
+        let spec = CatchupSpec::default();
+        Self {
+            policy: spec.policy,
+            window: spec.window,
+        }
+    }
+}
+
+impl TryFrom<ScheduleBody> for ScheduleDefinition {
+    type Error = Error;
+
+    /// Exactly one expression, which parses; a known time zone; an end not before the
+    /// start; a window.
+    fn try_from(body: ScheduleBody) -> Result<Self, Error> {
+        let when = match (body.cron, body.rate, body.at) {
+            (Some(c), None, None) => When::Cron(c),
+            (None, Some(r), None) => When::Rate(r),
+            (None, None, Some(a)) => When::At(a),
             _ => return Err(Error::invalid("/", "give exactly one of cron, rate and at")),
         };
-        let timezone = timezone(&self.timezone).map_err(|e| Error::invalid("/timezone", e))?;
-        if let (Some(start), Some(end)) = (self.start, self.end)
-            && end < start
-        {
-            return Err(Error::invalid("/end", "is before start"));
-        }
-        let window = flowgate_settings::parse_duration(&self.catchup.window)
-            .map_err(|e| Error::invalid("/catchup/window", e))?;
-        let timing = Timing {
-            expression,
-            timezone,
-            start: self.start,
-            end: self.end,
-            anchor,
-        };
-        Ok((
-            timing,
-            Catchup {
-                policy: self.catchup.policy,
-                window,
+        let definition = Self {
+            when,
+            timezone: body.timezone,
+            start: body.start,
+            end: body.end,
+            params: body.params,
+            priority: body.priority,
+            paused: body.paused,
+            catchup: CatchupSpec {
+                policy: body.catchup.policy,
+                window: body.catchup.window,
             },
-        ))
+        };
+        definition.timing(Utc::now()).map_err(Error::from)?;
+        Ok(definition)
+    }
+}
+
+impl From<ScheduleDefinition> for ScheduleBody {
+    fn from(d: ScheduleDefinition) -> Self {
+        let (cron, rate, at) = match d.when {
+            When::Cron(c) => (Some(c), None, None),
+            When::Rate(r) => (None, Some(r), None),
+            When::At(a) => (None, None, Some(a)),
+        };
+        Self {
+            cron,
+            rate,
+            at,
+            timezone: d.timezone,
+            start: d.start,
+            end: d.end,
+            params: d.params,
+            priority: d.priority,
+            paused: d.paused,
+            catchup: CatchupBody {
+                policy: d.catchup.policy,
+                window: d.catchup.window,
+            },
+        }
+    }
+}
+
+/// The field of a definition's expression, for an error about it.
+fn expression_field(when: &When) -> &'static str {
+    match when {
+        When::Cron(_) => "/cron",
+        When::Rate(_) => "/rate",
+        When::At(_) => "/at",
     }
 }
 
 /// A schedule as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScheduleView {
     /// Its id.
     pub id: String,
@@ -136,8 +186,9 @@ pub struct ScheduleView {
     pub workflow: String,
     /// Its definition.
     #[serde(flatten)]
-    pub definition: ScheduleBody,
-    /// Its next fire times (UTC), soonest first; none while paused or after its end.
+    pub definition: ScheduleDefinition,
+    /// Its next fire times (UTC), soonest first, as stored when it was put or last fired;
+    /// none while paused or after its end.
     pub next_fire_times: Vec<DateTime<Utc>>,
     /// The latest fire time handled.
     pub last_fired: Option<DateTime<Utc>>,
@@ -152,12 +203,21 @@ pub struct ScheduleView {
 }
 
 impl ScheduleView {
-    fn of(record: ScheduleRecord, now: DateTime<Utc>) -> Self {
-        let next_fire_times = match record.definition.timing(record.created_at) {
-            Ok((timing, _)) if !record.definition.paused => {
-                timing.next(record.last_fired.unwrap_or(now).max(now), NEXT_FIRES_SHOWN)
+    /// The view of a stored schedule: its stored next fires (a record written before they
+    /// were stored has them worked out once, within the look-ahead's bounded budget).
+    fn of(record: ScheduleRecord) -> Self {
+        let next_fire_times = if record.definition.paused {
+            Vec::new()
+        } else {
+            match record.next_fires {
+                Some(fires) => fires,
+                None => match record.definition.timing(record.created_at) {
+                    Ok((timing, _)) => {
+                        ahead(&timing, record.last_fired.unwrap_or(record.created_at))
+                    }
+                    Err(_) => Vec::new(),
+                },
             }
-            _ => Vec::new(),
         };
         Self {
             id: record.id,
@@ -185,7 +245,8 @@ pub const LISTED_SCHEDULES: usize = 200;
 
 impl Flowgate {
     /// Creates or replaces a schedule. A replaced schedule keeps its position: fires it has
-    /// handled are not fired again.
+    /// handled are not fired again. One that would never fire, or not within the horizon,
+    /// is refused, as is a new one past the limits per workflow and per tenant.
     #[instrument(skip(self, body), fields(tenant = %tenant, workflow = %workflow, schedule = %id))]
     pub async fn put_schedule(
         &self,
@@ -196,19 +257,31 @@ impl Flowgate {
     ) -> Result<(Upsert, ScheduleView), Error> {
         identifier("code", workflow)?;
         identifier("schedule id", id)?;
-        let definition = self.get_workflow(tenant, workflow).await?;
+        let definition = ScheduleDefinition::try_from(body)?;
+        let workflow_definition = self.get_workflow(tenant, workflow).await?;
         let now = Utc::now();
-        body.timing(now)?;
         let schedules = store(self)?;
-        schedules
-            .supports(&body)
-            .map_err(|p| Error::invalid(&p.pointer, p.reason))?;
+        schedules.supports(&definition).map_err(Error::from)?;
         self.schemas
-            .check(&definition, &body.params, self.validation_budget)
+            .check(
+                &workflow_definition,
+                &definition.params,
+                self.validation_budget,
+            )
             .await?;
         for _ in 0..8 {
             let existing = schedules.get_schedule(tenant, workflow, id).await?;
-            let record = scheduled(tenant, workflow, id, body.clone(), existing.as_ref(), now)?;
+            if existing.is_none() {
+                within_limits(schedules.as_ref(), tenant, workflow).await?;
+            }
+            let record = scheduled(
+                tenant,
+                workflow,
+                id,
+                definition.clone(),
+                existing.as_ref(),
+                now,
+            )?;
             if schedules
                 .put_schedule(&record, existing.as_ref().map(|e| e.version))
                 .await?
@@ -219,7 +292,7 @@ impl Flowgate {
                     Upsert::Created
                 };
                 info!(stage = "schedule_saved", ?upsert, next_due = ?record.next_due, "schedule saved");
-                return Ok((upsert, ScheduleView::of(record, now)));
+                return Ok((upsert, ScheduleView::of(record)));
             }
         }
         Err(
@@ -240,7 +313,7 @@ impl Flowgate {
         store(self)?
             .get_schedule(tenant, workflow, id)
             .await?
-            .map(|r| ScheduleView::of(r, Utc::now()))
+            .map(ScheduleView::of)
             .ok_or_else(|| Error::ScheduleNotFound(id.to_owned()))
     }
 
@@ -251,24 +324,22 @@ impl Flowgate {
         workflow: &str,
     ) -> Result<Vec<ScheduleView>, Error> {
         self.get_workflow(tenant, workflow).await?;
-        let now = Utc::now();
         Ok(store(self)?
             .list_schedules(tenant, workflow)
             .await?
             .into_iter()
-            .map(|r| ScheduleView::of(r, now))
+            .map(ScheduleView::of)
             .collect())
     }
 
     /// The caller's schedules of every workflow (the first [`LISTED_SCHEDULES`], by
     /// workflow and id), with their next fire times.
     pub async fn list_tenant_schedules(&self, tenant: &str) -> Result<Vec<ScheduleView>, Error> {
-        let now = Utc::now();
         Ok(store(self)?
             .list_tenant_schedules(tenant, LISTED_SCHEDULES)
             .await?
             .into_iter()
-            .map(|r| ScheduleView::of(r, now))
+            .map(ScheduleView::of)
             .collect())
     }
 
@@ -289,20 +360,58 @@ impl Flowgate {
     }
 }
 
-/// The record of a put: the new definition, with the old record's creation time and position.
+/// Refuses a new schedule past [`MAX_SCHEDULES_PER_WORKFLOW`] or
+/// [`MAX_SCHEDULES_PER_TENANT`]. Checked before the write: puts racing each other may pass
+/// it by as many as run at once.
+async fn within_limits(
+    schedules: &dyn Schedules,
+    tenant: &str,
+    workflow: &str,
+) -> Result<(), Error> {
+    if schedules.list_schedules(tenant, workflow).await?.len() >= MAX_SCHEDULES_PER_WORKFLOW {
+        return Err(Error::invalid(
+            "/",
+            format!(
+                "workflow {workflow} has {MAX_SCHEDULES_PER_WORKFLOW} schedules, the most one \
+                 workflow may have; delete one first"
+            ),
+        ));
+    }
+    let tenant_count = schedules
+        .list_tenant_schedules(tenant, MAX_SCHEDULES_PER_TENANT)
+        .await?
+        .len();
+    if tenant_count >= MAX_SCHEDULES_PER_TENANT {
+        return Err(Error::invalid(
+            "/",
+            format!(
+                "the tenant has {MAX_SCHEDULES_PER_TENANT} schedules, the most one tenant may \
+                 have; delete one first"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The record of a put: the new definition, with the old record's creation time and
+/// position, and its next fires from there. A definition that never fires, or not within
+/// the horizon, is refused.
 fn scheduled(
     tenant: &str,
     workflow: &str,
     id: &str,
-    definition: ScheduleBody,
+    definition: ScheduleDefinition,
     existing: Option<&ScheduleRecord>,
     now: DateTime<Utc>,
 ) -> Result<ScheduleRecord, Error> {
     let created_at = existing.map_or(now, |e| e.created_at);
-    // A new schedule starts from now: it does not fire for times before it existed.
-    let last_fired = existing.and_then(|e| e.last_fired).or(Some(now));
     let (timing, _) = definition.timing(created_at)?;
-    let next_due = last_fired.and_then(|after| timing.next(after, 1).first().copied());
+    if let Some(why) = timing.never_fires(now) {
+        return Err(Error::invalid(expression_field(&definition.when), why));
+    }
+    // A new schedule starts from now: it does not fire for times before it existed.
+    let last_fired = existing.and_then(|e| e.last_fired).unwrap_or(now);
+    let next = ahead(&timing, last_fired);
     Ok(ScheduleRecord {
         tenant: tenant.to_owned(),
         workflow: workflow.to_owned(),
@@ -311,9 +420,20 @@ fn scheduled(
         version: existing.map_or(1, |e| e.version + 1),
         created_at,
         updated_at: now,
-        last_fired,
-        next_due,
+        last_fired: Some(last_fired),
+        next_due: next.first().copied(),
+        next_fires: Some(next),
         last_error: existing.and_then(|e| e.last_error.clone()),
+    })
+}
+
+/// The next fires after `after`: the look-ahead's budget covers every day of the horizon,
+/// so it cannot run out; if it ever did, the schedule would show no next fire rather than
+/// a wrong one.
+fn ahead(timing: &Timing, after: DateTime<Utc>) -> Vec<DateTime<Utc>> {
+    timing.next(after, NEXT_FIRES_SHOWN).unwrap_or_else(|e| {
+        warn!(error = %e, "the look-ahead of a schedule ran out of budget");
+        Vec::new()
     })
 }
 
@@ -384,9 +504,18 @@ impl Scheduler {
         now: DateTime<Utc>,
     ) -> Result<FireReport, Error> {
         let mut report = FireReport::default();
-        let (timing, catchup) = record.definition.timing(record.created_at)?;
+        let (timing, catchup) = match record.definition.timing(record.created_at) {
+            Ok(timing) => timing,
+            Err(why) => return Self::unreadable(schedules, record, why, now).await,
+        };
         let after = record.last_fired.unwrap_or(record.created_at);
-        let due = timing.fires(after, now, MAX_FIRES_PER_SWEEP);
+        // A step for each day since the last fire, and one for each fire: the walk cannot
+        // run out, and it is as long as the downtime it catches up on, no longer.
+        let days = (now - after).num_days().max(0) as u64;
+        let mut budget = Budget::steps(days + 2 + MAX_FIRES_PER_SWEEP as u64);
+        let due = timing
+            .fires(after, now, MAX_FIRES_PER_SWEEP, &mut budget)
+            .map_err(|e| BackendError::permanent("schedules.fire", e))?;
         let chosen = to_fire(&due, now, catchup);
         report.skipped += due.len() - chosen.len();
         let mut last_error = None;
@@ -402,23 +531,54 @@ impl Scheduler {
             }
         }
         let last_fired = due.last().copied().unwrap_or(after).max(after);
+        let next = ahead(&timing, last_fired.max(now));
         let next_due = if due.len() >= MAX_FIRES_PER_SWEEP {
             Some(now)
         } else {
-            timing.next(last_fired.max(now), 1).first().copied()
+            next.first().copied()
         };
         let advanced = ScheduleRecord {
             last_fired: Some(last_fired),
             next_due,
+            next_fires: Some(next),
             last_error: last_error.or(record.last_error.clone()),
             version: record.version + 1,
             ..record.clone()
         };
         // Another scheduler may have advanced it first: its fires were the same requests.
         schedules
-            .put_schedule(&advanced, Some(record.version))
+            .advance_schedule(&advanced, record.version)
             .await?;
         Ok(report)
+    }
+
+    /// A stored schedule whose definition no longer reads (an expression an older build
+    /// took): it stops being due, and says why on its record, rather than fail every sweep
+    /// or fire by a guess.
+    async fn unreadable(
+        schedules: &dyn Schedules,
+        record: ScheduleRecord,
+        why: InvalidParam,
+        now: DateTime<Utc>,
+    ) -> Result<FireReport, Error> {
+        let reason = format!(
+            "not fired: {} {}; put the schedule again to fix it",
+            why.pointer, why.reason
+        );
+        warn!(stage = "fire_failed", schedule = %record.id, error = %reason, "schedule cannot fire");
+        let stopped = ScheduleRecord {
+            next_due: None,
+            next_fires: Some(Vec::new()),
+            last_error: Some(reason),
+            version: record.version + 1,
+            updated_at: now,
+            ..record.clone()
+        };
+        schedules.advance_schedule(&stopped, record.version).await?;
+        Ok(FireReport {
+            failed: 1,
+            ..FireReport::default()
+        })
     }
 
     /// Starts the fire an engine delivered through the queue (a backend that fires schedules
@@ -451,7 +611,36 @@ impl Scheduler {
         }
         Self::start(app, &record, logical_date).await?;
         info!(stage = "fired", "schedule fire started its request");
+        Self::advance_delivered(app, record, logical_date).await;
         Ok(Fired::Started)
+    }
+
+    /// Stores where a schedule the engine fires has got to: its last fire and its next
+    /// fires, so that a read never works them out. A write that loses to another (a
+    /// concurrent fire, a put) changes nothing: the next fire stores it again.
+    async fn advance_delivered(
+        app: &Flowgate,
+        record: ScheduleRecord,
+        logical_date: DateTime<Utc>,
+    ) {
+        if record.last_fired.is_some_and(|last| last >= logical_date) {
+            return;
+        }
+        let Ok((timing, _)) = record.definition.timing(record.created_at) else {
+            return;
+        };
+        let next = ahead(&timing, logical_date);
+        let advanced = ScheduleRecord {
+            last_fired: Some(logical_date),
+            next_due: next.first().copied(),
+            next_fires: Some(next),
+            version: record.version + 1,
+            ..record.clone()
+        };
+        let Ok(schedules) = store(app) else { return };
+        if let Err(e) = schedules.advance_schedule(&advanced, record.version).await {
+            warn!(error = %e, "could not store the schedule's position after its fire");
+        }
     }
 
     async fn start(
