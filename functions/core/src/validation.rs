@@ -175,6 +175,103 @@ fn priority_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Priori
     .transpose()
 }
 
+/// The first key given twice in one object of a JSON text, with where (a JSON pointer to
+/// the object), which a parse into a map would silently resolve by keeping one value.
+/// `None` when every object's keys are distinct (or the text is not JSON: parsing says so).
+pub fn repeated_key(json: &[u8]) -> Option<(String, String)> {
+    let mut de = serde_json::Deserializer::from_slice(json);
+    let mut found = None;
+    let _ = serde::de::DeserializeSeed::deserialize(
+        Distinct {
+            at: String::new(),
+            found: &mut found,
+        },
+        &mut de,
+    );
+    found
+}
+
+/// Walks one JSON value, stopping at the first object that repeats a key.
+struct Distinct<'a> {
+    /// The JSON pointer of the value walked.
+    at: String,
+    /// The object and key of the first repeat.
+    found: &'a mut Option<(String, String)>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Distinct<'_> {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Distinct<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0usize;
+        loop {
+            let child = Distinct {
+                at: format!("{}/{index}", self.at),
+                found: &mut *self.found,
+            };
+            if seq.next_element_seed(child)?.is_none() {
+                return Ok(());
+            }
+            index += 1;
+        }
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut seen: Vec<String> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if seen.contains(&key) {
+                *self.found = Some((
+                    if self.at.is_empty() {
+                        "/".into()
+                    } else {
+                        self.at
+                    },
+                    key,
+                ));
+                return Err(serde::de::Error::custom("a key is repeated"));
+            }
+            let child = Distinct {
+                at: format!("{}/{}", self.at, key.replace('~', "~0").replace('/', "~1")),
+                found: &mut *self.found,
+            };
+            map.next_value_seed(child)?;
+            seen.push(key);
+        }
+        Ok(())
+    }
+}
+
 /// The first integer literal in a JSON text that a 64-bit integer cannot hold, which would
 /// otherwise be read as a float and lose digits.
 pub fn oversized_integer(json: &[u8]) -> Option<String> {
@@ -317,6 +414,29 @@ mod tests {
             oversized_integer(br#"{"k\"": "x\"99999999999999999999"}"#),
             None
         );
+    }
+
+    #[test]
+    fn a_repeated_key_is_found_where_it_is() {
+        assert_eq!(
+            repeated_key(br#"{"params":{"a":1,"a":2}}"#),
+            Some(("/params".into(), "a".into()))
+        );
+        assert_eq!(
+            repeated_key(br#"{"x":[{"b":1},{"b":1,"c":{},"b":3}]}"#),
+            Some(("/x/1".into(), "b".into()))
+        );
+        assert_eq!(
+            repeated_key(br#"{"a":1,"a":1}"#),
+            Some(("/".into(), "a".into()))
+        );
+        // Escapes are read: "\u0061" is "a".
+        assert_eq!(
+            repeated_key(br#"{"a":1,"\u0061":2}"#),
+            Some(("/".into(), "a".into()))
+        );
+        assert_eq!(repeated_key(br#"{"a":{"a":1},"b":[1,"a"]}"#), None);
+        assert_eq!(repeated_key(b"not json"), None);
     }
 
     #[test]

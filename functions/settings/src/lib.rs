@@ -147,6 +147,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     /// The most connections served at once.
     pub max_connections: usize,
+    /// The most connections one client address may hold at once.
+    pub max_connections_per_address: usize,
     /// The most read connections of the embedded store.
     pub read_pool: usize,
     /// Requests per second per tenant; 0 means no limit.
@@ -235,6 +237,9 @@ impl Settings {
             })?,
             idle_timeout: r.get(&IDLE_TIMEOUT, |t| IDLE_TIMEOUT.format.duration(t))?,
             max_connections: r.get(&MAX_CONNECTIONS, |t| MAX_CONNECTIONS.format.count(t))?,
+            max_connections_per_address: r.get(&MAX_CONNECTIONS_PER_ADDRESS, |t| {
+                MAX_CONNECTIONS_PER_ADDRESS.format.count(t)
+            })?,
             read_pool: r.get(&READ_POOL, |t| READ_POOL.format.count(t))?,
             rate_limit: r.get(&RATE_LIMIT, |t| RATE_LIMIT.format.count(t))?,
             insecure_no_auth: r.get(&INSECURE_NO_AUTH, format::flag)?,

@@ -130,6 +130,9 @@ mod table {
     /// `--max-connections`.
     pub const MAX_CONNECTIONS: Spec = spec("max-connections", "FLOWGATE_MAX_CONNECTIONS", Format::Count { min: 1, max: 65_536 }, "512", &[Serve],
         "The most client connections served at once; past it a new connection gets a 503 and is closed. Keep it under the process's file limit.");
+    /// `--max-connections-per-address`.
+    pub const MAX_CONNECTIONS_PER_ADDRESS: Spec = spec("max-connections-per-address", "FLOWGATE_MAX_CONNECTIONS_PER_ADDRESS", Format::Count { min: 1, max: 65_536 }, "128", &[Serve],
+        "The most connections one client address may hold at once (a quarter of the default --max-connections), so that one client cannot take every slot; past it that address's new connection gets a 503 and is closed, and other addresses are still served.");
     /// `--read-pool`.
     pub const READ_POOL: Spec = spec("read-pool", "FLOWGATE_READ_POOL", Format::Count { min: 1, max: 256 }, "8", &[Serve, Operator],
         "The most read connections the embedded store opens (reads beyond it wait for one).");
@@ -189,6 +192,7 @@ pub static ALL: &[&Spec] = &[
     &HEADER_READ_TIMEOUT,
     &IDLE_TIMEOUT,
     &MAX_CONNECTIONS,
+    &MAX_CONNECTIONS_PER_ADDRESS,
     &READ_POOL,
     &RATE_LIMIT,
     &INSECURE_NO_AUTH,

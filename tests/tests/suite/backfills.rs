@@ -33,9 +33,15 @@ async fn a_dry_run_lists_the_dates_of_a_range_and_changes_nothing() {
         ])
     );
     assert_eq!(reply.body["backfill_id"], Value::Null);
-    // By the workflow's schedules: their union, de-duplicated.
-    for (id, cron) in [("a", "0 0 0 * * ? *"), ("b", "0 0 0,12 * * ? *")] {
-        let s = json!({"cron": cron, "params": {"amount": 1}, "paused": true});
+    // By the workflow's schedules that are not paused: their union, de-duplicated; a
+    // schedule's own start and end do not limit it.
+    for (id, cron, paused, start) in [
+        ("a", "0 0 0 * * ? *", false, "2030-01-01T00:00:00Z"),
+        ("b", "0 0 0,12 * * ? *", false, "2030-01-01T00:00:00Z"),
+        ("c", "0 0 6 * * ? *", true, "2030-01-01T00:00:00Z"),
+    ] {
+        let s = json!({"cron": cron, "params": {"amount": 1}, "paused": paused,
+            "start": start});
         let put = app
             .call(
                 "PUT",
@@ -50,6 +56,15 @@ async fn a_dry_run_lists_the_dates_of_a_range_and_changes_nothing() {
         json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-02T00:00:00Z", "dry_run": true});
     let reply = app.call("POST", B, &[], Some(&body.to_string())).await;
     assert_eq!(reply.body["dates"], 3, "{}", reply.body);
+    assert_eq!(
+        reply.body["logical_dates"],
+        json!([
+            "2026-01-01T00:00:00Z",
+            "2026-01-01T12:00:00Z",
+            "2026-01-02T00:00:00Z"
+        ]),
+        "the paused schedule's 06:00 is not among them"
+    );
 }
 
 #[tokio::test]

@@ -232,3 +232,68 @@ async fn dispatched(app: &App, request_id: &str) -> serde_json::Value {
     }
     panic!("request {request_id} was not dispatched in 10 s");
 }
+
+/// A wait on a workflow whose hand-off is refused names the instance, whichever the wait
+/// saw first: `CREATED`, or the dead-lettered hand-off (then with the hand-off and its
+/// reason). Before, the second case answered 202 as if no instance existed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_on_a_refused_hand_off_names_the_instance() {
+    let rx = Receiver::start("handoff-secret").await;
+    rx.always(flowgate_tests::receiver::Answer::Status(400));
+    let app = App::new();
+    hooked(&app, &rx.url).await;
+    let _consumer = app.start_consumer();
+    let mut dead_seen = 0;
+    for n in 0..20 {
+        let key = format!("refused-{n}");
+        let reply = app
+            .call_as(
+                None,
+                "POST",
+                "/v1/workflows/hooked/instances",
+                &[("idempotency-key", key.as_str()), ("prefer", "wait=5")],
+                Some("{}"),
+            )
+            .await;
+        assert_eq!(reply.status.as_u16(), 201, "{}", reply.body);
+        let instance_id = reply.body["instance_id"].as_str().expect("id").to_owned();
+        let shown = app.flowgate.get_instance("default", &instance_id).await;
+        assert!(shown.is_ok(), "the answer names an instance that exists");
+        if reply.body["status"] == "DEAD" {
+            dead_seen += 1;
+            assert_eq!(
+                reply.body["dispatch"]["target"], "webhook",
+                "{}",
+                reply.body
+            );
+            assert!(
+                reply.body["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("400")),
+                "{}",
+                reply.body
+            );
+        }
+        // Once dead-lettered, a replay of the key says the instance exists too: 200.
+        let settled = app
+            .until_status(
+                "default",
+                reply.body["request_id"].as_str().expect("id"),
+                RequestStatus::Dead,
+            )
+            .await;
+        assert_eq!(settled.status, RequestStatus::Dead);
+        let replay = app
+            .call_as(
+                None,
+                "POST",
+                "/v1/workflows/hooked/instances",
+                &[("idempotency-key", key.as_str())],
+                Some("{}"),
+            )
+            .await;
+        assert_eq!(replay.status.as_u16(), 200, "{}", replay.body);
+        assert_eq!(replay.body["instance_id"], instance_id.as_str());
+    }
+    eprintln!("{dead_seen} of 20 waits saw the dead-lettered hand-off first");
+}

@@ -472,3 +472,74 @@ async fn unknown_routes_and_methods_are_problems() {
     assert!(reply.header("x-request-id").is_some());
     let _: Value = reply.body;
 }
+
+/// Counts `accepted` starts by outcome, as a metrics sink would.
+#[derive(Default)]
+struct AcceptedCounts(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl flowgate_core::metrics::Metrics for AcceptedCounts {
+    fn record(
+        &self,
+        metric: flowgate_core::metrics::Metric,
+        labels: &flowgate_core::metrics::Labels<'_>,
+        value: f64,
+    ) {
+        if metric == flowgate_core::metrics::Metric::Accepted {
+            let mut counts = self.0.lock().expect("lock");
+            *counts.entry(labels.outcome.to_owned()).or_default() += value as u64;
+        }
+    }
+}
+
+/// A client that goes away while its start is being written (the future of its request
+/// dropped at every point of the way) still has its start counted as what it became: every
+/// request written is counted `accepted`, and nothing else is. Before, a start dropped
+/// after its write was written but never counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_whose_client_went_away_is_counted_as_written() {
+    use tower::ServiceExt;
+    let mut app = App::new();
+    let counts = std::sync::Arc::new(AcceptedCounts::default());
+    app.flowgate = app.flowgate.clone().with_metrics(counts.clone());
+    app.router = flowgate_core::http::router(app.flowgate.clone());
+    app.register("orders", true).await;
+    let attempts = 300;
+    for n in 0..attempts {
+        let key = format!("gone-{n}");
+        let mut request = axum::http::Request::builder()
+            .method("POST")
+            .uri(START)
+            .header("content-type", "application/json")
+            .header("idempotency-key", key.as_str())
+            .body(axum::body::Body::from(body(1)))
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(flowgate_core::auth::Caller::all_scopes("default"));
+        // Give up after a different moment each time: before, during and after the write.
+        let patience = std::time::Duration::from_micros(20 * (n % 100));
+        let _ = tokio::time::timeout(patience, app.router.clone().oneshot(request)).await;
+    }
+    // Whatever was admitted finishes on its own; then count what was written.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut written = 0;
+    for n in 0..attempts {
+        let id = flowgate_core::ids::request_id("default", Some(&format!("gone-{n}")));
+        if app
+            .raw_store
+            .get_request("default", &id)
+            .await
+            .expect("read")
+            .is_some()
+        {
+            written += 1;
+        }
+    }
+    let counted = counts.0.lock().expect("lock").clone();
+    assert_eq!(
+        counted.get("accepted").copied().unwrap_or(0),
+        written,
+        "every start written is counted accepted, and only those: {counted:?}"
+    );
+    assert!(written > 0, "some starts were written");
+}

@@ -197,6 +197,15 @@ impl<S: Send + Sync, T: DeserializeOwned + RawChecks> FromRequest<S> for JsonBod
                 HttpError::MalformedJson(rejection.body_text())
             }
         })?;
+        if let Some((object, key)) = crate::validation::repeated_key(&bytes) {
+            return Err(Error::invalid(
+                &object,
+                format!(
+                    "gives the key {key:?} more than once; a JSON object's keys must be distinct"
+                ),
+            )
+            .into());
+        }
         T::check_raw(&bytes)?;
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let parsed = T::deserialize(&mut de).and_then(|value| de.end().map(|()| value));

@@ -71,10 +71,16 @@ pub struct StartResponse {
     pub request_id: String,
     /// The instance's id, assigned at acceptance.
     pub instance_id: String,
-    /// `ACCEPTED`, `CREATED` or `DEAD`.
+    /// `ACCEPTED`, `CREATED`, `DISPATCHED`, `DEAD` or `ARCHIVED`.
     pub status: RequestStatus,
     /// The workflow code.
     pub workflow: String,
+    /// The hand-off, when the instance exists but its hand-off was dead-lettered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dispatch: Option<crate::model::Dispatch>,
+    /// Why it was dead-lettered, with `dispatch`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// `POST /v1/workflows/{code}/instances`.
@@ -118,6 +124,7 @@ fn start_response(outcome: StartOutcome, wait: Option<u64>) -> Response {
         (false, true) if wait.is_some() => StatusCode::CREATED,
         _ => StatusCode::ACCEPTED,
     };
+    let dead_hand_off = outcome.dead_hand_off;
     let record = outcome.record;
     let location = format!("/v1/requests/{}", record.request_id);
     let mut response = (
@@ -127,6 +134,8 @@ fn start_response(outcome: StartOutcome, wait: Option<u64>) -> Response {
             instance_id: record.instance_id,
             status: record.status,
             workflow: record.spec.workflow,
+            dispatch: record.dispatch.filter(|_| dead_hand_off),
+            last_error: record.last_error.filter(|_| dead_hand_off),
         }),
     )
         .into_response();

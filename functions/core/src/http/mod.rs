@@ -81,12 +81,61 @@ fn routes() -> Router<Flowgate> {
         .method_not_allowed_fallback(handlers::method_not_allowed)
 }
 
-/// The layers every route runs under: a body limit, a panic turned into a 500
-/// problem+json, the failure log, tracing (in the caller's W3C trace), and request ids.
+/// The longest request target (path and query) read, in bytes: room for the
+/// DolphinScheduler door's longest query string.
+pub const MAX_URI_BYTES: usize = 48 * 1024;
+/// The most request headers read.
+pub const MAX_HEADERS: usize = 64;
+/// The most bytes of request headers (names and values) read.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses a request whose target or headers are over Flowgate's own limits (414, 431),
+/// which are tighter than the HTTP library's, so that Flowgate's problem+json answers them.
+async fn head_limits(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if len > MAX_URI_BYTES {
+        return HttpError::UriTooLong {
+            len,
+            limit: MAX_URI_BYTES,
+        }
+        .into_response();
+    }
+    let headers = request.headers();
+    if headers.len() > MAX_HEADERS {
+        return HttpError::HeadersTooLarge(format!(
+            "the request has {} headers, over the limit of {MAX_HEADERS}",
+            headers.len()
+        ))
+        .into_response();
+    }
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if bytes > MAX_HEADER_BYTES {
+        return HttpError::HeadersTooLarge(format!(
+            "the request's headers are {bytes} bytes, over the limit of {MAX_HEADER_BYTES}"
+        ))
+        .into_response();
+    }
+    next.run(request).await
+}
+
+/// The layers every route runs under: limits on the request's head and body, a panic
+/// turned into a 500 problem+json, the failure log, tracing (in the caller's W3C trace),
+/// and request ids.
 pub fn guarded<S: Clone + Send + Sync + 'static>(routes: Router<S>) -> Router<S> {
     routes
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(problem::panicked))
+        .layer(axum::middleware::from_fn(head_limits))
         .layer(axum::middleware::from_fn(problem::log_failures))
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn(traced::traced))

@@ -37,6 +37,17 @@ pub enum HttpError {
         /// The limit in bytes.
         limit: usize,
     },
+    /// The request target is over the limit.
+    #[error("the request target is {len} bytes, over the limit of {limit}")]
+    UriTooLong {
+        /// Its length.
+        len: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The request's headers are over a limit.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// No such route.
     #[error("no route for {0}")]
     RouteNotFound(String),
@@ -69,6 +80,12 @@ impl HttpError {
             Self::PayloadTooLarge { .. } => {
                 (S::PAYLOAD_TOO_LARGE, "payload-too-large", "Body too large")
             }
+            Self::UriTooLong { .. } => (S::URI_TOO_LONG, "uri-too-long", "URI too long"),
+            Self::HeadersTooLarge(_) => (
+                S::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header-fields-too-large",
+                "Request header fields too large",
+            ),
             Self::RouteNotFound(_) => (S::NOT_FOUND, "route-not-found", "No such route"),
             Self::MethodNotAllowed => (
                 S::METHOD_NOT_ALLOWED,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tracing::{Span, error, info, instrument, warn};
+use tracing::{Instrument, Span, error, info, instrument, warn};
 
 use super::Flowgate;
 use crate::error::{Error, StoreError};
@@ -101,12 +101,15 @@ pub struct StartOutcome {
     pub record: RequestRecord,
     /// The key was seen before with the same payload: this is the original request.
     pub replayed: bool,
+    /// The request is dead-lettered, yet its instance exists: its hand-off to the target
+    /// is what failed.
+    pub dead_hand_off: bool,
 }
 
 impl StartOutcome {
     /// Whether the instance exists.
     pub fn created(&self) -> bool {
-        self.record.status.has_instance()
+        self.record.status.has_instance() || self.dead_hand_off
     }
 }
 
@@ -139,9 +142,21 @@ impl Flowgate {
         }
         let trace_id = req.trace.as_ref().map_or("-", TraceContext::trace_id);
         Span::current().record("trace_id", trace_id);
-        let admitted = self.admit(&req).await;
-        self.measure_start(&req, &admitted, began.elapsed());
-        self.finish(admitted?, req.wait).await
+        // Admitted on a task of its own: a client that goes away after the durable write
+        // drops this future, not the admission, which is still counted as what it was.
+        let app = self.clone();
+        let admission = tokio::spawn(
+            async move {
+                let admitted = app.admit(&req).await;
+                app.measure_start(&req, &admitted, began.elapsed());
+                (req.wait, admitted)
+            }
+            .instrument(Span::current()),
+        );
+        let (wait, admitted) = admission.await.map_err(|e| {
+            Error::from(crate::BackendError::permanent("start.admit", e.to_string()))
+        })?;
+        self.finish(admitted?, wait).await
     }
 
     /// Validates, records and enqueues a start request (or finds the original of a known
@@ -330,6 +345,7 @@ impl Flowgate {
         Ok(StartOutcome {
             record,
             replayed: true,
+            dead_hand_off: false,
         })
     }
 
@@ -377,17 +393,26 @@ impl Flowgate {
         record
     }
 
-    /// Applies `Prefer: wait` to an outcome.
+    /// Applies `Prefer: wait` to an outcome, then tells a dead-lettered request whose
+    /// instance exists (its hand-off failed) from one that has none.
     async fn finish(
         &self,
         outcome: StartOutcome,
         wait: Option<Duration>,
     ) -> Result<StartOutcome, Error> {
-        let Some(wait) = wait else {
-            return Ok(outcome);
+        let record = match wait {
+            Some(wait) => self.wait_for_outcome(outcome.record, wait).await?,
+            None => outcome.record,
         };
+        let dead_hand_off = matches!(record.status, RequestStatus::Dead | RequestStatus::Archived)
+            && self
+                .store
+                .get_instance(&record.tenant, &record.instance_id)
+                .await?
+                .is_some();
         Ok(StartOutcome {
-            record: self.wait_for_outcome(outcome.record, wait).await?,
+            record,
+            dead_hand_off,
             ..outcome
         })
     }
@@ -472,5 +497,6 @@ fn fresh(record: RequestRecord) -> StartOutcome {
     StartOutcome {
         record,
         replayed: false,
+        dead_hand_off: false,
     }
 }
