@@ -324,3 +324,100 @@ async fn a_per_second_schedule_catches_up_every_missed_second_once() {
     );
     assert_eq!(dates.len(), fired.len(), "no date twice");
 }
+
+/// The spring change in Berlin (2027-03-28, 02:00 CET to 03:00 CEST) through the API: a
+/// daily 01:30 fires once a day at 01:30, the day of the change included, in a schedule's
+/// next fire times and in a backfill's dates alike; a daily 02:30 (inside the gap) fires
+/// at the change, 03:00 CEST. Before, the 01:30 schedule also fired at 03:00 that day.
+#[tokio::test]
+async fn a_daily_time_before_the_gap_fires_once_in_schedules_and_backfills() {
+    let app = app().await;
+    for (cron, expected) in [
+        (
+            "0 30 1 * * ?",
+            [
+                "2027-03-27T00:30:00Z",
+                "2027-03-28T00:30:00Z",
+                "2027-03-28T23:30:00Z",
+            ],
+        ),
+        (
+            "0 30 2 * * ?",
+            [
+                "2027-03-27T01:30:00Z",
+                "2027-03-28T01:00:00Z",
+                "2027-03-29T00:30:00Z",
+            ],
+        ),
+    ] {
+        let body = json!({"cron": cron, "timezone": "Europe/Berlin", "params": {"amount": 1},
+            "start": "2027-03-27T00:00:00Z"});
+        let put = app.call("PUT", S, &[], Some(&body.to_string())).await;
+        assert!(put.status.is_success(), "{}", put.body);
+        let next: Vec<&str> = put.body["next_fire_times"]
+            .as_array()
+            .expect("times")
+            .iter()
+            .take(3)
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(next, expected, "{cron}: next fire times");
+        let dry = json!({"from": "2027-03-27T00:00:00Z", "to": "2027-03-29T12:00:00Z",
+            "cron": cron, "timezone": "Europe/Berlin", "dry_run": true});
+        let reply = app
+            .call(
+                "POST",
+                "/v1/workflows/orders/backfills",
+                &[],
+                Some(&dry.to_string()),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let dates: Vec<&str> = reply.body["logical_dates"]
+            .as_array()
+            .expect("dates")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        assert_eq!(dates, expected, "{cron}: backfill dates");
+    }
+}
+
+/// What a schedule may be: Quartz's 7-field form takes one day field; LW and L-n work; one
+/// that never fires, or not within the horizon, is refused at once, saying so.
+#[tokio::test]
+async fn schedules_that_quartz_refuses_or_that_never_fire_are_refused() {
+    let app = app().await;
+    for (body, field, says) in [
+        (json!({"cron": "0 0 0 13 * 6 *"}), "/cron", "must be `?`"),
+        (json!({"cron": "0 0 0 30 2 ? *"}), "/cron", "never fires"),
+        (json!({"cron": "0 0 0 1 1 ? 2099"}), "/cron", "never fires"),
+        (json!({"at": "2020-01-01T00:00:00"}), "/at", "past"),
+        (
+            json!({"cron": "* * * * *", "end": "2020-01-01T00:00:00Z"}),
+            "/cron",
+            "end is past",
+        ),
+        (json!({"rate": "rate(3650 days)"}), "/rate", "horizon"),
+    ] {
+        let reply = app.call("PUT", S, &[], Some(&body.to_string())).await;
+        reply.assert_problem(400, "invalid-request");
+        assert_eq!(reply.body["errors"][0]["pointer"], field, "{body}");
+        let reason = reply.body["errors"][0]["reason"].as_str().unwrap_or("");
+        assert!(reason.contains(says), "{body}: {reason}");
+    }
+    let lw = json!({"cron": "0 0 12 LW * ? 2027", "params": {"amount": 1},
+        "start": "2027-01-01T00:00:00Z"});
+    let put = app.call("PUT", S, &[], Some(&lw.to_string())).await;
+    assert_eq!(put.status, 201, "{}", put.body);
+    assert_eq!(
+        put.body["next_fire_times"],
+        json!([
+            "2027-01-29T12:00:00Z",
+            "2027-02-26T12:00:00Z",
+            "2027-03-31T12:00:00Z",
+            "2027-04-30T12:00:00Z",
+            "2027-05-31T12:00:00Z"
+        ])
+    );
+}

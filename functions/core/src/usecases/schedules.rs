@@ -258,8 +258,12 @@ impl Flowgate {
         identifier("code", workflow)?;
         identifier("schedule id", id)?;
         let definition = ScheduleDefinition::try_from(body)?;
-        let workflow_definition = self.get_workflow(tenant, workflow).await?;
         let now = Utc::now();
+        let (timing, _) = definition.timing(now)?;
+        if let Some(why) = timing.never_fires(now) {
+            return Err(Error::invalid(expression_field(&definition.when), why));
+        }
+        let workflow_definition = self.get_workflow(tenant, workflow).await?;
         let schedules = store(self)?;
         schedules.supports(&definition).map_err(Error::from)?;
         self.schemas
@@ -394,8 +398,7 @@ async fn within_limits(
 }
 
 /// The record of a put: the new definition, with the old record's creation time and
-/// position, and its next fires from there. A definition that never fires, or not within
-/// the horizon, is refused.
+/// position, and its next fires from there.
 fn scheduled(
     tenant: &str,
     workflow: &str,
@@ -406,9 +409,6 @@ fn scheduled(
 ) -> Result<ScheduleRecord, Error> {
     let created_at = existing.map_or(now, |e| e.created_at);
     let (timing, _) = definition.timing(created_at)?;
-    if let Some(why) = timing.never_fires(now) {
-        return Err(Error::invalid(expression_field(&definition.when), why));
-    }
     // A new schedule starts from now: it does not fire for times before it existed.
     let last_fired = existing.and_then(|e| e.last_fired).unwrap_or(now);
     let next = ahead(&timing, last_fired);
