@@ -27,6 +27,7 @@ fn backfill(tenant: &str) -> BackfillRecord {
         priority: Priority::High,
         options: [("workerGroup".to_owned(), "default".to_owned())].into(),
         reprocess: false,
+        no_hand_off: true,
         max_in_flight: 10,
         rate: Some(2.5),
         state: BackfillState::Running,

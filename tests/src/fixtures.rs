@@ -83,6 +83,7 @@ pub fn record(tenant: &str, workflow: &str, accepted_at: DateTime<Utc>) -> Reque
         schedule_id: None,
         backfill_id: None,
         options: Default::default(),
+        dry_run: false,
     };
     RequestRecord {
         tenant: tenant.to_owned(),
@@ -121,6 +122,7 @@ pub fn instance(record: &RequestRecord, created_at: DateTime<Utc>) -> Instance {
         status: InstanceStatus::Created,
         created_at,
         dispatch: None,
+        options: Default::default(),
     }
 }
 

@@ -207,6 +207,7 @@ impl RequestItem {
                     schedule_id: None,
                     backfill_id: None,
                     options: Default::default(),
+                    dry_run: false,
                 }
             }),
             status: self.status,
@@ -280,6 +281,7 @@ impl InstanceItem {
             created_at: parse(&self.created_at),
             logical_date: self.logical_date.as_deref().map(parse),
             dispatch: None,
+            options: Default::default(),
         }
     }
 }
@@ -346,6 +348,7 @@ mod tests {
                 schedule_id: None,
                 backfill_id: None,
                 options: Default::default(),
+                dry_run: false,
             },
             status: RequestStatus::Accepted,
             attempts: 0,

@@ -158,6 +158,12 @@ pub enum Error {
         /// The request the key belongs to.
         request_id: String,
     },
+    /// A backfill's idempotency key was used before with a different payload.
+    #[error("idempotency key reused with a different backfill (backfill {backfill_id})")]
+    BackfillKeyReused {
+        /// The backfill the key belongs to.
+        backfill_id: String,
+    },
     /// An archive could not be written; nothing of the failed batch was removed.
     #[error("cannot write the archive")]
     Sink(#[source] std::io::Error),

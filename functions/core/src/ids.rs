@@ -24,6 +24,21 @@ pub fn request_id(tenant: &str, idempotency_key: Option<&str>) -> String {
     }
 }
 
+/// Namespace of the backfill ids derived from idempotency keys.
+const BACKFILL_NAMESPACE: Uuid = Uuid::from_u128(0x0b5e_7c1a_44d2_4e8f_9a61_c2d7_5e3f_1a08);
+
+/// The id of a backfill: derived from (tenant, key) when the call carries an idempotency
+/// key, so that its retry finds the same backfill; else a fresh, time-ordered UUIDv7.
+pub fn backfill_id(tenant: &str, idempotency_key: Option<&str>) -> String {
+    match idempotency_key {
+        Some(key) => {
+            let name = format!("{tenant}\n{key}");
+            Uuid::new_v5(&BACKFILL_NAMESPACE, name.as_bytes()).to_string()
+        }
+        None => Uuid::now_v7().to_string(),
+    }
+}
+
 /// When a time-ordered id (UUIDv7, as [`instance_id`] mints) was minted, to the millisecond;
 /// `None` for any other id.
 pub fn minted_at(id: &str) -> Option<chrono::DateTime<chrono::Utc>> {
@@ -92,6 +107,7 @@ mod tests {
             schedule_id: None,
             backfill_id: None,
             options: Default::default(),
+            dry_run: false,
         }
     }
 

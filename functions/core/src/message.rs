@@ -96,6 +96,7 @@ impl QueueMessage {
             status: InstanceStatus::Created,
             created_at,
             dispatch: None,
+            options: self.spec.options.clone(),
         }
     }
 }

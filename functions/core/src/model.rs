@@ -247,6 +247,10 @@ pub struct StartSpec {
     /// caller's `failureStrategy` or `workerGroup`: stored so that nothing sent is lost.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// A dry run (DolphinScheduler's `dryRun=1`): the instance is created and never handed
+    /// to its workflow's target.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
 }
 
 /// The durable record of a start request, the source of truth for its outcome.
@@ -374,6 +378,11 @@ pub struct Instance {
     /// Its hand-off (read from its request); `None` for a record-only workflow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<Dispatch>,
+    /// The run options of its request (such as a DolphinScheduler caller's `testFlag` or
+    /// `workerGroup`), handed to its target with it; not stored with the instance (its
+    /// request keeps them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, String>,
 }
 
 impl Instance {

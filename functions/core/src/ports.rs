@@ -462,6 +462,10 @@ pub struct BackfillRecord {
     /// Key each date by (backfill, date), so that dates that already have an instance get
     /// another.
     pub reprocess: bool,
+    /// Each date's instance is created and never handed to its target (a DolphinScheduler
+    /// dry run).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_hand_off: bool,
     /// The most dates in flight (started, not yet created or dead) at once.
     pub max_in_flight: usize,
     /// At most this many dates started per second.
@@ -484,6 +488,32 @@ pub struct BackfillRecord {
     pub created_at: DateTime<Utc>,
     /// When it last changed.
     pub updated_at: DateTime<Utc>,
+}
+
+impl BackfillRecord {
+    /// Whether `other` asks for the same backfill: the same workflow, dates, instances and
+    /// pace (what a retried call with the same idempotency key must repeat).
+    pub fn asks_the_same(&self, other: &BackfillRecord) -> bool {
+        (
+            &self.workflow,
+            &self.dates,
+            &self.params,
+            self.priority,
+            &self.options,
+            self.reprocess,
+            self.no_hand_off,
+            self.max_in_flight,
+        ) == (
+            &other.workflow,
+            &other.dates,
+            &other.params,
+            other.priority,
+            &other.options,
+            other.reprocess,
+            other.no_hand_off,
+            other.max_in_flight,
+        ) && self.rate.map(f64::to_bits) == other.rate.map(f64::to_bits)
+    }
 }
 
 /// Durable storage of backfills.

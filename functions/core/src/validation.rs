@@ -157,6 +157,7 @@ impl StartBody {
             schedule_id: None,
             backfill_id: None,
             options: Default::default(),
+            dry_run: false,
         })
     }
 }

@@ -106,6 +106,7 @@ pub fn instance(row: &Row<'_>) -> rusqlite::Result<Instance> {
         created_at: time(row.get(8)?),
         logical_date: row.get::<_, Option<i64>>(9)?.map(time),
         dispatch: None,
+        options: Default::default(),
     })
 }
 

@@ -1,14 +1,13 @@
 //! The DolphinScheduler-compatible door: `POST /dolphinscheduler/projects/{projectCode}/
 //! executors/start-process-instance` (3.1/3.2) and `.../start-workflow-instance` (3.3).
 //!
-//! Parameters come as a query string or a form, as DolphinScheduler's UI sends them. The
-//! answer is DolphinScheduler's envelope `{code, msg, data, success, failed}`: code 0 with
-//! the request ids in `data`, or one of its own codes. As in DolphinScheduler, a business
-//! failure (unknown or offline definition, a start refused) is an HTTP 200; a malformed
-//! call is a 400, an unavailable store a 503 with `Retry-After`. Authentication (the
-//! `token` header), scopes and rate limits are the API's own, and answer as it does.
+//! Parameters come as a query string or a form, as DolphinScheduler's UI sends them (any
+//! other body is ignored, as DolphinScheduler's `@RequestParam`s ignore it). The answer is
+//! DolphinScheduler's envelope `{code, msg, data, success, failed}`: code 0 with the request
+//! ids in `data`, or one of its own codes. As in DolphinScheduler, every failure is an HTTP
+//! 200 with its code, but a missing or bad token (401, as its login interceptor answers).
+//! Authentication (the `token` header) and rate limits are the API's own.
 
-use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
@@ -18,17 +17,20 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::extract::{Segment, Tenant, ToStart};
-use super::problem::{HttpError, failed};
-use crate::auth::{Caller, Denied, Scope};
+use super::problem::{HttpError, RETRY_AFTER_SECS, failed};
+use crate::auth::Denied;
 use crate::dolphin::{
-    DEFINITION_NOT_EXIST, DEFINITION_NOT_RELEASED, DsStart, MAX_QUERY_BYTES, PARAMS_NOT_VALID,
-    START_ERROR, SUCCESS, max_query_chars,
+    DEFINITION_NOT_EXIST, DEFINITION_NOT_RELEASED, DsStart, MAX_QUERY_BYTES, NO_PERMISSION,
+    PARAMS_NOT_VALID, Refusal, START_ERROR, SUCCESS, max_query_chars,
 };
 use crate::error::Error;
 use crate::trace::TraceContext;
 use crate::usecases::Flowgate;
 use crate::usecases::dolphin::DsStarted;
 use crate::validation;
+
+/// The path every route of the door begins with.
+pub const PREFIX: &str = "/dolphinscheduler/";
 
 /// DolphinScheduler's answer envelope.
 #[derive(Debug, Serialize)]
@@ -41,44 +43,41 @@ struct Envelope {
 }
 
 /// Both start routes: the 3.3 names are read on either path, as are the 3.1 ones. A start
-/// needs the `start` scope; a complement, which is a backfill, also needs `admin`, as
-/// `POST /v1/workflows/{code}/backfills` does.
+/// and a complement both need the `start` scope, as in DolphinScheduler.
 pub async fn start(
     State(app): State<Flowgate>,
-    Tenant(tenant, _): Tenant<ToStart>,
-    (Extension(caller), trace): (Extension<Caller>, Option<Extension<TraceContext>>),
+    tenant: Result<Tenant<ToStart>, HttpError>,
+    trace: Option<axum::Extension<TraceContext>>,
     Segment(project): Segment,
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let tenant = match tenant {
+        Ok(Tenant(tenant, _)) => tenant,
+        Err(refused) => return refusal(refused),
+    };
     let body = match body {
         Ok(body) => body,
-        Err(rejection) => return too_large(rejection),
+        Err(rejection) => {
+            let msg = format!("request body refused: {}", rejection.body_text());
+            return envelope(PARAMS_NOT_VALID, msg, Value::Null, None);
+        }
     };
-    if uri.query().map_or(0, str::len) > MAX_QUERY_BYTES {
-        let msg = format!(
-            "the query string is over {MAX_QUERY_BYTES} bytes: send the parameters as a form"
-        );
-        return envelope(StatusCode::URI_TOO_LONG, PARAMS_NOT_VALID, msg, Value::Null);
-    }
     let (project, call, key) = match read(&project, &uri, &headers, &body) {
         Ok(read) => read,
-        Err(e) => return failure(e, None),
+        Err(refused) => {
+            return failed(
+                envelope(refused.code, refused.msg.clone(), Value::Null, None),
+                refused.msg,
+            );
+        }
     };
-    if call.complement.is_some() && !caller.may(Scope::Admin) {
-        let denied = Denied::Forbidden(
-            "a complement is a backfill: it needs the `admin` scope, which the credentials \
-             do not carry"
-                .into(),
-        );
-        return HttpError::from(denied).into_response();
-    }
     let ds_code = call.definition_code;
-    let trace = trace.map(|Extension(t)| t);
+    let trace = trace.map(|axum::Extension(t)| t);
     match app.start_dolphin(&tenant, project, call, key, trace).await {
         Ok(started) => success(started),
-        Err(e) => failure(e, Some(ds_code)),
+        Err(e) => failure(e, ds_code),
     }
 }
 
@@ -88,42 +87,60 @@ fn read(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<(i64, DsStart, Option<String>), Error> {
+) -> Result<(i64, DsStart, Option<String>), Refusal> {
     let project = project_code(project)?;
     let call = DsStart::parse(parameters(uri, headers, body)?)?;
-    let key = validation::single_header(headers, "idempotency-key")?
-        .map(validation::idempotency_key)
-        .transpose()?;
+    let key = validation::single_header(headers, "idempotency-key")
+        .and_then(|k| k.map(validation::idempotency_key).transpose())
+        .map_err(|e| Refusal {
+            code: PARAMS_NOT_VALID,
+            msg: format!("header Idempotency-Key is not valid: {}", plain(&e)),
+        })?;
     Ok((project, call, key))
 }
 
-fn project_code(text: &str) -> Result<i64, Error> {
+fn project_code(text: &str) -> Result<i64, Refusal> {
     match text.parse::<i64>() {
         Ok(code) if code > 0 => Ok(code),
-        _ => Err(Error::invalid("projectCode", "must be a positive integer")),
+        _ => Err(Refusal {
+            code: PARAMS_NOT_VALID,
+            msg: "request parameter projectCode is not valid: must be a positive number".into(),
+        }),
     }
 }
 
-/// The query's parameters, then the form's, as pairs (a repeated name is refused later).
+/// The query's parameters, then the form's, as pairs (a repeated name is refused later). A
+/// body that is not a form is not read, as DolphinScheduler does not read it.
 fn parameters(
     uri: &Uri,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Vec<(String, String)>, Error> {
-    let malformed = |e: serde_urlencoded::de::Error| Error::invalid("", format!("{e}"));
-    let mut pairs: Vec<(String, String)> =
-        serde_urlencoded::from_str(uri.query().unwrap_or_default()).map_err(malformed)?;
+) -> Result<Vec<(String, String)>, Refusal> {
+    let malformed = |e: serde_urlencoded::de::Error| Refusal {
+        code: PARAMS_NOT_VALID,
+        msg: format!("the parameters are not URL-encoded: {e}"),
+    };
+    let query = uri.query().unwrap_or_default();
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(Refusal {
+            code: PARAMS_NOT_VALID,
+            msg: format!(
+                "the query string is over {MAX_QUERY_BYTES} bytes: send the parameters as a form"
+            ),
+        });
+    }
+    let mut pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).map_err(malformed)?;
     for (name, value) in &pairs {
         let limit = max_query_chars(name);
         if value.chars().count() > limit {
-            return Err(Error::invalid(
-                name,
-                format!("is over {limit} characters in a query string: send it in a form"),
-            ));
+            return Err(Refusal {
+                code: PARAMS_NOT_VALID,
+                msg: format!(
+                    "request parameter {name} is over {limit} characters in a query string: \
+                     send it in a form"
+                ),
+            });
         }
-    }
-    if body.is_empty() {
-        return Ok(pairs);
     }
     let form = headers
         .get(header::CONTENT_TYPE)
@@ -133,82 +150,163 @@ fn parameters(
             v.trim()
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
-    if !form {
-        return Err(Error::invalid(
-            "Content-Type",
-            "send the parameters as a query string or as application/x-www-form-urlencoded",
-        ));
+    if form && !body.is_empty() {
+        pairs.extend(
+            serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).map_err(malformed)?,
+        );
     }
-    pairs.extend(serde_urlencoded::from_bytes::<Vec<(String, String)>>(body).map_err(malformed)?);
     Ok(pairs)
 }
 
-/// A body that could not be read: over the size limit, as a rule.
-fn too_large(rejection: BytesRejection) -> Response {
-    let status = rejection.status();
-    let msg = format!("request body refused: {}", rejection.body_text());
-    envelope(status, PARAMS_NOT_VALID, msg, Value::Null)
-}
-
 fn success(started: DsStarted) -> Response {
-    let mut response = envelope(
-        StatusCode::OK,
-        SUCCESS,
-        "success".into(),
-        json!(started.request_ids),
-    );
-    if let Some(id) = started.backfill_id
-        && let Ok(v) = HeaderValue::from_str(&format!("/v1/backfills/{id}"))
-    {
-        response.headers_mut().insert(header::LOCATION, v);
-    }
-    response
+    let msg = match (&started.backfill_id, started.replayed) {
+        (None, _) => "success".to_owned(),
+        (Some(id), replayed) => format!(
+            "success: a complement of {} dates, each started once for this call (backfill \
+             {id}){}",
+            started.request_ids.len(),
+            if replayed {
+                "; this call was sent before with its Idempotency-Key, and started nothing more"
+            } else {
+                ""
+            }
+        ),
+    };
+    let location = started.backfill_id.map(|id| format!("/v1/backfills/{id}"));
+    envelope(SUCCESS, msg, json!(started.request_ids), location)
 }
 
-/// A failure as DolphinScheduler reports it, with its cause kept for the failure log.
-fn failure(e: Error, ds_code: Option<i64>) -> Response {
-    let code = ds_code.map_or_else(String::new, |c| c.to_string());
-    let (status, ds, msg) = match &e {
+/// A use case's failure as DolphinScheduler reports it, in its parameters' names, with
+/// its cause kept for the failure log.
+fn failure(e: Error, ds_code: i64) -> Response {
+    let (code, msg) = match &e {
         Error::Invalid { errors, detail } => {
-            let (name, reason) = errors.first().map_or(("", detail.as_str()), |p| {
-                (p.pointer.as_str(), p.reason.as_str())
-            });
-            let msg = format!("request parameter {name} is not valid: {reason}");
-            (StatusCode::BAD_REQUEST, PARAMS_NOT_VALID, msg)
+            let (name, reason) = errors
+                .first()
+                .map_or((String::new(), detail.as_str()), |p| {
+                    (ds_name(&p.pointer), p.reason.as_str())
+                });
+            (
+                PARAMS_NOT_VALID,
+                format!("request parameter {name} is not valid: {reason}"),
+            )
         }
+        Error::ParamsInvalid { errors } => (
+            START_ERROR,
+            format!(
+                "start process instance error: startParams do not match the workflow's schema: {}",
+                errors
+                    .iter()
+                    .map(|p| format!("{} {}", ds_name(&p.pointer), p.reason))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+        ),
         Error::WorkflowNotFound(_) => (
-            StatusCode::OK,
             DEFINITION_NOT_EXIST,
-            format!("process definition {code} does not exist"),
+            format!("process definition {ds_code} does not exist"),
         ),
         Error::WorkflowOffline(_) => (
-            StatusCode::OK,
             DEFINITION_NOT_RELEASED,
-            format!("process definition {code} is not online"),
+            format!("process definition {ds_code} is not online"),
         ),
         Error::Backend(b) if b.is_retryable() => (
-            StatusCode::SERVICE_UNAVAILABLE,
             START_ERROR,
-            "start process instance error: the store is unavailable, retry".into(),
+            format!(
+                "start process instance error: the store is unavailable; nothing was started, \
+                 retry after {RETRY_AFTER_SECS}s"
+            ),
         ),
         Error::Backend(_) | Error::Sink(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
             START_ERROR,
             "start process instance error: internal error".into(),
         ),
         other => (
-            StatusCode::OK,
             START_ERROR,
             format!("start process instance error: {other}"),
         ),
     };
-    failed(
-        envelope(status, ds, msg, Value::Null),
+    let retry = e.is_retryable();
+    let mut response = failed(
+        envelope(code, msg, Value::Null, None),
         HttpError::from(e).chain(),
-    )
+    );
+    if retry {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+    }
+    response
 }
 
-fn envelope(status: StatusCode, code: i64, msg: String, data: Value) -> Response {
+/// A JSON pointer of Flowgate's, as the DolphinScheduler parameter it came from.
+fn ds_name(pointer: &str) -> String {
+    match pointer {
+        "/from" => "complementStartDate".into(),
+        "/to" => "complementEndDate".into(),
+        "/dates" => "complementScheduleDateList".into(),
+        "/" | "/cron" | "/timezone" => "scheduleTime".into(),
+        "/max_in_flight" => "expectedParallelismNumber".into(),
+        "/priority" => "processInstancePriority".into(),
+        "/params" => "startParams".into(),
+        p => match p.strip_prefix("/params/") {
+            Some(name) => format!("startParams.{name}"),
+            None => p.trim_start_matches('/').replace('/', "."),
+        },
+    }
+}
+
+/// An error's message with no JSON pointer in it.
+fn plain(e: &Error) -> String {
+    match e {
+        Error::Invalid { errors, detail } => {
+            errors.first().map_or(detail.clone(), |p| p.reason.clone())
+        }
+        other => other.to_string(),
+    }
+}
+
+/// A refusal before the door's own code ran (credentials, scope, rate, the request's
+/// head), as the door answers it: a missing or bad token as the API does (401), anything
+/// else in the envelope.
+pub fn refusal(refused: HttpError) -> Response {
+    let (code, msg, retry) = match &refused {
+        HttpError::Denied(Denied::Unauthenticated(_)) => return refused.into_response(),
+        HttpError::Denied(Denied::Forbidden(why)) => {
+            (NO_PERMISSION, format!("no permission: {why}"), None)
+        }
+        HttpError::Denied(Denied::RateLimited { retry_after, .. }) => (
+            START_ERROR,
+            format!("start process instance error: too many requests; retry after {retry_after}s"),
+            Some(u64::from(*retry_after)),
+        ),
+        HttpError::Denied(Denied::Unavailable(_)) => (
+            START_ERROR,
+            "start process instance error: credentials cannot be checked right now; retry".into(),
+            Some(u64::from(RETRY_AFTER_SECS)),
+        ),
+        HttpError::Domain(e) if e.is_retryable() => (
+            START_ERROR,
+            "start process instance error: the store is unavailable; retry".into(),
+            Some(u64::from(RETRY_AFTER_SECS)),
+        ),
+        HttpError::Domain(Error::Backend(_) | Error::Sink(_)) => (
+            START_ERROR,
+            "start process instance error: internal error".into(),
+            None,
+        ),
+        other => (PARAMS_NOT_VALID, format!("request refused: {other}"), None),
+    };
+    let mut response = failed(envelope(code, msg, Value::Null, None), refused.chain());
+    if let Some(secs) = retry {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+fn envelope(code: i64, msg: String, data: Value, location: Option<String>) -> Response {
     let ok = code == SUCCESS;
     let body = Envelope {
         code,
@@ -217,5 +315,11 @@ fn envelope(status: StatusCode, code: i64, msg: String, data: Value) -> Response
         success: ok,
         failed: !ok,
     };
-    (status, axum::Json(body)).into_response()
+    let mut response = (StatusCode::OK, axum::Json(body)).into_response();
+    if let Some(location) = location
+        && let Ok(v) = HeaderValue::from_str(&location)
+    {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    response
 }

@@ -8,7 +8,6 @@ use axum::Router;
 use axum::extract::Request;
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
-use axum::response::IntoResponse;
 
 use super::problem::HttpError;
 use crate::auth::{Caller, Denied, RateLimiter};
@@ -85,8 +84,8 @@ pub fn with_rate_limit(router: Router, per_tenant: u32) -> Router {
             if let Some(caller) = request.extensions().get::<Caller>() {
                 let limit = caller.rate.unwrap_or(per_tenant);
                 if let Err(retry_after) = limiter.take(&caller.limit_key, limit) {
-                    return HttpError::from(Denied::RateLimited { limit, retry_after })
-                        .into_response();
+                    let refused = HttpError::from(Denied::RateLimited { limit, retry_after });
+                    return super::refuse(request.uri().path(), refused);
                 }
             }
             next.run(request).await

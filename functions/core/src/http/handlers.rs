@@ -111,6 +111,7 @@ pub async fn start_instance(
             origin: None,
             options: Default::default(),
             trace: trace.map(|axum::Extension(t)| t),
+            dry_run: false,
         })
         .await?;
     Ok(start_response(outcome, wait))
@@ -336,16 +337,29 @@ pub async fn start_backfill(
     State(app): State<Flowgate>,
     Tenant(tenant, _): Tenant<ToAdminister>,
     Segment(workflow): Segment,
+    headers: HeaderMap,
     JsonBody(body): JsonBody<crate::usecases::backfills::BackfillBody>,
 ) -> Answer {
+    let key = validation::single_header(&headers, "idempotency-key")?
+        .map(validation::idempotency_key)
+        .transpose()?;
     let dry_run = body.dry_run;
-    let started = app.start_backfill(&tenant, &workflow, body).await?;
+    let started = app
+        .start_backfill(&tenant, &workflow, body, key.as_deref())
+        .await?;
     let status = if dry_run {
         StatusCode::OK
     } else {
         StatusCode::ACCEPTED
     };
-    Ok((status, Json(started)).into_response())
+    let replayed = started.replayed;
+    let mut response = (status, Json(started)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
 }
 
 /// `GET /v1/backfills/{id}`: its progress.

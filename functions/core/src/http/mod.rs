@@ -90,42 +90,57 @@ pub const MAX_HEADERS: usize = 64;
 pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// Refuses a request whose target or headers are over Flowgate's own limits (414, 431),
-/// which are tighter than the HTTP library's, so that Flowgate's problem+json answers them.
+/// which are tighter than the HTTP library's, so that Flowgate answers them.
 async fn head_limits(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let path = request.uri().path().to_owned();
+    match over_limits(&request) {
+        Some(refused) => refuse(&path, refused),
+        None => next.run(request).await,
+    }
+}
+
+/// A refusal before any route ran, answered as the route's callers expect it: the
+/// DolphinScheduler door's envelope on its paths, problem+json everywhere else.
+pub(crate) fn refuse(path: &str, refused: HttpError) -> axum::response::Response {
     use axum::response::IntoResponse;
+    if path.starts_with(dolphin::PREFIX) {
+        dolphin::refusal(refused)
+    } else {
+        refused.into_response()
+    }
+}
+
+/// Which of Flowgate's limits on a request's head it is over, if any.
+fn over_limits(request: &axum::extract::Request) -> Option<HttpError> {
     let len = request
         .uri()
         .path_and_query()
         .map_or(0, |p| p.as_str().len());
     if len > MAX_URI_BYTES {
-        return HttpError::UriTooLong {
+        return Some(HttpError::UriTooLong {
             len,
             limit: MAX_URI_BYTES,
-        }
-        .into_response();
+        });
     }
     let headers = request.headers();
     if headers.len() > MAX_HEADERS {
-        return HttpError::HeadersTooLarge(format!(
+        return Some(HttpError::HeadersTooLarge(format!(
             "the request has {} headers, over the limit of {MAX_HEADERS}",
             headers.len()
-        ))
-        .into_response();
+        )));
     }
     let bytes: usize = headers
         .iter()
         .map(|(name, value)| name.as_str().len() + value.len())
         .sum();
-    if bytes > MAX_HEADER_BYTES {
-        return HttpError::HeadersTooLarge(format!(
+    (bytes > MAX_HEADER_BYTES).then(|| {
+        HttpError::HeadersTooLarge(format!(
             "the request's headers are {bytes} bytes, over the limit of {MAX_HEADER_BYTES}"
         ))
-        .into_response();
-    }
-    next.run(request).await
+    })
 }
 
 /// The layers every route runs under: limits on the request's head and body, a panic

@@ -155,7 +155,7 @@ fn classify_domain(e: &Error) -> (StatusCode, &'static str, &'static str) {
             "not-on-this-host",
             "Not available on this host",
         ),
-        Error::KeyReused { .. } => (
+        Error::KeyReused { .. } | Error::BackfillKeyReused { .. } => (
             S::UNPROCESSABLE_ENTITY,
             "idempotency-key-reused",
             "Idempotency key reused with a different payload",
@@ -201,6 +201,9 @@ impl IntoResponse for HttpError {
                 body["errors"] = serde_json::to_value(errors).unwrap_or(Value::Null);
             }
             Self::Domain(Error::KeyReused { request_id }) => body["request_id"] = json!(request_id),
+            Self::Domain(Error::BackfillKeyReused { backfill_id }) => {
+                body["backfill_id"] = json!(backfill_id)
+            }
             _ => {}
         }
         let mut response = failed((status, axum::Json(body)).into_response(), self.chain());

@@ -114,6 +114,11 @@ pub struct BackfillBody {
     #[serde(skip)]
     #[cfg_attr(feature = "clap", arg(skip))]
     pub fallback_cron: Option<String>,
+    /// Each date's instance is created and never handed to its target (a DolphinScheduler
+    /// dry run). Only the door sets it.
+    #[serde(skip)]
+    #[cfg_attr(feature = "clap", arg(skip))]
+    pub no_hand_off: bool,
 }
 
 /// What `POST .../backfills` answers.
@@ -130,6 +135,9 @@ pub struct BackfillStarted {
     /// empty on a dry run.
     #[serde(skip)]
     pub request_ids: Vec<String>,
+    /// The call was a retry with the same idempotency key: this is the backfill it made.
+    #[serde(skip)]
+    pub replayed: bool,
 }
 
 /// A backfill's progress, as `GET /v1/backfills/{id}` shows it.
@@ -210,12 +218,15 @@ fn store(app: &Flowgate) -> Result<&std::sync::Arc<dyn Backfills>, Error> {
 pub const LISTED_BACKFILLS: usize = 50;
 
 impl Flowgate {
-    /// Expands a backfill's dates and, unless it is a dry run, records it to run.
+    /// Expands a backfill's dates and, unless it is a dry run, records it to run. With an
+    /// idempotency key the backfill's id is derived from it: a retry of the call finds the
+    /// backfill it made (the same payload), or is refused (another payload).
     pub async fn start_backfill(
         &self,
         tenant: &str,
         workflow: &str,
         body: BackfillBody,
+        idempotency_key: Option<&str>,
     ) -> Result<BackfillStarted, Error> {
         let definition = self.get_workflow(tenant, workflow).await?;
         let dates = self.expand(tenant, workflow, &body).await?;
@@ -225,6 +236,7 @@ impl Flowgate {
                 dates: dates.len(),
                 logical_dates: Some(dates),
                 request_ids: Vec::new(),
+                replayed: false,
             });
         }
         self.schemas
@@ -246,12 +258,13 @@ impl Flowgate {
         let now = Utc::now();
         let record = BackfillRecord {
             tenant: tenant.to_owned(),
-            id: uuid::Uuid::now_v7().to_string(),
+            id: crate::ids::backfill_id(tenant, idempotency_key),
             workflow: workflow.to_owned(),
             params: body.params,
             priority: body.priority,
             options: body.options,
             reprocess: body.reprocess,
+            no_hand_off: body.no_hand_off,
             max_in_flight,
             rate: body.rate,
             state: BackfillState::Running,
@@ -265,8 +278,25 @@ impl Flowgate {
             updated_at: now,
             dates,
         };
-        store(self)?.put_backfill(&record, None).await?;
-        info!(stage = "backfill_started", backfill = %record.id, dates = record.dates.len(), "backfill recorded");
+        let backfills = store(self)?;
+        let (record, replayed) = if backfills.put_backfill(&record, None).await? {
+            info!(stage = "backfill_started", backfill = %record.id, dates = record.dates.len(), "backfill recorded");
+            (record, false)
+        } else {
+            let existing = backfills
+                .get_backfill(tenant, &record.id)
+                .await?
+                .ok_or_else(|| {
+                    BackendError::retryable("backfills.put", "the backfill changed; try again")
+                })?;
+            if !existing.asks_the_same(&record) {
+                return Err(Error::BackfillKeyReused {
+                    backfill_id: existing.id,
+                });
+            }
+            info!(stage = "replayed", backfill = %existing.id, "backfill call retried");
+            (existing, true)
+        };
         let request_ids = record
             .dates
             .iter()
@@ -277,6 +307,7 @@ impl Flowgate {
             dates: record.dates.len(),
             logical_dates: None,
             request_ids,
+            replayed,
         })
     }
 
@@ -600,6 +631,7 @@ impl BackfillRunner {
         };
         let mut request = StartRequest::fired(&b.tenant, &b.workflow, body, origin);
         request.options = b.options.clone();
+        request.dry_run = b.no_hand_off;
         match self.app.start_instance(request).await {
             Ok(outcome) => {
                 let ours = outcome.record.spec.backfill_id.as_deref() == Some(b.id.as_str());

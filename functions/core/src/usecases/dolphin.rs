@@ -1,12 +1,13 @@
 //! A start through the DolphinScheduler door: the definition found by its code in the
-//! caller's tenant and the path's project, then one start, or a backfill for a complement.
+//! caller's tenant and the path's project, its string parameters typed by the workflow's
+//! schema, then one start, or a backfill for a complement.
 
 use serde_json::Value;
 use tracing::info;
 
 use super::backfills::BackfillBody;
 use super::{Flowgate, StartRequest};
-use crate::dolphin::{Complement, ComplementDates, DsStart};
+use crate::dolphin::{Complement, ComplementDates, DsStart, typed};
 use crate::error::Error;
 use crate::model::Workflow;
 use crate::trace::TraceContext;
@@ -20,10 +21,12 @@ pub const DEFAULT_COMPLEMENT_CRON: &str = "0 0 0 * * ? *";
 #[derive(Debug, Clone, PartialEq)]
 pub struct DsStarted {
     /// The request of each instance asked for, in start order: one for a start, one per
-    /// date for a complement (a date that already had an instance names its request).
+    /// date for a complement.
     pub request_ids: Vec<String>,
     /// The backfill a complement became.
     pub backfill_id: Option<String>,
+    /// The call was a retry (the same `Idempotency-Key`): this is what the first started.
+    pub replayed: bool,
 }
 
 impl Flowgate {
@@ -32,7 +35,7 @@ impl Flowgate {
         &self,
         tenant: &str,
         project_code: i64,
-        call: DsStart,
+        mut call: DsStart,
         idempotency_key: Option<String>,
         trace: Option<TraceContext>,
     ) -> Result<DsStarted, Error> {
@@ -40,13 +43,14 @@ impl Flowgate {
             .ds_definition(tenant, project_code, call.definition_code)
             .await?;
         info!(stage = "dolphinscheduler_call", workflow = %workflow.code, ds_code = call.definition_code, complement = call.complement.is_some(), "start through the DolphinScheduler door");
+        typed(&workflow.params_schema, &mut call.params);
         match call.complement.clone() {
             None => {
                 self.ds_start(tenant, &workflow, call, idempotency_key, trace)
                     .await
             }
             Some(complement) => {
-                self.ds_complement(tenant, &workflow, call, complement)
+                self.ds_complement(tenant, &workflow, call, complement, idempotency_key)
                     .await
             }
         }
@@ -91,20 +95,27 @@ impl Flowgate {
                 origin: None,
                 options: call.options,
                 trace,
+                dry_run: call.dry_run,
             })
             .await?;
         Ok(DsStarted {
             request_ids: vec![outcome.record.request_id],
             backfill_id: None,
+            replayed: outcome.replayed,
         })
     }
 
+    /// A complement runs every date of the call, each once for this call, as
+    /// DolphinScheduler re-runs past dates: its dates are keyed by (backfill, date), never
+    /// skipped for an instance an earlier call made. A call sent again with the same
+    /// `Idempotency-Key` is that backfill, not another.
     async fn ds_complement(
         &self,
         tenant: &str,
         workflow: &Workflow,
         call: DsStart,
         complement: Complement,
+        idempotency_key: Option<String>,
     ) -> Result<DsStarted, Error> {
         let mut body = BackfillBody {
             order: complement.order,
@@ -112,19 +123,26 @@ impl Flowgate {
             params: call.params,
             priority: call.priority,
             options: call.options,
+            reprocess: true,
+            no_hand_off: call.dry_run,
             ..BackfillBody::default()
         };
         match complement.dates {
             ComplementDates::List(dates) => body.dates = Some(dates),
+            // A range whose ends are equal is that one instant, whatever the cron says.
+            ComplementDates::Range { from, to } if from == to => body.dates = Some(vec![from]),
             ComplementDates::Range { from, to } => {
                 (body.from, body.to) = (Some(from), Some(to));
                 body.fallback_cron = Some(DEFAULT_COMPLEMENT_CRON.to_owned());
             }
         }
-        let started = self.start_backfill(tenant, &workflow.code, body).await?;
+        let started = self
+            .start_backfill(tenant, &workflow.code, body, idempotency_key.as_deref())
+            .await?;
         Ok(DsStarted {
             request_ids: started.request_ids,
             backfill_id: started.backfill_id,
+            replayed: started.replayed,
         })
     }
 }

@@ -52,11 +52,14 @@ impl Consumer {
         };
         let mut dispatch = owed.dispatch;
         dispatch.attempts += 1;
-        let instance = owed.stored.as_ref().unwrap_or(instance);
+        // The stored instance, when there is one, with its request's run options, which the
+        // target is handed with it (an instance does not store them).
+        let mut instance = owed.stored.unwrap_or_else(|| instance.clone());
+        instance.options = message.spec.options.clone();
         // The target's span is a child of this delivery's (or starts the trace).
         let fallback = TraceContext::continue_or_start(delivery.traceparent.as_deref());
         let trace = crate::trace::hand_on(&tracing::Span::current(), fallback);
-        let result = self.send_to_target(message, instance, &trace).await;
+        let result = self.send_to_target(message, &instance, &trace).await;
         match result {
             Ok(reference) => {
                 self.dispatched(message, delivery, owed.status, dispatch, reference)

@@ -41,6 +41,8 @@ pub struct StartRequest {
     pub options: BTreeMap<String, String>,
     /// The trace the API's work on it runs in; `None` starts a new one.
     pub trace: Option<TraceContext>,
+    /// A dry run: the instance is created and never handed to its target.
+    pub dry_run: bool,
 }
 
 /// A start that a schedule or a backfill asked for: its logical date keys it.
@@ -73,6 +75,7 @@ impl StartRequest {
             origin: Some(origin),
             options: BTreeMap::new(),
             trace: None,
+            dry_run: false,
         }
     }
 
@@ -170,6 +173,7 @@ impl Flowgate {
             spec.backfill_id = origin.backfill_id.clone();
         }
         spec.options = req.options.clone();
+        spec.dry_run = req.dry_run;
         let request_id = ids::request_id(&req.tenant, req.idempotency_key.as_deref());
         Span::current().record("request_id", request_id.as_str());
         let target = match self.check_startable(&req.tenant, &spec).await {
@@ -461,6 +465,20 @@ fn new_record(
 ) -> RecordToWrite {
     let now = Utc::now();
     let trace = req.trace.clone().unwrap_or_else(TraceContext::root);
+    let mut detail = match &req.origin {
+        Some(origin) => origin.detail.clone(),
+        None => accepted_event(req.idempotency_key.is_some()).into(),
+    };
+    // A dry run owes no hand-off, and its history says why from the first line.
+    let target = match target {
+        Some(kind) if spec.dry_run => {
+            detail.push_str(&format!(
+                "; a dry run: its instance is created and never handed to its {kind} target"
+            ));
+            None
+        }
+        other => other,
+    };
     let record = RequestRecord {
         tenant: req.tenant.clone(),
         request_id,
@@ -477,10 +495,7 @@ fn new_record(
         history: vec![HistoryEvent {
             at: now,
             kind: EventKind::Accepted,
-            detail: match &req.origin {
-                Some(origin) => origin.detail.clone(),
-                None => accepted_event(req.idempotency_key.is_some()).into(),
-            },
+            detail,
             trace_id: Some(trace.trace_id().to_owned()),
         }],
         dispatch: target.map(Dispatch::owed),
