@@ -103,6 +103,32 @@ pub async fn subject(visibility_timeout: Duration, max_receive_count: u32) -> Su
         .await
         .expect("create the test's table");
     let schedules = schedules(&table, &url, &dlq_url).await;
+    let damaged = table.clone();
+    let corrupt: crate::conformance::Corrupt =
+        Arc::new(move |tenant: String, request_id: String| {
+            let table = damaged.clone();
+            Box::pin(async move {
+                use aws_sdk_dynamodb::types::AttributeValue;
+                clients()
+                    .await
+                    .dynamo
+                    .update_item()
+                    .table_name(table)
+                    .key(
+                        "pk",
+                        AttributeValue::S(format!("T#{tenant}#R#{request_id}")),
+                    )
+                    .key("sk", AttributeValue::S("R".into()))
+                    .update_expression("SET spec = :bad")
+                    .expression_attribute_values(
+                        ":bad",
+                        AttributeValue::S("{\"workflow\": ".into()),
+                    )
+                    .send()
+                    .await
+                    .expect("damage the record");
+            })
+        });
     Subject {
         store: Arc::new(DynamoStore::new(c.dynamo.clone(), &table, 7)),
         queue: Arc::new(SqsQueue::new(c.sqs.clone(), url, dlq_url)),
@@ -116,6 +142,7 @@ pub async fn subject(visibility_timeout: Duration, max_receive_count: u32) -> Su
             sweeps: false,
             self_expiring: true,
         },
+        corrupt,
         guard: Box::new(()),
     }
 }

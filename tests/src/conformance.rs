@@ -47,6 +47,14 @@ pub struct Caps {
     pub self_expiring: bool,
 }
 
+/// Writes an unreadable request record for (tenant, request id) behind the store's back,
+/// as disk damage or a foreign writer would.
+pub type Corrupt = Arc<
+    dyn Fn(String, String) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>
+        + Send
+        + Sync,
+>;
+
 /// A backend under test: fresh for each check.
 pub struct Subject {
     /// Its store.
@@ -59,6 +67,8 @@ pub struct Subject {
     pub backfills: Option<Arc<dyn flowgate_core::ports::Backfills>>,
     /// What it can do.
     pub caps: Caps,
+    /// Damages a stored request record.
+    pub corrupt: Corrupt,
     /// Whatever must live as long as the subject (a temporary directory, say).
     pub guard: Box<dyn std::any::Any + Send>,
 }
@@ -99,7 +109,8 @@ macro_rules! conformance_tests {
             schedules_are_listed_per_tenant_by_workflow_and_id,
             backfills_keep_every_date_are_versioned_and_found_running,
             backfills_are_listed_per_tenant_newest_first,
-            hand_off_reaches_the_target_once
+            hand_off_reaches_the_target_once,
+            a_corrupt_record_is_an_error_never_a_default
         );
     };
     (@each [$($attr:tt)*] $make:expr; $check:ident $(, $rest:ident)*) => {
@@ -914,4 +925,38 @@ pub async fn unhandled_message_moves_to_dlq_after_max_receives(s: Subject) {
     let letters = s.queue.dlq_peek(10).await.unwrap();
     assert_eq!(letters.len(), 1, "the redriven message is a dead letter");
     assert_eq!(letters[0].body, e.body);
+}
+
+/// A record that no longer reads (its spec damaged) is a permanent error that names it, on
+/// every read that meets it, never a record filled with defaults.
+pub async fn a_corrupt_record_is_an_error_never_a_default(s: Subject) {
+    let t = tenant();
+    let r = record(&t, "wf", Utc::now());
+    s.store.create_request(&r, None).await.unwrap();
+    (s.corrupt)(t.clone(), r.request_id.clone()).await;
+    let read = s.store.get_request(&t, &r.request_id).await;
+    let error = read.expect_err("a corrupt record is an error");
+    assert!(!error.is_retryable(), "permanent: {error}");
+    assert!(
+        error.chain().contains(&r.request_id),
+        "names the record: {}",
+        error.chain()
+    );
+    let update = s
+        .store
+        .update_request(
+            &t,
+            &r.request_id,
+            &RequestUpdate::event(HistoryEvent::now(EventKind::DeliveryFailed, "x")),
+        )
+        .await;
+    assert!(
+        update.is_err(),
+        "an update does not rewrite it from defaults"
+    );
+    let replay = s.store.create_request(&r, None).await;
+    assert!(
+        matches!(replay, Err(StoreError::Backend(ref e)) if !e.is_retryable()),
+        "a conditional create that meets it says so: {replay:?}"
+    );
 }

@@ -20,8 +20,8 @@ use flowgate_core::{BackendError, StoreError};
 
 use crate::error::classify;
 use crate::items::{
-    InstanceItem, PENDING, RequestItem, WorkflowItem, instance_key, instance_order, instances_of,
-    request_key, stamp, workflow_key,
+    CorruptItem, InstanceItem, PENDING, RequestItem, WorkflowItem, instance_key, instance_order,
+    instances_of, request_key, stamp, workflow_key,
 };
 
 mod backfills;
@@ -56,6 +56,12 @@ fn to_item<T: serde::Serialize>(op: &'static str, value: &T) -> Result<Item, Bac
 
 fn from_item<T: DeserializeOwned>(op: &'static str, item: Item) -> Result<T, BackendError> {
     serde_dynamo::from_item(item).map_err(|e| BackendError::permanent(op, e))
+}
+
+/// A domain value out of an item's shape, or a permanent error naming the item: corrupt
+/// data is never read as a default.
+fn domain<T>(op: &'static str, read: Result<T, CorruptItem>) -> Result<T, BackendError> {
+    read.map_err(|e| BackendError::permanent(op, e))
 }
 
 fn s(value: impl Into<String>) -> AttributeValue {
@@ -107,13 +113,13 @@ impl DynamoStore {
         };
         let stored: RequestItem = from_item(op, item)?;
         let version = stored.version;
-        Ok(Some((stored.into_record(), version)))
+        Ok(Some((domain(op, stored.into_record())?, version)))
     }
 
     /// Puts the instance if it does not exist yet: true when this call wrote it.
     async fn put_instance(&self, instance: &Instance) -> Result<bool, BackendError> {
         const OP: &str = "store.create_instance";
-        let item = to_item(OP, &InstanceItem::new(instance))?;
+        let item = to_item(OP, &domain(OP, InstanceItem::new(instance))?)?;
         self.put_versioned(OP, item, None).await
     }
 
@@ -124,7 +130,10 @@ impl DynamoStore {
         const OP: &str = "store.get_workflow";
         match self.get(OP, workflow_key(tenant, code), "WF").await? {
             None => Ok(None),
-            Some(item) => Ok(Some(from_item::<WorkflowItem>(OP, item)?.into_workflow())),
+            Some(item) => Ok(Some(domain(
+                OP,
+                from_item::<WorkflowItem>(OP, item)?.into_workflow(),
+            )?)),
         }
     }
 
@@ -266,7 +275,10 @@ impl Store for DynamoStore {
         _outbox: Option<&Outbox>,
     ) -> Result<Enqueued, StoreError> {
         const OP: &str = "store.create_request";
-        let item = to_item(OP, &RequestItem::new(record, 1, self.retention_days))?;
+        let item = to_item(
+            OP,
+            &domain(OP, RequestItem::new(record, 1, self.retention_days))?,
+        )?;
         let put = self
             .client
             .put_item()
@@ -287,7 +299,7 @@ impl Store for DynamoStore {
                     let old = failed.item().cloned().ok_or_else(|| {
                         BackendError::permanent(OP, "conditional put failed without ALL_OLD")
                     })?;
-                    let existing = from_item::<RequestItem>(OP, old)?.into_record();
+                    let existing = domain(OP, from_item::<RequestItem>(OP, old)?.into_record())?;
                     return Err(StoreError::AlreadyExists {
                         existing: Box::new(existing),
                     });
@@ -305,7 +317,10 @@ impl Store for DynamoStore {
         const OP: &str = "store.get_request";
         match self.get(OP, request_key(tenant, request_id), "R").await? {
             None => Ok(None),
-            Some(item) => Ok(Some(from_item::<RequestItem>(OP, item)?.into_record())),
+            Some(item) => Ok(Some(domain(
+                OP,
+                from_item::<RequestItem>(OP, item)?.into_record(),
+            )?)),
         }
     }
 
@@ -326,7 +341,10 @@ impl Store for DynamoStore {
             }
             let item = to_item(
                 OP,
-                &RequestItem::new(&record, version + 1, self.retention_days),
+                &domain(
+                    OP,
+                    RequestItem::new(&record, version + 1, self.retention_days),
+                )?,
             )?;
             if self.put_versioned(OP, item, Some(version)).await? {
                 return Ok(UpdateOutcome::Applied);
@@ -375,7 +393,10 @@ impl Store for DynamoStore {
             let _ = record.apply(update);
             let item = to_item(
                 OP,
-                &RequestItem::new(&record, version + 1, self.retention_days),
+                &domain(
+                    OP,
+                    RequestItem::new(&record, version + 1, self.retention_days),
+                )?,
             )?;
             if self.put_versioned(OP, item, Some(version)).await? {
                 return Ok(Creation::Created);
@@ -395,7 +416,10 @@ impl Store for DynamoStore {
         const OP: &str = "store.get_instance";
         match self.get(OP, instance_key(tenant, instance_id), "I").await? {
             None => Ok(None),
-            Some(item) => Ok(Some(from_item::<InstanceItem>(OP, item)?.into_instance())),
+            Some(item) => Ok(Some(domain(
+                OP,
+                from_item::<InstanceItem>(OP, item)?.into_instance(),
+            )?)),
         }
     }
 
@@ -425,7 +449,7 @@ impl Store for DynamoStore {
         out.items
             .unwrap_or_default()
             .into_iter()
-            .map(|item| from_item::<InstanceItem>(OP, item).map(InstanceItem::into_instance))
+            .map(|item| domain(OP, from_item::<InstanceItem>(OP, item)?.into_instance()))
             .collect()
     }
 
@@ -452,7 +476,10 @@ impl Store for DynamoStore {
                 .await
                 .map_err(|e| classify(OP, e))?;
             for item in out.items.unwrap_or_default() {
-                records.push(from_item::<RequestItem>(OP, item)?.into_record());
+                records.push(domain(
+                    OP,
+                    from_item::<RequestItem>(OP, item)?.into_record(),
+                )?);
             }
             start = out.last_evaluated_key;
             if start.is_none() || records.len() >= limit {

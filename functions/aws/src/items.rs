@@ -21,10 +21,43 @@ pub fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-fn parse(text: &str) -> DateTime<Utc> {
+/// An item that does not read as what it should be: corrupt, or written by something else.
+/// Never read as a default.
+#[derive(Debug, thiserror::Error)]
+#[error("item {key}: {what}")]
+pub struct CorruptItem {
+    /// The item's partition key.
+    pub key: String,
+    /// What does not read.
+    pub what: String,
+}
+
+fn corrupt(key: &str, what: impl std::fmt::Display) -> CorruptItem {
+    CorruptItem {
+        key: key.to_owned(),
+        what: what.to_string(),
+    }
+}
+
+/// A stamp of one of the item's attributes, read back.
+fn parse(key: &str, field: &str, text: &str) -> Result<DateTime<Utc>, CorruptItem> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
+        .map_err(|e| corrupt(key, format!("{field} {text:?} is not a time: {e}")))
+}
+
+/// A JSON-text attribute of the item, read back.
+fn json<T: serde::de::DeserializeOwned>(
+    key: &str,
+    field: &str,
+    text: &str,
+) -> Result<T, CorruptItem> {
+    serde_json::from_str(text).map_err(|e| corrupt(key, format!("{field} does not read: {e}")))
+}
+
+/// A value written as JSON text.
+fn text<T: serde::Serialize>(key: &str, field: &str, value: &T) -> Result<String, CorruptItem> {
+    serde_json::to_string(value).map_err(|e| corrupt(key, format!("{field} does not write: {e}")))
 }
 
 /// The key of a workflow item.
@@ -99,23 +132,25 @@ impl WorkflowItem {
         }
     }
 
-    pub fn into_workflow(self) -> Workflow {
-        Workflow {
+    pub fn into_workflow(self) -> Result<Workflow, CorruptItem> {
+        let key = self.pk;
+        Ok(Workflow {
+            params_schema: json(&key, "params_schema", &self.params_schema)?,
+            created_at: parse(&key, "created_at", &self.created_at)?,
+            updated_at: parse(&key, "updated_at", &self.updated_at)?,
+            target: self
+                .target
+                .as_deref()
+                .map(|t| json(&key, "target", t))
+                .transpose()?,
             tenant: self.tenant,
             code: self.code,
             name: self.name,
             online: self.online,
-            params_schema: serde_json::from_str(&self.params_schema).unwrap_or_default(),
             version: self.version,
-            created_at: parse(&self.created_at),
-            updated_at: parse(&self.updated_at),
             ds_code: self.ds_code,
             ds_project_code: self.ds_project_code,
-            target: self
-                .target
-                .as_deref()
-                .and_then(|t| serde_json::from_str(t).ok()),
-        }
+        })
     }
 }
 
@@ -157,19 +192,20 @@ pub struct RequestItem {
 
 impl RequestItem {
     /// The item for a record, with the index and TTL attributes its status implies.
-    pub fn new(r: &RequestRecord, version: u64, retention_days: u32) -> Self {
+    pub fn new(r: &RequestRecord, version: u64, retention_days: u32) -> Result<Self, CorruptItem> {
         let due = r.pending_due();
         let mut history = r.history.clone();
         bound_history(&mut history);
-        Self {
-            pk: request_key(&r.tenant, &r.request_id),
+        let pk = request_key(&r.tenant, &r.request_id);
+        Ok(Self {
+            spec: text(&pk, "spec", &r.spec)?,
+            pk,
             sk: "R".into(),
             tenant: r.tenant.clone(),
             request_id: r.request_id.clone(),
             instance_id: r.instance_id.clone(),
             idempotency_key: r.idempotency_key.clone(),
             fingerprint: r.fingerprint.clone(),
-            spec: serde_json::to_string(&r.spec).unwrap_or_default(),
             status: r.status,
             attempts: r.attempts,
             last_error: r.last_error.clone(),
@@ -186,39 +222,31 @@ impl RequestItem {
             ttl: (due.is_none()
                 && (r.status.has_instance() || r.status == RequestStatus::Archived))
                 .then(|| expiry(r.updated_at, retention_days)),
-        }
+        })
     }
 
-    pub fn into_record(self) -> RequestRecord {
-        let history = self.history;
-        RequestRecord {
+    pub fn into_record(self) -> Result<RequestRecord, CorruptItem> {
+        let key = self.pk;
+        Ok(RequestRecord {
+            spec: json(&key, "spec", &self.spec)?,
+            accepted_at: parse(&key, "accepted_at", &self.accepted_at)?,
+            updated_at: parse(&key, "updated_at", &self.updated_at)?,
+            pending_since: self
+                .pending_since
+                .as_deref()
+                .map(|t| parse(&key, "pending_since", t))
+                .transpose()?,
             tenant: self.tenant,
             request_id: self.request_id,
             instance_id: self.instance_id,
             idempotency_key: self.idempotency_key,
             fingerprint: self.fingerprint,
-            spec: serde_json::from_str(&self.spec).unwrap_or_else(|_| {
-                flowgate_core::model::StartSpec {
-                    workflow: String::new(),
-                    params: Default::default(),
-                    priority: Priority::Medium,
-                    schedule_time: None,
-                    logical_date: None,
-                    schedule_id: None,
-                    backfill_id: None,
-                    options: Default::default(),
-                    dry_run: false,
-                }
-            }),
             status: self.status,
             attempts: self.attempts,
             last_error: self.last_error,
-            accepted_at: parse(&self.accepted_at),
-            updated_at: parse(&self.updated_at),
-            pending_since: self.pending_since.as_deref().map(parse),
-            history,
+            history: self.history,
             dispatch: self.dispatch,
-        }
+        })
     }
 }
 
@@ -249,15 +277,16 @@ pub struct InstanceItem {
 }
 
 impl InstanceItem {
-    pub fn new(i: &Instance) -> Self {
-        Self {
-            pk: instance_key(&i.tenant, &i.instance_id),
+    pub fn new(i: &Instance) -> Result<Self, CorruptItem> {
+        let pk = instance_key(&i.tenant, &i.instance_id);
+        Ok(Self {
+            params: text(&pk, "params", &i.params)?,
+            pk,
             sk: "I".into(),
             tenant: i.tenant.clone(),
             instance_id: i.instance_id.clone(),
             request_id: i.request_id.clone(),
             workflow: i.workflow.clone(),
-            params: serde_json::to_string(&i.params).unwrap_or_default(),
             priority: i.priority,
             schedule_time: i.schedule_time.map(stamp),
             status: i.status,
@@ -265,24 +294,33 @@ impl InstanceItem {
             logical_date: i.logical_date.map(stamp),
             gsi2pk: instances_of(&i.tenant, &i.workflow),
             gsi2sk: instance_order(i.created_at, &i.instance_id),
-        }
+        })
     }
 
-    pub fn into_instance(self) -> Instance {
-        Instance {
+    pub fn into_instance(self) -> Result<Instance, CorruptItem> {
+        let key = self.pk;
+        Ok(Instance {
+            params: json(&key, "params", &self.params)?,
+            schedule_time: self
+                .schedule_time
+                .as_deref()
+                .map(|t| parse(&key, "schedule_time", t))
+                .transpose()?,
+            created_at: parse(&key, "created_at", &self.created_at)?,
+            logical_date: self
+                .logical_date
+                .as_deref()
+                .map(|t| parse(&key, "logical_date", t))
+                .transpose()?,
             tenant: self.tenant,
             instance_id: self.instance_id,
             request_id: self.request_id,
             workflow: self.workflow,
-            params: serde_json::from_str(&self.params).unwrap_or_default(),
             priority: self.priority,
-            schedule_time: self.schedule_time.as_deref().map(parse),
             status: self.status,
-            created_at: parse(&self.created_at),
-            logical_date: self.logical_date.as_deref().map(parse),
             dispatch: None,
             options: Default::default(),
-        }
+        })
     }
 }
 
@@ -373,7 +411,7 @@ mod tests {
     }
 
     fn size(r: &RequestRecord) -> usize {
-        item_size(&serde_dynamo::to_item(RequestItem::new(r, 1, 7)).expect("item"))
+        item_size(&serde_dynamo::to_item(RequestItem::new(r, 1, 7).expect("writes")).expect("item"))
     }
 
     #[test]
@@ -388,7 +426,7 @@ mod tests {
     fn history_is_bounded_inside_the_item_limit() {
         // Far more events than kept, each with an over-long detail.
         let worst = record(1_000, 10_000);
-        let item = RequestItem::new(&worst, 1, 7);
+        let item = RequestItem::new(&worst, 1, 7).expect("writes");
         assert_eq!(item.history.len(), MAX_HISTORY);
         assert_eq!(
             item.history[0].kind,

@@ -9,11 +9,11 @@ use std::process::ExitCode;
 use chrono::Utc;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use flowgate_core::Flowgate;
 use flowgate_core::usecases::dlq::{
     Action, ArchiveSink, ArchivedLetter, FilterParams, LetterFilter, LetterOutcome, LetterSummary,
     ReplayOptions, Scope, parse_archive,
 };
+use flowgate_core::{Flowgate, HostPorts};
 use flowgate_embedded::DB_FILE;
 use flowgate_settings::{Backend, Settings};
 
@@ -72,7 +72,17 @@ async fn open(settings: &Settings) -> Result<Flowgate> {
         .into());
     }
     let (store, queue) = backend::open(settings).await?;
-    Ok(Flowgate::new(store, queue))
+    Ok(Flowgate::build(
+        settings,
+        HostPorts {
+            store,
+            queue,
+            schedules: None,
+            backfills: None,
+            dispatcher: None,
+            metrics: None,
+        },
+    ))
 }
 
 fn checked(filter: FilterParams) -> Result<LetterFilter> {

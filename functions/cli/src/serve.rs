@@ -8,9 +8,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use flowgate_core::Flowgate;
 use flowgate_core::ports::{Backfills, Dispatcher, Queue, Schedules, Store, Tokens};
 use flowgate_core::usecases::{Consumer, ConsumerConfig, Reconciler, Scheduler};
+use flowgate_core::{Flowgate, HostPorts};
 use flowgate_settings::{Role, Settings};
 
 use flowgate_embedded::Embedded;
@@ -105,19 +105,17 @@ pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Err
 impl Roles<'_> {
     /// The use cases over this process's ports.
     fn flowgate(&self) -> Flowgate {
-        let flowgate = Flowgate::new(self.store.clone(), self.queue.clone())
-            .with_dispatcher(self.dispatcher.clone())
-            .with_redelivery_bound(self.settings.redelivery_bound())
-            .with_validation_budget(self.settings.validation_budget)
-            .with_metrics(self.observer.clone());
-        let flowgate = match &self.schedules {
-            Some(schedules) => flowgate.with_schedules(schedules.clone()),
-            None => flowgate,
-        };
-        match &self.backfills {
-            Some(backfills) => flowgate.with_backfills(backfills.clone()),
-            None => flowgate,
-        }
+        Flowgate::build(
+            self.settings,
+            HostPorts {
+                store: self.store.clone(),
+                queue: self.queue.clone(),
+                schedules: self.schedules.clone(),
+                backfills: self.backfills.clone(),
+                dispatcher: Some(self.dispatcher.clone()),
+                metrics: Some(self.observer.clone()),
+            },
+        )
     }
 
     fn start_scheduler(&mut self) {

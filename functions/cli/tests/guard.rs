@@ -275,8 +275,9 @@ async fn the_dolphinscheduler_door_takes_the_token_header() {
     assert_eq!(put.status(), 201);
 
     let door = format!("{base}/dolphinscheduler/projects/1/executors/start-process-instance");
-    // As DolphinScheduler's UI posts it.
-    let form = "processDefinitionCode=90210&failureStrategy=END&warningType=NONE";
+    // As DolphinScheduler's own api-test posts it: a raw, unencoded body.
+    let form = "?&loginUser=User(id=1, userName=admin)&processDefinitionCode=90210\
+                &scheduleTime=now,now&failureStrategy=END&warningType=NONE";
     let call = |token: Option<&str>| {
         let mut request = client
             .post(&door)

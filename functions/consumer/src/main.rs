@@ -6,8 +6,8 @@ use aws_lambda_events::event::sqs::SqsEvent;
 use lambda_runtime::{LambdaEvent, service_fn};
 
 use flowgate_aws::emf::Emf;
-use flowgate_core::Flowgate;
 use flowgate_core::usecases::{Consumer, ConsumerConfig};
+use flowgate_core::{Flowgate, HostPorts};
 use flowgate_settings::{Host, Settings};
 
 #[tokio::main]
@@ -27,13 +27,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     .with_metrics(emf.clone());
     // EventBridge Scheduler puts schedule fires on this queue: start them.
     let consumer = Arc::new(match connected.schedules {
-        Some(schedules) => consumer.with_fires(
-            Flowgate::new(connected.store, connected.queue.clone())
-                .with_schedules(schedules)
-                .with_validation_budget(settings.validation_budget)
-                .with_redelivery_bound(settings.redelivery_bound())
-                .with_metrics(emf),
-        ),
+        Some(schedules) => consumer.with_fires(Flowgate::build(
+            &settings,
+            HostPorts {
+                store: connected.store,
+                queue: connected.queue.clone(),
+                schedules: Some(schedules),
+                backfills: Some(connected.backfills),
+                dispatcher: None,
+                metrics: Some(emf),
+            },
+        )),
         None => consumer,
     });
     let queue = connected.queue;

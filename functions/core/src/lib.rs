@@ -25,4 +25,4 @@ pub mod usecases;
 pub mod validation;
 
 pub use error::{BackendError, Error, ErrorKind, InvalidParam, StoreError};
-pub use usecases::Flowgate;
+pub use usecases::{Flowgate, HostPorts};

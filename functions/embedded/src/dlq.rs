@@ -11,7 +11,7 @@ use flowgate_core::BackendError;
 use flowgate_core::ports::{DeadLetter, DeadLetterQueue};
 
 use crate::Embedded;
-use crate::codec::{micros, time};
+use crate::codec::micros;
 use crate::queue::{now_us, us};
 
 const COLUMNS: &str =
@@ -19,7 +19,6 @@ const COLUMNS: &str =
 
 fn letter(row: &Row<'_>, receipt: impl FnOnce(i64) -> String) -> rusqlite::Result<DeadLetter> {
     let id: i64 = row.get(0)?;
-    let dead_at: Option<i64> = row.get(6)?;
     Ok(DeadLetter {
         message_id: id.to_string(),
         receipt: receipt(id),
@@ -27,8 +26,10 @@ fn letter(row: &Row<'_>, receipt: impl FnOnce(i64) -> String) -> rusqlite::Resul
         request_id: row.get(2)?,
         body: row.get(3)?,
         reason: row.get(4)?,
-        receive_count: u32::try_from(row.get::<_, i64>(5)?).unwrap_or(0),
-        dead_lettered_at: time(dead_at.unwrap_or(0)),
+        receive_count: u32::try_from(row.get::<_, i64>(5)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Integer, e.into())
+        })?,
+        dead_lettered_at: crate::codec::at(row, 6)?,
         traceparent: row.get(7)?,
     })
 }

@@ -8,7 +8,7 @@ use flowgate_core::BackendError;
 use flowgate_core::ports::{ScheduleRecord, Schedules};
 
 use crate::Embedded;
-use crate::codec::{micros, time, to_json};
+use crate::codec::{at, micros, opt_at, to_json};
 
 const COLUMNS: &str = "tenant, workflow, id, body, version, created_at, updated_at, last_fired, \
      next_due, last_error, next_fires";
@@ -23,10 +23,10 @@ fn schedule(row: &Row<'_>) -> rusqlite::Result<ScheduleRecord> {
             rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
         })?,
         version: row.get::<_, i64>(4)? as u64,
-        created_at: time(row.get(5)?),
-        updated_at: time(row.get(6)?),
-        last_fired: row.get::<_, Option<i64>>(7)?.map(time),
-        next_due: row.get::<_, Option<i64>>(8)?.map(time),
+        created_at: at(row, 5)?,
+        updated_at: at(row, 6)?,
+        last_fired: opt_at(row, 7)?,
+        next_due: opt_at(row, 8)?,
         last_error: row.get(9)?,
         next_fires: match row.get::<_, Option<String>>(10)? {
             None => None,

@@ -8,7 +8,7 @@ use flowgate_core::BackendError;
 use flowgate_core::ports::{TokenRecord, Tokens};
 
 use crate::Embedded;
-use crate::codec::{micros, time, to_json};
+use crate::codec::{at, micros, opt_at, to_json};
 
 const COLUMNS: &str = "id, hash, tenant, scopes, rate, created_at, revoked_at";
 
@@ -22,8 +22,8 @@ fn token(row: &Row<'_>) -> rusqlite::Result<TokenRecord> {
             rusqlite::Error::FromSqlConversionFailure(3, rusqlite::types::Type::Text, e.into())
         })?,
         rate: row.get(4)?,
-        created_at: time(row.get(5)?),
-        revoked_at: row.get::<_, Option<i64>>(6)?.map(time),
+        created_at: at(row, 5)?,
+        revoked_at: opt_at(row, 6)?,
     })
 }
 

@@ -371,3 +371,53 @@ async fn a_second_tenant_can_never_reach_the_first_ones_data_through_the_functio
     flowgate_tests::isolation::tenants_stay_apart(&door).await;
     let _ = stop.send(true);
 }
+
+/// The reconciler function's backfill runner is built like every host's use cases: the
+/// dates it starts are counted (`accepted` and `fired`, by workflow). Before, it had no
+/// metrics sink, and a backfill's dates on AWS were never counted.
+#[tokio::test]
+async fn the_reconcilers_backfill_dates_are_counted_like_any_start() {
+    let backend = embedded(Duration::from_secs(30), 5);
+    let store: Arc<dyn Store> = backend.backend.clone();
+    let queue: Arc<dyn Queue> = backend.backend.clone();
+    let backfills: Arc<dyn flowgate_core::ports::Backfills> = backend.backend.clone();
+    let printed = Captured::default();
+    let settings = flowgate_settings::Settings::defaults();
+    let (_reconciler, runner) = flowgate_reconciler::use_cases(
+        &settings,
+        flowgate_core::HostPorts {
+            store: store.clone(),
+            queue: queue.clone(),
+            schedules: None,
+            backfills: Some(backfills.clone()),
+            dispatcher: None,
+            metrics: Some(Arc::new(Emf::new(printed.clone()))),
+        },
+    );
+    let t = tenant();
+    let app = Flowgate::new(store.clone(), queue.clone()).with_backfills(backfills);
+    let def = json!({"name": "nightly", "params_schema": {"type": "object"}});
+    app.put_workflow(&t, "nightly", serde_json::from_value(def).expect("body"))
+        .await
+        .expect("workflow");
+    let body = json!({"dates": ["2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"]});
+    app.start_backfill(
+        &t,
+        "nightly",
+        serde_json::from_value(body).expect("body"),
+        None,
+    )
+    .await
+    .expect("backfill");
+    runner.step(Duration::from_secs(1)).await.expect("step");
+    let text = printed.text();
+    let counted = |metric: &str, outcome: &str| {
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|l| l["workflow"] == "nightly" && l["outcome"] == outcome)
+            .filter_map(|l| l[metric].as_f64())
+            .sum::<f64>()
+    };
+    assert_eq!(counted("accepted", "accepted"), 2.0, "{text}");
+    assert_eq!(counted("fired", "started"), 2.0, "{text}");
+}

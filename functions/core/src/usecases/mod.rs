@@ -53,6 +53,22 @@ fn request_span(
     span
 }
 
+/// What a host plugs into the use cases: its ports, and the sinks and dispatchers it has.
+pub struct HostPorts {
+    /// Durable storage.
+    pub store: Arc<dyn Store>,
+    /// The queue.
+    pub queue: Arc<dyn Queue>,
+    /// Schedules, where the backend keeps them.
+    pub schedules: Option<Arc<dyn Schedules>>,
+    /// Backfills, where the backend keeps them.
+    pub backfills: Option<Arc<dyn Backfills>>,
+    /// Checks (and hands off to) workflow targets.
+    pub dispatcher: Option<Arc<dyn Dispatcher>>,
+    /// Where counts and timings go.
+    pub metrics: Option<Arc<dyn Metrics>>,
+}
+
 /// The API's use cases over a store and a queue. Cheap to clone.
 #[derive(Clone)]
 pub struct Flowgate {
@@ -85,6 +101,27 @@ impl Flowgate {
             backfills: None,
             dispatcher: None,
         }
+    }
+
+    /// The use cases of a host: its ports, with every setting the use cases read taken from
+    /// `settings`. Every host builds them here, so that none of them leaves one out.
+    pub fn build(settings: &flowgate_settings::Settings, ports: HostPorts) -> Self {
+        let HostPorts {
+            store,
+            queue,
+            schedules,
+            backfills,
+            dispatcher,
+            metrics,
+        } = ports;
+        let mut app = Self::new(store, queue)
+            .with_redelivery_bound(settings.redelivery_bound())
+            .with_validation_budget(settings.validation_budget);
+        app.schedules = schedules;
+        app.backfills = backfills;
+        app.dispatcher = dispatcher;
+        app.metrics = metrics;
+        app
     }
 
     /// Reports what the use cases measure to `metrics`.
