@@ -110,7 +110,8 @@ macro_rules! conformance_tests {
             backfills_keep_every_date_are_versioned_and_found_running,
             backfills_are_listed_per_tenant_newest_first,
             hand_off_reaches_the_target_once,
-            a_corrupt_record_is_an_error_never_a_default
+            a_corrupt_record_is_an_error_never_a_default,
+            the_audit_counts_a_tenants_window_and_nothing_else
         );
     };
     (@each [$($attr:tt)*] $make:expr; $check:ident $(, $rest:ident)*) => {
@@ -959,4 +960,107 @@ pub async fn a_corrupt_record_is_an_error_never_a_default(s: Subject) {
         matches!(replay, Err(StoreError::Backend(ref e)) if !e.is_retryable()),
         "a conditional create that meets it says so: {replay:?}"
     );
+}
+
+/// Sets a stored request's status, as the stage that moves it there would.
+async fn move_to(s: &Subject, r: &RequestRecord, status: RequestStatus) {
+    let update = RequestUpdate {
+        set_status: Some(status),
+        ..RequestUpdate::event(HistoryEvent::now(EventKind::DeliveryFailed, "moved"))
+    };
+    assert_eq!(
+        s.store
+            .update_request(&r.tenant, &r.request_id, &update)
+            .await
+            .unwrap(),
+        UpdateOutcome::Applied
+    );
+}
+
+/// The audit's facts: every request the tenant accepted in the window, grouped by
+/// workflow, status, the grace cutoff and its instance; the overdue ones listed; nothing of
+/// another tenant or from outside the window; and, where the store looks instances up, a
+/// status that claims a missing instance listed.
+pub async fn the_audit_counts_a_tenants_window_and_nothing_else(s: Subject) {
+    let (t, other) = (tenant(), tenant());
+    let now = Utc::now();
+    let in_flight = record(&t, "a", now - Span::seconds(5));
+    let overdue = record(&t, "a", now - Span::minutes(10));
+    let created_one = record(&t, "a", now - Span::minutes(3));
+    let dispatched = record(&t, "a", now - Span::minutes(4));
+    let dead = record(&t, "b", now - Span::minutes(5));
+    let archived = record(&t, "b", now - Span::minutes(6));
+    let claims = record(&t, "b", now - Span::minutes(7));
+    let too_old = record(&t, "a", now - Span::hours(2));
+    let theirs = record(&other, "a", now - Span::minutes(1));
+    for r in [
+        &in_flight,
+        &overdue,
+        &created_one,
+        &dispatched,
+        &dead,
+        &archived,
+        &claims,
+        &too_old,
+        &theirs,
+    ] {
+        s.store.create_request(r, None).await.unwrap();
+    }
+    for r in [&created_one, &dispatched] {
+        let made = s
+            .store
+            .create_instance(&instance(r, now), &created(1))
+            .await
+            .unwrap();
+        assert_eq!(made, Creation::Created);
+    }
+    move_to(&s, &dispatched, RequestStatus::Dispatched).await;
+    move_to(&s, &dead, RequestStatus::Dead).await;
+    move_to(&s, &archived, RequestStatus::Archived).await;
+    // A status that claims an instance the store does not hold.
+    move_to(&s, &claims, RequestStatus::Created).await;
+
+    let cutoff = now - Span::minutes(1);
+    let facts = s
+        .store
+        .audit(&t, now - Span::hours(1), now + Span::seconds(1), cutoff, 10)
+        .await
+        .unwrap();
+    let count = |workflow: &str, status: RequestStatus, past: bool| {
+        facts
+            .groups
+            .iter()
+            .filter(|g| g.workflow == workflow && g.status == status && g.past_grace == past)
+            .map(|g| g.count)
+            .sum::<u64>()
+    };
+    let total: u64 = facts.groups.iter().map(|g| g.count).sum();
+    assert_eq!(total, 7, "the window's requests, and none other: {facts:?}");
+    assert_eq!(count("a", RequestStatus::Accepted, false), 1);
+    assert_eq!(count("a", RequestStatus::Accepted, true), 1);
+    assert_eq!(count("a", RequestStatus::Created, true), 1);
+    assert_eq!(count("a", RequestStatus::Dispatched, true), 1);
+    assert_eq!(count("b", RequestStatus::Dead, true), 1);
+    assert_eq!(count("b", RequestStatus::Archived, true), 1);
+    assert_eq!(count("b", RequestStatus::Created, true), 1);
+    let listed: Vec<&str> = facts
+        .overdue
+        .iter()
+        .map(|p| p.request_id.as_str())
+        .collect();
+    assert_eq!(listed, [overdue.request_id.as_str()]);
+    assert_eq!(facts.overdue[0].workflow, "a");
+    let with_instance: u64 = facts
+        .groups
+        .iter()
+        .filter(|g| g.instance)
+        .map(|g| g.count)
+        .sum();
+    if facts.instances_checked {
+        assert_eq!(with_instance, 2, "{facts:?}");
+        assert_eq!(facts.missing_instances, [claims.request_id.clone()]);
+    } else {
+        assert_eq!(with_instance, 3, "status taken at its word: {facts:?}");
+        assert!(facts.missing_instances.is_empty());
+    }
 }

@@ -57,6 +57,32 @@ fn index(name: &str, pk: &str, sk: &str) -> Result<GlobalSecondaryIndex, Backend
         .map_err(|e| BackendError::permanent("bootstrap.table", e))
 }
 
+/// The audit's index: only what it counts is projected.
+fn audit_index() -> Result<GlobalSecondaryIndex, BackendError> {
+    GlobalSecondaryIndex::builder()
+        .index_name("gsi3")
+        .key_schema(key("gsi3pk", KeyType::Hash)?)
+        .key_schema(key("gsi3sk", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::Include)
+                .set_non_key_attributes(Some(
+                    [
+                        "request_id",
+                        "workflow",
+                        "status",
+                        "accepted_at",
+                        "pending_since",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                ))
+                .build(),
+        )
+        .build()
+        .map_err(|e| BackendError::permanent("bootstrap.table", e))
+}
+
 /// Creates the table if it does not exist, and turns on its TTL.
 pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), BackendError> {
     const OP: &str = "bootstrap.table";
@@ -67,8 +93,11 @@ pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), 
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
         .global_secondary_indexes(index("gsi1", "gsi1pk", "gsi1sk")?)
-        .global_secondary_indexes(index("gsi2", "gsi2pk", "gsi2sk")?);
-    for attribute in ["pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk"] {
+        .global_secondary_indexes(index("gsi2", "gsi2pk", "gsi2sk")?)
+        .global_secondary_indexes(audit_index()?);
+    for attribute in [
+        "pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk",
+    ] {
         create = create.attribute_definitions(string_attribute(attribute)?);
     }
     match create.send().await {

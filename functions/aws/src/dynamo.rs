@@ -24,6 +24,7 @@ use crate::items::{
     instances_of, request_key, stamp, workflow_key,
 };
 
+mod audit;
 mod backfills;
 mod ds_codes;
 mod schedules;
@@ -486,6 +487,17 @@ impl Store for DynamoStore {
                 return Ok(records);
             }
         }
+    }
+
+    async fn audit(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<flowgate_core::ports::AuditFacts, BackendError> {
+        self.audit_items(tenant, from, to, cutoff, limit).await
     }
 
     /// Finished request items carry a `ttl` (see `RequestItem::new`): DynamoDB removes them

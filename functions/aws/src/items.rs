@@ -16,6 +16,25 @@ use flowgate_core::record::bound_history;
 /// The partition of pending requests in `gsi1`.
 pub const PENDING: &str = "PENDING";
 
+/// How many partitions one tenant's hour of accepted requests is spread over in `gsi3`: no
+/// partition takes more than this share of a tenant's starts.
+pub const AUDIT_SHARDS: u32 = 32;
+
+/// The `gsi3` partition of a request: its tenant, the hour it was accepted, and a shard of
+/// its id.
+pub fn accepted_in(tenant: &str, hour: DateTime<Utc>, shard: u32) -> String {
+    format!("T#{tenant}#A#{}#{shard:02}", hour.format("%Y-%m-%dT%H"))
+}
+
+/// A request id's `gsi3` shard: FNV-1a of the id, so that requests spread evenly whatever
+/// their ids look like.
+pub fn audit_shard(request_id: &str) -> u32 {
+    let hash = request_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    hash % AUDIT_SHARDS
+}
+
 /// A fixed-width, lexicographically ordered timestamp.
 pub fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
@@ -165,6 +184,10 @@ pub struct RequestItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     pub fingerprint: String,
+    /// The workflow (also inside `spec`): the audit's index carries it. Absent on items
+    /// written before the audit existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
     /// The start spec as JSON text (params are client JSON).
     pub spec: String,
     pub status: RequestStatus,
@@ -188,6 +211,11 @@ pub struct RequestItem {
     /// Epoch seconds when DynamoDB may expire the finished request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
+    /// The audit's index: the tenant's requests by the hour they were accepted, sharded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi3pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi3sk: Option<String>,
 }
 
 impl RequestItem {
@@ -206,6 +234,7 @@ impl RequestItem {
             instance_id: r.instance_id.clone(),
             idempotency_key: r.idempotency_key.clone(),
             fingerprint: r.fingerprint.clone(),
+            workflow: Some(r.spec.workflow.clone()),
             status: r.status,
             attempts: r.attempts,
             last_error: r.last_error.clone(),
@@ -222,6 +251,12 @@ impl RequestItem {
             ttl: (due.is_none()
                 && (r.status.has_instance() || r.status == RequestStatus::Archived))
                 .then(|| expiry(r.updated_at, retention_days)),
+            gsi3pk: Some(accepted_in(
+                &r.tenant,
+                r.accepted_at,
+                audit_shard(&r.request_id),
+            )),
+            gsi3sk: Some(format!("{}#{}", stamp(r.accepted_at), r.request_id)),
         })
     }
 

@@ -45,13 +45,28 @@ impl Schedules for AwsSchedules {
         Ok(true)
     }
 
-    /// The position only: the record on DynamoDB, and EventBridge Scheduler left as it is.
+    /// The position only: the record on DynamoDB (its stored definition kept, by a read
+    /// of the version expected), and EventBridge Scheduler left as it is.
     async fn advance_schedule(
         &self,
         schedule: &ScheduleRecord,
         expected: u64,
     ) -> Result<bool, BackendError> {
-        self.store.put_schedule_item(schedule, Some(expected)).await
+        let current = self
+            .store
+            .get_schedule_item(&schedule.tenant, &schedule.workflow, &schedule.id)
+            .await?;
+        let Some(current) = current.filter(|c| c.version == expected) else {
+            return Ok(false);
+        };
+        let advanced = ScheduleRecord {
+            definition: current.definition,
+            created_at: current.created_at,
+            ..schedule.clone()
+        };
+        self.store
+            .put_schedule_item(&advanced, Some(expected))
+            .await
     }
 
     async fn get_schedule(

@@ -43,6 +43,8 @@ pub enum Command {
     /// Start a backfill, follow it, and pause, resume or cancel it.
     #[command(subcommand)]
     Backfill(BackfillCommand),
+    /// Count where every request accepted in a window is, and check that none was lost.
+    Audit(crate::audit::AuditArgs),
     /// Load a running server and report throughput, latency and lag.
     Bench(crate::bench::BenchArgs),
     /// Manage the AWS backend's resources.

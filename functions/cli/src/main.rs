@@ -1,6 +1,7 @@
 //! The `flowgate` binary: the local server and the client commands.
 
 mod access;
+mod audit;
 mod aws;
 mod backend;
 mod backfill;
@@ -58,6 +59,7 @@ fn main() -> ExitCode {
             Command::Schedules(cmd) => {
                 schedules::run(&client::http(&cli.token)?, &cli.url, cmd).await
             }
+            Command::Audit(args) => audit::run(&client::http(&cli.token)?, &cli.url, args).await,
             Command::Bench(args) => bench::run(&client::http(&cli.token)?, &cli.url, args).await,
             Command::Aws(args) => aws::run(args).await,
             Command::Dlq(args) => dlq::run(args).await,

@@ -65,6 +65,7 @@ pub const POINTS: &[(&str, &str)] = &[
     ("backfills.get", "Backfills::get_backfill"),
     ("backfills.running", "Backfills::running_backfills"),
     ("backfills.list", "Backfills::list_backfills"),
+    ("store.audit", "Store::audit"),
     ("schedules.put", "Schedules::put_schedule"),
     ("schedules.advance", "Schedules::advance_schedule"),
     ("schedules.get", "Schedules::get_schedule"),
@@ -329,6 +330,17 @@ impl Store for FaultyStore {
                 self.inner.expire_requests(before, limit),
             )
             .await
+    }
+    async fn audit(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<crate::ports::AuditFacts, BackendError> {
+        let audit = self.inner.audit(tenant, from, to, cutoff, limit);
+        self.plan.guard("store.audit", audit).await
     }
 }
 

@@ -65,6 +65,48 @@ pub enum UpdateOutcome {
     NotFound,
 }
 
+/// The requests of one status a tenant accepted in an audit's window, with the same
+/// workflow, the same side of the grace cutoff, and the same instance (found or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditGroup {
+    /// The workflow they start.
+    pub workflow: String,
+    /// Where they are.
+    pub status: RequestStatus,
+    /// Whether their pending time (last send, or acceptance) is at or before the cutoff.
+    pub past_grace: bool,
+    /// Whether their instance exists (as the store found it, or as their status says where
+    /// the store cannot look: see [`AuditFacts::instances_checked`]).
+    pub instance: bool,
+    /// How many.
+    pub count: u64,
+}
+
+/// A request still `ACCEPTED` past the grace cutoff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PendingRequest {
+    /// Its id.
+    pub request_id: String,
+    /// The workflow it starts.
+    pub workflow: String,
+    /// Its pending time: its last send, or its acceptance if never sent.
+    pub since: DateTime<Utc>,
+}
+
+/// What a store knows of the requests one tenant accepted in a window, for an audit.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFacts {
+    /// Every request of the window, in groups.
+    pub groups: Vec<AuditGroup>,
+    /// Requests still `ACCEPTED` past the cutoff, oldest first, at most the limit asked.
+    pub overdue: Vec<PendingRequest>,
+    /// Requests whose status says their instance exists where the store holds none, at
+    /// most the limit asked.
+    pub missing_instances: Vec<String>,
+    /// Whether the store looked each instance up (false: a status is taken at its word).
+    pub instances_checked: bool,
+}
+
 /// Durable storage of workflows, request records and instances.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -148,6 +190,19 @@ pub trait Store: Send + Sync + 'static {
         older_than: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<RequestRecord>, BackendError>;
+
+    /// What the store holds of the requests `tenant` accepted at or after `from` and before
+    /// `to`, grouped (see [`AuditGroup`]), with the pending ones at or before `cutoff`
+    /// listed (at most `limit`, oldest first), and the ones whose instance is missing (at
+    /// most `limit`). It reads only the window, never the whole store.
+    async fn audit(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<AuditFacts, BackendError>;
 
     /// Removes up to `limit` finished requests (`CREATED` or `DISPATCHED` with nothing owed,
     /// and `ARCHIVED`) last changed before `before`, oldest first; answers how many. `DEAD`

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -159,6 +159,12 @@ const V9: &str = r#"
 ALTER TABLE schedules ADD COLUMN next_fires TEXT;
 "#;
 
+/// The audit: a tenant's requests by the time they were accepted, so that counting a
+/// window reads the window only.
+const V10: &str = r#"
+CREATE INDEX requests_by_accepted ON requests (tenant, accepted_at);
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -192,6 +198,7 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
         (7, V7),
         (8, V8),
         (9, V9),
+        (10, V10),
     ] {
         if version < step {
             conn.execute_batch(sql)?;

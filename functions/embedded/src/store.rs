@@ -4,15 +4,16 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use flowgate_core::model::{Instance, InstanceCursor, RequestRecord, Workflow};
+use flowgate_core::model::{Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow};
 use flowgate_core::ports::{
-    Creation, Enqueued, Outbox, RequestUpdate, Store, UpdateOutcome, Upsert,
+    AuditFacts, AuditGroup, Creation, Enqueued, Outbox, PendingRequest, RequestUpdate, Store,
+    UpdateOutcome, Upsert,
 };
 use flowgate_core::record::{GuardFailed, bound_history};
 use flowgate_core::{BackendError, StoreError};
 
 use crate::Embedded;
-use crate::codec::{self, INSTANCE_COLS, REQUEST_COLS, WORKFLOW_COLS, micros};
+use crate::codec::{self, INSTANCE_COLS, REQUEST_COLS, WORKFLOW_COLS, at, micros};
 
 /// The keys of up to `?2` finished requests last changed before `?1`, oldest first. The first
 /// terms are the partial index `requests_expiry`'s, so it serves the scan; the last keeps a
@@ -379,6 +380,30 @@ impl Store for Embedded {
             .map_err(|e| e.into_backend("store.list_pending"))
     }
 
+    async fn audit(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<AuditFacts, BackendError> {
+        let tenant = tenant.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.db
+            .read(move |conn| {
+                let tx = conn.unchecked_transaction()?;
+                let facts = audit_facts(
+                    &tx,
+                    &[&tenant, &micros(from), &micros(to), &micros(cutoff), &limit],
+                )?;
+                tx.finish()?;
+                Ok(facts)
+            })
+            .await
+            .map_err(|e| e.into_backend("store.audit"))
+    }
+
     async fn expire_requests(
         &self,
         before: DateTime<Utc>,
@@ -396,9 +421,106 @@ impl Store for Embedded {
     }
 }
 
+/// A tenant's requests accepted in a window (`?1` tenant, `?2` from, `?3` to), read by
+/// the `requests_by_accepted` index, each with its workflow and whether its instance row
+/// exists.
+const WINDOW: &str = "FROM requests r \
+     LEFT JOIN instances i ON i.tenant = r.tenant AND i.instance_id = r.instance_id \
+     WHERE r.tenant = ?1 AND r.accepted_at >= ?2 AND r.accepted_at < ?3";
+
+/// The audit's groups: (workflow, status, past the cutoff `?4`, instance found, count).
+const AUDIT_GROUPS: &str = "SELECT json_extract(r.spec, '$.workflow'), r.status, \
+     COALESCE(r.pending_since, r.accepted_at) <= ?4, i.instance_id IS NOT NULL, COUNT(*)";
+
+/// Reads the audit's facts of one window: `?1` tenant, `?2` from, `?3` to, `?4` cutoff,
+/// `?5` limit of the lists.
+fn audit_facts(
+    conn: &rusqlite::Connection,
+    values: &[&dyn rusqlite::ToSql; 5],
+) -> rusqlite::Result<AuditFacts> {
+    let groups = conn
+        .prepare_cached(&format!("{AUDIT_GROUPS} {WINDOW} GROUP BY 1, 2, 3, 4"))?
+        .query_map(&values[..4], |row| {
+            let status: String = row.get(1)?;
+            Ok(AuditGroup {
+                workflow: row.get(0)?,
+                status: RequestStatus::parse(&status).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        1,
+                        rusqlite::types::Type::Text,
+                        format!("a request's status {status:?} is not a status").into(),
+                    )
+                })?,
+                past_grace: row.get(2)?,
+                instance: row.get(3)?,
+                count: row.get::<_, i64>(4)? as u64,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let overdue = conn
+        .prepare_cached(&format!(
+            "SELECT r.request_id, json_extract(r.spec, '$.workflow'), \
+             COALESCE(r.pending_since, r.accepted_at) {WINDOW} AND r.status = 'ACCEPTED' \
+             AND COALESCE(r.pending_since, r.accepted_at) <= ?4 ORDER BY 3 LIMIT ?5"
+        ))?
+        .query_map(values, |row| {
+            Ok(PendingRequest {
+                request_id: row.get(0)?,
+                workflow: row.get(1)?,
+                since: at(row, 2)?,
+            })
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let missing_instances = conn
+        .prepare_cached(&format!(
+            "SELECT r.request_id {WINDOW} AND r.status IN ('CREATED', 'DISPATCHED') \
+             AND i.instance_id IS NULL LIMIT ?5"
+        ))?
+        .query_map(values, |row| row.get(0))?
+        .collect::<rusqlite::Result<Vec<String>>>()?;
+    Ok(AuditFacts {
+        groups,
+        overdue,
+        missing_instances,
+        instances_checked: true,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use crate::{Embedded, EmbeddedConfig};
+
+    /// The audit reads a tenant's window by its index, never the whole table.
+    #[tokio::test]
+    async fn the_audit_reads_its_window_by_the_index() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
+        let plan = store
+            .db
+            .read(|conn| {
+                let sql = format!(
+                    "EXPLAIN QUERY PLAN {} {} GROUP BY 1, 2, 3, 4",
+                    super::AUDIT_GROUPS,
+                    super::WINDOW
+                );
+                let mut stmt = conn.prepare(&sql)?;
+                let rows = stmt.query_map(rusqlite::params!["t", 0i64, 10i64, 5i64], |row| {
+                    row.get::<_, String>(3)
+                })?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .await
+            .expect("a plan");
+        assert!(
+            plan.iter()
+                .any(|step| step.contains("requests_by_accepted")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN r")),
+            "{plan:?}"
+        );
+    }
 
     /// The retention sweep reads the partial index, never the whole table (it runs on the
     /// writer thread, which a scan of a large file would hold for seconds).

@@ -279,6 +279,11 @@ impl Settings {
     pub fn redelivery_bound(&self) -> Duration {
         self.reconcile_grace + self.reconcile_interval
     }
+
+    /// How long a finished request is kept (`retention_days`).
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(u64::from(self.retention_days) * 86_400)
+    }
 }
 
 struct Reader<'a> {

@@ -295,6 +295,7 @@ async fn read_routes(c: &mut Contract, app: &App, request_id: &str, instance_id:
     ] {
         c.expect(app, call(FIND, "GET", bad), 400).await;
     }
+    audit_route(c, app).await;
     let list = |uri| call(INST, "GET", uri);
     c.expect(app, list("/v1/workflows/orders/instances?limit=1"), 200)
         .await;
@@ -640,6 +641,40 @@ async fn under_faults_ds(c: &mut Contract, app: &App, points: &[&str], calls: &[
         }
         app.faults.clear();
     }
+}
+
+/// The audit: a window, its refusals, and its backend's failures.
+async fn audit_route(c: &mut Contract, app: &App) {
+    const AUDIT: &str = "/v1/audit";
+    let now = chrono::Utc::now();
+    let window = |from: chrono::DateTime<chrono::Utc>, to: chrono::DateTime<chrono::Utc>| {
+        let q = serde_urlencoded::to_string([("from", from.to_rfc3339()), ("to", to.to_rfc3339())])
+            .expect("query");
+        format!("/v1/audit?{q}")
+    };
+    let hour = window(
+        now - chrono::Duration::hours(1),
+        now + chrono::Duration::minutes(1),
+    );
+    let audited = c.expect(app, call(AUDIT, "GET", &hour), 200).await;
+    assert_eq!(audited.body["invariant"]["holds"], true, "{}", audited.body);
+    assert!(audited.body["accepted"].as_u64().is_some_and(|n| n > 0));
+    let old = window(now - chrono::Duration::days(30), now);
+    let old = c.expect(app, call(AUDIT, "GET", &old), 200).await;
+    assert_eq!(old.body["complete"], false, "{}", old.body);
+    let backwards = window(now, now - chrono::Duration::hours(1));
+    let long = window(now - chrono::Duration::days(40), now);
+    for bad in [
+        "/v1/audit".to_owned(),
+        "/v1/audit?from=yesterday&to=today".to_owned(),
+        backwards,
+        long,
+        format!("{hour}&x=1"),
+    ] {
+        c.expect(app, call(AUDIT, "GET", &bad), 400).await;
+    }
+    let calls = [call(AUDIT, "GET", &hour)];
+    under_faults(c, app, &["store.audit"], &calls).await;
 }
 
 /// A host that keeps no schedules or backfills (schedules: an AWS host without a schedule

@@ -399,3 +399,13 @@ pub async fn control_backfill(
     };
     Ok(Json(app.control_backfill(&tenant, &id, control).await?).into_response())
 }
+
+/// `GET /v1/audit?from=&to=`: where every request the caller's tenant accepted in the
+/// window is, and whether they add up.
+pub async fn audit(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToAdminister>,
+    QueryParams(params): QueryParams<crate::usecases::audit::AuditParams>,
+) -> Answer {
+    Ok(Json(app.audit(&tenant, &params).await?).into_response())
+}

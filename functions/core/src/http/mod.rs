@@ -66,6 +66,7 @@ fn routes() -> Router<Flowgate> {
         )
         .route("/v1/requests/{request_id}", get(handlers::get_request))
         .route("/v1/find", get(handlers::find_request))
+        .route("/v1/audit", get(handlers::audit))
         .route("/v1/instances/{instance_id}", get(handlers::get_instance))
         .route(
             "/dolphinscheduler/projects/{projectCode}/executors/start-process-instance",

@@ -1,5 +1,6 @@
 //! The use cases, each one entry point over the ports, shared by every host.
 
+pub mod audit;
 pub mod backfills;
 mod consume;
 pub mod dlq;
@@ -79,6 +80,8 @@ pub struct Flowgate {
     metrics: Option<Arc<dyn Metrics>>,
     redelivery_bound: Duration,
     validation_budget: Duration,
+    grace: Duration,
+    retention: Duration,
     schedules: Option<Arc<dyn Schedules>>,
     backfills: Option<Arc<dyn Backfills>>,
     dispatcher: Option<Arc<dyn Dispatcher>>,
@@ -97,6 +100,8 @@ impl Flowgate {
             metrics: None,
             redelivery_bound: defaults.redelivery_bound(),
             validation_budget: defaults.validation_budget,
+            grace: defaults.reconcile_grace,
+            retention: defaults.retention(),
             schedules: None,
             backfills: None,
             dispatcher: None,
@@ -117,6 +122,8 @@ impl Flowgate {
         let mut app = Self::new(store, queue)
             .with_redelivery_bound(settings.redelivery_bound())
             .with_validation_budget(settings.validation_budget);
+        app.grace = settings.reconcile_grace;
+        app.retention = settings.retention();
         app.schedules = schedules;
         app.backfills = backfills;
         app.dispatcher = dispatcher;
