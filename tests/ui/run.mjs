@@ -198,6 +198,20 @@ await check("schedules with their next fires, and each backfill's progress", asy
   expect(one.includes("nightly") && !one.includes("payouts"), one);
 });
 
+await check("the audit of the last hour and the last day: every start accounted for", async () => {
+  await page.click("#tab-audit");
+  await page.waitForSelector("#audit-hour table");
+  await page.waitForSelector("#audit-day table");
+  for (const id of ["#audit-hour", "#audit-day"]) {
+    const text = await page.textContent(id);
+    expect(text.includes("accepted = created + dead + in_flight + overdue: holds"), text);
+    expect(text.includes("orders") && text.includes("payouts") && text.includes("all workflows"), text);
+  }
+  const total = await page.$$eval("#audit-hour tbody tr:last-child td", (tds) => tds.map((t) => t.textContent));
+  expect(total[0] === "all workflows" && Number(total[1]) >= 33, `the hour's starts are counted: ${total}`);
+  await shot("audit");
+});
+
 await check("the page works with a keyboard alone", async () => {
   const keys = await browser.newPage({ viewport: { width: 1280, height: 860 } });
   await keys.goto(`${base}/ui`);

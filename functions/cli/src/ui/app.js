@@ -1,4 +1,4 @@
-// The operator page: four views over the API, with the operator's token. Plain DOM, no
+// The operator page: five views over the API, with the operator's token. Plain DOM, no
 // framework, no network but this server. Text from the server is only ever set as text.
 "use strict";
 
@@ -115,6 +115,7 @@ function selectTab(tab, focus) {
     state.liveTimer = setInterval(refreshLive, 2000);
   }
   if (tab.id === "tab-dlq") refreshDlq();
+  if (tab.id === "tab-audit") refreshAudit();
   if (tab.id === "tab-schedules") {
     showSchedules(document.getElementById("schedules-workflow").value.trim());
     refreshBackfills();
@@ -427,6 +428,50 @@ async function refreshBackfills() {
   }
 }
 
+// ---- audit -------------------------------------------------------------------------------
+
+async function refreshAudit() {
+  const now = Date.now();
+  // The window ends a minute ahead, so that a start of this very second is in it.
+  const to = new Date(now + 60_000).toISOString();
+  for (const [id, hours] of [["audit-hour", 1], ["audit-day", 24]]) {
+    show(id, el("p", { text: "Counting…" }));
+    const from = new Date(now - hours * 3_600_000).toISOString();
+    const query = new URLSearchParams({ from, to }).toString();
+    try {
+      show(id, ...auditView(await api(`/v1/audit?${query}`)));
+    } catch (e) {
+      show(id, failure(e));
+    }
+  }
+}
+
+function auditView(audit) {
+  sawWorkflows(Object.keys(audit.by_workflow));
+  const row = (name, c) =>
+    [name, c.accepted, c.created, c.dispatched, c.dead, c.in_flight, c.overdue].map((v) => document.createTextNode(String(v)));
+  const rows = Object.entries(audit.by_workflow).map(([name, c]) => row(name, c));
+  rows.push(row("all workflows", audit));
+  const headers = ["Workflow", "Accepted", "Created", "Handed off", "Dead", "In flight", "Overdue"];
+  const holds = audit.invariant.holds;
+  const verdict = el("p", {
+    class: holds && !audit.overdue ? "ok" : "error",
+    role: "status",
+    text: `${audit.invariant.equation}: ${holds ? "holds" : "DOES NOT HOLD"}` +
+      (audit.overdue ? `; ${audit.overdue} overdue` : "") +
+      (audit.instances_checked ? "" : " (statuses taken at their word)"),
+  });
+  const nodes = [verdict, table(headers, rows)];
+  if (audit.overdue_requests.length) {
+    nodes.push(el("h4", { text: "Overdue" }));
+    nodes.push(table(["Request", "Workflow", "Since its last send"],
+      audit.overdue_requests.map((o) => [o.request_id, o.workflow, fmtSecs(o.age_seconds)].map((v) => document.createTextNode(v)))));
+  }
+  for (const id of audit.unaccounted_requests) nodes.push(el("p", { class: "error", text: `Unaccounted: request ${id}` }));
+  if (audit.note) nodes.push(el("p", { class: "reason", text: audit.note }));
+  return nodes;
+}
+
 // ---- start -------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -447,6 +492,7 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   document.getElementById("dlq-refresh").addEventListener("click", refreshDlq);
   document.getElementById("backfills-refresh").addEventListener("click", refreshBackfills);
+  document.getElementById("audit-refresh").addEventListener("click", refreshAudit);
   setUpTabs();
   // A heartbeat, so the page says at once when the server goes away (and when it is back).
   setInterval(() => api("/healthz").catch(() => {}), 5000);
