@@ -1058,7 +1058,10 @@ pub async fn the_audit_counts_a_tenants_window_and_nothing_else(s: Subject) {
         .sum();
     if facts.instances_checked {
         assert_eq!(with_instance, 2, "{facts:?}");
-        assert_eq!(facts.missing_instances, [claims.request_id.clone()]);
+        assert_eq!(
+            facts.missing_instances,
+            std::slice::from_ref(&claims.request_id)
+        );
     } else {
         assert_eq!(with_instance, 3, "status taken at its word: {facts:?}");
         assert!(facts.missing_instances.is_empty());

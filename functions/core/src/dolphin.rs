@@ -612,7 +612,9 @@ mod tests {
 
     #[test]
     fn what_does_not_bind_is_50014_and_what_is_not_valid_10001() {
-        let cases: &[(&[(&str, &str)], i64, &str)] = &[
+        /// Parameters, the code they get, and the name its message gives.
+        type Case<'a> = (&'a [(&'a str, &'a str)], i64, &'a str);
+        let cases: &[Case] = &[
             (&[], START_ERROR, "processDefinitionCode"),
             (
                 &[("processDefinitionCode", "x")],

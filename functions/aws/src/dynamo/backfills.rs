@@ -143,7 +143,9 @@ impl Backfills for DynamoStore {
         let mut record: BackfillRecord =
             serde_json::from_str(text).map_err(|e| BackendError::permanent(OP, e))?;
         record.dates = self.date_chunks(tenant, id).await?;
-        let total = number(&item, "dates_total").unwrap_or(0);
+        let total = number(&item, "dates_total").ok_or_else(|| {
+            BackendError::permanent(OP, format!("backfill {id}: the item has no dates_total"))
+        })?;
         if record.dates.len() as u64 != total {
             return Err(BackendError::permanent(
                 OP,

@@ -278,7 +278,7 @@ pub fn refusal(refused: HttpError) -> Response {
         HttpError::Denied(Denied::RateLimited { retry_after, .. }) => (
             START_ERROR,
             format!("start process instance error: too many requests; retry after {retry_after}s"),
-            Some(u64::from(*retry_after)),
+            Some(*retry_after),
         ),
         HttpError::Denied(Denied::Unavailable(_)) => (
             START_ERROR,

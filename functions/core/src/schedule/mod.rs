@@ -420,7 +420,9 @@ mod tests {
 
     /// The 2027 transitions of three zones in both hemispheres: (zone, local day, instant
     /// of the change, whether it is the spring gap).
-    const TRANSITIONS: [(&str, (i32, u32, u32), (u32, u32, u32), bool); 6] = [
+    /// (zone, local day (y, m, d), the change in UTC (m, d, h), spring or not).
+    type Change = (&'static str, (i32, u32, u32), (u32, u32, u32), bool);
+    const TRANSITIONS: [Change; 6] = [
         ("Europe/Berlin", (2027, 3, 28), (3, 28, 1), true),
         ("Europe/Berlin", (2027, 10, 31), (10, 31, 1), false),
         ("America/New_York", (2027, 3, 14), (3, 14, 7), true),
