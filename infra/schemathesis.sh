@@ -54,22 +54,27 @@ include-path = "/v1/workflows/{code}"
 include-method = "PUT"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
 
+# A backfill's Idempotency-Key reused with another payload is refused (422).
 [[operations]]
 include-path = "/v1/workflows/{code}/backfills"
 include-method = "POST"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429"]
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
 
-# The DolphinScheduler door: startParams and scheduleTime are JSON inside a string, which a
-# schema cannot describe; a 400 (code 10001) names the parameter.
+# An audit's window: "to after from, at most 31 days" is not a schema.
 [[operations]]
-include-path = "/dolphinscheduler/projects/{projectCode}/executors/start-process-instance"
-include-method = "POST"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "414", "429"]
-[[operations]]
-include-path = "/dolphinscheduler/projects/{projectCode}/executors/start-workflow-instance"
-include-method = "POST"
-checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "414", "429"]
+include-path = "/v1/audit"
+include-method = "GET"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "422", "429"]
+
 TOML
+# Every operation but the DolphinScheduler door, with every check.
 .venv/bin/schemathesis --config-file "$dir/schemathesis.toml" run "http://127.0.0.1:$port/openapi.json" \
-  --checks all -H "Authorization: Bearer $token" --max-time "$seconds" --seed 7 \
-  --suppress-health-check all
+  --checks all -H "Authorization: Bearer $token" --max-time "$((seconds * 5 / 6))" --seed 7 \
+  --suppress-health-check all --exclude-path-regex '^/dolphinscheduler/'
+# The door answers every refusal but a 401 as DolphinScheduler does: HTTP 200 with its
+# envelope and code. So the negative-data check (which wants a 4xx) does not apply to it;
+# every other check does, the envelope's schema among them.
+.venv/bin/schemathesis --config-file "$dir/schemathesis.toml" run "http://127.0.0.1:$port/openapi.json" \
+  --checks all --exclude-checks negative_data_rejection -H "Authorization: Bearer $token" \
+  --max-time "$((seconds / 6))" --seed 7 --suppress-health-check all \
+  --include-path-regex '^/dolphinscheduler/'

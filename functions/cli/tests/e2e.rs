@@ -290,7 +290,10 @@ async fn the_aws_backend_serves_the_same_api_on_moto() {
             server.base
         ))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body("processDefinitionCode=31337&failureStrategy=END&startParams=%7B%22n%22%3A2%7D")
+        .body(
+            "processDefinitionCode=31337&failureStrategy=END&warningType=NONE&scheduleTime=\
+             &startParams=%7B%22n%22%3A2%7D",
+        )
         .send()
         .await
         .expect("door");
