@@ -117,6 +117,50 @@ impl DynamoStore {
         Ok(Some((domain(op, stored.into_record())?, version)))
     }
 
+    /// The requests of a page of instances, by id, in one batch read per 100 (so a listing
+    /// is one query and one batch, never a read per instance). A request removed by its TTL
+    /// is simply absent.
+    async fn hand_offs(
+        &self,
+        op: &'static str,
+        tenant: &str,
+        request_ids: &[String],
+    ) -> Result<HashMap<String, RequestRecord>, BackendError> {
+        let mut found = HashMap::new();
+        for chunk in request_ids.chunks(100) {
+            let mut keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder();
+            for id in chunk {
+                keys = keys.keys(Item::from([
+                    ("pk".to_owned(), s(request_key(tenant, id))),
+                    ("sk".to_owned(), s("R")),
+                ]));
+            }
+            let mut pending = Some(HashMap::from([(
+                self.table.clone(),
+                keys.build().map_err(|e| BackendError::permanent(op, e))?,
+            )]));
+            while let Some(request) = pending.take().filter(|r| !r.is_empty()) {
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .set_request_items(Some(request))
+                    .send()
+                    .await
+                    .map_err(|e| classify(op, e))?;
+                for item in out
+                    .responses
+                    .and_then(|mut r| r.remove(&self.table))
+                    .unwrap_or_default()
+                {
+                    let record = domain(op, from_item::<RequestItem>(op, item)?.into_record())?;
+                    found.insert(record.request_id.clone(), record);
+                }
+                pending = out.unprocessed_keys;
+            }
+        }
+        Ok(found)
+    }
+
     /// Puts the instance if it does not exist yet: true when this call wrote it.
     async fn put_instance(&self, instance: &Instance) -> Result<bool, BackendError> {
         const OP: &str = "store.create_instance";
@@ -415,13 +459,16 @@ impl Store for DynamoStore {
         instance_id: &str,
     ) -> Result<Option<Instance>, BackendError> {
         const OP: &str = "store.get_instance";
-        match self.get(OP, instance_key(tenant, instance_id), "I").await? {
-            None => Ok(None),
-            Some(item) => Ok(Some(domain(
-                OP,
-                from_item::<InstanceItem>(OP, item)?.into_instance(),
-            )?)),
-        }
+        let Some(item) = self.get(OP, instance_key(tenant, instance_id), "I").await? else {
+            return Ok(None);
+        };
+        let instance = domain(OP, from_item::<InstanceItem>(OP, item)?.into_instance())?;
+        Ok(Some(
+            match self.read_request(OP, tenant, &instance.request_id).await? {
+                Some((record, _)) => instance.with_dispatch(&record),
+                None => instance,
+            },
+        ))
     }
 
     async fn list_instances(
@@ -447,11 +494,21 @@ impl Store for DynamoStore {
                 .expression_attribute_values(":c", s(instance_order(c.created_at, &c.instance_id))),
         };
         let out = query.send().await.map_err(|e| classify(OP, e))?;
-        out.items
+        let instances = out
+            .items
             .unwrap_or_default()
             .into_iter()
             .map(|item| domain(OP, from_item::<InstanceItem>(OP, item)?.into_instance()))
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        let ids: Vec<String> = instances.iter().map(|i| i.request_id.clone()).collect();
+        let records = self.hand_offs(OP, tenant, &ids).await?;
+        Ok(instances
+            .into_iter()
+            .map(|i| match records.get(&i.request_id) {
+                Some(record) => i.with_dispatch(record),
+                None => i,
+            })
+            .collect())
     }
 
     async fn list_pending(

@@ -166,7 +166,8 @@ pub trait Store: Send + Sync + 'static {
         update: &RequestUpdate,
     ) -> Result<Creation, BackendError>;
 
-    /// Reads an instance.
+    /// Reads an instance, with its hand-off as its request holds it (the one place it is
+    /// kept; a request removed by retention leaves the instance without it).
     async fn get_instance(
         &self,
         tenant: &str,
@@ -174,7 +175,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<Instance>, BackendError>;
 
     /// Lists up to `limit` of a workflow's instances, newest first (by `created_at`, then
-    /// `instance_id`), starting strictly after `after`.
+    /// `instance_id`), starting strictly after `after`, each with its hand-off as in
+    /// [`Store::get_instance`]: one query for the page (and at most one batch read of its
+    /// requests), never a read per instance.
     async fn list_instances(
         &self,
         tenant: &str,

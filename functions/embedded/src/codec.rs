@@ -90,12 +90,16 @@ pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
     })
 }
 
-/// Columns of `requests`, in the order [`request`] reads them.
-pub const REQUEST_COLS: &str = "tenant, request_id, instance_id, idempotency_key, fingerprint, \
-     spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history, dispatch";
+/// Columns of a `starts` row, in the order [`request`] and [`instance`] read them.
+pub const START_COLS: &str = "tenant, request_id, instance_id, idempotency_key, fingerprint, \
+     spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history, \
+     dispatch, created_at, seq";
 
-/// Reads a `requests` row, its history in time order; a row that does not read is an
-/// error naming it.
+/// The status a start takes when retention removes its request and keeps its instance.
+pub const EXPIRED: &str = "EXPIRED";
+
+/// Reads a `starts` row as its request, its history in time order; a row that does not
+/// read is an error naming it.
 pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
     let what = format!(
         "request {}/{}",
@@ -126,45 +130,43 @@ fn request_fields(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
     })
 }
 
-/// Columns of `instances`, in the order [`instance`] reads them.
-pub const INSTANCE_COLS: &str = "tenant, instance_id, request_id, workflow, params, priority, \
-     schedule_time, status, created_at, logical_date";
-
-/// Reads an `instances` row; a row that does not read is an error naming it.
+/// Reads a `starts` row whose instance exists as that instance, with its hand-off as its
+/// request holds it (none once retention removed the request); an error naming the row
+/// when it does not read.
 pub fn instance(row: &Row<'_>) -> rusqlite::Result<Instance> {
     let what = format!(
         "instance {}/{}",
         row.get::<_, String>(0)?,
-        row.get::<_, String>(1)?
+        row.get::<_, String>(2)?
     );
     instance_fields(row).map_err(|e| named(&what, e))
 }
 
 fn instance_fields(row: &Row<'_>) -> rusqlite::Result<Instance> {
-    let priority: String = row.get(5)?;
+    let status: String = row.get(6)?;
+    let spec: StartSpec = json(row, 5)?;
+    let (status, dispatch) = match status.as_str() {
+        EXPIRED => (InstanceStatus::Created, None),
+        other => match RequestStatus::parse(other) {
+            Some(RequestStatus::Dispatched) => (InstanceStatus::Dispatched, opt_json(row, 13)?),
+            Some(_) => (InstanceStatus::Created, opt_json(row, 13)?),
+            None => return Err(bad(6, status)),
+        },
+    };
     Ok(Instance {
         tenant: row.get(0)?,
-        instance_id: row.get(1)?,
-        request_id: row.get(2)?,
-        workflow: row.get(3)?,
-        params: json(row, 4)?,
-        priority: serde_json::from_value(serde_json::Value::String(priority.clone()))
-            .map_err(|_| bad(5, priority))?,
-        schedule_time: opt_at(row, 6)?,
-        status: InstanceStatus::Created,
-        created_at: at(row, 8)?,
-        logical_date: opt_at(row, 9)?,
-        dispatch: None,
+        instance_id: row.get(2)?,
+        request_id: row.get(1)?,
+        workflow: spec.workflow,
+        params: spec.params,
+        priority: spec.priority,
+        schedule_time: spec.schedule_time,
+        logical_date: spec.logical_date,
+        status,
+        created_at: at(row, 14)?,
+        dispatch,
         options: Default::default(),
     })
-}
-
-/// The storage spelling of a serializable unit enum (such as a priority).
-pub fn enum_text<T: serde::Serialize>(value: &T) -> String {
-    match serde_json::to_value(value) {
-        Ok(serde_json::Value::String(s)) => s,
-        _ => String::new(),
-    }
 }
 
 /// A value as JSON text for a column.

@@ -5,6 +5,7 @@ mod backfills;
 mod codec;
 mod db;
 mod dlq;
+mod handoff;
 mod probe;
 mod queue;
 mod schedules;
@@ -77,11 +78,11 @@ pub enum OpenError {
 /// What waits in the queues: a sample for the operator's gauges.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueDepths {
-    /// Messages on the main queue (waiting or in flight).
+    /// Messages on the main queue (waiting or in flight), and starts whose own row is on it.
     pub queue: u64,
     /// Letters in the dead-letter queue.
     pub dlq: u64,
-    /// When the oldest message on the main queue was sent.
+    /// When the oldest message on the main queue was sent (or start accepted).
     pub oldest_sent_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
@@ -94,6 +95,10 @@ pub struct Embedded {
     sent: Notify,
     /// Workflow definitions, read once a second at most.
     workflows: workflow_cache::WorkflowCache,
+    /// Starts handed to this process's consumer in memory.
+    handoff: handoff::HandOff,
+    /// Starts this process took off the queue, whose acknowledgement costs no write.
+    settled: handoff::Settled,
 }
 
 impl Embedded {
@@ -111,6 +116,8 @@ impl Embedded {
             config,
             sent: Notify::new(),
             workflows: workflow_cache::WorkflowCache::default(),
+            handoff: handoff::HandOff::default(),
+            settled: handoff::Settled::default(),
         }))
     }
 
@@ -129,18 +136,29 @@ impl Embedded {
                     "SELECT queue, count(*), min(sent_at) FROM messages GROUP BY queue",
                 )?;
                 let mut rows = statement.query([])?;
+                let mut oldest_us: Option<i64> = None;
                 while let Some(row) = rows.next()? {
                     let (queue, count, oldest): (String, u64, Option<i64>) =
                         (row.get(0)?, row.get(1)?, row.get(2)?);
                     match queue.as_str() {
                         "main" => {
-                            depths.queue = count;
-                            depths.oldest_sent_at =
-                                oldest.and_then(chrono::DateTime::from_timestamp_micros);
+                            depths.queue += count;
+                            oldest_us = oldest;
                         }
                         _ => depths.dlq += count,
                     }
                 }
+                let (count, oldest): (u64, Option<i64>) = conn
+                    .prepare_cached(
+                        "SELECT count(*), min(accepted_at) FROM starts WHERE due_at IS NOT NULL",
+                    )?
+                    .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
+                depths.queue += count;
+                let oldest = match (oldest_us, oldest) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                depths.oldest_sent_at = oldest.and_then(chrono::DateTime::from_timestamp_micros);
                 Ok(depths)
             })
             .await

@@ -41,11 +41,18 @@ impl Probe {
         Ok(Self { conn })
     }
 
-    /// Messages in the main queue: requests accepted whose delivery is not yet settled.
+    /// What waits on the main queue: starts accepted whose delivery is not yet settled (on
+    /// the queue in their own rows), and messages sent apart.
     pub fn backlog(&self) -> rusqlite::Result<u64> {
-        self.conn
+        let starts: u64 = self
+            .conn
+            .prepare_cached("SELECT count(*) FROM starts WHERE due_at IS NOT NULL")?
+            .query_row([], |row| row.get(0))?;
+        let messages: u64 = self
+            .conn
             .prepare_cached("SELECT count(*) FROM messages WHERE queue = 'main'")?
-            .query_row([], |row| row.get(0))
+            .query_row([], |row| row.get(0))?;
+        Ok(starts + messages)
     }
 }
 

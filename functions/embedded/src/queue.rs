@@ -1,5 +1,11 @@
 //! The [`Queue`] port over the SQLite file, with SQS semantics: visibility timeout, receive
-//! count, and a dead-letter queue in the same table.
+//! count, and a dead-letter queue.
+//!
+//! The queue has two sources. A start accepted with its message is on the queue in its own
+//! row (`starts.due_at`, `deliveries`): no message row is written for it, and it leaves the
+//! queue as its status leaves pending, in the write that moves it on, so its delivery needs
+//! no acknowledgement of its own. Anything else sent (a re-send, a replay) is a row of
+//! `messages`, acknowledged by deleting it. The dead-letter queue is `messages` too.
 
 use std::time::Duration;
 
@@ -10,6 +16,7 @@ use tracing::warn;
 
 use flowgate_core::BackendError;
 use flowgate_core::dead_reason;
+use flowgate_core::message::QueueMessage;
 use flowgate_core::ports::{Delivery, Envelope, Liveness, Queue};
 
 use crate::Embedded;
@@ -65,15 +72,125 @@ fn parse_receipt(receipt: &str) -> Option<i64> {
     receipt.split_once('.')?.0.parse().ok()
 }
 
+/// A start's delivery from its own row: `s{seq}.{delivery}`.
+fn start_receipt(seq: i64, delivery: i64) -> String {
+    format!("s{seq}.{delivery}")
+}
+
+/// The row and delivery a start's receipt names; `None` for a message's receipt.
+fn parse_start_receipt(receipt: &str) -> Option<(i64, i64)> {
+    let (seq, delivery) = receipt.strip_prefix('s')?.split_once('.')?;
+    Some((seq.parse().ok()?, delivery.parse().ok()?))
+}
+
+/// The first delivery of a start accepted with `envelope`, handed over in this process.
+pub(crate) fn first_delivery(seq: i64, envelope: &Envelope) -> Delivery {
+    Delivery {
+        message_id: format!("s{seq}"),
+        receipt: start_receipt(seq, 1),
+        receive_count: 1,
+        tenant: Some(envelope.tenant.clone()),
+        request_id: Some(envelope.request_id.clone()),
+        body: envelope.body.clone(),
+        traceparent: envelope.traceparent.clone(),
+    }
+}
+
+/// Which starts are on the queue, and due: pending, with `due_at` at or before `?1`.
+const DUE_STARTS: &str = "FROM starts WHERE due_at <= ?1 \
+     AND (status = 'ACCEPTED' OR (status = 'CREATED' AND pending_since IS NOT NULL))";
+
+/// Takes up to `max` due starts: each becomes invisible for `visibility`, or, delivered
+/// `max_receive` times already, leaves the queue for the dead-letter queue as SQS's
+/// redrive moves a message (its request is left as it is, for the reconciler to find).
+fn take_due_starts(
+    conn: &rusqlite::Connection,
+    now: i64,
+    max: usize,
+    visibility: i64,
+    max_receive: i64,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let sql = format!(
+        "SELECT {}, deliveries {DUE_STARTS} ORDER BY due_at LIMIT ?2",
+        crate::codec::START_COLS
+    );
+    let due: Vec<(crate::store::Loaded, i64)> = conn
+        .prepare_cached(&sql)?
+        .query_map(params![now, max as i64], |row| {
+            Ok((
+                crate::store::Loaded {
+                    record: crate::codec::request(row)?,
+                    created: row.get::<_, Option<i64>>(14)?.is_some(),
+                    seq: row.get(15)?,
+                },
+                row.get(16)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut deliveries = Vec::with_capacity(due.len());
+    for (start, count) in due {
+        let envelope = QueueMessage::envelope_for(&start.record);
+        if count >= max_receive {
+            warn!(request_id = %start.record.request_id,
+                "start exceeded the receive count without a verdict; dead-lettering");
+            insert_letter(conn, &envelope, &dead_reason::redriven(count), count, now)?;
+            conn.prepare_cached("UPDATE starts SET due_at = NULL WHERE seq = ?1")?
+                .execute(params![start.seq])?;
+            continue;
+        }
+        let count = count + 1;
+        conn.prepare_cached("UPDATE starts SET deliveries = ?2, due_at = ?3 WHERE seq = ?1")?
+            .execute(params![start.seq, count, now + visibility])?;
+        deliveries.push(Delivery {
+            message_id: format!("s{}", start.seq),
+            receipt: start_receipt(start.seq, count),
+            receive_count: count as u32,
+            tenant: Some(envelope.tenant),
+            request_id: Some(envelope.request_id),
+            body: envelope.body,
+            traceparent: envelope.traceparent,
+        });
+    }
+    Ok(deliveries)
+}
+
+/// Puts a letter in the dead-letter queue.
+fn insert_letter(
+    conn: &rusqlite::Connection,
+    envelope: &Envelope,
+    reason: &str,
+    receive_count: i64,
+    now: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO messages (queue, tenant, request_id, body, sent_at, visible_at, \
+         receive_count, dead_reason, dead_at, traceparent) \
+         VALUES ('dlq', ?1, ?2, ?3, ?4, ?4, ?5, ?6, ?4, ?7)",
+    )?
+    .execute(params![
+        envelope.tenant,
+        envelope.request_id,
+        envelope.body,
+        now,
+        receive_count,
+        reason,
+        envelope.traceparent,
+    ])?;
+    Ok(())
+}
+
 impl Embedded {
-    /// Marks up to `max` visible messages as delivered; moves those already delivered
-    /// `max_receive_count` times to the dead-letter queue instead, as SQS's redrive does.
+    /// Marks up to `max` due starts and visible messages as delivered; moves those already
+    /// delivered `max_receive_count` times to the dead-letter queue instead, as SQS's
+    /// redrive does.
     async fn take_visible(&self, max: usize) -> Result<Vec<Delivery>, BackendError> {
         let visibility = us(self.config.visibility_timeout);
         let max_receive = i64::from(self.config.max_receive_count);
         self.db
             .write(move |conn| {
                 let now = now_us();
+                let mut deliveries = take_due_starts(conn, now, max, visibility, max_receive)?;
+                let max = max - deliveries.len();
                 let mut select = conn.prepare_cached(
                     "SELECT id, tenant, request_id, body, receive_count, traceparent FROM messages \
                      WHERE queue = 'main' AND visible_at <= ?1 ORDER BY visible_at, id LIMIT ?2",
@@ -90,7 +207,6 @@ impl Embedded {
                         })
                     })?
                     .collect::<rusqlite::Result<_>>()?;
-                let mut deliveries = Vec::with_capacity(rows.len());
                 for Visible {
                     id,
                     tenant,
@@ -140,10 +256,16 @@ impl Embedded {
     async fn any_visible(&self) -> Result<bool, BackendError> {
         self.db
             .read(|conn| {
-                conn.prepare_cached(
-                    "SELECT 1 FROM messages WHERE queue = 'main' AND visible_at <= ?1 LIMIT 1",
-                )?
-                .exists(params![now_us()])
+                let now = now_us();
+                Ok(conn
+                    .prepare_cached(&format!("SELECT 1 {DUE_STARTS} LIMIT 1"))?
+                    .exists(params![now])?
+                    || conn
+                        .prepare_cached(
+                            "SELECT 1 FROM messages WHERE queue = 'main' AND visible_at <= ?1 \
+                             LIMIT 1",
+                        )?
+                        .exists(params![now])?)
             })
             .await
             .map_err(|e| e.into_backend("queue.receive"))
@@ -184,8 +306,14 @@ impl Queue for Embedded {
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError> {
+        self.handoff.consumer_here();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
+            // Starts handed over in this process first: they cost no write to deliver.
+            let handed = self.handoff.take(max.max(1));
+            if !handed.is_empty() {
+                return Ok(handed);
+            }
             // A cheap read first, so an idle consumer does not write (and fsync) to poll.
             if self.any_visible().await? {
                 let deliveries = self.take_visible(max.max(1)).await?;
@@ -202,7 +330,25 @@ impl Queue for Embedded {
         }
     }
 
+    /// A start's delivery usually needs no write: its row left the queue in the write that
+    /// settled it, in this process. Otherwise the delivery's row leaves the queue now.
     async fn ack(&self, delivery: &Delivery) -> Result<(), BackendError> {
+        if let Some((seq, count)) = parse_start_receipt(&delivery.receipt) {
+            if self.settled.take(seq) {
+                return Ok(());
+            }
+            return self
+                .db
+                .write(move |conn| {
+                    conn.prepare_cached(
+                        "UPDATE starts SET due_at = NULL WHERE seq = ?1 AND deliveries = ?2",
+                    )?
+                    .execute(params![seq, count])
+                    .map(drop)
+                })
+                .await
+                .map_err(|e| e.into_backend("queue.ack"));
+        }
         self.on_receipt("queue.ack", &delivery.receipt, |conn, id, token| {
             conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND receipt = ?2")?
                 .execute(params![id, token])
@@ -212,6 +358,21 @@ impl Queue for Embedded {
 
     async fn retry_later(&self, delivery: &Delivery, delay: Duration) -> Result<(), BackendError> {
         let visible_at = now_us() + us(delay);
+        if let Some((seq, count)) = parse_start_receipt(&delivery.receipt) {
+            self.settled.take(seq);
+            return self
+                .db
+                .write(move |conn| {
+                    conn.prepare_cached(
+                        "UPDATE starts SET due_at = ?3 WHERE seq = ?1 AND deliveries = ?2 \
+                         AND due_at IS NOT NULL",
+                    )?
+                    .execute(params![seq, count, visible_at])
+                    .map(drop)
+                })
+                .await
+                .map_err(|e| e.into_backend("queue.retry_later"));
+        }
         self.on_receipt(
             "queue.retry_later",
             &delivery.receipt,
@@ -228,6 +389,31 @@ impl Queue for Embedded {
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), BackendError> {
         let reason = reason.to_owned();
+        if let Some((seq, count)) = parse_start_receipt(&delivery.receipt) {
+            self.settled.take(seq);
+            let envelope = Envelope {
+                tenant: delivery.tenant.clone().unwrap_or_default(),
+                request_id: delivery.request_id.clone().unwrap_or_default(),
+                body: delivery.body.clone(),
+                traceparent: delivery.traceparent.clone(),
+            };
+            return self
+                .db
+                .write(move |conn| {
+                    // A stale delivery (the start was delivered again since) moves nothing.
+                    let current = conn
+                        .prepare_cached("SELECT 1 FROM starts WHERE seq = ?1 AND deliveries = ?2")?
+                        .exists(params![seq, count])?;
+                    if current {
+                        insert_letter(conn, &envelope, &reason, count, now_us())?;
+                        conn.prepare_cached("UPDATE starts SET due_at = NULL WHERE seq = ?1")?
+                            .execute(params![seq])?;
+                    }
+                    Ok(())
+                })
+                .await
+                .map_err(|e| e.into_backend("queue.dead_letter"));
+        }
         self.on_receipt(
             "queue.dead_letter",
             &delivery.receipt,
@@ -247,6 +433,15 @@ impl Queue for Embedded {
         let found: Option<(String, Option<String>)> = self
             .db
             .read(move |conn| {
+                let queued = conn
+                    .prepare_cached(
+                        "SELECT 1 FROM starts WHERE tenant = ?1 AND request_id = ?2 \
+                         AND status <> 'EXPIRED' AND due_at IS NOT NULL",
+                    )?
+                    .exists(params![tenant, request_id])?;
+                if queued {
+                    return Ok(Some(("main".to_owned(), None)));
+                }
                 conn.prepare_cached(
                     "SELECT queue, dead_reason FROM messages WHERE tenant = ?1 AND request_id = ?2 \
                      ORDER BY queue = 'main' DESC LIMIT 1",

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -165,6 +165,83 @@ const V10: &str = r#"
 CREATE INDEX requests_by_accepted ON requests (tenant, accepted_at);
 "#;
 
+/// One row per start: the request, its place on the queue, and its instance once created.
+///
+/// - **Clustered by arrival** (`seq`): every write a start makes after its acceptance (its
+///   deliveries, its creation, its hand-off) touches the table's growing edge, never a page
+///   chosen by a random key. Only the idempotency index (`starts_by_request`) is keyed by a
+///   random id, and a start writes it once.
+/// - **The request is its own outbox**: `due_at` is when the row is next delivered (NULL: it
+///   is not on the queue) and `deliveries` how often it was. A row leaves the queue as its
+///   status leaves pending (`ACCEPTED`, or `CREATED` with a hand-off owed), in the same write.
+///   `messages` stays for what is sent apart from an acceptance (a re-send, a replay) and for
+///   the dead-letter queue.
+/// - **The instance is the row** once `created_at` is set: its workflow, params, priority
+///   and times are the request's own. A start expired by retention keeps its instance
+///   (status `EXPIRED`: no request any more, so its key may be used again).
+///
+/// Existing requests and instances move over; the messages waiting stay where they are.
+const V11: &str = r#"
+CREATE TABLE starts (
+    seq             INTEGER PRIMARY KEY,
+    tenant          TEXT    NOT NULL,
+    request_id      TEXT    NOT NULL,
+    instance_id     TEXT    NOT NULL,
+    idempotency_key TEXT,
+    fingerprint     TEXT    NOT NULL,
+    workflow        TEXT    NOT NULL,
+    spec            TEXT    NOT NULL,
+    status          TEXT    NOT NULL,
+    attempts        INTEGER NOT NULL,
+    last_error      TEXT,
+    accepted_at     INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL,
+    pending_since   INTEGER,
+    history         TEXT    NOT NULL,
+    dispatch        TEXT,
+    due_at          INTEGER,
+    deliveries      INTEGER NOT NULL DEFAULT 0,
+    created_at      INTEGER
+);
+
+INSERT INTO starts (tenant, request_id, instance_id, idempotency_key, fingerprint, workflow,
+    spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history,
+    dispatch, due_at, deliveries, created_at)
+SELECT r.tenant, r.request_id, r.instance_id, r.idempotency_key, r.fingerprint,
+    json_extract(r.spec, '$.workflow'), r.spec, r.status, r.attempts, r.last_error,
+    r.accepted_at, r.updated_at, r.pending_since, r.history, r.dispatch, NULL, 0, i.created_at
+FROM requests r LEFT JOIN instances i ON i.tenant = r.tenant AND i.instance_id = r.instance_id
+ORDER BY r.accepted_at;
+
+INSERT INTO starts (tenant, request_id, instance_id, idempotency_key, fingerprint, workflow,
+    spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history,
+    dispatch, due_at, deliveries, created_at)
+SELECT i.tenant, i.request_id, i.instance_id, NULL, '', i.workflow,
+    json_object('workflow', i.workflow, 'params', json(i.params), 'priority', i.priority,
+        'schedule_time', CASE WHEN i.schedule_time IS NULL THEN NULL
+            ELSE strftime('%Y-%m-%dT%H:%M:%fZ', i.schedule_time / 1000000.0, 'unixepoch') END,
+        'logical_date', CASE WHEN i.logical_date IS NULL THEN NULL
+            ELSE strftime('%Y-%m-%dT%H:%M:%fZ', i.logical_date / 1000000.0, 'unixepoch') END),
+    'EXPIRED', 0, NULL, i.created_at, i.created_at, NULL, '[]', NULL, NULL, 0, i.created_at
+FROM instances i
+WHERE NOT EXISTS (SELECT 1 FROM requests r WHERE r.tenant = i.tenant AND r.request_id = i.request_id)
+ORDER BY i.created_at;
+
+DROP TABLE requests;
+DROP TABLE instances;
+
+CREATE UNIQUE INDEX starts_by_request ON starts (tenant, request_id) WHERE status <> 'EXPIRED';
+CREATE INDEX starts_by_instance ON starts (tenant, instance_id) WHERE created_at IS NOT NULL;
+CREATE INDEX starts_by_workflow ON starts (tenant, workflow, created_at, instance_id)
+    WHERE created_at IS NOT NULL;
+CREATE INDEX starts_due ON starts (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX starts_pending ON starts (COALESCE(pending_since, accepted_at))
+    WHERE status = 'ACCEPTED' OR (status = 'CREATED' AND pending_since IS NOT NULL);
+CREATE INDEX starts_by_accepted ON starts (tenant, accepted_at);
+CREATE INDEX starts_expiry ON starts (updated_at)
+    WHERE pending_since IS NULL AND status IN ('CREATED', 'DISPATCHED', 'ARCHIVED');
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -199,6 +276,7 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
         (8, V8),
         (9, V9),
         (10, V10),
+        (11, V11),
     ] {
         if version < step {
             conn.execute_batch(sql)?;

@@ -13,25 +13,86 @@ use flowgate_core::record::{GuardFailed, bound_history};
 use flowgate_core::{BackendError, StoreError};
 
 use crate::Embedded;
-use crate::codec::{self, INSTANCE_COLS, REQUEST_COLS, WORKFLOW_COLS, at, micros};
+use crate::codec::{self, START_COLS, WORKFLOW_COLS, at, micros};
+use crate::handoff::Queued;
+use crate::queue::us;
 
-/// The keys of up to `?2` finished requests last changed before `?1`, oldest first. The first
-/// terms are the partial index `requests_expiry`'s, so it serves the scan; the last keeps a
-/// hand-off owed, whatever its `pending_since`.
-const EXPIRED: &str = "SELECT tenant, request_id FROM requests \
+/// The finished starts last changed before `?1`, at most `?2`, oldest first: the partial
+/// index `starts_expiry` serves the scan; the last term keeps a hand-off owed, whatever its
+/// `pending_since`.
+const EXPIRED_STARTS: &str = "SELECT seq FROM starts \
      WHERE pending_since IS NULL AND status IN ('CREATED', 'DISPATCHED', 'ARCHIVED') \
      AND updated_at < ?1 AND (status <> 'CREATED' OR dispatch IS NULL) \
      ORDER BY updated_at LIMIT ?2";
+
+/// A start's request, with its row's position.
+pub(crate) struct Loaded {
+    pub(crate) seq: i64,
+    pub(crate) record: RequestRecord,
+    pub(crate) created: bool,
+}
+
+/// The start of (tenant, request id), if it has a request (retention keeps only the
+/// instance of an expired one).
+pub(crate) fn load_start(
+    conn: &Connection,
+    tenant: &str,
+    request_id: &str,
+) -> rusqlite::Result<Option<Loaded>> {
+    let sql = format!(
+        "SELECT {START_COLS} FROM starts WHERE tenant = ?1 AND request_id = ?2 \
+         AND status <> 'EXPIRED'"
+    );
+    conn.prepare_cached(&sql)?
+        .query_row(params![tenant, request_id], |row| {
+            Ok(Loaded {
+                record: codec::request(row)?,
+                created: row.get::<_, Option<i64>>(14)?.is_some(),
+                seq: row.get(15)?,
+            })
+        })
+        .optional()
+}
 
 fn load_request(
     conn: &Connection,
     tenant: &str,
     request_id: &str,
 ) -> rusqlite::Result<Option<RequestRecord>> {
-    let sql = format!("SELECT {REQUEST_COLS} FROM requests WHERE tenant = ?1 AND request_id = ?2");
-    conn.prepare_cached(&sql)?
-        .query_row(params![tenant, request_id], codec::request)
-        .optional()
+    Ok(load_start(conn, tenant, request_id)?.map(|l| l.record))
+}
+
+/// Writes back what `record` holds now to its row; a start no longer pending leaves the
+/// queue in the same write (answered: `Some(seq)`). `created_at`, when given, records its
+/// instance.
+fn write_back(
+    conn: &Connection,
+    seq: i64,
+    record: &RequestRecord,
+    created_at: Option<DateTime<Utc>>,
+) -> rusqlite::Result<Option<i64>> {
+    let pending = record.pending_due().is_some();
+    let history = codec::to_json(&record.history)?;
+    let dispatch = record.dispatch.as_ref().map(codec::to_json).transpose()?;
+    conn.prepare_cached(
+        "UPDATE starts SET status = ?2, attempts = ?3, last_error = ?4, updated_at = ?5, \
+         pending_since = ?6, history = ?7, dispatch = ?8, \
+         due_at = CASE WHEN ?9 THEN due_at ELSE NULL END, \
+         created_at = COALESCE(created_at, ?10) WHERE seq = ?1",
+    )?
+    .execute(params![
+        seq,
+        record.status.as_str(),
+        record.attempts,
+        record.last_error,
+        micros(record.updated_at),
+        record.pending_since.map(micros),
+        history,
+        dispatch,
+        pending,
+        created_at.map(micros),
+    ])?;
+    Ok((!pending).then_some(seq))
 }
 
 /// Reads a request, applies `update` by the core rule, and writes back what changed.
@@ -40,31 +101,18 @@ fn apply_update(
     tenant: &str,
     request_id: &str,
     update: &RequestUpdate,
-) -> rusqlite::Result<UpdateOutcome> {
-    let Some(mut record) = load_request(conn, tenant, request_id)? else {
-        return Ok(UpdateOutcome::NotFound);
+) -> rusqlite::Result<(UpdateOutcome, Option<i64>)> {
+    let Some(Loaded {
+        seq, mut record, ..
+    }) = load_start(conn, tenant, request_id)?
+    else {
+        return Ok((UpdateOutcome::NotFound, None));
     };
     if let Err(GuardFailed(current)) = record.apply(update) {
-        return Ok(UpdateOutcome::Skipped(current));
+        return Ok((UpdateOutcome::Skipped(current), None));
     }
-    let history = codec::to_json(&record.history)?;
-    let dispatch = record.dispatch.as_ref().map(codec::to_json).transpose()?;
-    conn.prepare_cached(
-        "UPDATE requests SET status = ?3, attempts = ?4, last_error = ?5, updated_at = ?6, \
-         pending_since = ?7, history = ?8, dispatch = ?9 WHERE tenant = ?1 AND request_id = ?2",
-    )?
-    .execute(params![
-        tenant,
-        request_id,
-        record.status.as_str(),
-        record.attempts,
-        record.last_error,
-        micros(record.updated_at),
-        record.pending_since.map(micros),
-        history,
-        dispatch,
-    ])?;
-    Ok(UpdateOutcome::Applied)
+    let settled = write_back(conn, seq, &record, None)?;
+    Ok((UpdateOutcome::Applied, settled))
 }
 
 #[async_trait]
@@ -165,9 +213,9 @@ impl Store for Embedded {
         record: &RequestRecord,
         outbox: Option<&Outbox>,
     ) -> Result<Enqueued, StoreError> {
+        const OP: &str = "store.create_request";
         let r = record.clone();
         let outbox = outbox.cloned();
-        let with_outbox = outbox.is_some();
         let mut history = r.history.clone();
         let mut pending_since = r.pending_since;
         if let Some(o) = &outbox {
@@ -175,26 +223,45 @@ impl Store for Embedded {
             pending_since = Some(o.event.at);
         }
         bound_history(&mut history);
-        let history = serde_json::to_string(&history)
-            .map_err(|e| BackendError::permanent("store.create_request", e))?;
-        let spec = serde_json::to_string(&r.spec)
-            .map_err(|e| BackendError::permanent("store.create_request", e))?;
+        let encode = |e: serde_json::Error| BackendError::permanent(OP, e);
+        let history = serde_json::to_string(&history).map_err(encode)?;
+        let spec = serde_json::to_string(&r.spec).map_err(encode)?;
         let dispatch = r
             .dispatch
             .as_ref()
             .map(serde_json::to_string)
             .transpose()
-            .map_err(|e| BackendError::permanent("store.create_request", e))?;
+            .map_err(encode)?;
+        // With a consumer in this process, the start is handed to it in memory once durable,
+        // as its first delivery: the row is due again only if that delivery is not settled
+        // within the visibility timeout (a crash), when a receive finds it.
+        let queue = match &outbox {
+            None => Queued::No,
+            Some(o) => match self.handoff.reserve() {
+                Some(slot) => Queued::Handed(
+                    slot,
+                    micros(o.event.at) + us(self.config.visibility_timeout),
+                ),
+                None => Queued::Due(micros(o.event.at)),
+            },
+        };
+        let (due_at, deliveries) = match &queue {
+            Queued::No => (None, 0),
+            Queued::Due(at) => (Some(*at), 0),
+            Queued::Handed(_, at) => (Some(*at), 1),
+        };
         let outcome = self
             .db
             .write(move |conn| {
                 let inserted = conn
                     .prepare_cached(
-                        "INSERT INTO requests (tenant, request_id, instance_id, idempotency_key, \
-                         fingerprint, spec, status, attempts, last_error, accepted_at, \
-                         updated_at, pending_since, history, dispatch) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-                         ON CONFLICT (tenant, request_id) DO NOTHING",
+                        "INSERT INTO starts (tenant, request_id, instance_id, idempotency_key, \
+                         fingerprint, workflow, spec, status, attempts, last_error, \
+                         accepted_at, updated_at, pending_since, history, dispatch, due_at, \
+                         deliveries) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                         ?15, ?16, ?17) \
+                         ON CONFLICT (tenant, request_id) WHERE status <> 'EXPIRED' DO NOTHING",
                     )?
                     .execute(params![
                         r.tenant,
@@ -202,6 +269,7 @@ impl Store for Embedded {
                         r.instance_id,
                         r.idempotency_key,
                         r.fingerprint,
+                        r.spec.workflow,
                         spec,
                         r.status.as_str(),
                         r.attempts,
@@ -211,27 +279,43 @@ impl Store for Embedded {
                         pending_since.map(micros),
                         history,
                         dispatch,
+                        due_at,
+                        deliveries,
                     ])?;
                 if inserted == 0 {
                     // The loser learns the winner's record in the same transaction.
-                    return load_request(conn, &r.tenant, &r.request_id);
+                    return Ok(Err(load_request(conn, &r.tenant, &r.request_id)?));
                 }
-                if let Some(outbox) = &outbox {
-                    crate::queue::insert_message(conn, &outbox.envelope, micros(outbox.event.at))?;
-                }
-                Ok(None)
+                Ok(Ok(conn.last_insert_rowid()))
             })
             .await
-            .map_err(|e| e.into_backend("store.create_request"))?;
-        match outcome {
-            None if with_outbox => {
+            .map_err(|e| e.into_backend(OP))?;
+        match (outcome, queue) {
+            (Ok(seq), Queued::Handed(slot, _)) => {
+                let envelope = &outbox
+                    .as_ref()
+                    .expect("handed only with an outbox")
+                    .envelope;
+                self.handoff
+                    .hand(slot, crate::queue::first_delivery(seq, envelope));
                 self.sent.notify_one();
                 Ok(Enqueued::Yes)
             }
-            None => Ok(Enqueued::No),
-            Some(existing) => Err(StoreError::AlreadyExists {
-                existing: Box::new(existing),
-            }),
+            (Ok(_), Queued::Due(_)) => {
+                self.sent.notify_one();
+                Ok(Enqueued::Yes)
+            }
+            (Ok(_), Queued::No) => Ok(Enqueued::No),
+            (Err(existing), _) => match existing {
+                Some(existing) => Err(StoreError::AlreadyExists {
+                    existing: Box::new(existing),
+                }),
+                None => Err(BackendError::retryable(
+                    OP,
+                    "the request's key is taken by a start that is being removed; retry",
+                )
+                .into()),
+            },
         }
     }
 
@@ -254,10 +338,15 @@ impl Store for Embedded {
         update: &RequestUpdate,
     ) -> Result<UpdateOutcome, BackendError> {
         let (tenant, request_id, u) = (tenant.to_owned(), request_id.to_owned(), update.clone());
-        self.db
+        let (outcome, settled) = self
+            .db
             .write(move |conn| apply_update(conn, &tenant, &request_id, &u))
             .await
-            .map_err(|e| e.into_backend("store.update_request"))
+            .map_err(|e| e.into_backend("store.update_request"))?;
+        if let Some(seq) = settled {
+            self.settled.insert(seq);
+        }
+        Ok(outcome)
     }
 
     async fn create_instance(
@@ -266,44 +355,34 @@ impl Store for Embedded {
         update: &RequestUpdate,
     ) -> Result<Creation, BackendError> {
         let (i, update) = (instance.clone(), update.clone());
-        let params_json = serde_json::to_string(&i.params)
-            .map_err(|e| BackendError::permanent("store.create_instance", e))?;
         let outcome = self
             .db
             .write(move |conn| {
-                let exists = conn
-                    .prepare_cached("SELECT 1 FROM requests WHERE tenant = ?1 AND request_id = ?2")?
-                    .exists(params![i.tenant, i.request_id])?;
-                if !exists {
+                let Some(Loaded {
+                    seq,
+                    mut record,
+                    created,
+                }) = load_start(conn, &i.tenant, &i.request_id)?
+                else {
                     return Ok(None);
+                };
+                if created {
+                    return Ok(Some((Creation::AlreadyExisted, None)));
                 }
-                let inserted = conn
-                    .prepare_cached(
-                        "INSERT INTO instances (tenant, instance_id, request_id, workflow, params, \
-                         priority, schedule_time, status, created_at, logical_date) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'CREATED', ?8, ?9) \
-                         ON CONFLICT (tenant, instance_id) DO NOTHING",
-                    )?
-                    .execute(params![
-                        i.tenant,
-                        i.instance_id,
-                        i.request_id,
-                        i.workflow,
-                        params_json,
-                        codec::enum_text(&i.priority),
-                        i.schedule_time.map(micros),
-                        micros(i.created_at),
-                        i.logical_date.map(micros),
-                    ])?;
-                if inserted == 0 {
-                    return Ok(Some(Creation::AlreadyExisted));
+                // The core rule decides; a guard that fails leaves the start as it is (its
+                // instance is not made without its request moving on).
+                if record.apply(&update).is_err() {
+                    return Ok(Some((Creation::AlreadyExisted, None)));
                 }
-                apply_update(conn, &i.tenant, &i.request_id, &update)?;
-                Ok(Some(Creation::Created))
+                let settled = write_back(conn, seq, &record, Some(i.created_at))?;
+                Ok(Some((Creation::Created, settled)))
             })
             .await
             .map_err(|e| e.into_backend("store.create_instance"))?;
-        outcome.ok_or_else(|| {
+        if let Some((_, Some(seq))) = outcome {
+            self.settled.insert(seq);
+        }
+        outcome.map(|(creation, _)| creation).ok_or_else(|| {
             BackendError::permanent(
                 "store.create_instance",
                 format!("request {} has no record", instance.request_id),
@@ -320,7 +399,8 @@ impl Store for Embedded {
         self.db
             .read(move |conn| {
                 let sql = format!(
-                    "SELECT {INSTANCE_COLS} FROM instances WHERE tenant = ?1 AND instance_id = ?2"
+                    "SELECT {START_COLS} FROM starts WHERE tenant = ?1 AND instance_id = ?2 \
+                     AND created_at IS NOT NULL"
                 );
                 conn.prepare_cached(&sql)?
                     .query_row(params![tenant, instance_id], codec::instance)
@@ -344,8 +424,8 @@ impl Store for Embedded {
                 // The first page starts after a position later than any instance.
                 let (at, id) = after.unwrap_or((i64::MAX, String::new()));
                 let sql = format!(
-                    "SELECT {INSTANCE_COLS} FROM instances WHERE tenant = ?1 AND workflow = ?2 \
-                     AND (created_at, instance_id) < (?3, ?4) \
+                    "SELECT {START_COLS} FROM starts WHERE tenant = ?1 AND workflow = ?2 \
+                     AND created_at IS NOT NULL AND (created_at, instance_id) < (?3, ?4) \
                      ORDER BY created_at DESC, instance_id DESC LIMIT ?5"
                 );
                 conn.prepare_cached(&sql)?
@@ -367,7 +447,7 @@ impl Store for Embedded {
         self.db
             .read(move |conn| {
                 let sql = format!(
-                    "SELECT {REQUEST_COLS} FROM requests WHERE (status = 'ACCEPTED' \
+                    "SELECT {START_COLS} FROM starts WHERE (status = 'ACCEPTED' \
                      OR (status = 'CREATED' AND pending_since IS NOT NULL)) \
                      AND COALESCE(pending_since, accepted_at) < ?1 \
                      ORDER BY COALESCE(pending_since, accepted_at) LIMIT ?2"
@@ -404,6 +484,9 @@ impl Store for Embedded {
             .map_err(|e| e.into_backend("store.audit"))
     }
 
+    /// A finished start with an instance keeps it: only its request goes (its history,
+    /// key and hand-off), and its key may be used again. One without an instance (an
+    /// archived dead letter) goes whole.
     async fn expire_requests(
         &self,
         before: DateTime<Utc>,
@@ -412,9 +495,24 @@ impl Store for Embedded {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.db
             .write(move |conn| {
-                let sql = format!("DELETE FROM requests WHERE (tenant, request_id) IN ({EXPIRED})");
-                conn.prepare_cached(&sql)?
-                    .execute(params![micros(before), limit])
+                let seqs: Vec<i64> = conn
+                    .prepare_cached(EXPIRED_STARTS)?
+                    .query_map(params![micros(before), limit], |row| row.get(0))?
+                    .collect::<rusqlite::Result<_>>()?;
+                for seq in &seqs {
+                    let removed = conn
+                        .prepare_cached("DELETE FROM starts WHERE seq = ?1 AND created_at IS NULL")?
+                        .execute(params![seq])?;
+                    if removed == 0 {
+                        conn.prepare_cached(
+                            "UPDATE starts SET status = 'EXPIRED', history = '[]', \
+                             idempotency_key = NULL, last_error = NULL, dispatch = NULL, \
+                             fingerprint = '' WHERE seq = ?1",
+                        )?
+                        .execute(params![seq])?;
+                    }
+                }
+                Ok(seqs.len())
             })
             .await
             .map_err(|e| e.into_backend("store.expire_requests"))
@@ -422,15 +520,15 @@ impl Store for Embedded {
 }
 
 /// A tenant's requests accepted in a window (`?1` tenant, `?2` from, `?3` to), read by
-/// the `requests_by_accepted` index, each with its workflow and whether its instance row
+/// the `starts_by_accepted` index, each with its workflow and whether its instance row
 /// exists.
-const WINDOW: &str = "FROM requests r \
-     LEFT JOIN instances i ON i.tenant = r.tenant AND i.instance_id = r.instance_id \
-     WHERE r.tenant = ?1 AND r.accepted_at >= ?2 AND r.accepted_at < ?3";
+const WINDOW: &str = "FROM starts r \
+     WHERE r.tenant = ?1 AND r.accepted_at >= ?2 AND r.accepted_at < ?3 \
+     AND r.status <> 'EXPIRED'";
 
 /// The audit's groups: (workflow, status, past the cutoff `?4`, instance found, count).
-const AUDIT_GROUPS: &str = "SELECT json_extract(r.spec, '$.workflow'), r.status, \
-     COALESCE(r.pending_since, r.accepted_at) <= ?4, i.instance_id IS NOT NULL, COUNT(*)";
+const AUDIT_GROUPS: &str = "SELECT r.workflow, r.status, \
+     COALESCE(r.pending_since, r.accepted_at) <= ?4, r.created_at IS NOT NULL, COUNT(*)";
 
 /// Reads the audit's facts of one window: `?1` tenant, `?2` from, `?3` to, `?4` cutoff,
 /// `?5` limit of the lists.
@@ -459,7 +557,7 @@ fn audit_facts(
         .collect::<rusqlite::Result<Vec<_>>>()?;
     let overdue = conn
         .prepare_cached(&format!(
-            "SELECT r.request_id, json_extract(r.spec, '$.workflow'), \
+            "SELECT r.request_id, r.workflow, \
              COALESCE(r.pending_since, r.accepted_at) {WINDOW} AND r.status = 'ACCEPTED' \
              AND COALESCE(r.pending_since, r.accepted_at) <= ?4 ORDER BY 3 LIMIT ?5"
         ))?
@@ -474,7 +572,7 @@ fn audit_facts(
     let missing_instances = conn
         .prepare_cached(&format!(
             "SELECT r.request_id {WINDOW} AND r.status IN ('CREATED', 'DISPATCHED') \
-             AND i.instance_id IS NULL LIMIT ?5"
+             AND r.created_at IS NULL LIMIT ?5"
         ))?
         .query_map(values, |row| row.get(0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
@@ -512,8 +610,7 @@ mod tests {
             .await
             .expect("a plan");
         assert!(
-            plan.iter()
-                .any(|step| step.contains("requests_by_accepted")),
+            plan.iter().any(|step| step.contains("starts_by_accepted")),
             "{plan:?}"
         );
         assert!(
@@ -531,14 +628,15 @@ mod tests {
         let plan = store
             .db
             .read(|conn| {
-                let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::EXPIRED))?;
+                let mut stmt =
+                    conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::EXPIRED_STARTS))?;
                 let rows = stmt.query_map([0i64, 10], |row| row.get::<_, String>(3))?;
                 rows.collect::<rusqlite::Result<Vec<String>>>()
             })
             .await
             .expect("a plan");
         assert!(
-            plan.iter().any(|step| step.contains("requests_expiry")),
+            plan.iter().any(|step| step.contains("starts_expiry")),
             "{plan:?}"
         );
     }

@@ -20,7 +20,7 @@ async fn subject() -> Subject {
                 conn.busy_timeout(Duration::from_secs(5)).expect("timeout");
                 let n = conn
                     .execute(
-                        "UPDATE requests SET spec = '{\"workflow\": ' \
+                        "UPDATE starts SET spec = '{\"workflow\": ' \
                          WHERE tenant = ?1 AND request_id = ?2",
                         rusqlite::params![tenant, request_id],
                     )
