@@ -169,7 +169,54 @@ pub enum EventKind {
     Restored,
 }
 
+/// The details most histories carry, written once here: the stages that write them use
+/// these, and a store may keep a reference to one instead of its text.
+pub mod details {
+    /// A request accepted without an idempotency key.
+    pub const ACCEPTED: &str = "accepted";
+    /// A request accepted with an idempotency key.
+    pub const ACCEPTED_KEYED: &str = "accepted with an idempotency key";
+    /// A request's message sent (or committed with it).
+    pub const ENQUEUED: &str = "sent to the queue";
+    /// An instance created on its first delivery.
+    pub const CREATED_FIRST: &str = "instance created on delivery 1";
+
+    /// The detail of an instance created on delivery `n`.
+    pub fn created_on(n: u32) -> String {
+        format!("instance created on delivery {n}")
+    }
+
+    /// Every usual detail, in a fixed order (stores refer to them by position: never
+    /// reorder, only add at the end).
+    pub const USUAL: [&str; 4] = [ACCEPTED, ACCEPTED_KEYED, ENQUEUED, CREATED_FIRST];
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn the_first_creation_reads_as_its_constant() {
+            assert_eq!(super::created_on(1), super::CREATED_FIRST);
+        }
+    }
+}
+
 impl EventKind {
+    /// Every kind, in a fixed order (stores refer to them by position: never reorder, only
+    /// add at the end).
+    pub const ALL: [EventKind; 12] = [
+        Self::Accepted,
+        Self::Enqueued,
+        Self::EnqueueFailed,
+        Self::DeliveryFailed,
+        Self::Created,
+        Self::Dispatched,
+        Self::DispatchFailed,
+        Self::DeadLettered,
+        Self::Reenqueued,
+        Self::Replayed,
+        Self::Archived,
+        Self::Restored,
+    ];
+
     /// The wire and storage spelling.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -4,6 +4,8 @@ use chrono::{DateTime, Utc};
 use rusqlite::Row;
 use rusqlite::types::Type;
 
+use crate::compact;
+
 use flowgate_core::model::{
     Instance, InstanceStatus, RequestRecord, RequestStatus, StartSpec, Workflow,
 };
@@ -93,7 +95,7 @@ pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
 /// Columns of a `starts` row, in the order [`request`] and [`instance`] read them.
 pub const START_COLS: &str = "tenant, request_id, instance_id, idempotency_key, fingerprint, \
      spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history, \
-     dispatch, created_at, seq";
+     dispatch, created_at, seq, workflow";
 
 /// The status a start takes when retention removes its request and keeps its instance.
 pub const EXPIRED: &str = "EXPIRED";
@@ -104,20 +106,20 @@ pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
     let what = format!(
         "request {}/{}",
         row.get::<_, String>(0)?,
-        row.get::<_, String>(1)?
+        compact::id_at(row, 1)?
     );
     request_fields(row).map_err(|e| named(&what, e))
 }
 
 fn request_fields(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
     let status: String = row.get(6)?;
-    let spec: StartSpec = json(row, 5)?;
+    let spec: StartSpec = compact::spec_at(row, 5, row.get(16)?)?;
     Ok(RequestRecord {
         tenant: row.get(0)?,
-        request_id: row.get(1)?,
-        instance_id: row.get(2)?,
+        request_id: compact::id_at(row, 1)?,
+        instance_id: compact::id_at(row, 2)?,
         idempotency_key: row.get(3)?,
-        fingerprint: row.get(4)?,
+        fingerprint: compact::digest_at(row, 4)?,
         spec,
         status: RequestStatus::parse(&status).ok_or_else(|| bad(6, status))?,
         attempts: row.get::<_, i64>(7)? as u32,
@@ -125,7 +127,7 @@ fn request_fields(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
         accepted_at: at(row, 9)?,
         updated_at: at(row, 10)?,
         pending_since: opt_at(row, 11)?,
-        history: json(row, 12)?,
+        history: compact::history_at(row, 12)?,
         dispatch: opt_json(row, 13)?,
     })
 }
@@ -137,14 +139,14 @@ pub fn instance(row: &Row<'_>) -> rusqlite::Result<Instance> {
     let what = format!(
         "instance {}/{}",
         row.get::<_, String>(0)?,
-        row.get::<_, String>(2)?
+        compact::id_at(row, 2)?
     );
     instance_fields(row).map_err(|e| named(&what, e))
 }
 
 fn instance_fields(row: &Row<'_>) -> rusqlite::Result<Instance> {
     let status: String = row.get(6)?;
-    let spec: StartSpec = json(row, 5)?;
+    let spec: StartSpec = compact::spec_at(row, 5, row.get(16)?)?;
     let (status, dispatch) = match status.as_str() {
         EXPIRED => (InstanceStatus::Created, None),
         other => match RequestStatus::parse(other) {
@@ -155,8 +157,8 @@ fn instance_fields(row: &Row<'_>) -> rusqlite::Result<Instance> {
     };
     Ok(Instance {
         tenant: row.get(0)?,
-        instance_id: row.get(2)?,
-        request_id: row.get(1)?,
+        instance_id: compact::id_at(row, 2)?,
+        request_id: compact::id_at(row, 1)?,
         workflow: spec.workflow,
         params: spec.params,
         priority: spec.priority,

@@ -270,7 +270,7 @@ pub(crate) fn open_connection(path: &Path, read_only: bool) -> Result<Connection
         // checkpoints every 4,000 pages (16 MiB) of WAL: rarer than SQLite's default, so a
         // page rewritten many times is copied back once, but short enough to bound stalls.
         // (A separate checkpointer thread never lets the WAL reset under steady load.)
-        conn.pragma_update(None, "cache_size", -32_768)?;
+        conn.pragma_update(None, "cache_size", -8_192)?;
         conn.pragma_update(None, "wal_autocheckpoint", 4_000)?;
         // A log that grew past this (a long reader held checkpoints back) is cut back to it
         // once a checkpoint completes, so a burst does not keep its disk space.

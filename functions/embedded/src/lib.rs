@@ -3,6 +3,7 @@
 
 mod backfills;
 mod codec;
+mod compact;
 mod db;
 mod dlq;
 mod handoff;
@@ -150,7 +151,10 @@ impl Embedded {
                 }
                 let (count, oldest): (u64, Option<i64>) = conn
                     .prepare_cached(
-                        "SELECT count(*), min(accepted_at) FROM starts WHERE due_at IS NOT NULL",
+                        &format!(
+                        "SELECT count(*), min(accepted_at) FROM starts WHERE {} AND due_at IS NOT NULL",
+                        crate::queue::LIVE
+                    ),
                     )?
                     .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))?;
                 depths.queue += count;

@@ -46,7 +46,10 @@ impl Probe {
     pub fn backlog(&self) -> rusqlite::Result<u64> {
         let starts: u64 = self
             .conn
-            .prepare_cached("SELECT count(*) FROM starts WHERE due_at IS NOT NULL")?
+            .prepare_cached(&format!(
+                "SELECT count(*) FROM starts WHERE {} AND due_at IS NOT NULL",
+                crate::queue::LIVE
+            ))?
             .query_row([], |row| row.get(0))?;
         let messages: u64 = self
             .conn

@@ -96,9 +96,18 @@ pub(crate) fn first_delivery(seq: i64, envelope: &Envelope) -> Delivery {
     }
 }
 
-/// Which starts are on the queue, and due: pending, with `due_at` at or before `?1`.
-const DUE_STARTS: &str = "FROM starts WHERE due_at <= ?1 \
-     AND (status = 'ACCEPTED' OR (status = 'CREATED' AND pending_since IS NOT NULL))";
+/// The key of the index of live starts (`starts_live`): when each is next due.
+pub(crate) const LIVE_KEY: &str = "COALESCE(due_at, pending_since, accepted_at)";
+
+/// The index's condition: a start whose status still needs work.
+pub(crate) const LIVE: &str =
+    "(status = 'ACCEPTED' OR (status = 'CREATED' AND pending_since IS NOT NULL))";
+
+/// Which starts are on the queue, and due: live, with `due_at` at or before `?1`, read by
+/// the live index in the order it keeps.
+const DUE_STARTS: &str = "FROM starts WHERE COALESCE(due_at, pending_since, accepted_at) <= ?1 \
+     AND (status = 'ACCEPTED' OR (status = 'CREATED' AND pending_since IS NOT NULL)) \
+     AND due_at IS NOT NULL";
 
 /// Takes up to `max` due starts: each becomes invisible for `visibility`, or, delivered
 /// `max_receive` times already, leaves the queue for the dead-letter queue as SQS's
@@ -111,7 +120,7 @@ fn take_due_starts(
     max_receive: i64,
 ) -> rusqlite::Result<Vec<Delivery>> {
     let sql = format!(
-        "SELECT {}, deliveries {DUE_STARTS} ORDER BY due_at LIMIT ?2",
+        "SELECT {}, deliveries {DUE_STARTS} ORDER BY {LIVE_KEY} LIMIT ?2",
         crate::codec::START_COLS
     );
     let due: Vec<(crate::store::Loaded, i64)> = conn
@@ -123,7 +132,7 @@ fn take_due_starts(
                     created: row.get::<_, Option<i64>>(14)?.is_some(),
                     seq: row.get(15)?,
                 },
-                row.get(16)?,
+                row.get(17)?,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -438,7 +447,7 @@ impl Queue for Embedded {
                         "SELECT 1 FROM starts WHERE tenant = ?1 AND request_id = ?2 \
                          AND status <> 'EXPIRED' AND due_at IS NOT NULL",
                     )?
-                    .exists(params![tenant, request_id])?;
+                    .exists(params![tenant, crate::compact::id(&request_id)])?;
                 if queued {
                     return Ok(Some(("main".to_owned(), None)));
                 }

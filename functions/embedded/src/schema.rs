@@ -173,9 +173,12 @@ CREATE INDEX requests_by_accepted ON requests (tenant, accepted_at);
 ///   random id, and a start writes it once.
 /// - **The request is its own outbox**: `due_at` is when the row is next delivered (NULL: it
 ///   is not on the queue) and `deliveries` how often it was. A row leaves the queue as its
-///   status leaves pending (`ACCEPTED`, or `CREATED` with a hand-off owed), in the same write.
+///   status leaves pending (`ACCEPTED`, or `CREATED` with a hand-off owed), in the same write;
+///   one index (`starts_live`) serves the queue and the reconciler.
 ///   `messages` stays for what is sent apart from an acceptance (a re-send, a replay) and for
 ///   the dead-letter queue.
+/// - **Compact**: ids as their 16 bytes, fingerprints as their 32, the spec and the history in
+///   short forms (`compact.rs`); rows moved from V10 keep their JSON forms, which still read.
 /// - **The instance is the row** once `created_at` is set: its workflow, params, priority
 ///   and times are the request's own. A start expired by retention keeps its instance
 ///   (status `EXPIRED`: no request any more, so its key may be used again).
@@ -207,7 +210,16 @@ CREATE TABLE starts (
 INSERT INTO starts (tenant, request_id, instance_id, idempotency_key, fingerprint, workflow,
     spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history,
     dispatch, due_at, deliveries, created_at)
-SELECT r.tenant, r.request_id, r.instance_id, r.idempotency_key, r.fingerprint,
+SELECT r.tenant,
+    CASE WHEN length(r.request_id) = 36 AND lower(r.request_id) = r.request_id
+        AND unhex(replace(r.request_id, '-', '')) IS NOT NULL
+        THEN unhex(replace(r.request_id, '-', '')) ELSE r.request_id END,
+    CASE WHEN length(r.instance_id) = 36 AND lower(r.instance_id) = r.instance_id
+        AND unhex(replace(r.instance_id, '-', '')) IS NOT NULL
+        THEN unhex(replace(r.instance_id, '-', '')) ELSE r.instance_id END,
+    r.idempotency_key,
+    CASE WHEN length(r.fingerprint) = 64 AND lower(r.fingerprint) = r.fingerprint
+        AND unhex(r.fingerprint) IS NOT NULL THEN unhex(r.fingerprint) ELSE r.fingerprint END,
     json_extract(r.spec, '$.workflow'), r.spec, r.status, r.attempts, r.last_error,
     r.accepted_at, r.updated_at, r.pending_since, r.history, r.dispatch, NULL, 0, i.created_at
 FROM requests r LEFT JOIN instances i ON i.tenant = r.tenant AND i.instance_id = r.instance_id
@@ -216,7 +228,14 @@ ORDER BY r.accepted_at;
 INSERT INTO starts (tenant, request_id, instance_id, idempotency_key, fingerprint, workflow,
     spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history,
     dispatch, due_at, deliveries, created_at)
-SELECT i.tenant, i.request_id, i.instance_id, NULL, '', i.workflow,
+SELECT i.tenant,
+    CASE WHEN length(i.request_id) = 36 AND lower(i.request_id) = i.request_id
+        AND unhex(replace(i.request_id, '-', '')) IS NOT NULL
+        THEN unhex(replace(i.request_id, '-', '')) ELSE i.request_id END,
+    CASE WHEN length(i.instance_id) = 36 AND lower(i.instance_id) = i.instance_id
+        AND unhex(replace(i.instance_id, '-', '')) IS NOT NULL
+        THEN unhex(replace(i.instance_id, '-', '')) ELSE i.instance_id END,
+    NULL, '', i.workflow,
     json_object('workflow', i.workflow, 'params', json(i.params), 'priority', i.priority,
         'schedule_time', CASE WHEN i.schedule_time IS NULL THEN NULL
             ELSE strftime('%Y-%m-%dT%H:%M:%fZ', i.schedule_time / 1000000.0, 'unixepoch') END,
@@ -234,8 +253,11 @@ CREATE UNIQUE INDEX starts_by_request ON starts (tenant, request_id) WHERE statu
 CREATE INDEX starts_by_instance ON starts (tenant, instance_id) WHERE created_at IS NOT NULL;
 CREATE INDEX starts_by_workflow ON starts (tenant, workflow, created_at, instance_id)
     WHERE created_at IS NOT NULL;
-CREATE INDEX starts_due ON starts (due_at) WHERE due_at IS NOT NULL;
-CREATE INDEX starts_pending ON starts (COALESCE(pending_since, accepted_at))
+-- The live starts (ACCEPTED, or CREATED with a hand-off owed), by when each is next due:
+-- its delivery's time while on the queue, else its pending time. A receive reads the front
+-- for the ones on the queue; the reconciler reads it for the ones pending past its grace. A
+-- start enters it when accepted and leaves it when its instance is made: two index writes.
+CREATE INDEX starts_live ON starts (COALESCE(due_at, pending_since, accepted_at))
     WHERE status = 'ACCEPTED' OR (status = 'CREATED' AND pending_since IS NOT NULL);
 CREATE INDEX starts_by_accepted ON starts (tenant, accepted_at);
 CREATE INDEX starts_expiry ON starts (updated_at)
@@ -258,6 +280,11 @@ pub fn migrate(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, SCHEMA_VERSION)
+}
+
+/// Brings a database to `target` (at most [`SCHEMA_VERSION`]).
+fn migrate_to(conn: &Connection, target: i64) -> rusqlite::Result<()> {
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(rusqlite::Error::InvalidParameterName(format!(
@@ -278,10 +305,100 @@ fn migrate_locked(conn: &Connection) -> rusqlite::Result<()> {
         (10, V10),
         (11, V11),
     ] {
-        if version < step {
+        if version < step && step <= target {
             conn.execute_batch(sql)?;
             conn.pragma_update(None, "user_version", step)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A data directory of the version before one row per start moves over whole: its
+    /// requests (with their instances), an instance whose request retention removed, and
+    /// the messages waiting; every id reads back as it was.
+    #[test]
+    fn requests_and_instances_move_to_one_row_per_start() {
+        let conn = Connection::open_in_memory().expect("a database");
+        migrate_to(&conn, 10).expect("version 10");
+        let spec =
+            r#"{"workflow":"orders","params":{"n":1},"priority":"HIGH","schedule_time":null}"#;
+        let history = r#"[{"at":"2026-12-01T00:00:00Z","event":"accepted","detail":"accepted"}]"#;
+        conn.execute_batch(&format!(
+            "INSERT INTO requests (tenant, request_id, instance_id, fingerprint, spec, status, \
+             attempts, accepted_at, updated_at, history) VALUES \
+             ('t', '01a23766-cc11-772e-9b8e-6b407a98f868', '01a23766-cc11-772e-9b8e-6b407a98f869', \
+             '{fp}', '{spec}', 'CREATED', 1, 1, 2, '{history}'), \
+             ('t', 'r-legacy', 'i-legacy', 'x', '{spec}', 'ACCEPTED', 0, 3, 3, '{history}'); \
+             INSERT INTO instances (tenant, instance_id, request_id, workflow, params, priority, \
+             status, created_at) VALUES \
+             ('t', '01a23766-cc11-772e-9b8e-6b407a98f869', '01a23766-cc11-772e-9b8e-6b407a98f868', \
+             'orders', '{{\"n\":1}}', 'HIGH', 'CREATED', 5), \
+             ('t', 'i-gone', 'r-gone', 'orders', '{{}}', 'LOW', 'CREATED', 7); \
+             INSERT INTO messages (queue, tenant, request_id, body, sent_at, visible_at) \
+             VALUES ('main', 't', 'r-legacy', '{{}}', 3, 3);",
+            fp = "ab".repeat(32),
+        ))
+        .expect("old rows");
+        migrate_to(&conn, SCHEMA_VERSION).expect("the current version");
+        let sql = format!(
+            "SELECT {} FROM starts ORDER BY seq",
+            crate::codec::START_COLS
+        );
+        let mut statement = conn.prepare(&sql).expect("a query");
+        let requests: Vec<(String, String, String, bool)> = statement
+            .query_map([], |row| {
+                let status: String = row.get(6)?;
+                let created = row.get::<_, Option<i64>>(14)?.is_some();
+                let instance = crate::codec::instance(row).ok().map(|i| i.instance_id);
+                Ok((
+                    crate::compact::id_at(row, 1)?,
+                    status,
+                    instance.unwrap_or_default(),
+                    created,
+                ))
+            })
+            .expect("rows")
+            .collect::<rusqlite::Result<_>>()
+            .expect("they read");
+        assert_eq!(
+            requests,
+            [
+                (
+                    "01a23766-cc11-772e-9b8e-6b407a98f868".to_owned(),
+                    "CREATED".to_owned(),
+                    "01a23766-cc11-772e-9b8e-6b407a98f869".to_owned(),
+                    true
+                ),
+                (
+                    "r-legacy".to_owned(),
+                    "ACCEPTED".to_owned(),
+                    String::new(),
+                    false
+                ),
+                (
+                    "r-gone".to_owned(),
+                    "EXPIRED".to_owned(),
+                    "i-gone".to_owned(),
+                    true
+                ),
+            ]
+        );
+        let record = conn
+            .query_row(&format!("{sql} LIMIT 1"), [], crate::codec::request)
+            .expect("the first reads as a request");
+        assert_eq!(record.fingerprint, "ab".repeat(32));
+        assert_eq!(record.spec.params["n"], 1);
+        let waiting: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM messages WHERE queue = 'main'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(waiting, 1, "the messages waiting stay where they are");
+    }
 }

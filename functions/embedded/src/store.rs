@@ -14,8 +14,9 @@ use flowgate_core::{BackendError, StoreError};
 
 use crate::Embedded;
 use crate::codec::{self, START_COLS, WORKFLOW_COLS, at, micros};
+use crate::compact;
 use crate::handoff::Queued;
-use crate::queue::us;
+use crate::queue::{LIVE, LIVE_KEY, us};
 
 /// The finished starts last changed before `?1`, at most `?2`, oldest first: the partial
 /// index `starts_expiry` serves the scan; the last term keeps a hand-off owed, whatever its
@@ -44,7 +45,7 @@ pub(crate) fn load_start(
          AND status <> 'EXPIRED'"
     );
     conn.prepare_cached(&sql)?
-        .query_row(params![tenant, request_id], |row| {
+        .query_row(params![tenant, compact::id(request_id)], |row| {
             Ok(Loaded {
                 record: codec::request(row)?,
                 created: row.get::<_, Option<i64>>(14)?.is_some(),
@@ -72,7 +73,7 @@ fn write_back(
     created_at: Option<DateTime<Utc>>,
 ) -> rusqlite::Result<Option<i64>> {
     let pending = record.pending_due().is_some();
-    let history = codec::to_json(&record.history)?;
+    let history = compact::history(&record.history)?;
     let dispatch = record.dispatch.as_ref().map(codec::to_json).transpose()?;
     conn.prepare_cached(
         "UPDATE starts SET status = ?2, attempts = ?3, last_error = ?4, updated_at = ?5, \
@@ -223,13 +224,13 @@ impl Store for Embedded {
             pending_since = Some(o.event.at);
         }
         bound_history(&mut history);
-        let encode = |e: serde_json::Error| BackendError::permanent(OP, e);
-        let history = serde_json::to_string(&history).map_err(encode)?;
-        let spec = serde_json::to_string(&r.spec).map_err(encode)?;
+        let encode = |e: rusqlite::Error| BackendError::permanent(OP, e);
+        let history = compact::history(&history).map_err(encode)?;
+        let spec = compact::spec(&r.spec).map_err(encode)?;
         let dispatch = r
             .dispatch
             .as_ref()
-            .map(serde_json::to_string)
+            .map(codec::to_json)
             .transpose()
             .map_err(encode)?;
         // With a consumer in this process, the start is handed to it in memory once durable,
@@ -265,10 +266,10 @@ impl Store for Embedded {
                     )?
                     .execute(params![
                         r.tenant,
-                        r.request_id,
-                        r.instance_id,
+                        compact::id(&r.request_id),
+                        compact::id(&r.instance_id),
                         r.idempotency_key,
-                        r.fingerprint,
+                        compact::digest(&r.fingerprint),
                         r.spec.workflow,
                         spec,
                         r.status.as_str(),
@@ -403,7 +404,7 @@ impl Store for Embedded {
                      AND created_at IS NOT NULL"
                 );
                 conn.prepare_cached(&sql)?
-                    .query_row(params![tenant, instance_id], codec::instance)
+                    .query_row(params![tenant, compact::id(&instance_id)], codec::instance)
                     .optional()
             })
             .await
@@ -423,6 +424,7 @@ impl Store for Embedded {
             .read(move |conn| {
                 // The first page starts after a position later than any instance.
                 let (at, id) = after.unwrap_or((i64::MAX, String::new()));
+                let id = compact::id(&id);
                 let sql = format!(
                     "SELECT {START_COLS} FROM starts WHERE tenant = ?1 AND workflow = ?2 \
                      AND created_at IS NOT NULL AND (created_at, instance_id) < (?3, ?4) \
@@ -446,11 +448,11 @@ impl Store for Embedded {
     ) -> Result<Vec<RequestRecord>, BackendError> {
         self.db
             .read(move |conn| {
+                // The live index: a start on the queue counts from when it is due (one
+                // delivered in time is not overdue), any other from its pending time.
                 let sql = format!(
-                    "SELECT {START_COLS} FROM starts WHERE (status = 'ACCEPTED' \
-                     OR (status = 'CREATED' AND pending_since IS NOT NULL)) \
-                     AND COALESCE(pending_since, accepted_at) < ?1 \
-                     ORDER BY COALESCE(pending_since, accepted_at) LIMIT ?2"
+                    "SELECT {START_COLS} FROM starts WHERE {LIVE} AND {LIVE_KEY} < ?1 \
+                     ORDER BY {LIVE_KEY} LIMIT ?2"
                 );
                 conn.prepare_cached(&sql)?
                     .query_map(params![micros(older_than), limit as i64], codec::request)?
@@ -563,7 +565,7 @@ fn audit_facts(
         ))?
         .query_map(values, |row| {
             Ok(PendingRequest {
-                request_id: row.get(0)?,
+                request_id: compact::id_at(row, 0)?,
                 workflow: row.get(1)?,
                 since: at(row, 2)?,
             })
@@ -574,7 +576,7 @@ fn audit_facts(
             "SELECT r.request_id {WINDOW} AND r.status IN ('CREATED', 'DISPATCHED') \
              AND r.created_at IS NULL LIMIT ?5"
         ))?
-        .query_map(values, |row| row.get(0))?
+        .query_map(values, |row| compact::id_at(row, 0))?
         .collect::<rusqlite::Result<Vec<String>>>()?;
     Ok(AuditFacts {
         groups,
@@ -617,6 +619,42 @@ mod tests {
             !plan.iter().any(|step| step.starts_with("SCAN r")),
             "{plan:?}"
         );
+    }
+
+    /// The queue's receive and the reconciler's scan read the live index, never the table.
+    #[tokio::test]
+    async fn the_queue_and_the_reconciler_read_the_live_index() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
+        for sql in [
+            format!(
+                "SELECT seq FROM starts WHERE {} <= ?1 AND {} AND due_at IS NOT NULL \
+                 ORDER BY {} LIMIT ?2",
+                super::LIVE_KEY,
+                super::LIVE,
+                super::LIVE_KEY
+            ),
+            format!(
+                "SELECT seq FROM starts WHERE {} AND {} < ?1 ORDER BY {} LIMIT ?2",
+                super::LIVE,
+                super::LIVE_KEY,
+                super::LIVE_KEY
+            ),
+        ] {
+            let plan = store
+                .db
+                .read(move |conn| {
+                    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = stmt.query_map([0i64, 10], |row| row.get::<_, String>(3))?;
+                    rows.collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .await
+                .expect("a plan");
+            assert!(
+                plan.iter().any(|step| step.contains("starts_live")),
+                "{plan:?}"
+            );
+        }
     }
 
     /// The retention sweep reads the partial index, never the whole table (it runs on the

@@ -21,7 +21,7 @@ async fn subject() -> Subject {
                 let n = conn
                     .execute(
                         "UPDATE starts SET spec = '{\"workflow\": ' \
-                         WHERE tenant = ?1 AND request_id = ?2",
+                         WHERE tenant = ?1 AND request_id = unhex(replace(?2, '-', ''))",
                         rusqlite::params![tenant, request_id],
                     )
                     .expect("damage the record");

@@ -164,7 +164,7 @@ impl Consumer {
                 touch_pending: true,
                 ..RequestUpdate::event(HistoryEvent::now(
                     EventKind::Created,
-                    format!("instance created on delivery {}", delivery.receive_count),
+                    crate::model::details::created_on(delivery.receive_count),
                 ))
             };
             let instance = message.instance(update.event.at);

@@ -119,9 +119,9 @@ impl StartOutcome {
 /// The first event of a new request's history.
 fn accepted_event(keyed: bool) -> &'static str {
     if keyed {
-        "accepted with an idempotency key"
+        crate::model::details::ACCEPTED_KEYED
     } else {
-        "accepted"
+        crate::model::details::ACCEPTED
     }
 }
 
@@ -360,7 +360,7 @@ impl Flowgate {
         let envelope = QueueMessage::envelope_for(&record);
         // Stamped before the send: the consumer may create the instance before the send
         // call returns, and the history must still read enqueued-then-created.
-        let sent = HistoryEvent::now(EventKind::Enqueued, "sent to the queue");
+        let sent = HistoryEvent::now(EventKind::Enqueued, crate::model::details::ENQUEUED);
         let update = match self.queue.send(&envelope).await {
             Ok(()) => {
                 info!(stage = "enqueued", "request enqueued");
@@ -503,7 +503,7 @@ fn new_record(
     let outbox = Outbox {
         // The API's own context, so that the consumer's span is its child.
         envelope: QueueMessage::for_record(&record).envelope(Some(trace.to_string())),
-        event: HistoryEvent::now(EventKind::Enqueued, "sent to the queue"),
+        event: HistoryEvent::now(EventKind::Enqueued, crate::model::details::ENQUEUED),
     };
     RecordToWrite { record, outbox }
 }
