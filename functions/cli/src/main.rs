@@ -29,6 +29,10 @@ use clap::Parser;
 
 use config::{Cli, Command};
 
+/// mimalloc: see the workspace's Cargo.toml (docs/benchmarks.md has the measurement).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -51,13 +51,36 @@ pub fn instance_id() -> String {
     Uuid::now_v7().to_string()
 }
 
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 /// A digest of what a start request asks for, independent of JSON key order and whitespace.
 pub fn fingerprint(spec: &StartSpec) -> String {
-    let value = serde_json::to_value(spec).unwrap_or(Value::Null);
-    let mut canonical = String::new();
+    // A spec is plain data: it always serializes.
+    let value = serde_json::to_value(spec).unwrap_or_else(|e| unreachable!("a spec: {e}"));
+    let mut canonical = String::with_capacity(128);
     write_canonical(&value, &mut canonical);
-    let digest = Sha256::digest(canonical.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    hex(&Sha256::digest(canonical.as_bytes()))
+}
+
+/// A JSON string literal of `text`, as serde_json writes it.
+fn write_string(text: &str, out: &mut String) {
+    let plain = text.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\');
+    if plain {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    } else {
+        out.push_str(&Value::String(text.to_owned()).to_string());
+    }
 }
 
 /// Serializes `value` with object keys sorted, recursively.
@@ -71,7 +94,7 @@ fn write_canonical(value: &Value, out: &mut String) {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::String(key.clone()).to_string());
+                write_string(key, out);
                 out.push(':');
                 write_canonical(&map[key], out);
             }
@@ -87,6 +110,7 @@ fn write_canonical(value: &Value, out: &mut String) {
             }
             out.push(']');
         }
+        Value::String(text) => write_string(text, out),
         scalar => out.push_str(&scalar.to_string()),
     }
 }
@@ -109,6 +133,53 @@ mod tests {
             options: Default::default(),
             dry_run: false,
         }
+    }
+
+    /// The digest of a fixed spec, as every build since the first wrote it: stored
+    /// fingerprints must keep matching.
+    #[test]
+    fn a_fingerprint_is_what_it_always_was() {
+        let mut s = spec(json!({"b": "x\"y", "a": [1, 2.5, null, true], "c\u{0001}": {}}));
+        s.options.insert("k".into(), "v".into());
+        let canonical_then = {
+            let value = serde_json::to_value(&s).expect("a spec");
+            fn old(value: &Value, out: &mut String) {
+                match value {
+                    Value::Object(map) => {
+                        let mut keys: Vec<&String> = map.keys().collect();
+                        keys.sort();
+                        out.push('{');
+                        for (i, key) in keys.into_iter().enumerate() {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            out.push_str(&Value::String(key.clone()).to_string());
+                            out.push(':');
+                            old(&map[key], out);
+                        }
+                        out.push('}');
+                    }
+                    Value::Array(items) => {
+                        out.push('[');
+                        for (i, item) in items.iter().enumerate() {
+                            if i > 0 {
+                                out.push(',');
+                            }
+                            old(item, out);
+                        }
+                        out.push(']');
+                    }
+                    scalar => out.push_str(&scalar.to_string()),
+                }
+            }
+            let mut out = String::new();
+            old(&value, &mut out);
+            Sha256::digest(out.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        assert_eq!(fingerprint(&s), canonical_then);
     }
 
     #[test]

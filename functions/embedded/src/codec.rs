@@ -40,14 +40,17 @@ pub fn opt_at(row: &Row<'_>, col: usize) -> rusqlite::Result<Option<DateTime<Utc
     }
 }
 
-/// An error of a row's reading, naming the row (`what`) it came from.
-fn named(what: &str, e: rusqlite::Error) -> rusqlite::Error {
+/// An error of a row's reading, naming the row it came from: a `kind` (request, instance)
+/// of the tenant in column 0 and the id in column `id`.
+fn named(row: &Row<'_>, kind: &str, id: usize, e: rusqlite::Error) -> rusqlite::Error {
     match e {
         rusqlite::Error::FromSqlConversionFailure(col, ty, cause) => {
+            let tenant = row.get::<_, String>(0).unwrap_or_else(|_| "?".into());
+            let id = compact::id_at(row, id).unwrap_or_else(|_| "?".into());
             rusqlite::Error::FromSqlConversionFailure(
                 col,
                 ty,
-                format!("{what} does not read (column {col}): {cause}").into(),
+                format!("{kind} {tenant}/{id} does not read (column {col}): {cause}").into(),
             )
         }
         other => other,
@@ -103,12 +106,7 @@ pub const EXPIRED: &str = "EXPIRED";
 /// Reads a `starts` row as its request, its history in time order; a row that does not
 /// read is an error naming it.
 pub fn request(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
-    let what = format!(
-        "request {}/{}",
-        row.get::<_, String>(0)?,
-        compact::id_at(row, 1)?
-    );
-    request_fields(row).map_err(|e| named(&what, e))
+    request_fields(row).map_err(|e| named(row, "request", 1, e))
 }
 
 fn request_fields(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
@@ -136,12 +134,7 @@ fn request_fields(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
 /// request holds it (none once retention removed the request); an error naming the row
 /// when it does not read.
 pub fn instance(row: &Row<'_>) -> rusqlite::Result<Instance> {
-    let what = format!(
-        "instance {}/{}",
-        row.get::<_, String>(0)?,
-        compact::id_at(row, 2)?
-    );
-    instance_fields(row).map_err(|e| named(&what, e))
+    instance_fields(row).map_err(|e| named(row, "instance", 2, e))
 }
 
 fn instance_fields(row: &Row<'_>) -> rusqlite::Result<Instance> {

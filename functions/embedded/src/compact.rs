@@ -56,7 +56,7 @@ pub fn digest(hex: &str) -> Value {
 pub fn digest_at(row: &Row<'_>, col: usize) -> rusqlite::Result<String> {
     match row.get::<_, Value>(col)? {
         Value::Text(text) => Ok(text),
-        Value::Blob(bytes) => Ok(bytes.iter().map(|b| format!("{b:02x}")).collect()),
+        Value::Blob(bytes) => Ok(flowgate_core::ids::hex(&bytes)),
         other => Err(bad(col, format!("a fingerprint that is {other:?}"))),
     }
 }
