@@ -38,7 +38,127 @@ fn text(value: &str) -> Result<MessageAttributeValue, BackendError> {
         .map_err(|e| BackendError::permanent("queue.send", e))
 }
 
+/// A message's attributes: its tenant, request and trace. SQS refuses empty attribute
+/// values, so absent ids are simply not sent.
+fn attributes_of(
+    m: &Outgoing<'_>,
+) -> Result<std::collections::HashMap<String, MessageAttributeValue>, BackendError> {
+    [
+        (TENANT, m.tenant),
+        (REQUEST_ID, m.request_id),
+        (TRACEPARENT, m.traceparent.unwrap_or("")),
+    ]
+    .into_iter()
+    .filter(|(_, value)| !value.is_empty())
+    .map(|(name, value)| Ok((name.to_owned(), text(value)?)))
+    .collect()
+}
+
+/// One message of a `SendMessageBatch`, its id its place in the batch.
+fn batch_entry(
+    i: usize,
+    e: &Envelope,
+) -> Result<aws_sdk_sqs::types::SendMessageBatchRequestEntry, BackendError> {
+    let attributes = attributes_of(&Outgoing {
+        tenant: &e.tenant,
+        request_id: &e.request_id,
+        body: &e.body,
+        traceparent: e.traceparent.as_deref(),
+    })?;
+    aws_sdk_sqs::types::SendMessageBatchRequestEntry::builder()
+        .id(i.to_string())
+        .message_body(&e.body)
+        .set_message_attributes(Some(attributes))
+        .build()
+        .map_err(|e| BackendError::permanent("queue.send_batch", e))
+}
+
+/// The most messages one `SendMessageBatch` carries.
+const BATCH_ENTRIES: usize = 10;
+/// The most bytes of message bodies one `SendMessageBatch` carries: SQS limits a batch's
+/// whole payload to 256 KiB; this leaves room for the attributes.
+const BATCH_BODY_BYTES: usize = 192 * 1024;
+
+/// Consecutive runs of `envelopes` that fit one `SendMessageBatch` each.
+fn batches(envelopes: &[Envelope]) -> Vec<std::ops::Range<usize>> {
+    let mut groups = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, e) in envelopes.iter().enumerate() {
+        let full = i - start == BATCH_ENTRIES || bytes + e.body.len() > BATCH_BODY_BYTES;
+        if full && i > start {
+            groups.push(start..i);
+            (start, bytes) = (i, 0);
+        }
+        bytes += e.body.len();
+    }
+    if start < envelopes.len() {
+        groups.push(start..envelopes.len());
+    }
+    groups
+}
+
 impl SqsQueue {
+    /// Sends `group` in one `SendMessageBatch` (one alone by `SendMessage`), and answers
+    /// each message in order.
+    async fn send_group(&self, group: &[Envelope]) -> Vec<Result<(), BackendError>> {
+        const OP: &str = "queue.send_batch";
+        if let [one] = group {
+            return vec![self.send(one).await];
+        }
+        let entries: Result<Vec<_>, BackendError> = group
+            .iter()
+            .enumerate()
+            .map(|(i, e)| batch_entry(i, e))
+            .collect();
+        let sent = match entries {
+            Ok(entries) => {
+                self.client
+                    .send_message_batch()
+                    .queue_url(&self.url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+            }
+            Err(e) => return group.iter().map(|_| Err(e.echo())).collect(),
+        };
+        let sent = match sent {
+            Ok(sent) => sent,
+            Err(e) => {
+                let e = classify(OP, e);
+                return group.iter().map(|_| Err(e.echo())).collect();
+            }
+        };
+        let mut answers: Vec<Result<(), BackendError>> = group
+            .iter()
+            .map(|_| {
+                Err(BackendError::retryable(
+                    OP,
+                    "SendMessageBatch answered neither success nor failure for the message",
+                ))
+            })
+            .collect();
+        for ok in sent.successful() {
+            if let Some(slot) = ok.id().parse::<usize>().ok().and_then(|i| answers.get_mut(i)) {
+                *slot = Ok(());
+            }
+        }
+        for failed in sent.failed() {
+            if let Some(slot) = failed.id().parse::<usize>().ok().and_then(|i| answers.get_mut(i)) {
+                let cause = format!(
+                    "{}: {}",
+                    failed.code(),
+                    failed.message().unwrap_or("no message")
+                );
+                *slot = Err(if failed.sender_fault() {
+                    BackendError::permanent(OP, cause)
+                } else {
+                    BackendError::retryable(OP, cause)
+                });
+            }
+        }
+        answers
+    }
+
     /// A queue on `url`, dead-lettering to `dlq_url`.
     pub fn new(client: Client, url: impl Into<String>, dlq_url: impl Into<String>) -> Self {
         Self {
@@ -78,30 +198,25 @@ impl SqsQueue {
         m: Outgoing<'_>,
         dead: Option<&DeadAttributes<'_>>,
     ) -> Result<(), BackendError> {
-        let mut send = self
-            .client
-            .send_message()
-            .queue_url(url)
-            .message_body(m.body);
-        // SQS refuses empty attribute values, so absent ids are simply not sent.
-        for (name, value) in [
-            (TENANT, m.tenant),
-            (REQUEST_ID, m.request_id),
-            (TRACEPARENT, m.traceparent.unwrap_or("")),
-        ] {
-            if !value.is_empty() {
-                send = send.message_attributes(name, text(value)?);
-            }
-        }
+        let mut attributes = attributes_of(&m)?;
         if let Some(dead) = dead {
             if let Some(reason) = dead.reason.filter(|r| !r.is_empty()) {
-                send = send.message_attributes(REASON, text(reason)?);
+                attributes.insert(REASON.into(), text(reason)?);
             }
-            send = send
-                .message_attributes(RECEIVE_COUNT, text(&dead.receive_count.to_string())?)
-                .message_attributes(DEAD_AT, text(&dead.at.to_rfc3339())?);
+            attributes.insert(
+                RECEIVE_COUNT.into(),
+                text(&dead.receive_count.to_string())?,
+            );
+            attributes.insert(DEAD_AT.into(), text(&dead.at.to_rfc3339())?);
         }
-        send.send().await.map_err(|e| classify(op, e))?;
+        self.client
+            .send_message()
+            .queue_url(url)
+            .message_body(m.body)
+            .set_message_attributes(Some(attributes))
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
         Ok(())
     }
 
@@ -207,6 +322,17 @@ impl Queue for SqsQueue {
             None,
         )
         .await
+    }
+
+    async fn send_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), BackendError>> {
+        use futures_util::StreamExt;
+        let groups = batches(envelopes);
+        let sent: Vec<Vec<Result<(), BackendError>>> = futures_util::stream::iter(0..groups.len())
+            .map(|g| self.send_group(&envelopes[groups[g].clone()]))
+            .buffered(flowgate_core::ports::BATCH_PARALLELISM)
+            .collect()
+            .await;
+        sent.into_iter().flatten().collect()
     }
 
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError> {

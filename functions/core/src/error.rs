@@ -28,6 +28,16 @@ pub struct BackendError {
 }
 
 impl BackendError {
+    /// The same failure, for another call that shared it (one transaction of many writes):
+    /// its cause kept as text.
+    pub fn echo(&self) -> Self {
+        Self {
+            op: self.op,
+            kind: self.kind,
+            source: self.chain().into(),
+        }
+    }
+
     /// A retryable failure of `op`.
     pub fn retryable(op: &'static str, source: impl Into<BoxError>) -> Self {
         Self {

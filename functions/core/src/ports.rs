@@ -45,6 +45,19 @@ pub struct Outbox {
     pub event: HistoryEvent,
 }
 
+/// A new request record with its queue message, for [`Store::create_requests`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRequest {
+    /// The record to create.
+    pub record: RequestRecord,
+    /// Its queue message.
+    pub outbox: Outbox,
+}
+
+/// How many item writes (or sends) a batch keeps in flight at once on a store (or queue)
+/// that takes them one by one.
+pub const BATCH_PARALLELISM: usize = 32;
+
 /// Whether [`Store::create_request`] enqueued the outbox message itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -140,6 +153,20 @@ pub trait Store: Send + Sync + 'static {
         record: &RequestRecord,
         outbox: Option<&Outbox>,
     ) -> Result<Enqueued, StoreError>;
+
+    /// Creates many request records, each exactly as [`Store::create_request`] would
+    /// (with its outbox), and answers each in order. A store that can commit them together
+    /// (the embedded one, in one transaction) does; by default, they are written
+    /// [`BATCH_PARALLELISM`] at a time.
+    async fn create_requests(&self, writes: &[NewRequest]) -> Vec<Result<Enqueued, StoreError>> {
+        use futures_util::StreamExt;
+        // By index: a closure over the slice's items would not be `Send` to async_trait.
+        futures_util::stream::iter(0..writes.len())
+            .map(|i| self.create_request(&writes[i].record, Some(&writes[i].outbox)))
+            .buffered(BATCH_PARALLELISM)
+            .collect()
+            .await
+    }
 
     /// Reads a request record with its history.
     async fn get_request(
@@ -331,6 +358,17 @@ pub trait DeadLetterQueue: Send + Sync {
 pub trait Queue: DeadLetterQueue + Send + Sync + 'static {
     /// Durably enqueues a message.
     async fn send(&self, envelope: &Envelope) -> Result<(), BackendError>;
+
+    /// Durably enqueues many messages, and answers each in order. By default they are
+    /// sent [`BATCH_PARALLELISM`] at a time; a queue with a batch call uses it.
+    async fn send_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), BackendError>> {
+        use futures_util::StreamExt;
+        futures_util::stream::iter(0..envelopes.len())
+            .map(|i| self.send(&envelopes[i]))
+            .buffered(BATCH_PARALLELISM)
+            .collect()
+            .await
+    }
 
     /// Receives up to `max` visible messages, waiting up to `wait` for the first. Each one
     /// becomes invisible for the queue's visibility timeout.

@@ -41,15 +41,22 @@ pub fn identifier(what: &str, value: &str) -> Result<(), Error> {
 /// Parses an `Idempotency-Key` header value: 1 to 255 printable ASCII characters. The
 /// structured-field string form (`"key"`) is accepted too and means the same key.
 pub fn idempotency_key(raw: &[u8]) -> Result<String, Error> {
-    let reason = "must be 1 to 255 printable ASCII characters";
-    let text = std::str::from_utf8(raw).map_err(|_| Error::invalid("Idempotency-Key", reason))?;
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| Error::invalid("Idempotency-Key", KEY_RULE))?;
     let key = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(inner) if text.len() >= 2 => inner,
         _ => text,
     };
+    checked_key("Idempotency-Key", key)
+}
+
+const KEY_RULE: &str = "must be 1 to 255 printable ASCII characters";
+
+/// An idempotency key (found at `what`), if it is 1 to 255 printable ASCII characters.
+fn checked_key(what: &str, key: &str) -> Result<String, Error> {
     let printable = key.bytes().all(|b| (0x20..=0x7e).contains(&b));
     if key.is_empty() || key.len() > MAX_KEY_LEN || !printable {
-        return Err(Error::invalid("Idempotency-Key", reason));
+        return Err(Error::invalid(what, KEY_RULE));
     }
     Ok(key.to_owned())
 }
@@ -159,6 +166,69 @@ impl StartBody {
             options: Default::default(),
             dry_run: false,
         })
+    }
+}
+
+/// The most starts one batch carries.
+pub const MAX_BATCH_STARTS: usize = 500;
+
+/// The body of `POST /v1/workflows/{code}/instances/batch`. Each start is kept as its own
+/// JSON text and read on its own ([`BatchStart`]), so that one bad start refuses only itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    /// The starts, in order.
+    pub starts: Vec<Box<serde_json::value::RawValue>>,
+}
+
+impl BatchBody {
+    /// The starts, if there are 1 to [`MAX_BATCH_STARTS`] of them.
+    pub fn starts(self) -> Result<Vec<Box<serde_json::value::RawValue>>, Error> {
+        match self.starts.len() {
+            0 => Err(Error::invalid("/starts", "must hold at least one start")),
+            n if n > MAX_BATCH_STARTS => Err(Error::invalid(
+                "/starts",
+                format!(
+                    "holds {n} starts, over the limit of {MAX_BATCH_STARTS}; send them in \
+                     batches of at most {MAX_BATCH_STARTS}"
+                ),
+            )),
+            _ => Ok(self.starts),
+        }
+    }
+}
+
+/// One start of a batch: a start's body with its own idempotency key.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchStart {
+    /// The start's `Idempotency-Key`, as the single route takes it in a header.
+    #[serde(default, deserialize_with = "not_null")]
+    pub idempotency_key: Option<String>,
+    /// As [`StartBody::params`].
+    #[serde(default, deserialize_with = "not_null")]
+    pub params: Option<Value>,
+    /// As [`StartBody::priority`].
+    #[serde(default, deserialize_with = "priority_text")]
+    pub priority: Option<Priority>,
+    /// As [`StartBody::schedule_time`].
+    #[serde(default, deserialize_with = "not_null")]
+    pub schedule_time: Option<String>,
+}
+
+impl BatchStart {
+    /// Its key, checked, and its body.
+    pub fn split(self) -> Result<(Option<String>, StartBody), Error> {
+        let key = self
+            .idempotency_key
+            .map(|k| checked_key("/idempotency_key", &k))
+            .transpose()?;
+        let body = StartBody {
+            params: self.params,
+            priority: self.priority,
+            schedule_time: self.schedule_time,
+        };
+        Ok((key, body))
     }
 }
 

@@ -6,8 +6,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use flowgate_core::model::{Instance, InstanceCursor, RequestRecord, RequestStatus, Workflow};
 use flowgate_core::ports::{
-    AuditFacts, AuditGroup, Creation, Enqueued, Outbox, PendingRequest, RequestUpdate, Store,
-    UpdateOutcome, Upsert,
+    AuditFacts, AuditGroup, Creation, Enqueued, NewRequest, Outbox, PendingRequest, RequestUpdate,
+    Store, UpdateOutcome, Upsert,
 };
 use flowgate_core::record::{GuardFailed, bound_history};
 use flowgate_core::{BackendError, StoreError};
@@ -214,110 +214,34 @@ impl Store for Embedded {
         record: &RequestRecord,
         outbox: Option<&Outbox>,
     ) -> Result<Enqueued, StoreError> {
-        const OP: &str = "store.create_request";
-        let r = record.clone();
-        let outbox = outbox.cloned();
-        let mut history = r.history.clone();
-        let mut pending_since = r.pending_since;
-        if let Some(o) = &outbox {
-            flowgate_core::record::append(&mut history, o.event.clone());
-            pending_since = Some(o.event.at);
-        }
-        bound_history(&mut history);
-        let encode = |e: rusqlite::Error| BackendError::permanent(OP, e);
-        let history = compact::history(&history).map_err(encode)?;
-        let spec = compact::spec(&r.spec).map_err(encode)?;
-        let dispatch = r
-            .dispatch
-            .as_ref()
-            .map(codec::to_json)
-            .transpose()
-            .map_err(encode)?;
-        // With a consumer in this process, the start is handed to it in memory once durable,
-        // as its first delivery: the row is due again only if that delivery is not settled
-        // within the visibility timeout (a crash), when a receive finds it.
-        let queue = match &outbox {
-            None => Queued::No,
-            Some(o) => match self.handoff.reserve() {
-                Some(slot) => Queued::Handed(
-                    slot,
-                    micros(o.event.at) + us(self.config.visibility_timeout),
-                ),
-                None => Queued::Due(micros(o.event.at)),
-            },
-        };
-        let (due_at, deliveries) = match &queue {
-            Queued::No => (None, 0),
-            Queued::Due(at) => (Some(*at), 0),
-            Queued::Handed(_, at) => (Some(*at), 1),
-        };
-        let outcome = self
-            .db
-            .write(move |conn| {
-                let inserted = conn
-                    .prepare_cached(
-                        "INSERT INTO starts (tenant, request_id, instance_id, idempotency_key, \
-                         fingerprint, workflow, spec, status, attempts, last_error, \
-                         accepted_at, updated_at, pending_since, history, dispatch, due_at, \
-                         deliveries) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                         ?15, ?16, ?17) \
-                         ON CONFLICT (tenant, request_id) WHERE status <> 'EXPIRED' DO NOTHING",
-                    )?
-                    .execute(params![
-                        r.tenant,
-                        compact::id(&r.request_id),
-                        compact::id(&r.instance_id),
-                        r.idempotency_key,
-                        compact::digest(&r.fingerprint),
-                        r.spec.workflow,
-                        spec,
-                        r.status.as_str(),
-                        r.attempts,
-                        r.last_error,
-                        micros(r.accepted_at),
-                        micros(r.updated_at),
-                        pending_since.map(micros),
-                        history,
-                        dispatch,
-                        due_at,
-                        deliveries,
-                    ])?;
-                if inserted == 0 {
-                    // The loser learns the winner's record in the same transaction.
-                    return Ok(Err(load_request(conn, &r.tenant, &r.request_id)?));
-                }
-                Ok(Ok(conn.last_insert_rowid()))
-            })
+        let row = self
+            .start_row(record, outbox)
+            .map_err(|e| BackendError::permanent(CREATE_OP, e))?;
+        self.insert_starts(vec![row])
             .await
-            .map_err(|e| e.into_backend(OP))?;
-        match (outcome, queue) {
-            (Ok(seq), Queued::Handed(slot, _)) => {
-                let envelope = &outbox
-                    .as_ref()
-                    .expect("handed only with an outbox")
-                    .envelope;
-                self.handoff
-                    .hand(slot, crate::queue::first_delivery(seq, envelope));
-                self.sent.notify_one();
-                Ok(Enqueued::Yes)
+            .pop()
+            .expect("one row in, one answer out")
+    }
+
+    async fn create_requests(&self, writes: &[NewRequest]) -> Vec<Result<Enqueued, StoreError>> {
+        let encoded: Vec<_> = writes
+            .iter()
+            .map(|w| self.start_row(&w.record, Some(&w.outbox)))
+            .collect();
+        let rows = encoded.iter().filter(|e| e.is_ok()).count();
+        let mut written = Vec::with_capacity(rows);
+        let mut failed = Vec::new();
+        for (at, row) in encoded.into_iter().enumerate() {
+            match row {
+                Ok(row) => written.push(row),
+                Err(e) => failed.push((at, BackendError::permanent(CREATE_OP, e))),
             }
-            (Ok(_), Queued::Due(_)) => {
-                self.sent.notify_one();
-                Ok(Enqueued::Yes)
-            }
-            (Ok(_), Queued::No) => Ok(Enqueued::No),
-            (Err(existing), _) => match existing {
-                Some(existing) => Err(StoreError::AlreadyExists {
-                    existing: Box::new(existing),
-                }),
-                None => Err(BackendError::retryable(
-                    OP,
-                    "the request's key is taken by a start that is being removed; retry",
-                )
-                .into()),
-            },
         }
+        let mut answers = self.insert_starts(written).await;
+        for (at, e) in failed {
+            answers.insert(at, Err(e.into()));
+        }
+        answers
     }
 
     async fn get_request(
@@ -679,3 +603,166 @@ mod tests {
         );
     }
 }
+
+const CREATE_OP: &str = "store.create_request";
+
+/// A new start's row, encoded for the writer.
+struct StartRow {
+    r: RequestRecord,
+    spec: String,
+    history: String,
+    dispatch: Option<String>,
+    pending_since: Option<i64>,
+    due_at: Option<i64>,
+    deliveries: i64,
+}
+
+/// Where a new start's message goes once its row is durable.
+struct Delivered<'a> {
+    queue: Queued<'a>,
+    envelope: Option<flowgate_core::ports::Envelope>,
+}
+
+impl Embedded {
+    /// Encodes a new start's row: with its outbox, the request is its own message, handed
+    /// to a consumer in this process in memory once durable (as its first delivery); the row
+    /// is due again only if that delivery is not settled within the visibility timeout (a
+    /// crash), when a receive finds it.
+    fn start_row(
+        &self,
+        record: &RequestRecord,
+        outbox: Option<&Outbox>,
+    ) -> rusqlite::Result<(StartRow, Delivered<'_>)> {
+        let mut history = record.history.clone();
+        let mut pending_since = record.pending_since;
+        if let Some(o) = outbox {
+            flowgate_core::record::append(&mut history, o.event.clone());
+            pending_since = Some(o.event.at);
+        }
+        bound_history(&mut history);
+        let queue = match outbox {
+            None => Queued::No,
+            Some(o) => match self.handoff.reserve() {
+                Some(slot) => Queued::Handed(
+                    slot,
+                    micros(o.event.at) + us(self.config.visibility_timeout),
+                ),
+                None => Queued::Due(micros(o.event.at)),
+            },
+        };
+        let (due_at, deliveries) = match &queue {
+            Queued::No => (None, 0),
+            Queued::Due(at) => (Some(*at), 0),
+            Queued::Handed(_, at) => (Some(*at), 1),
+        };
+        let row = StartRow {
+            r: record.clone(),
+            spec: compact::spec(&record.spec)?,
+            history: compact::history(&history)?,
+            dispatch: record.dispatch.as_ref().map(codec::to_json).transpose()?,
+            pending_since: pending_since.map(micros),
+            due_at,
+            deliveries,
+        };
+        let delivered = Delivered {
+            queue,
+            envelope: outbox.map(|o| o.envelope.clone()),
+        };
+        Ok((row, delivered))
+    }
+
+    /// Inserts new starts in one writer job (one transaction), each unless its (tenant,
+    /// request id) is taken, and then hands those that carry their message to the consumer.
+    async fn insert_starts(
+        &self,
+        starts: Vec<(StartRow, Delivered<'_>)>,
+    ) -> Vec<Result<Enqueued, StoreError>> {
+        if starts.is_empty() {
+            return Vec::new();
+        }
+        let (values, rows): (Vec<StartRow>, Vec<Delivered>) = starts.into_iter().unzip();
+        let written = self
+            .db
+            .write(move |conn| {
+                let mut insert = conn.prepare_cached(
+                    "INSERT INTO starts (tenant, request_id, instance_id, idempotency_key, \
+                     fingerprint, workflow, spec, status, attempts, last_error, \
+                     accepted_at, updated_at, pending_since, history, dispatch, due_at, \
+                     deliveries) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                     ?15, ?16, ?17) \
+                     ON CONFLICT (tenant, request_id) WHERE status <> 'EXPIRED' DO NOTHING",
+                )?;
+                let mut outcomes = Vec::with_capacity(values.len());
+                for v in values {
+                    let r = &v.r;
+                    let inserted = insert.execute(params![
+                        r.tenant,
+                        compact::id(&r.request_id),
+                        compact::id(&r.instance_id),
+                        r.idempotency_key,
+                        compact::digest(&r.fingerprint),
+                        r.spec.workflow,
+                        v.spec,
+                        r.status.as_str(),
+                        r.attempts,
+                        r.last_error,
+                        micros(r.accepted_at),
+                        micros(r.updated_at),
+                        v.pending_since,
+                        v.history,
+                        v.dispatch,
+                        v.due_at,
+                        v.deliveries,
+                    ])?;
+                    outcomes.push(if inserted == 0 {
+                        // The loser learns the winner's record in the same transaction.
+                        Err(load_request(conn, &r.tenant, &r.request_id)?)
+                    } else {
+                        Ok(conn.last_insert_rowid())
+                    });
+                }
+                Ok(outcomes)
+            })
+            .await;
+        let outcomes = match written {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                let e = e.into_backend(CREATE_OP);
+                return rows.iter().map(|_| Err(e.echo().into())).collect();
+            }
+        };
+        let mut any_queued = false;
+        let answers = rows
+            .into_iter()
+            .zip(outcomes)
+            .map(|(row, outcome)| match (outcome, row.queue) {
+                (Ok(seq), Queued::Handed(slot, _)) => {
+                    let envelope = row.envelope.as_ref().expect("handed only with an outbox");
+                    self.handoff
+                        .hand(slot, crate::queue::first_delivery(seq, envelope));
+                    any_queued = true;
+                    Ok(Enqueued::Yes)
+                }
+                (Ok(_), Queued::Due(_)) => {
+                    any_queued = true;
+                    Ok(Enqueued::Yes)
+                }
+                (Ok(_), Queued::No) => Ok(Enqueued::No),
+                (Err(Some(existing)), _) => Err(StoreError::AlreadyExists {
+                    existing: Box::new(existing),
+                }),
+                (Err(None), _) => Err(BackendError::retryable(
+                    CREATE_OP,
+                    "the request's key is taken by a start that is being removed; retry",
+                )
+                .into()),
+            })
+            .collect();
+        if any_queued {
+            self.sent.notify_one();
+        }
+        answers
+    }
+}
+

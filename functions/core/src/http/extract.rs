@@ -139,23 +139,64 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
 
 /// What a body type checks in its raw bytes, before it is parsed.
 pub trait RawChecks {
+    /// The largest body of this kind read.
+    const LIMIT: usize = MAX_BODY_BYTES;
+
     /// Refuses what parsing would silently lose. Nothing, by default.
     fn check_raw(_json: &[u8]) -> Result<(), Error> {
         Ok(())
     }
-}
 
-impl RawChecks for crate::validation::StartBody {
-    /// Start params are kept as given: an integer a 64-bit number cannot hold would be read
-    /// as a float and lose digits, so it is refused.
-    fn check_raw(json: &[u8]) -> Result<(), Error> {
-        match crate::validation::oversized_integer(json) {
-            Some(literal) => Err(Error::invalid(
-                "/params",
-                format!("the integer {literal} does not fit in 64 bits; send it as a string"),
+    /// Refuses an object that gives a key twice (a parse would keep one value), anywhere in
+    /// the body by default.
+    fn check_keys(json: &[u8]) -> Result<(), Error> {
+        match crate::validation::repeated_key(json) {
+            Some((object, key)) => Err(Error::invalid(
+                &object,
+                format!(
+                    "gives the key {key:?} more than once; a JSON object's keys must be distinct"
+                ),
             )),
             None => Ok(()),
         }
+    }
+}
+
+/// Refuses an integer that a 64-bit number cannot hold: start params are kept as given, and
+/// it would be read as a float and lose digits.
+fn no_oversized_integer(json: &[u8]) -> Result<(), Error> {
+    match crate::validation::oversized_integer(json) {
+        Some(literal) => Err(Error::invalid(
+            "/params",
+            format!("the integer {literal} does not fit in 64 bits; send it as a string"),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl RawChecks for crate::validation::StartBody {
+    fn check_raw(json: &[u8]) -> Result<(), Error> {
+        no_oversized_integer(json)
+    }
+}
+
+impl RawChecks for crate::validation::BatchStart {
+    fn check_raw(json: &[u8]) -> Result<(), Error> {
+        no_oversized_integer(json)
+    }
+}
+
+/// The largest batch body read: room for [`crate::validation::MAX_BATCH_STARTS`] starts of
+/// 8 KiB each.
+pub const MAX_BATCH_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+impl RawChecks for crate::validation::BatchBody {
+    const LIMIT: usize = MAX_BATCH_BODY_BYTES;
+
+    /// Each start's keys are checked when the start is read, so that a repeat refuses only
+    /// that start; the envelope's own (`starts` twice) are refused by its parse.
+    fn check_keys(_json: &[u8]) -> Result<(), Error> {
+        Ok(())
     }
 }
 
@@ -163,6 +204,27 @@ impl RawChecks for crate::validation::WorkflowBody {}
 impl RawChecks for crate::usecases::dlq::ReplayParams {}
 impl RawChecks for crate::usecases::schedules::ScheduleBody {}
 impl RawChecks for crate::usecases::backfills::BackfillBody {}
+
+/// Reads a JSON text as a `T`: its keys distinct, its own raw checks passed, then parsed
+/// strictly. The one reading of every JSON body, and of each start of a batch.
+pub fn read_json<T: DeserializeOwned + RawChecks>(bytes: &[u8]) -> Result<T, HttpError> {
+    if bytes.len() > T::LIMIT {
+        return Err(HttpError::PayloadTooLarge { limit: T::LIMIT });
+    }
+    T::check_keys(bytes)?;
+    T::check_raw(bytes)?;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = T::deserialize(&mut de).and_then(|value| de.end().map(|()| value));
+    match parsed {
+        Ok(value) => Ok(value),
+        Err(e) if e.is_syntax() || e.is_eof() => Err(HttpError::MalformedJson(e.to_string())),
+        Err(e) => Err(Error::Invalid {
+            detail: e.to_string(),
+            errors: vec![InvalidParam::new("/", e.to_string())],
+        }
+        .into()),
+    }
+}
 
 /// A JSON body whose failures are problem+json: 415, 413, malformed (400) or invalid (400).
 #[derive(Debug, Clone)]
@@ -190,33 +252,11 @@ impl<S: Send + Sync, T: DeserializeOwned + RawChecks> FromRequest<S> for JsonBod
         }
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                HttpError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                }
+                HttpError::PayloadTooLarge { limit: T::LIMIT }
             } else {
                 HttpError::MalformedJson(rejection.body_text())
             }
         })?;
-        if let Some((object, key)) = crate::validation::repeated_key(&bytes) {
-            return Err(Error::invalid(
-                &object,
-                format!(
-                    "gives the key {key:?} more than once; a JSON object's keys must be distinct"
-                ),
-            )
-            .into());
-        }
-        T::check_raw(&bytes)?;
-        let mut de = serde_json::Deserializer::from_slice(&bytes);
-        let parsed = T::deserialize(&mut de).and_then(|value| de.end().map(|()| value));
-        match parsed {
-            Ok(value) => Ok(JsonBody(value)),
-            Err(e) if e.is_syntax() || e.is_eof() => Err(HttpError::MalformedJson(e.to_string())),
-            Err(e) => Err(Error::Invalid {
-                detail: e.to_string(),
-                errors: vec![InvalidParam::new("/", e.to_string())],
-            }
-            .into()),
-        }
+        read_json(&bytes).map(JsonBody)
     }
 }

@@ -117,14 +117,19 @@ pub async fn start_instance(
     Ok(start_response(outcome, wait))
 }
 
-/// 200 for a replay of a created request, 201 when a wait saw the instance, else 202; with
-/// `Location`, `Idempotent-Replayed` and `Preference-Applied` as they apply.
-fn start_response(outcome: StartOutcome, wait: Option<u64>) -> Response {
-    let status = match (outcome.replayed, outcome.created()) {
+/// 200 for a replay of a created request, 201 when a wait saw the instance, else 202.
+fn start_status(outcome: &StartOutcome, waited: bool) -> StatusCode {
+    match (outcome.replayed, outcome.created()) {
         (true, true) => StatusCode::OK,
-        (false, true) if wait.is_some() => StatusCode::CREATED,
+        (false, true) if waited => StatusCode::CREATED,
         _ => StatusCode::ACCEPTED,
-    };
+    }
+}
+
+/// The answer to a start, by [`start_status`]; with `Location`, `Idempotent-Replayed` and
+/// `Preference-Applied` as they apply.
+fn start_response(outcome: StartOutcome, wait: Option<u64>) -> Response {
+    let status = start_status(&outcome, wait.is_some());
     let dead_hand_off = outcome.dead_hand_off;
     let record = outcome.record;
     let location = format!("/v1/requests/{}", record.request_id);
@@ -153,6 +158,134 @@ fn start_response(outcome: StartOutcome, wait: Option<u64>) -> Response {
         h.insert("preference-applied", v);
     }
     response
+}
+
+/// One start's answer in a batch: what it would have been answered alone.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchResult {
+    /// Its status code: 202 (accepted), 200 (a replay of a created request), or its
+    /// refusal's (400, 404, 409, 413, 422, 503...).
+    pub status: u16,
+    /// Its request's id: set when the start was accepted or replayed, and on a 422 (the
+    /// request its key already names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Its instance's id, assigned at acceptance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<String>,
+    /// Its request's status: `ACCEPTED`, `CREATED`, `DISPATCHED`, `DEAD` or `ARCHIVED`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_status: Option<RequestStatus>,
+    /// Its key was seen before with the same payload: this is the original request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub replayed: bool,
+    /// Why it was refused (RFC 9457), when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<serde_json::Value>,
+}
+
+/// The answer to a batch: each start's result, in order, and their counts.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BatchResponse {
+    /// One result per start, in the order given.
+    pub results: Vec<BatchResult>,
+    /// Starts accepted by this batch.
+    pub accepted: usize,
+    /// Starts whose key named an earlier request with the same payload.
+    pub replayed: usize,
+    /// Starts refused.
+    pub refused: usize,
+}
+
+/// `POST /v1/workflows/{code}/instances/batch`: each start on its own, answered in order
+/// once every accepted start is durable; one refused start never refuses another.
+pub async fn start_batch(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToStart>,
+    Segment(workflow): Segment,
+    trace: Option<axum::Extension<crate::trace::TraceContext>>,
+    JsonBody(body): JsonBody<validation::BatchBody>,
+) -> Answer {
+    let raw = body.starts()?;
+    let trace = trace.map(|axum::Extension(t)| t);
+    let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(raw.len());
+    let (mut starts, mut places) = (Vec::new(), Vec::new());
+    for (at, item) in raw.iter().enumerate() {
+        let read = super::extract::read_json::<validation::BatchStart>(item.get().as_bytes())
+            .and_then(|start| Ok(start.split()?));
+        match read {
+            Ok((idempotency_key, body)) => {
+                places.push(at);
+                results.push(None);
+                starts.push(StartRequest {
+                    tenant: tenant.clone(),
+                    workflow: workflow.clone(),
+                    body,
+                    idempotency_key,
+                    wait: None,
+                    origin: None,
+                    options: Default::default(),
+                    trace: trace.clone(),
+                    dry_run: false,
+                });
+            }
+            Err(refused) => results.push(Some(refused_in_batch(at, refused))),
+        }
+    }
+    for (at, outcome) in places.into_iter().zip(app.start_batch(starts).await) {
+        results[at] = Some(match outcome {
+            Ok(outcome) => started_in_batch(outcome),
+            Err(refused) => refused_in_batch(at, refused.into()),
+        });
+    }
+    let results: Vec<BatchResult> = results
+        .into_iter()
+        .map(|r| r.expect("every start is answered"))
+        .collect();
+    let count = |f: fn(&BatchResult) -> bool| results.iter().filter(|r| f(r)).count();
+    let answer = BatchResponse {
+        accepted: count(|r| r.problem.is_none() && !r.replayed),
+        replayed: count(|r| r.replayed),
+        refused: count(|r| r.problem.is_some()),
+        results,
+    };
+    Ok(Json(answer).into_response())
+}
+
+fn started_in_batch(outcome: StartOutcome) -> BatchResult {
+    let status = start_status(&outcome, false).as_u16();
+    BatchResult {
+        status,
+        request_id: Some(outcome.record.request_id),
+        instance_id: Some(outcome.record.instance_id),
+        request_status: Some(outcome.record.status),
+        replayed: outcome.replayed,
+        problem: None,
+    }
+}
+
+/// A refused start's result; a server-side failure is logged with its cause, as a refused
+/// request is by `log_failures`.
+fn refused_in_batch(at: usize, refused: HttpError) -> BatchResult {
+    let (status, problem) = refused.problem();
+    if status.is_server_error() {
+        tracing::error!(start = at, status = status.as_u16(), error = %refused.chain(),
+            "a start of a batch failed");
+    }
+    let request_id = match &refused {
+        HttpError::Domain(crate::error::Error::KeyReused { request_id }) => {
+            Some(request_id.clone())
+        }
+        _ => None,
+    };
+    BatchResult {
+        status: status.as_u16(),
+        request_id,
+        instance_id: None,
+        request_status: None,
+        replayed: false,
+        problem: Some(problem),
+    }
 }
 
 /// `GET /v1/workflows/{code}/instances?limit=&cursor=`.

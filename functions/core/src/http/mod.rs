@@ -8,7 +8,7 @@ mod problem;
 mod traced;
 
 pub use extract::{
-    Demands, JsonBody, MAX_BODY_BYTES, QueryParams, Segment, Segments, Tenant, ToAdminister,
+    Demands, JsonBody, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, QueryParams, Segment, Segments, Tenant, ToAdminister,
     ToHandleDeadLetters, ToReadMetrics, ToStart,
 };
 pub use guard::{Denial, with_rate_limit, with_tokens};
@@ -42,6 +42,10 @@ fn routes() -> Router<Flowgate> {
         .route(
             "/v1/workflows/{code}/instances",
             get(handlers::list_instances).post(handlers::start_instance),
+        )
+        .route(
+            "/v1/workflows/{code}/instances/batch",
+            post(handlers::start_batch).layer(DefaultBodyLimit::max(MAX_BATCH_BODY_BYTES)),
         )
         .route(
             "/v1/workflows/{code}/schedules",

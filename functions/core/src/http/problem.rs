@@ -187,8 +187,9 @@ pub(super) fn failed(mut response: Response, cause: String) -> Response {
 #[derive(Debug, Clone)]
 struct Failure(String);
 
-impl IntoResponse for HttpError {
-    fn into_response(self) -> Response {
+impl HttpError {
+    /// Its status and its problem document (RFC 9457).
+    pub fn problem(&self) -> (StatusCode, Value) {
         let (status, kind, title) = self.classify();
         let mut body = json!({
             "type": format!("{PROBLEM_TYPE_PREFIX}{kind}"),
@@ -196,7 +197,7 @@ impl IntoResponse for HttpError {
             "status": status.as_u16(),
             "detail": self.detail(),
         });
-        match &self {
+        match self {
             Self::Domain(Error::Invalid { errors, .. } | Error::ParamsInvalid { errors }) => {
                 body["errors"] = serde_json::to_value(errors).unwrap_or(Value::Null);
             }
@@ -206,6 +207,13 @@ impl IntoResponse for HttpError {
             }
             _ => {}
         }
+        (status, body)
+    }
+}
+
+impl IntoResponse for HttpError {
+    fn into_response(self) -> Response {
+        let (status, body) = self.problem();
         let mut response = failed((status, axum::Json(body)).into_response(), self.chain());
         let headers = response.headers_mut();
         headers.insert(

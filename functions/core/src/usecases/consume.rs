@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::{Instrument, error, error_span, info, warn};
+use tracing::{Instrument, debug, error, error_span, info, warn};
 
 use crate::dead_reason;
 use crate::error::BackendError;
@@ -171,7 +171,7 @@ impl Consumer {
             let labels = |outcome| Labels::of(&message.tenant, &message.spec.workflow, outcome);
             let fresh = match self.store.create_instance(&instance, &update).await {
                 Ok(Creation::Created) => {
-                    info!(stage = "created", "instance created");
+                    debug!(stage = "created", "instance created");
                     self.measure(Metric::Created, &labels("created"), 1.0);
                     // The instance id was minted (UUIDv7) when the request was accepted.
                     if let Some(accepted) = crate::ids::minted_at(&message.instance_id) {

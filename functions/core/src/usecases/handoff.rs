@@ -5,7 +5,7 @@
 //! instance off twice once it is recorded as dispatched.
 
 use chrono::Utc;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::consume::{Consumer, Disposition};
 use crate::dead_reason;
@@ -175,7 +175,7 @@ impl Consumer {
             .await
         {
             Ok(_) => {
-                info!(stage = "dispatched", "instance handed to its target");
+                debug!(stage = "dispatched", "instance handed to its target");
                 let labels = Labels::of(&message.tenant, &message.spec.workflow, "dispatched");
                 self.measure(Metric::Dispatched, &labels, 1.0);
                 Disposition::Ack

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tracing::{Instrument, Span, error, info, instrument, warn};
+use futures_util::StreamExt;
+use tracing::{Instrument, Span, debug, error, info, instrument, warn};
 
 use super::Flowgate;
 use crate::error::{Error, StoreError};
@@ -18,7 +19,7 @@ use crate::metrics::{Labels, Metric};
 use crate::model::{
     Dispatch, EventKind, HistoryEvent, RequestRecord, RequestStatus, StartSpec, Workflow,
 };
-use crate::ports::{BackfillRecord, Enqueued, Outbox, RequestUpdate};
+use crate::ports::{BackfillRecord, Enqueued, NewRequest, Outbox, RequestUpdate};
 use crate::trace::TraceContext;
 use crate::validation::{StartBody, identifier};
 
@@ -136,7 +137,6 @@ impl Flowgate {
         fields(tenant = %req.tenant, workflow = %req.workflow, request_id, instance_id, trace_id)
     )]
     pub async fn start_instance(&self, mut req: StartRequest) -> Result<StartOutcome, Error> {
-        let began = std::time::Instant::now();
         if req.trace.is_none() {
             // A fire or a backfill date: its own trace, from this span.
             let root = TraceContext::root();
@@ -145,26 +145,93 @@ impl Flowgate {
         }
         let trace_id = req.trace.as_ref().map_or("-", TraceContext::trace_id);
         Span::current().record("trace_id", trace_id);
-        // Admitted on a task of its own: a client that goes away after the durable write
-        // drops this future, not the admission, which is still counted as what it was.
-        let app = self.clone();
-        let admission = tokio::spawn(
-            async move {
-                let admitted = app.admit(&req).await;
-                app.measure_start(&req, &admitted, began.elapsed());
-                (req.wait, admitted)
-            }
-            .instrument(Span::current()),
-        );
-        let (wait, admitted) = admission.await.map_err(|e| {
-            Error::from(crate::BackendError::permanent("start.admit", e.to_string()))
-        })?;
+        let wait = req.wait;
+        let admitted = self
+            .admitted(vec![(req, Span::current())])
+            .await
+            .pop()
+            .expect("one answer per start");
         self.finish(admitted?, wait).await
     }
 
-    /// Validates, records and enqueues a start request (or finds the original of a known
-    /// key): everything up to the answer but `Prefer: wait`.
-    async fn admit(&self, req: &StartRequest) -> Result<StartOutcome, Error> {
+    /// Starts each of `starts` as [`Flowgate::start_instance`] would (without waiting for the
+    /// instances), and answers each in order: the accepted ones are recorded together (in
+    /// one transaction where the store can), and one refused start never refuses another.
+    #[instrument(name = "start_batch", level = "error", skip_all, fields(starts = starts.len()))]
+    pub async fn start_batch(&self, starts: Vec<StartRequest>) -> Vec<Result<StartOutcome, Error>> {
+        let items: Vec<(StartRequest, Span)> = starts
+            .into_iter()
+            .map(|req| {
+                let span = tracing::error_span!(
+                    "start_instance",
+                    tenant = %req.tenant,
+                    workflow = %req.workflow,
+                    request_id = tracing::field::Empty,
+                    instance_id = tracing::field::Empty,
+                    trace_id = req.trace.as_ref().map_or("-", TraceContext::trace_id),
+                );
+                (req, span)
+            })
+            .collect();
+        let admitted = self.admitted(items).await;
+        let mut answers = Vec::with_capacity(admitted.len());
+        for admitted in admitted {
+            answers.push(match admitted {
+                Ok(outcome) => self.finish(outcome, None).await,
+                Err(e) => Err(e),
+            });
+        }
+        answers
+    }
+
+    /// Admits `starts` on a task of their own: a client that goes away after the durable
+    /// write drops this future, not the admission, which is still counted as what it was.
+    async fn admitted(&self, starts: Vec<(StartRequest, Span)>) -> Vec<Result<StartOutcome, Error>> {
+        let n = starts.len();
+        let app = self.clone();
+        match tokio::spawn(async move { app.admit(starts).await }.instrument(Span::current())).await
+        {
+            Ok(answers) => answers,
+            Err(failed) => (0..n)
+                .map(|_| Err(crate::BackendError::permanent("start.admit", failed.to_string()).into()))
+                .collect(),
+        }
+    }
+
+    /// Validates, records and enqueues start requests (or finds the original of a known
+    /// key), each in its own span: everything up to the answers but `Prefer: wait`.
+    async fn admit(&self, starts: Vec<(StartRequest, Span)>) -> Vec<Result<StartOutcome, Error>> {
+        let began = std::time::Instant::now();
+        let mut answers: Vec<Option<Result<StartOutcome, Error>>> = Vec::with_capacity(starts.len());
+        let mut writes = Vec::new();
+        for (req, span) in &starts {
+            match self.prepare(req).instrument(span.clone()).await {
+                Ok(Prepared::Write(write)) => {
+                    writes.push((answers.len(), write));
+                    answers.push(None);
+                }
+                Ok(Prepared::Answered(outcome)) => answers.push(Some(Ok(outcome))),
+                Err(refused) => answers.push(Some(Err(refused))),
+            }
+        }
+        for (at, answer) in self.accept(writes, &starts).await {
+            answers[at] = Some(answer);
+        }
+        let took = began.elapsed();
+        starts
+            .iter()
+            .zip(answers)
+            .map(|((req, _), answer)| {
+                let answer = answer.expect("every start is answered");
+                self.measure_start(req, &answer, took);
+                answer
+            })
+            .collect()
+    }
+
+    /// Checks a start and builds its record, or answers it: refused, or the original of a
+    /// known key when the workflow can no longer start it.
+    async fn prepare(&self, req: &StartRequest) -> Result<Prepared, Error> {
         identifier("workflow", &req.workflow)?;
         let mut spec = req.body.clone().into_spec(&req.workflow)?;
         if let Some(origin) = &req.origin {
@@ -176,13 +243,17 @@ impl Flowgate {
         spec.dry_run = req.dry_run;
         let request_id = ids::request_id(&req.tenant, req.idempotency_key.as_deref());
         Span::current().record("request_id", request_id.as_str());
-        let target = match self.check_startable(&req.tenant, &spec).await {
-            Ok(workflow) => workflow.target_kind(),
-            Err(refused) => return self.replay_if_known(req, &request_id, &spec, refused).await,
-        };
-        let fresh_record = new_record(req, request_id, spec, target);
-        Span::current().record("instance_id", fresh_record.record.instance_id.as_str());
-        self.accept(fresh_record).await
+        match self.check_startable(&req.tenant, &spec).await {
+            Ok(workflow) => {
+                let write = new_record(req, request_id, spec, workflow.target_kind());
+                Span::current().record("instance_id", write.record.instance_id.as_str());
+                Ok(Prepared::Write(write))
+            }
+            Err(refused) => self
+                .replay_if_known(req, &request_id, &spec, refused)
+                .await
+                .map(Prepared::Answered),
+        }
     }
 
     /// Counts the answer by workflow and outcome, and times it. A workflow that was not
@@ -266,28 +337,56 @@ impl Flowgate {
         }
     }
 
-    /// Writes the record (with its message, where the store has an outbox) and makes sure
-    /// the message is sent or the reconciler will send it.
-    async fn accept(&self, write: RecordToWrite) -> Result<StartOutcome, Error> {
-        let RecordToWrite { record, outbox } = write;
-        match self.store.create_request(&record, Some(&outbox)).await {
-            Ok(Enqueued::Yes) => {
-                info!(stage = "accepted", "request recorded");
-                info!(stage = "enqueued", "request enqueued with its record");
-                let mut record = record;
-                record.pending_since = Some(outbox.event.at);
-                crate::record::append(&mut record.history, outbox.event);
-                Ok(fresh(record))
-            }
-            Ok(Enqueued::No) => {
-                info!(stage = "accepted", "request recorded");
-                Ok(fresh(self.enqueue(record).await))
-            }
-            Err(StoreError::AlreadyExists { existing }) => {
-                self.replay(*existing, &record.spec).await
-            }
-            Err(StoreError::Backend(e)) => self.after_failed_write(record, e).await,
+    /// Writes the records (each with its message, where the store has an outbox) and makes
+    /// sure each message is sent or the reconciler will send it; answers each by its place.
+    async fn accept(
+        &self,
+        writes: Vec<(usize, NewRequest)>,
+        starts: &[(StartRequest, Span)],
+    ) -> Vec<(usize, Result<StartOutcome, Error>)> {
+        if writes.is_empty() {
+            return Vec::new();
         }
+        let (places, writes): (Vec<usize>, Vec<NewRequest>) = writes.into_iter().unzip();
+        let created = self.store.create_requests(&writes).await;
+        let mut answers = Vec::with_capacity(writes.len());
+        let mut unsent = Vec::new();
+        for ((at, write), created) in places.into_iter().zip(writes).zip(created) {
+            let span = &starts[at].1;
+            let NewRequest { mut record, outbox } = write;
+            let answer = match created {
+                Ok(Enqueued::Yes) => {
+                    span.in_scope(|| {
+                        debug!(stage = "accepted", "request recorded");
+                        debug!(stage = "enqueued", "request enqueued with its record");
+                    });
+                    record.pending_since = Some(outbox.event.at);
+                    crate::record::append(&mut record.history, outbox.event);
+                    Ok(fresh(record))
+                }
+                Ok(Enqueued::No) => {
+                    span.in_scope(|| debug!(stage = "accepted", "request recorded"));
+                    unsent.push((at, record));
+                    continue;
+                }
+                Err(StoreError::AlreadyExists { existing }) => {
+                    self.replay(*existing, &record.spec)
+                        .instrument(span.clone())
+                        .await
+                }
+                Err(StoreError::Backend(e)) => {
+                    self.after_failed_write(record, e)
+                        .instrument(span.clone())
+                        .await
+                }
+            };
+            answers.push((at, answer));
+        }
+        let (places, records): (Vec<usize>, Vec<RequestRecord>) = unsent.into_iter().unzip();
+        let spans: Vec<&Span> = places.iter().map(|&at| &starts[at].1).collect();
+        let sent = self.enqueue_all(records, &spans).await;
+        answers.extend(places.into_iter().zip(sent).map(|(at, r)| (at, Ok(fresh(r)))));
+        answers
     }
 
     /// A failed write may still have happened (a timeout after the commit): reading the
@@ -353,20 +452,73 @@ impl Flowgate {
         })
     }
 
-    /// Sends the request's message and records that it did. The record is durable already,
-    /// so a failed send is recorded (`enqueue_failed`, with the redelivery bound) and the
-    /// request stays accepted: the reconciler sends it, as does a retry with the same key.
-    async fn enqueue(&self, mut record: RequestRecord) -> RequestRecord {
-        let envelope = QueueMessage::envelope_for(&record);
+    /// Sends the request's message and records that it did: [`Flowgate::enqueue_all`] of one.
+    async fn enqueue(&self, record: RequestRecord) -> RequestRecord {
+        let span = Span::current();
+        self.enqueue_all(vec![record], &[&span])
+            .await
+            .pop()
+            .expect("one record in, one out")
+    }
+
+    /// Sends the requests' messages (together, where the queue can) and records that each
+    /// was sent. The records are durable already, so a failed send is recorded
+    /// (`enqueue_failed`, with the redelivery bound) and the request stays accepted: the
+    /// reconciler sends it, as does a retry with the same key.
+    async fn enqueue_all(&self, records: Vec<RequestRecord>, spans: &[&Span]) -> Vec<RequestRecord> {
+        if records.is_empty() {
+            return records;
+        }
+        let envelopes: Vec<_> = records.iter().map(QueueMessage::envelope_for).collect();
         // Stamped before the send: the consumer may create the instance before the send
         // call returns, and the history must still read enqueued-then-created.
         let sent = HistoryEvent::now(EventKind::Enqueued, crate::model::details::ENQUEUED);
-        let update = match self.queue.send(&envelope).await {
+        let updates: Vec<RequestUpdate> = self
+            .queue
+            .send_batch(&envelopes)
+            .await
+            .into_iter()
+            .zip(spans)
+            .map(|(result, span)| span.in_scope(|| self.sent_update(result, &sent)))
+            .collect();
+        // Even if a note is lost, the outcome holds: a sent message is delivered, and an
+        // unsent request is found by the reconciler (its pending_since is unset).
+        let noted: Vec<_> = futures_util::stream::iter(0..records.len())
+            .map(|i| {
+                let r = &records[i];
+                self.store
+                    .update_request(&r.tenant, &r.request_id, &updates[i])
+                    .instrument(spans[i].clone())
+            })
+            .buffered(crate::ports::BATCH_PARALLELISM)
+            .collect()
+            .await;
+        records
+            .into_iter()
+            .zip(updates)
+            .zip(noted.into_iter().zip(spans))
+            .map(|((mut record, update), (noted, span))| {
+                match noted {
+                    Ok(_) => {
+                        let _ = record.apply(&update);
+                    }
+                    Err(e) => span.in_scope(|| {
+                        warn!(error = %e.chain(), "could not record the enqueue in history")
+                    }),
+                }
+                record
+            })
+            .collect()
+    }
+
+    /// The note of a send: enqueued, or why not.
+    fn sent_update(&self, result: Result<(), crate::BackendError>, sent: &HistoryEvent) -> RequestUpdate {
+        match result {
             Ok(()) => {
-                info!(stage = "enqueued", "request enqueued");
+                debug!(stage = "enqueued", "request enqueued");
                 RequestUpdate {
                     touch_pending: true,
-                    ..RequestUpdate::event(sent)
+                    ..RequestUpdate::event(sent.clone())
                 }
             }
             Err(e) => {
@@ -381,20 +533,7 @@ impl Flowgate {
                     ),
                 ))
             }
-        };
-        // Even if this note is lost, the outcome holds: a sent message is delivered, and an
-        // unsent request is found by the reconciler (its pending_since is unset).
-        match self
-            .store
-            .update_request(&record.tenant, &record.request_id, &update)
-            .await
-        {
-            Ok(_) => {
-                let _ = record.apply(&update);
-            }
-            Err(e) => warn!(error = %e.chain(), "could not record the enqueue in history"),
         }
-        record
     }
 
     /// Applies `Prefer: wait` to an outcome, then tells a dead-lettered request whose
@@ -449,10 +588,10 @@ impl Flowgate {
     }
 }
 
-/// A new record with its queue message, ready for the conditional create.
-struct RecordToWrite {
-    record: RequestRecord,
-    outbox: Outbox,
+/// A start checked: its record to write, or its answer already.
+enum Prepared {
+    Write(NewRequest),
+    Answered(StartOutcome),
 }
 
 /// The record of a new request; a workflow with a target (of kind `target`) is owed a
@@ -462,7 +601,7 @@ fn new_record(
     request_id: String,
     spec: StartSpec,
     target: Option<String>,
-) -> RecordToWrite {
+) -> NewRequest {
     let now = Utc::now();
     let trace = req.trace.clone().unwrap_or_else(TraceContext::root);
     let mut detail = match &req.origin {
@@ -505,7 +644,7 @@ fn new_record(
         envelope: QueueMessage::for_record(&record).envelope(Some(trace.to_string())),
         event: HistoryEvent::now(EventKind::Enqueued, crate::model::details::ENQUEUED),
     };
-    RecordToWrite { record, outbox }
+    NewRequest { record, outbox }
 }
 
 fn fresh(record: RequestRecord) -> StartOutcome {
