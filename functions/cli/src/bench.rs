@@ -50,6 +50,13 @@ pub struct BenchArgs {
     /// WAL size each second of the closed-loop phases, and reports the database's growth.
     #[arg(long, env = "FLOWGATE_DATA_DIR", default_value = "./data")]
     pub data_dir: std::path::PathBuf,
+    /// Starts per request of the batch phase (`POST .../instances/batch`), which runs after
+    /// the closed-loop phases; 0 skips it.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(0..=500))]
+    pub batch: u16,
+    /// Concurrent batch requests in the batch phase.
+    #[arg(long, default_value_t = 8)]
+    pub batch_concurrency: usize,
     /// Also draws the closed-loop phases as an SVG at this path: accepts per second, the
     /// answer time's p50 and p99 each second, and the backlog each second.
     #[arg(long, value_name = "FILE.svg")]
@@ -59,6 +66,28 @@ pub struct BenchArgs {
 #[derive(Debug, Deserialize)]
 struct Accepted {
     request_id: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchAccepted {
+    results: Vec<BatchResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchResult {
+    status: u16,
+    request_id: Option<String>,
+}
+
+/// What each request of a phase is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One start, with its own idempotency key.
+    Start,
+    /// A batch of this many starts, each with its own key.
+    Batch(usize),
+    /// A GET of a route that only answers 404: what the HTTP stack alone can answer.
+    NotFound,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,7 +115,10 @@ pub(crate) struct RequestView {
 }
 
 pub(crate) struct Phase {
+    pub(crate) shape: Shape,
     pub(crate) concurrency: usize,
+    /// Answers counted (a 404 phase's 404s; a start phase's accepted starts).
+    pub(crate) answered: usize,
     pub(crate) accepted: Vec<String>,
     pub(crate) latencies_us: Vec<u64>,
     /// Each accepted request's answer time, by the second of the phase it was sent in.
@@ -127,10 +159,17 @@ pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result
     let disk = bench_disk::known_dir(&args.data_dir);
     let fsyncs = measure_fsync(&args, disk.as_deref());
     let before = disk.as_deref().map(flowgate_embedded::FileSizes::of);
-    let phases = run_phases(&client, url, &workflow, &args, disk.as_deref(), fsyncs).await;
+    let mut phases = run_phases(&client, url, &workflow, &args, disk.as_deref(), fsyncs).await;
+    if args.batch > 0 {
+        phases.push(batch_phase(&client, url, &workflow, &args, disk.as_deref()).await);
+    }
     let load_end = Instant::now();
     if let Some(file) = &args.plot {
-        let closed: Vec<&Phase> = phases.iter().skip(usize::from(args.lag_rate > 0)).collect();
+        let closed: Vec<&Phase> = phases
+            .iter()
+            .skip(usize::from(args.lag_rate > 0))
+            .filter(|p| p.shape == Shape::Start)
+            .collect();
         match bench_plot::draw(file, &closed) {
             Ok(()) => println!("plot: {}", file.display()),
             Err(e) => eprintln!("plot: cannot draw {}: {e}", file.display()),
@@ -141,6 +180,7 @@ pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result
         let timeout = args.drain_timeout;
         tokio::task::spawn_blocking(move || bench_disk::wait_drained(&dir, load_end, timeout))
     });
+    ceiling_phase(&client, url, &args, &phases).await;
     let accepted: HashSet<String> = phases
         .iter()
         .flat_map(|p| p.accepted.iter().cloned())
@@ -228,6 +268,7 @@ pub(crate) async fn paced_phase(
         client,
         url,
         workflow,
+        Shape::Start,
         64,
         args.duration,
         Some(args.lag_rate),
@@ -297,6 +338,7 @@ async fn run_phases(
             client,
             url,
             workflow,
+            Shape::Start,
             concurrency.max(1),
             args.duration,
             None,
@@ -317,6 +359,62 @@ async fn run_phases(
         phases.push(phase);
     }
     phases
+}
+
+/// The batch phase: `--batch-concurrency` workers each sending batches of `--batch`
+/// starts, closed loop, sampled each second where the data directory is known.
+async fn batch_phase(
+    client: &reqwest::Client,
+    url: &str,
+    workflow: &str,
+    args: &BenchArgs,
+    disk: Option<&std::path::Path>,
+) -> Phase {
+    let sampler = disk.and_then(bench_disk::Sampler::start);
+    let mut phase = load(
+        client,
+        url,
+        workflow,
+        Shape::Batch(args.batch.into()),
+        args.batch_concurrency.max(1),
+        args.duration,
+        None,
+    )
+    .await;
+    let samples = sampler.map(bench_disk::Sampler::stop).unwrap_or_default();
+    phase.backlog = samples.iter().map(|s| s.backlog).collect();
+    report_phase(&phase);
+    bench_disk::report_samples(&samples);
+    phase
+}
+
+/// The 404 ceiling: what the HTTP stack alone answers, from as many workers as the busiest
+/// start phase, measured after the start phases in the same run; and how close the start
+/// phases came to it.
+async fn ceiling_phase(client: &reqwest::Client, url: &str, args: &BenchArgs, phases: &[Phase]) {
+    let concurrency = args.concurrency.iter().copied().max().unwrap_or(64).max(1);
+    let ceiling = load(
+        client,
+        url,
+        "",
+        Shape::NotFound,
+        concurrency,
+        args.duration,
+        None,
+    )
+    .await;
+    report_phase(&ceiling);
+    let best = phases
+        .iter()
+        .filter(|p| p.shape == Shape::Start)
+        .map(Phase::rate)
+        .fold(0.0, f64::max);
+    if ceiling.rate() > 0.0 {
+        println!(
+            "  the best start phase ({best:.0} accepts/s) is {:.0}% of the 404 ceiling",
+            100.0 * best / ceiling.rate()
+        );
+    }
 }
 
 fn report_lag(args: &BenchArgs, lags: &[u64]) {
@@ -386,17 +484,22 @@ pub(crate) fn num_cpus() -> usize {
         .unwrap_or(1)
 }
 
-/// Sends from `concurrency` workers for `duration`: as fast as answers come (closed loop),
-/// or paced to `rate` requests per second in all.
+/// Sends requests of `shape` from `concurrency` workers for `duration`: as fast as answers
+/// come (closed loop), or paced to `rate` requests per second in all.
 pub(crate) async fn load(
     client: &reqwest::Client,
     url: &str,
     workflow: &str,
+    shape: Shape,
     concurrency: usize,
     duration: Duration,
     rate: Option<u32>,
 ) -> Phase {
-    let endpoint = Arc::new(format!("{url}/v1/workflows/{workflow}/instances"));
+    let endpoint = Arc::new(match shape {
+        Shape::Start => format!("{url}/v1/workflows/{workflow}/instances"),
+        Shape::Batch(_) => format!("{url}/v1/workflows/{workflow}/instances/batch"),
+        Shape::NotFound => format!("{url}/v1/no-such-route"),
+    });
     let started = Instant::now();
     let deadline = started + duration;
     let mut workers = JoinSet::new();
@@ -409,41 +512,25 @@ pub(crate) async fn load(
                 t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 t
             });
-            let mut accepted = Vec::new();
-            let mut latencies = Vec::new();
-            let mut errors: HashMap<u16, usize> = HashMap::new();
+            let mut tally = Tally::default();
             let mut n = 0u64;
             while Instant::now() < deadline {
                 if let Some(t) = ticker.as_mut() {
                     t.tick().await;
                 }
                 n += 1;
-                let key = format!("{worker}-{n}-{}", uuid::Uuid::now_v7().simple());
                 let t0 = Instant::now();
-                let result = client
-                    .post(endpoint.as_str())
-                    .header("Idempotency-Key", key)
-                    .json(&json!({"params": {"n": n}}))
-                    .send()
-                    .await;
-                match result {
-                    Ok(resp) if resp.status().is_success() => {
-                        let elapsed = t0.elapsed().as_micros() as u64;
-                        if let Ok(body) = resp.json::<Accepted>().await {
-                            let second = (t0 - started).as_secs() as usize;
-                            latencies.push((second, elapsed));
-                            accepted.push(body.request_id);
-                        }
-                    }
-                    Ok(resp) => *errors.entry(resp.status().as_u16()).or_default() += 1,
-                    Err(_) => *errors.entry(0).or_default() += 1,
-                }
+                let answer = send(&client, &endpoint, shape, worker, n).await;
+                let second = (t0 - started).as_secs() as usize;
+                tally.count(answer, second, t0.elapsed().as_micros() as u64);
             }
-            (accepted, latencies, errors)
+            tally
         });
     }
     let mut phase = Phase {
+        shape,
         concurrency,
+        answered: 0,
         accepted: Vec::new(),
         latencies_us: Vec::new(),
         seconds: Vec::new(),
@@ -451,15 +538,16 @@ pub(crate) async fn load(
         errors: HashMap::new(),
         elapsed: Duration::ZERO,
     };
-    while let Some(Ok((accepted, latencies, errors))) = workers.join_next().await {
-        phase.accepted.extend(accepted);
-        for (second, us) in latencies {
+    while let Some(Ok(tally)) = workers.join_next().await {
+        phase.answered += tally.answered;
+        phase.accepted.extend(tally.accepted);
+        for (second, us) in tally.latencies {
             if phase.seconds.len() <= second {
                 phase.seconds.resize_with(second + 1, Vec::new);
             }
             phase.seconds[second].push(us);
         }
-        for (k, v) in errors {
+        for (k, v) in tally.errors {
             *phase.errors.entry(k).or_default() += v;
         }
     }
@@ -470,20 +558,118 @@ pub(crate) async fn load(
     phase
 }
 
+/// What one worker saw.
+#[derive(Default)]
+struct Tally {
+    answered: usize,
+    accepted: Vec<String>,
+    /// (second of the phase, answer time in µs) of each successful request.
+    latencies: Vec<(usize, u64)>,
+    errors: HashMap<u16, usize>,
+}
+
+/// One request's outcome: the request ids it accepted (none for a 404 probe), or the status
+/// of its failure (0: no answer), with the refused starts of a batch by status.
+struct Answer {
+    accepted: std::result::Result<Vec<String>, u16>,
+    refused: Vec<u16>,
+}
+
+impl Tally {
+    fn count(&mut self, answer: Answer, second: usize, us: u64) {
+        for status in answer.refused {
+            *self.errors.entry(status).or_default() += 1;
+        }
+        match answer.accepted {
+            Ok(ids) => {
+                self.answered += ids.len().max(1);
+                self.accepted.extend(ids);
+                self.latencies.push((second, us));
+            }
+            Err(status) => *self.errors.entry(status).or_default() += 1,
+        }
+    }
+}
+
+/// Sends the `n`th request of `worker`, each start with a key of its own.
+async fn send(client: &reqwest::Client, endpoint: &str, shape: Shape, worker: usize, n: u64) -> Answer {
+    let key = |i: usize| format!("{worker}-{n}-{i}-{}", uuid::Uuid::now_v7().simple());
+    let request = match shape {
+        Shape::Start => client
+            .post(endpoint)
+            .header("Idempotency-Key", key(0))
+            .json(&json!({"params": {"n": n}})),
+        Shape::Batch(size) => {
+            let starts: Vec<_> = (0..size)
+                .map(|i| json!({"idempotency_key": key(i), "params": {"n": n}}))
+                .collect();
+            client.post(endpoint).json(&json!({ "starts": starts }))
+        }
+        Shape::NotFound => client.get(endpoint),
+    };
+    let failed = |status| Answer {
+        accepted: Err(status),
+        refused: Vec::new(),
+    };
+    let response = match request.send().await {
+        Ok(response) => response,
+        Err(_) => return failed(0),
+    };
+    let status = response.status();
+    match shape {
+        Shape::NotFound if status == reqwest::StatusCode::NOT_FOUND => {
+            let _ = response.bytes().await;
+            Answer {
+                accepted: Ok(Vec::new()),
+                refused: Vec::new(),
+            }
+        }
+        Shape::Start if status.is_success() => match response.json::<Accepted>().await {
+            Ok(body) => Answer {
+                accepted: Ok(vec![body.request_id]),
+                refused: Vec::new(),
+            },
+            Err(_) => failed(status.as_u16()),
+        },
+        Shape::Batch(_) if status.is_success() => match response.json::<BatchAccepted>().await {
+            Ok(body) => {
+                let (ok, refused): (Vec<_>, Vec<_>) = body
+                    .results
+                    .into_iter()
+                    .partition(|r| r.status < 300 && r.request_id.is_some());
+                Answer {
+                    accepted: Ok(ok.into_iter().filter_map(|r| r.request_id).collect()),
+                    refused: refused.into_iter().map(|r| r.status).collect(),
+                }
+            }
+            Err(_) => failed(status.as_u16()),
+        },
+        _ => failed(status.as_u16()),
+    }
+}
+
 impl Phase {
-    /// Requests accepted per second over the phase.
+    /// Starts accepted (or 404s answered) per second over the phase.
     pub(crate) fn rate(&self) -> f64 {
-        self.accepted.len() as f64 / self.elapsed.as_secs_f64()
+        self.answered as f64 / self.elapsed.as_secs_f64()
     }
 }
 
 pub(crate) fn report_phase(p: &Phase) {
-    let rate = p.rate();
+    let what = match p.shape {
+        Shape::Start => format!("concurrency {:>4}", p.concurrency),
+        Shape::Batch(size) => format!("batches of {size}, concurrency {}", p.concurrency),
+        Shape::NotFound => format!("404 ceiling, concurrency {}", p.concurrency),
+    };
+    let (unit, answer) = match p.shape {
+        Shape::Start => ("accepts/s", "answer"),
+        Shape::Batch(_) => ("starts/s", "batch answer"),
+        Shape::NotFound => ("404s/s", "answer"),
+    };
     println!(
-        "concurrency {:>4}: {:>7} accepted  {:>8.0} req/s  accept latency p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:?}",
-        p.concurrency,
-        p.accepted.len(),
-        rate,
+        "{what}: {:>7} answered  {:>8.0} {unit}  {answer} p50 {:>6.2} ms  p99 {:>6.2} ms  errors {:?}",
+        p.answered,
+        p.rate(),
         ms(percentile(&p.latencies_us, 50.0)),
         ms(percentile(&p.latencies_us, 99.0)),
         p.errors

@@ -15,7 +15,7 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::bench::{
-    BenchArgs, Result, load, ms, num_cpus, paced_phase, percentile, register_with, report_phase,
+    BenchArgs, Result, Shape, load, ms, num_cpus, paced_phase, percentile, register_with, report_phase,
     sample_stage_lag,
 };
 
@@ -85,7 +85,16 @@ pub async fn run(client: &reqwest::Client, url: &str, args: &BenchArgs) -> Resul
     }
     let before = seen.lock().expect("lock").per_instance.len();
     let started = Instant::now();
-    let phase = load(client, url, &workflow, concurrency, args.duration, None).await;
+    let phase = load(
+        client,
+        url,
+        &workflow,
+        Shape::Start,
+        concurrency,
+        args.duration,
+        None,
+    )
+    .await;
     report_phase(&phase);
     let ids: HashSet<String> = phase.accepted.into_iter().collect();
     let drained = wait_for(&seen, before + ids.len(), args.drain_timeout).await;

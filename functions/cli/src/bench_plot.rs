@@ -131,7 +131,9 @@ mod tests {
 
     fn phase(concurrency: usize, seconds: Vec<Vec<u64>>, backlog: Vec<u64>) -> Phase {
         Phase {
+            shape: crate::bench::Shape::Start,
             concurrency,
+            answered: 0,
             accepted: Vec::new(),
             latencies_us: Vec::new(),
             seconds,

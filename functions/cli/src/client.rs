@@ -67,6 +67,9 @@ pub async fn exchange(request: reqwest::RequestBuilder) -> Result<ExitCode> {
 
 /// `flowgate submit`.
 pub async fn submit(client: &reqwest::Client, url: &str, args: SubmitArgs) -> Result<ExitCode> {
+    if let Some(file) = &args.batch {
+        return submit_batch(client, url, &args.workflow, file, args.batch_size.into()).await;
+    }
     let params: Value = serde_json::from_str(&args.params)
         .map_err(|e| format!("--params is not valid JSON: {e}"))?;
     let mut body = json!({ "params": params });
@@ -86,6 +89,106 @@ pub async fn submit(client: &reqwest::Client, url: &str, args: SubmitArgs) -> Re
         request = request.header("Prefer", format!("wait={wait}"));
     }
     exchange(request).await
+}
+
+/// One line of a `submit --batch` file.
+struct Line {
+    /// Its 1-based number in the file.
+    number: usize,
+    start: Value,
+}
+
+/// The starts of a JSONL file (`-`: stdin): every non-blank line a JSON object. A line that
+/// is not refuses the whole file, before anything is sent.
+fn read_starts(file: &std::path::Path) -> Result<Vec<Line>> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+    };
+    let mut lines = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let start: Value = serde_json::from_str(line).map_err(|e| {
+            format!("{}:{}: not a JSON object: {e}; nothing was sent", file.display(), i + 1)
+        })?;
+        if !start.is_object() {
+            return Err(format!(
+                "{}:{}: a start must be a JSON object; nothing was sent",
+                file.display(),
+                i + 1
+            )
+            .into());
+        }
+        lines.push(Line { number: i + 1, start });
+    }
+    if lines.is_empty() {
+        return Err(format!("{} holds no starts", file.display()).into());
+    }
+    Ok(lines)
+}
+
+/// `flowgate submit --batch FILE.jsonl`: sends the file's starts in batches, prints each
+/// line's result as a JSON line (`line`, `status`, `request_id`, `problem`...), and a count
+/// on stderr. Exit 1 if any start was refused or a batch went unanswered.
+async fn submit_batch(
+    client: &reqwest::Client,
+    url: &str,
+    workflow: &str,
+    file: &std::path::Path,
+    size: usize,
+) -> Result<ExitCode> {
+    let lines = read_starts(file)?;
+    let endpoint = format!("{url}/v1/workflows/{workflow}/instances/batch");
+    let (mut accepted, mut replayed, mut refused) = (0, 0, 0);
+    for chunk in lines.chunks(size) {
+        let starts: Vec<&Value> = chunk.iter().map(|l| &l.start).collect();
+        let (first, last) = (chunk[0].number, chunk[chunk.len() - 1].number);
+        let unanswered = |why: String| -> Result<ExitCode> {
+            eprintln!(
+                "lines {first} to {last}: {why}; those lines and the rest were not confirmed \
+                 (with idempotency keys, submitting the file again is safe)"
+            );
+            eprintln!("{accepted} accepted, {replayed} replayed, {refused} refused before that");
+            Ok(ExitCode::from(1))
+        };
+        let response = match client.post(&endpoint).json(&json!({ "starts": starts })).send().await {
+            Ok(response) => response,
+            Err(e) => return unanswered(format!("cannot reach the server: {e}")),
+        };
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let detail = body["detail"].as_str().unwrap_or("no detail");
+            return unanswered(format!("HTTP {status}: {detail}"));
+        }
+        let Some(results) = body["results"].as_array().filter(|r| r.len() == chunk.len()) else {
+            return unanswered("the answer does not list one result per start".into());
+        };
+        for (line, result) in chunk.iter().zip(results) {
+            let mut shown = json!({ "line": line.number });
+            if let (Some(shown), Some(result)) = (shown.as_object_mut(), result.as_object()) {
+                shown.extend(result.clone());
+            }
+            println!("{shown}");
+            if result.get("problem").is_some() {
+                refused += 1;
+            } else if result["replayed"] == json!(true) {
+                replayed += 1;
+            } else {
+                accepted += 1;
+            }
+        }
+    }
+    eprintln!("{accepted} accepted, {replayed} replayed, {refused} refused");
+    Ok(if refused == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `flowgate status`.

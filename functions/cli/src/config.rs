@@ -253,6 +253,15 @@ pub struct SubmitArgs {
     /// Start params, a JSON object.
     #[arg(long, default_value = "{}")]
     pub params: String,
+    /// Instead of one start: every line of FILE.jsonl (`-` reads stdin) is a start, an
+    /// object with `idempotency_key`, `params`, `priority` and `schedule_time`, all optional;
+    /// sent by `POST .../instances/batch` in batches of `--batch-size`, each line's result
+    /// printed as one JSON line. Give each line a key: a batch then retries safely.
+    #[arg(long, value_name = "FILE.jsonl", conflicts_with_all = ["priority", "schedule_time", "key", "wait"])]
+    pub batch: Option<std::path::PathBuf>,
+    /// Starts per batch request, 1 to 500.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=500), requires = "batch")]
+    pub batch_size: u16,
     /// HIGHEST, HIGH, MEDIUM, LOW or LOWEST.
     #[arg(long)]
     pub priority: Option<String>,

@@ -17,7 +17,7 @@ use crate::error::{BackendError, ErrorKind, StoreError};
 use crate::model::{Instance, InstanceCursor, RequestRecord, Workflow};
 use crate::ports::{
     BackfillRecord, Backfills, Creation, DeadLetter, DeadLetterQueue, Delivery, Enqueued, Envelope,
-    Liveness, MoveAll, Outbox, Queue, RequestUpdate, ScheduleRecord, Schedules, Store,
+    Liveness, MoveAll, NewRequest, Outbox, Queue, RequestUpdate, ScheduleRecord, Schedules, Store,
     UpdateOutcome, Upsert,
 };
 use crate::schedule::ScheduleDefinition;
@@ -264,6 +264,14 @@ impl Store for FaultyStore {
             .guard("store.put", self.inner.create_request(r, outbox))
             .await
     }
+    async fn create_requests(&self, writes: &[NewRequest]) -> Vec<Result<Enqueued, StoreError>> {
+        // Faults fall on each start; without any, the backend writes them its own way.
+        if self.plan.is_active("store.put") || self.plan.is_active("queue.send") {
+            crate::ports::create_one_by_one(self, writes).await
+        } else {
+            self.inner.create_requests(writes).await
+        }
+    }
     async fn get_request(&self, t: &str, r: &str) -> Result<Option<RequestRecord>, BackendError> {
         self.plan
             .guard("store.get", self.inner.get_request(t, r))
@@ -287,6 +295,17 @@ impl Store for FaultyStore {
         self.plan
             .guard("consumer.create", self.inner.create_instance(i, u))
             .await
+    }
+    async fn create_instances(
+        &self,
+        creations: &[(Instance, RequestUpdate)],
+    ) -> Vec<Result<Creation, BackendError>> {
+        // Faults fall on each creation; without any, the backend writes them its own way.
+        if self.plan.is_active("consumer.create") {
+            crate::ports::create_instances_one_by_one(self, creations).await
+        } else {
+            self.inner.create_instances(creations).await
+        }
     }
     async fn get_instance(&self, t: &str, i: &str) -> Result<Option<Instance>, BackendError> {
         self.plan
@@ -361,6 +380,14 @@ impl FaultyQueue {
 impl Queue for FaultyQueue {
     async fn send(&self, e: &Envelope) -> Result<(), BackendError> {
         self.plan.guard("queue.send", self.inner.send(e)).await
+    }
+    async fn send_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), BackendError>> {
+        // Faults fall on each message; without any, the queue sends them its own way.
+        if self.plan.is_active("queue.send") {
+            crate::ports::send_one_by_one(self, envelopes).await
+        } else {
+            self.inner.send_batch(envelopes).await
+        }
     }
     async fn receive(&self, max: usize, wait: Duration) -> Result<Vec<Delivery>, BackendError> {
         self.plan

@@ -58,6 +58,47 @@ pub struct NewRequest {
 /// that takes them one by one.
 pub const BATCH_PARALLELISM: usize = 32;
 
+/// [`Store::create_requests`] by [`Store::create_request`], [`BATCH_PARALLELISM`] at a time.
+pub async fn create_one_by_one<S: Store + ?Sized>(
+    store: &S,
+    writes: &[NewRequest],
+) -> Vec<Result<Enqueued, StoreError>> {
+    use futures_util::StreamExt;
+    // By index: a closure over the slice's items would not be `Send` to async_trait.
+    futures_util::stream::iter(0..writes.len())
+        .map(|i| store.create_request(&writes[i].record, Some(&writes[i].outbox)))
+        .buffered(BATCH_PARALLELISM)
+        .collect()
+        .await
+}
+
+/// [`Store::create_instances`] by [`Store::create_instance`], [`BATCH_PARALLELISM`] at a
+/// time.
+pub async fn create_instances_one_by_one<S: Store + ?Sized>(
+    store: &S,
+    creations: &[(Instance, RequestUpdate)],
+) -> Vec<Result<Creation, BackendError>> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(0..creations.len())
+        .map(|i| store.create_instance(&creations[i].0, &creations[i].1))
+        .buffered(BATCH_PARALLELISM)
+        .collect()
+        .await
+}
+
+/// [`Queue::send_batch`] by [`Queue::send`], [`BATCH_PARALLELISM`] at a time.
+pub async fn send_one_by_one<Q: Queue + ?Sized>(
+    queue: &Q,
+    envelopes: &[Envelope],
+) -> Vec<Result<(), BackendError>> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(0..envelopes.len())
+        .map(|i| queue.send(&envelopes[i]))
+        .buffered(BATCH_PARALLELISM)
+        .collect()
+        .await
+}
+
 /// Whether [`Store::create_request`] enqueued the outbox message itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Enqueued {
@@ -159,13 +200,7 @@ pub trait Store: Send + Sync + 'static {
     /// (the embedded one, in one transaction) does; by default, they are written
     /// [`BATCH_PARALLELISM`] at a time.
     async fn create_requests(&self, writes: &[NewRequest]) -> Vec<Result<Enqueued, StoreError>> {
-        use futures_util::StreamExt;
-        // By index: a closure over the slice's items would not be `Send` to async_trait.
-        futures_util::stream::iter(0..writes.len())
-            .map(|i| self.create_request(&writes[i].record, Some(&writes[i].outbox)))
-            .buffered(BATCH_PARALLELISM)
-            .collect()
-            .await
+        create_one_by_one(self, writes).await
     }
 
     /// Reads a request record with its history.
@@ -192,6 +227,16 @@ pub trait Store: Send + Sync + 'static {
         instance: &Instance,
         update: &RequestUpdate,
     ) -> Result<Creation, BackendError>;
+
+    /// Creates many instances, each exactly as [`Store::create_instance`] would with its
+    /// update, and answers each in order. A store that can do them in one write (the
+    /// embedded one) does; by default, they are written [`BATCH_PARALLELISM`] at a time.
+    async fn create_instances(
+        &self,
+        creations: &[(Instance, RequestUpdate)],
+    ) -> Vec<Result<Creation, BackendError>> {
+        create_instances_one_by_one(self, creations).await
+    }
 
     /// Reads an instance, with its hand-off as its request holds it (the one place it is
     /// kept; a request removed by retention leaves the instance without it).
@@ -362,12 +407,7 @@ pub trait Queue: DeadLetterQueue + Send + Sync + 'static {
     /// Durably enqueues many messages, and answers each in order. By default they are
     /// sent [`BATCH_PARALLELISM`] at a time; a queue with a batch call uses it.
     async fn send_batch(&self, envelopes: &[Envelope]) -> Vec<Result<(), BackendError>> {
-        use futures_util::StreamExt;
-        futures_util::stream::iter(0..envelopes.len())
-            .map(|i| self.send(&envelopes[i]))
-            .buffered(BATCH_PARALLELISM)
-            .collect()
-            .await
+        send_one_by_one(self, envelopes).await
     }
 
     /// Receives up to `max` visible messages, waiting up to `wait` for the first. Each one

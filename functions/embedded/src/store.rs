@@ -116,6 +116,33 @@ fn apply_update(
     Ok((UpdateOutcome::Applied, settled))
 }
 
+/// Creates `instance` and applies `update` to its start, unless it exists: the creation, and
+/// the row whose delivery it settles; `None` when the start has no request.
+fn create_one(
+    conn: &Connection,
+    instance: &Instance,
+    update: &RequestUpdate,
+) -> rusqlite::Result<Option<(Creation, Option<i64>)>> {
+    let Some(Loaded {
+        seq,
+        mut record,
+        created,
+    }) = load_start(conn, &instance.tenant, &instance.request_id)?
+    else {
+        return Ok(None);
+    };
+    if created {
+        return Ok(Some((Creation::AlreadyExisted, None)));
+    }
+    // The core rule decides; a guard that fails leaves the start as it is (its instance is
+    // not made without its request moving on).
+    if record.apply(update).is_err() {
+        return Ok(Some((Creation::AlreadyExisted, None)));
+    }
+    let settled = write_back(conn, seq, &record, Some(instance.created_at))?;
+    Ok(Some((Creation::Created, settled)))
+}
+
 #[async_trait]
 impl Store for Embedded {
     async fn put_workflow(&self, workflow: &Workflow) -> Result<Upsert, BackendError> {
@@ -279,40 +306,47 @@ impl Store for Embedded {
         instance: &Instance,
         update: &RequestUpdate,
     ) -> Result<Creation, BackendError> {
-        let (i, update) = (instance.clone(), update.clone());
-        let outcome = self
+        self.create_instances(&[(instance.clone(), update.clone())])
+            .await
+            .pop()
+            .expect("one creation in, one answer out")
+    }
+
+    async fn create_instances(
+        &self,
+        creations: &[(Instance, RequestUpdate)],
+    ) -> Vec<Result<Creation, BackendError>> {
+        const OP: &str = "store.create_instance";
+        let work = creations.to_vec();
+        let written = self
             .db
             .write(move |conn| {
-                let Some(Loaded {
-                    seq,
-                    mut record,
-                    created,
-                }) = load_start(conn, &i.tenant, &i.request_id)?
-                else {
-                    return Ok(None);
-                };
-                if created {
-                    return Ok(Some((Creation::AlreadyExisted, None)));
-                }
-                // The core rule decides; a guard that fails leaves the start as it is (its
-                // instance is not made without its request moving on).
-                if record.apply(&update).is_err() {
-                    return Ok(Some((Creation::AlreadyExisted, None)));
-                }
-                let settled = write_back(conn, seq, &record, Some(i.created_at))?;
-                Ok(Some((Creation::Created, settled)))
+                work.iter()
+                    .map(|(instance, update)| create_one(conn, instance, update))
+                    .collect::<rusqlite::Result<Vec<_>>>()
             })
             .await
-            .map_err(|e| e.into_backend("store.create_instance"))?;
-        if let Some((_, Some(seq))) = outcome {
-            self.settled.insert(seq);
-        }
-        outcome.map(|(creation, _)| creation).ok_or_else(|| {
-            BackendError::permanent(
-                "store.create_instance",
-                format!("request {} has no record", instance.request_id),
-            )
-        })
+            .map_err(|e| e.into_backend(OP));
+        let outcomes = match written {
+            Ok(outcomes) => outcomes,
+            Err(e) => return creations.iter().map(|_| Err(e.echo())).collect(),
+        };
+        outcomes
+            .into_iter()
+            .zip(creations)
+            .map(|(outcome, (instance, _))| match outcome {
+                Some((creation, settled)) => {
+                    if let Some(seq) = settled {
+                        self.settled.insert(seq);
+                    }
+                    Ok(creation)
+                }
+                None => Err(BackendError::permanent(
+                    OP,
+                    format!("request {} has no record", instance.request_id),
+                )),
+            })
+            .collect()
     }
 
     async fn get_instance(

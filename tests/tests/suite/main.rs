@@ -4,6 +4,7 @@
 
 mod backfills;
 mod backfills_aws;
+mod batch;
 mod conformance_aws;
 mod conformance_embedded;
 mod dashboard;

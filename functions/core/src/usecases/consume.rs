@@ -13,7 +13,7 @@ use crate::error::BackendError;
 use crate::message::{Fire, FireMessage, QueueMessage};
 use crate::metrics::{Labels, Metric, Metrics};
 use crate::model::{EventKind, HistoryEvent, RequestStatus};
-use crate::ports::{Creation, Delivery, Dispatcher, Queue, RequestUpdate, Store, UpdateOutcome};
+use crate::ports::{Delivery, Dispatcher, Queue, RequestUpdate, Store, UpdateOutcome};
 use crate::trace::TraceContext;
 use crate::usecases::{Flowgate, Scheduler};
 
@@ -73,6 +73,51 @@ pub enum Disposition {
     },
 }
 
+/// A delivered request's instance to create, with the update that marks its request.
+struct Creation {
+    /// The delivery's place in its batch.
+    at: usize,
+    message: QueueMessage,
+    instance: crate::model::Instance,
+    update: RequestUpdate,
+    span: tracing::Span,
+}
+
+impl Creation {
+    /// The creation `message` asks for on this delivery. A hand-off owed keeps the request
+    /// pending (from now) until it is done.
+    fn of(message: QueueMessage, delivery: &Delivery, at: usize) -> Self {
+        let span = super::request_span(
+            "consume",
+            &message.tenant,
+            &message.spec.workflow,
+            &message.request_id,
+            &message.instance_id,
+            delivery
+                .traceparent
+                .as_deref()
+                .and_then(TraceContext::parse),
+        );
+        let update = RequestUpdate {
+            set_status: Some(RequestStatus::Created),
+            set_attempts: Some(delivery.receive_count),
+            touch_pending: true,
+            ..RequestUpdate::event(HistoryEvent::now(
+                EventKind::Created,
+                crate::model::details::created_on(delivery.receive_count),
+            ))
+        };
+        let instance = message.instance(update.event.at);
+        Self {
+            at,
+            message,
+            instance,
+            update,
+            span,
+        }
+    }
+}
+
 /// Creates instances from queue deliveries, and starts the schedule fires an engine puts on
 /// the same queue.
 pub struct Consumer {
@@ -123,81 +168,110 @@ impl Consumer {
 
     /// Settles one delivery on the store side (creates the instance, or records the failure
     /// or the death) and says what the queue should do with it. Never panics on bad input.
-    /// Every host calls this, so a dead letter is counted here.
+    /// Every host calls this (or [`Consumer::decide_all`]), so a dead letter is counted here.
     pub async fn decide(&self, delivery: &Delivery) -> Disposition {
-        let disposition = self.settle(delivery).await;
-        if let Disposition::DeadLetter { reason } = &disposition {
-            self.measure_death(delivery, reason);
-        }
-        disposition
+        self.decide_all(std::slice::from_ref(delivery))
+            .await
+            .pop()
+            .expect("one delivery in, one disposition out")
     }
 
-    async fn settle(&self, delivery: &Delivery) -> Disposition {
-        let message = match QueueMessage::parse(&delivery.body) {
-            Ok(m) => m,
-            // Not a request message: a schedule's fire, where this consumer starts them (a
-            // request message, the hot path, is parsed once).
-            Err(e) => {
-                return match self.fires.as_ref().zip(FireMessage::parse(&delivery.body)) {
-                    Some((app, Ok((fire, at)))) => self.fire(app, delivery, &fire.fire, at).await,
-                    Some((_, Err(e))) => self.poison(delivery, e.to_string()).await,
-                    None => self.poison(delivery, e.to_string()).await,
-                };
-            }
-        };
-        let span = super::request_span(
-            "consume",
-            &message.tenant,
-            &message.spec.workflow,
-            &message.request_id,
-            &message.instance_id,
-            delivery
-                .traceparent
-                .as_deref()
-                .and_then(TraceContext::parse),
-        );
-        async {
-            // A hand-off owed keeps the request pending (from now) until it is done.
-            let update = RequestUpdate {
-                set_status: Some(RequestStatus::Created),
-                set_attempts: Some(delivery.receive_count),
-                touch_pending: true,
-                ..RequestUpdate::event(HistoryEvent::now(
-                    EventKind::Created,
-                    crate::model::details::created_on(delivery.receive_count),
-                ))
-            };
-            let instance = message.instance(update.event.at);
-            let labels = |outcome| Labels::of(&message.tenant, &message.spec.workflow, outcome);
-            let fresh = match self.store.create_instance(&instance, &update).await {
-                Ok(Creation::Created) => {
-                    debug!(stage = "created", "instance created");
-                    self.measure(Metric::Created, &labels("created"), 1.0);
-                    // The instance id was minted (UUIDv7) when the request was accepted.
-                    if let Some(accepted) = crate::ids::minted_at(&message.instance_id) {
-                        let lag = (update.event.at - accepted).to_std().unwrap_or_default();
-                        self.measure(Metric::Lag, &labels(""), lag.as_secs_f64());
-                    }
-                    true
+    /// Settles many deliveries as [`Consumer::decide`] would each, and answers each in
+    /// order: their instances are created together (in one write where the store can), and
+    /// what follows (a hand-off, a retry) runs for each at once.
+    pub async fn decide_all(&self, deliveries: &[Delivery]) -> Vec<Disposition> {
+        let mut dispositions: Vec<Option<Disposition>> = Vec::with_capacity(deliveries.len());
+        let mut creating = Vec::new();
+        for delivery in deliveries {
+            match QueueMessage::parse(&delivery.body) {
+                Ok(message) => {
+                    creating.push(Creation::of(message, delivery, dispositions.len()));
+                    dispositions.push(None);
                 }
-                Ok(Creation::AlreadyExisted) => {
-                    info!(
-                        stage = "duplicate",
-                        "instance already existed; redelivery absorbed"
-                    );
-                    self.measure(Metric::Created, &labels("duplicate"), 1.0);
-                    false
-                }
-                Err(e) => return self.failed(&message, delivery, e).await,
-            };
-            match message.dispatch_to {
-                None if fresh => Disposition::Ack,
-                None => self.complete_existing(&message, delivery).await,
-                Some(_) => self.hand_off(&message, &instance, delivery, fresh).await,
+                // Not a request message: a schedule's fire, where this consumer starts them
+                // (a request message, the hot path, is parsed once).
+                Err(e) => dispositions.push(Some(self.not_a_request(delivery, e).await)),
             }
         }
-        .instrument(span)
-        .await
+        let pairs: Vec<(crate::model::Instance, RequestUpdate)> = creating
+            .iter()
+            .map(|c| (c.instance.clone(), c.update.clone()))
+            .collect();
+        let created = if pairs.is_empty() {
+            Vec::new()
+        } else {
+            self.store.create_instances(&pairs).await
+        };
+        let settled = futures_util::future::join_all(creating.iter().zip(created).map(
+            |(c, created)| {
+                let delivery = &deliveries[c.at];
+                self.after_creation(c, delivery, created)
+                    .instrument(c.span.clone())
+            },
+        ))
+        .await;
+        for (c, disposition) in creating.iter().zip(settled) {
+            dispositions[c.at] = Some(disposition);
+        }
+        deliveries
+            .iter()
+            .zip(dispositions)
+            .map(|(delivery, disposition)| {
+                let disposition = disposition.expect("every delivery is settled");
+                if let Disposition::DeadLetter { reason } = &disposition {
+                    self.measure_death(delivery, reason);
+                }
+                disposition
+            })
+            .collect()
+    }
+
+    /// A delivery whose body is not a request message: a schedule's fire where this consumer
+    /// starts them, or poison.
+    async fn not_a_request(&self, delivery: &Delivery, e: impl std::fmt::Display) -> Disposition {
+        match self.fires.as_ref().zip(FireMessage::parse(&delivery.body)) {
+            Some((app, Ok((fire, at)))) => self.fire(app, delivery, &fire.fire, at).await,
+            Some((_, Err(e))) => self.poison(delivery, e.to_string()).await,
+            None => self.poison(delivery, e.to_string()).await,
+        }
+    }
+
+    /// What follows an instance's creation (or its failure): counted, then acked, handed to
+    /// its target, completed, or retried.
+    async fn after_creation(
+        &self,
+        c: &Creation,
+        delivery: &Delivery,
+        created: Result<crate::ports::Creation, BackendError>,
+    ) -> Disposition {
+        let message = &c.message;
+        let labels = |outcome| Labels::of(&message.tenant, &message.spec.workflow, outcome);
+        let fresh = match created {
+            Ok(crate::ports::Creation::Created) => {
+                debug!(stage = "created", "instance created");
+                self.measure(Metric::Created, &labels("created"), 1.0);
+                // The instance id was minted (UUIDv7) when the request was accepted.
+                if let Some(accepted) = crate::ids::minted_at(&message.instance_id) {
+                    let lag = (c.update.event.at - accepted).to_std().unwrap_or_default();
+                    self.measure(Metric::Lag, &labels(""), lag.as_secs_f64());
+                }
+                true
+            }
+            Ok(crate::ports::Creation::AlreadyExisted) => {
+                info!(
+                    stage = "duplicate",
+                    "instance already existed; redelivery absorbed"
+                );
+                self.measure(Metric::Created, &labels("duplicate"), 1.0);
+                false
+            }
+            Err(e) => return self.failed(message, delivery, e).await,
+        };
+        match message.dispatch_to {
+            None if fresh => Disposition::Ack,
+            None => self.complete_existing(message, delivery).await,
+            Some(_) => self.hand_off(message, &c.instance, delivery, fresh).await,
+        }
     }
 
     /// A redelivery found the instance: the request is done, unless its record still says
@@ -393,17 +467,37 @@ impl Consumer {
     /// Settles a delivery and applies the disposition to the queue. A failed queue call is
     /// only logged: the message becomes visible again and is settled on its next delivery.
     pub async fn handle(&self, delivery: Delivery) -> Disposition {
-        let disposition = self.decide(&delivery).await;
-        let result = match &disposition {
-            Disposition::Ack => self.queue.ack(&delivery).await,
-            Disposition::Retry { delay, .. } => self.queue.retry_later(&delivery, *delay).await,
-            Disposition::DeadLetter { reason } => self.queue.dead_letter(&delivery, reason).await,
+        self.handle_all(vec![delivery])
+            .await
+            .pop()
+            .expect("one delivery in, one disposition out")
+    }
+
+    /// Settles deliveries together ([`Consumer::decide_all`]) and applies each one's
+    /// disposition to the queue, as [`Consumer::handle`] does.
+    pub async fn handle_all(&self, deliveries: Vec<Delivery>) -> Vec<Disposition> {
+        let dispositions = self.decide_all(&deliveries).await;
+        futures_util::future::join_all(
+            deliveries
+                .iter()
+                .zip(&dispositions)
+                .map(|(delivery, disposition)| self.apply(delivery, disposition)),
+        )
+        .await;
+        dispositions
+    }
+
+    /// Does to the message what its disposition says.
+    async fn apply(&self, delivery: &Delivery, disposition: &Disposition) {
+        let result = match disposition {
+            Disposition::Ack => self.queue.ack(delivery).await,
+            Disposition::Retry { delay, .. } => self.queue.retry_later(delivery, *delay).await,
+            Disposition::DeadLetter { reason } => self.queue.dead_letter(delivery, reason).await,
         };
         if let Err(e) = result {
             warn!(message_id = %delivery.message_id, error = %e.chain(),
                 "queue call failed; the message will be redelivered");
         }
-        disposition
     }
 
     /// Counts a dead letter by its workflow (when its body says) and its reason's kind.
@@ -435,18 +529,21 @@ impl Consumer {
             }
             let max = free.min(self.config.batch_size);
             match self.queue.receive(max, self.config.receive_wait).await {
+                Ok(deliveries) if deliveries.is_empty() => {
+                    backoff = Duration::from_millis(50);
+                }
                 Ok(deliveries) => {
                     backoff = Duration::from_millis(50);
-                    for delivery in deliveries {
-                        let Ok(permit) = permits.clone().acquire_owned().await else {
-                            break;
-                        };
-                        let me = self.clone();
-                        tasks.spawn(async move {
-                            me.handle(delivery).await;
-                            drop(permit);
-                        });
-                    }
+                    // At most `free` were asked for, so the permits are there.
+                    let n = u32::try_from(deliveries.len()).unwrap_or(u32::MAX);
+                    let Ok(permit) = permits.clone().acquire_many_owned(n).await else {
+                        break;
+                    };
+                    let me = self.clone();
+                    tasks.spawn(async move {
+                        me.handle_all(deliveries).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     warn!(error = %e.chain(), "receive failed; backing off");
