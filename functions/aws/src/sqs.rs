@@ -138,12 +138,22 @@ impl SqsQueue {
             })
             .collect();
         for ok in sent.successful() {
-            if let Some(slot) = ok.id().parse::<usize>().ok().and_then(|i| answers.get_mut(i)) {
+            if let Some(slot) = ok
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| answers.get_mut(i))
+            {
                 *slot = Ok(());
             }
         }
         for failed in sent.failed() {
-            if let Some(slot) = failed.id().parse::<usize>().ok().and_then(|i| answers.get_mut(i)) {
+            if let Some(slot) = failed
+                .id()
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| answers.get_mut(i))
+            {
                 let cause = format!(
                     "{}: {}",
                     failed.code(),
@@ -203,10 +213,7 @@ impl SqsQueue {
             if let Some(reason) = dead.reason.filter(|r| !r.is_empty()) {
                 attributes.insert(REASON.into(), text(reason)?);
             }
-            attributes.insert(
-                RECEIVE_COUNT.into(),
-                text(&dead.receive_count.to_string())?,
-            );
+            attributes.insert(RECEIVE_COUNT.into(), text(&dead.receive_count.to_string())?);
             attributes.insert(DEAD_AT.into(), text(&dead.at.to_rfc3339())?);
         }
         self.client

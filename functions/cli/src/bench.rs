@@ -592,7 +592,13 @@ impl Tally {
 }
 
 /// Sends the `n`th request of `worker`, each start with a key of its own.
-async fn send(client: &reqwest::Client, endpoint: &str, shape: Shape, worker: usize, n: u64) -> Answer {
+async fn send(
+    client: &reqwest::Client,
+    endpoint: &str,
+    shape: Shape,
+    worker: usize,
+    n: u64,
+) -> Answer {
     let key = |i: usize| format!("{worker}-{n}-{i}-{}", uuid::Uuid::now_v7().simple());
     let request = match shape {
         Shape::Start => client

@@ -15,8 +15,8 @@ use axum::routing::post;
 use serde_json::{Value, json};
 
 use super::bench::{
-    BenchArgs, Result, Shape, load, ms, num_cpus, paced_phase, percentile, register_with, report_phase,
-    sample_stage_lag,
+    BenchArgs, Result, Shape, load, ms, num_cpus, paced_phase, percentile, register_with,
+    report_phase, sample_stage_lag,
 };
 
 /// What the receiver saw: deliveries per instance id, and when the last new one came.

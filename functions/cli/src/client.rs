@@ -104,8 +104,7 @@ fn read_starts(file: &std::path::Path) -> Result<Vec<Line>> {
     let text = if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
-        std::fs::read_to_string(file)
-            .map_err(|e| format!("cannot read {}: {e}", file.display()))?
+        std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?
     };
     let mut lines = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -113,7 +112,11 @@ fn read_starts(file: &std::path::Path) -> Result<Vec<Line>> {
             continue;
         }
         let start: Value = serde_json::from_str(line).map_err(|e| {
-            format!("{}:{}: not a JSON object: {e}; nothing was sent", file.display(), i + 1)
+            format!(
+                "{}:{}: not a JSON object: {e}; nothing was sent",
+                file.display(),
+                i + 1
+            )
         })?;
         if !start.is_object() {
             return Err(format!(
@@ -123,7 +126,10 @@ fn read_starts(file: &std::path::Path) -> Result<Vec<Line>> {
             )
             .into());
         }
-        lines.push(Line { number: i + 1, start });
+        lines.push(Line {
+            number: i + 1,
+            start,
+        });
     }
     if lines.is_empty() {
         return Err(format!("{} holds no starts", file.display()).into());
@@ -155,7 +161,12 @@ async fn submit_batch(
             eprintln!("{accepted} accepted, {replayed} replayed, {refused} refused before that");
             Ok(ExitCode::from(1))
         };
-        let response = match client.post(&endpoint).json(&json!({ "starts": starts })).send().await {
+        let response = match client
+            .post(&endpoint)
+            .json(&json!({ "starts": starts }))
+            .send()
+            .await
+        {
             Ok(response) => response,
             Err(e) => return unanswered(format!("cannot reach the server: {e}")),
         };
@@ -165,7 +176,10 @@ async fn submit_batch(
             let detail = body["detail"].as_str().unwrap_or("no detail");
             return unanswered(format!("HTTP {status}: {detail}"));
         }
-        let Some(results) = body["results"].as_array().filter(|r| r.len() == chunk.len()) else {
+        let Some(results) = body["results"]
+            .as_array()
+            .filter(|r| r.len() == chunk.len())
+        else {
             return unanswered("the answer does not list one result per start".into());
         };
         for (line, result) in chunk.iter().zip(results) {

@@ -62,6 +62,16 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+/// The hex digits of a fingerprint a store may keep instead of all 64: its first 128 bits.
+pub const SHORT_FINGERPRINT: usize = 32;
+
+/// Whether a stored fingerprint is `computed`'s: the same, or (a store keeping only
+/// [`SHORT_FINGERPRINT`] digits) its first 128 bits. Two different payloads under one key
+/// share them only by a SHA-256 collision on 128 bits.
+pub fn same_payload(stored: &str, computed: &str) -> bool {
+    stored == computed || (stored.len() == SHORT_FINGERPRINT && computed.starts_with(stored))
+}
+
 /// A digest of what a start request asks for, independent of JSON key order and whitespace.
 pub fn fingerprint(spec: &StartSpec) -> String {
     // A spec is plain data: it always serializes.

@@ -41,8 +41,7 @@ pub fn identifier(what: &str, value: &str) -> Result<(), Error> {
 /// Parses an `Idempotency-Key` header value: 1 to 255 printable ASCII characters. The
 /// structured-field string form (`"key"`) is accepted too and means the same key.
 pub fn idempotency_key(raw: &[u8]) -> Result<String, Error> {
-    let text = std::str::from_utf8(raw)
-        .map_err(|_| Error::invalid("Idempotency-Key", KEY_RULE))?;
+    let text = std::str::from_utf8(raw).map_err(|_| Error::invalid("Idempotency-Key", KEY_RULE))?;
     let key = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
         Some(inner) if text.len() >= 2 => inner,
         _ => text,

@@ -125,7 +125,7 @@ fn request_fields(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
         accepted_at: at(row, 9)?,
         updated_at: at(row, 10)?,
         pending_since: opt_at(row, 11)?,
-        history: compact::history_at(row, 12)?,
+        history: compact::history_at(row, 12, at(row, 9)?)?,
         dispatch: opt_json(row, 13)?,
     })
 }

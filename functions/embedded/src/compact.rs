@@ -19,8 +19,11 @@ fn bad(col: usize, what: impl Into<String>) -> rusqlite::Error {
 /// An id as stored: a canonical UUID (as every id Flowgate mints) as its 16 bytes, any
 /// other text as it is.
 pub fn id(text: &str) -> Value {
+    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
     match uuid::Uuid::parse_str(text) {
-        Ok(u) if u.hyphenated().to_string() == text => Value::Blob(u.as_bytes().to_vec()),
+        Ok(u) if u.hyphenated().encode_lower(&mut canonical) == text => {
+            Value::Blob(u.as_bytes().to_vec())
+        }
         _ => Value::Text(text.to_owned()),
     }
 }
@@ -36,16 +39,17 @@ pub fn id_at(row: &Row<'_>, col: usize) -> rusqlite::Result<String> {
     }
 }
 
-/// A fingerprint (64 hex digits) as its 32 bytes; anything else as text.
+/// A fingerprint (64 hex digits) as its first 16 bytes, which is what a replay compares
+/// ([`flowgate_core::ids::same_payload`]); anything else as text.
 pub fn digest(hex: &str) -> Value {
     let bytes: Option<Vec<u8>> = (hex.len() == 64)
         .then(|| {
-            (0..32)
+            (0..16)
                 .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
                 .collect::<Option<Vec<u8>>>()
         })
         .flatten()
-        .filter(|b| b.iter().map(|x| format!("{x:02x}")).collect::<String>() == hex);
+        .filter(|b| hex.starts_with(&flowgate_core::ids::hex(b)));
     match bytes {
         Some(b) => Value::Blob(b),
         None => Value::Text(hex.to_owned()),
@@ -123,9 +127,10 @@ pub fn spec_at(row: &Row<'_>, col: usize, workflow: String) -> rusqlite::Result<
 }
 
 /// An event as stored: `[time, kind, detail, trace?]`. The first event's time is in
-/// nanoseconds since the epoch, each later one's the nanoseconds since the one before; the
-/// kind is its place in [`EventKind::ALL`]; a usual detail is its place in
-/// [`details::USUAL`], any other its text.
+/// nanoseconds since the request was accepted (rows of the first compact form: since the
+/// epoch), each later one's the nanoseconds since the one before; the kind is its place in
+/// [`EventKind::ALL`]; a usual detail is its place in [`details::USUAL`], any other its
+/// text; a trace id is its 16 bytes in unpadded URL-safe base64 (first form: hex).
 #[derive(Serialize, Deserialize)]
 struct StoredEvent(
     i64,
@@ -141,43 +146,97 @@ enum StoredDetail {
     Text(String),
 }
 
+/// The stored form's version tag: a history of this form is `[2,[event...]]`.
+const FORM: i64 = 2;
+const FORM_PREFIX: &str = "[2,[";
+
 fn nanos(at: DateTime<Utc>) -> i64 {
     at.timestamp_nanos_opt().unwrap_or(i64::MAX)
 }
 
-/// A history's stored text.
-pub fn history(events: &[HistoryEvent]) -> rusqlite::Result<String> {
-    let mut previous: Option<i64> = None;
-    let stored: Vec<StoredEvent> = events
-        .iter()
-        .map(|e| {
-            let at = nanos(e.at);
-            let time = previous.map_or(at, |p| at - p);
-            previous = Some(at);
-            let kind = EventKind::ALL
-                .iter()
-                .position(|k| *k == e.kind)
-                .unwrap_or_else(|| unreachable!("ALL lists every kind"));
-            let detail = match details::USUAL.iter().position(|d| *d == e.detail) {
-                Some(i) => StoredDetail::Usual(i),
-                None => StoredDetail::Text(e.detail.clone()),
-            };
-            StoredEvent(time, kind, detail, e.trace_id.clone())
+/// A trace id as stored: 32 hex digits as 22 characters of base64; anything else as it is.
+fn short_trace(trace: &str) -> String {
+    use base64::Engine;
+    let bytes: Option<Vec<u8>> = (trace.len() == 32)
+        .then(|| {
+            (0..16)
+                .map(|i| u8::from_str_radix(&trace[2 * i..2 * i + 2], 16).ok())
+                .collect()
         })
-        .collect();
-    crate::codec::to_json(&stored)
+        .flatten()
+        .filter(|b: &Vec<u8>| flowgate_core::ids::hex(b) == trace);
+    match bytes {
+        Some(b) => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b),
+        None => trace.to_owned(),
+    }
 }
 
-/// A history column, read back; the full JSON form of rows written before the compact one
-/// reads too.
-pub fn history_at(row: &Row<'_>, col: usize) -> rusqlite::Result<Vec<HistoryEvent>> {
+/// A stored trace id, read back.
+fn full_trace(stored: String) -> String {
+    use base64::Engine;
+    if stored.len() != 22 {
+        return stored;
+    }
+    match base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(&stored) {
+        Ok(bytes) if bytes.len() == 16 => flowgate_core::ids::hex(&bytes),
+        _ => stored,
+    }
+}
+
+/// A history's stored text; `accepted_at` is its request's.
+pub fn history(events: &[HistoryEvent], accepted_at: DateTime<Utc>) -> rusqlite::Result<String> {
+    let mut previous = nanos(accepted_at);
+    let mut out = String::with_capacity(16 + 24 * events.len());
+    out.push_str(FORM_PREFIX);
+    for (i, e) in events.iter().enumerate() {
+        let at = nanos(e.at);
+        let time = at - previous;
+        previous = at;
+        let kind = EventKind::ALL
+            .iter()
+            .position(|k| *k == e.kind)
+            .unwrap_or_else(|| unreachable!("ALL lists every kind"));
+        let detail = match details::USUAL.iter().position(|d| *d == e.detail) {
+            Some(i) => StoredDetail::Usual(i),
+            None => StoredDetail::Text(e.detail.clone()),
+        };
+        let stored = StoredEvent(time, kind, detail, e.trace_id.as_deref().map(short_trace));
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&crate::codec::to_json(&stored)?);
+    }
+    out.push_str("]]");
+    Ok(out)
+}
+
+/// A history column, read back (`accepted_at`: its request's); the first compact form and
+/// the full JSON form of older rows read too.
+pub fn history_at(
+    row: &Row<'_>,
+    col: usize,
+    accepted_at: DateTime<Utc>,
+) -> rusqlite::Result<Vec<HistoryEvent>> {
     let text: String = row.get(col)?;
     if text.starts_with("[{") {
         return serde_json::from_str(&text).map_err(|e| bad(col, e.to_string()));
     }
-    let stored: Vec<StoredEvent> =
-        serde_json::from_str(&text).map_err(|e| bad(col, e.to_string()))?;
-    let mut previous: Option<i64> = None;
+    let (base, stored) = if text.starts_with(FORM_PREFIX) {
+        let (form, stored): (i64, Vec<StoredEvent>) =
+            serde_json::from_str(&text).map_err(|e| bad(col, e.to_string()))?;
+        if form != FORM {
+            return Err(bad(
+                col,
+                format!("a history of form {form}, not one this build reads"),
+            ));
+        }
+        (Some(nanos(accepted_at)), stored)
+    } else {
+        let stored: Vec<StoredEvent> =
+            serde_json::from_str(&text).map_err(|e| bad(col, e.to_string()))?;
+        (None, stored)
+    };
+    let mut previous = base;
     stored
         .into_iter()
         .map(|StoredEvent(time, kind, detail, trace_id)| {
@@ -197,7 +256,7 @@ pub fn history_at(row: &Row<'_>, col: usize) -> rusqlite::Result<Vec<HistoryEven
                 at: DateTime::from_timestamp_nanos(at),
                 kind,
                 detail,
-                trace_id,
+                trace_id: trace_id.map(full_trace),
             })
         })
         .collect()
@@ -215,7 +274,7 @@ mod tests {
             assert!(matches!(id(other), Value::Text(_)), "{other}");
         }
         let hex = "4085cdebab0ae533d2526d2b80f23ee7c3362f7f297bd11e5cb84616883edcd8";
-        assert!(matches!(digest(hex), Value::Blob(ref b) if b.len() == 32));
+        assert!(matches!(digest(hex), Value::Blob(ref b) if b.len() == 16));
         assert!(matches!(digest(&hex.to_uppercase()), Value::Text(_)));
         let conn = rusqlite::Connection::open_in_memory().expect("a database");
         let (a, b): (String, String) = conn
@@ -225,7 +284,10 @@ mod tests {
                 |row| Ok((id_at(row, 0)?, digest_at(row, 1)?)),
             )
             .expect("read back");
-        assert_eq!((a.as_str(), b.as_str()), (canonical, hex));
+        assert_eq!((a.as_str(), b.as_str()), (canonical, &hex[..32]));
+        assert!(flowgate_core::ids::same_payload(&b, hex));
+        let other = "4085cdebab0ae533d2526d2b80f23ee8c3362f7f297bd11e5cb84616883edcd8";
+        assert!(!flowgate_core::ids::same_payload(&b, other));
     }
 
     #[test]
@@ -259,20 +321,32 @@ mod tests {
                 trace_id: None,
             },
         ];
-        let text = history(&events).expect("writes");
-        assert!(text.len() < 130, "{} bytes: {text}", text.len());
-        let usual = history(&events[..3]).expect("writes");
-        assert!(usual.len() < 100, "{} bytes: {usual}", usual.len());
+        let text = history(&events, t0).expect("writes");
+        assert!(text.len() < 100, "{} bytes: {text}", text.len());
+        let usual = history(&events[..3], t0).expect("writes");
+        assert!(usual.len() < 70, "{} bytes: {usual}", usual.len());
         let conn = rusqlite::Connection::open_in_memory().expect("a database");
         let read = conn
-            .query_row("SELECT ?1", [&text], |row| history_at(row, 0))
+            .query_row("SELECT ?1", [&text], |row| history_at(row, 0, t0))
             .expect("reads");
         assert_eq!(read, events);
-        // The full form of older rows reads too.
+        // The first compact form (absolute first time, hex trace) and the full form of older
+        // rows read too.
+        let first = r#"[[1796225813521631530,0,1,"2004ec252bc7ed4feb92d0e37c902705"],[27952,1,2]]"#;
+        let read = conn
+            .query_row("SELECT ?1", [first], |row| history_at(row, 0, t0))
+            .expect("reads");
+        assert_eq!(read, events[..2]);
         let full = serde_json::to_string(&events).expect("json");
         let read = conn
-            .query_row("SELECT ?1", [&full], |row| history_at(row, 0))
+            .query_row("SELECT ?1", [&full], |row| history_at(row, 0, t0))
             .expect("reads");
         assert_eq!(read, events);
+        // A form this build does not know is an error, never a guess.
+        let later = text.replacen("[2,", "[3,", 1);
+        assert!(
+            conn.query_row("SELECT ?1", [&later], |row| history_at(row, 0, t0))
+                .is_err()
+        );
     }
 }

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
-pub use db::DbError;
+pub use db::{DbError, WriterCounts};
 pub use probe::{FileSizes, Probe};
 
 /// The database file's name inside the data directory.
@@ -120,6 +120,27 @@ impl Embedded {
             handoff: handoff::HandOff::default(),
             settled: handoff::Settled::default(),
         }))
+    }
+
+    /// What the writer has done since the store was opened: jobs, commits, statements.
+    pub fn writer_counts(&self) -> WriterCounts {
+        self.db.writer_counts()
+    }
+
+    /// Bytes of the database file in use (its pages less the free ones), as the last
+    /// commit left it, whether or not the log was copied back yet.
+    pub async fn bytes_in_use(&self) -> Result<u64, flowgate_core::BackendError> {
+        self.db
+            .read(|conn| {
+                let pragma = |name: &str| -> rusqlite::Result<i64> {
+                    conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                };
+                let used =
+                    (pragma("page_count")? - pragma("freelist_count")?) * pragma("page_size")?;
+                u64::try_from(used).map_err(|_| rusqlite::Error::IntegralValueOutOfRange(0, used))
+            })
+            .await
+            .map_err(|e| e.into_backend("store.bytes_in_use"))
     }
 
     /// Reports the writer's group commits (their sizes and durations) to `metrics`.

@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -264,6 +264,15 @@ CREATE INDEX starts_expiry ON starts (updated_at)
     WHERE pending_since IS NULL AND status IN ('CREATED', 'DISPATCHED', 'ARCHIVED');
 "#;
 
+/// Version 12: a workflow's instances are listed by (creation time, row): the row's own
+/// position breaks a tie where the instance id did, so the index no longer repeats the
+/// 16-byte id (about 17 bytes less per start).
+const V12: &str = r#"
+DROP INDEX starts_by_workflow;
+CREATE INDEX starts_by_workflow ON starts (tenant, workflow, created_at)
+    WHERE created_at IS NOT NULL;
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -304,6 +313,7 @@ fn migrate_to(conn: &Connection, target: i64) -> rusqlite::Result<()> {
         (9, V9),
         (10, V10),
         (11, V11),
+        (12, V12),
     ] {
         if version < step && step <= target {
             conn.execute_batch(sql)?;

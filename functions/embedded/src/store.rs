@@ -73,7 +73,7 @@ fn write_back(
     created_at: Option<DateTime<Utc>>,
 ) -> rusqlite::Result<Option<i64>> {
     let pending = record.pending_due().is_some();
-    let history = compact::history(&record.history)?;
+    let history = compact::history(&record.history, record.accepted_at)?;
     let dispatch = record.dispatch.as_ref().map(codec::to_json).transpose()?;
     conn.prepare_cached(
         "UPDATE starts SET status = ?2, attempts = ?3, last_error = ?4, updated_at = ?5, \
@@ -380,17 +380,14 @@ impl Store for Embedded {
         let after = after.map(|c| (micros(c.created_at), c.instance_id.clone()));
         self.db
             .read(move |conn| {
-                // The first page starts after a position later than any instance.
+                // Newest first, by (creation time, row). A page goes on after the cursor's
+                // instance, found by its id; the first page starts after a position later
+                // than any instance.
                 let (at, id) = after.unwrap_or((i64::MAX, String::new()));
                 let id = compact::id(&id);
-                let sql = format!(
-                    "SELECT {START_COLS} FROM starts WHERE tenant = ?1 AND workflow = ?2 \
-                     AND created_at IS NOT NULL AND (created_at, instance_id) < (?3, ?4) \
-                     ORDER BY created_at DESC, instance_id DESC LIMIT ?5"
-                );
-                conn.prepare_cached(&sql)?
+                conn.prepare_cached(&list_instances_sql())?
                     .query_map(
-                        params![tenant, workflow, at, id, limit as i64],
+                        params![tenant, workflow, at, id, limit as i64, i64::MAX],
                         codec::instance,
                     )?
                     .collect()
@@ -544,98 +541,17 @@ fn audit_facts(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use crate::{Embedded, EmbeddedConfig};
-
-    /// The audit reads a tenant's window by its index, never the whole table.
-    #[tokio::test]
-    async fn the_audit_reads_its_window_by_the_index() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
-        let plan = store
-            .db
-            .read(|conn| {
-                let sql = format!(
-                    "EXPLAIN QUERY PLAN {} {} GROUP BY 1, 2, 3, 4",
-                    super::AUDIT_GROUPS,
-                    super::WINDOW
-                );
-                let mut stmt = conn.prepare(&sql)?;
-                let rows = stmt.query_map(rusqlite::params!["t", 0i64, 10i64, 5i64], |row| {
-                    row.get::<_, String>(3)
-                })?;
-                rows.collect::<rusqlite::Result<Vec<String>>>()
-            })
-            .await
-            .expect("a plan");
-        assert!(
-            plan.iter().any(|step| step.contains("starts_by_accepted")),
-            "{plan:?}"
-        );
-        assert!(
-            !plan.iter().any(|step| step.starts_with("SCAN r")),
-            "{plan:?}"
-        );
-    }
-
-    /// The queue's receive and the reconciler's scan read the live index, never the table.
-    #[tokio::test]
-    async fn the_queue_and_the_reconciler_read_the_live_index() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
-        for sql in [
-            format!(
-                "SELECT seq FROM starts WHERE {} <= ?1 AND {} AND due_at IS NOT NULL \
-                 ORDER BY {} LIMIT ?2",
-                super::LIVE_KEY,
-                super::LIVE,
-                super::LIVE_KEY
-            ),
-            format!(
-                "SELECT seq FROM starts WHERE {} AND {} < ?1 ORDER BY {} LIMIT ?2",
-                super::LIVE,
-                super::LIVE_KEY,
-                super::LIVE_KEY
-            ),
-        ] {
-            let plan = store
-                .db
-                .read(move |conn| {
-                    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                    let rows = stmt.query_map([0i64, 10], |row| row.get::<_, String>(3))?;
-                    rows.collect::<rusqlite::Result<Vec<String>>>()
-                })
-                .await
-                .expect("a plan");
-            assert!(
-                plan.iter().any(|step| step.contains("starts_live")),
-                "{plan:?}"
-            );
-        }
-    }
-
-    /// The retention sweep reads the partial index, never the whole table (it runs on the
-    /// writer thread, which a scan of a large file would hold for seconds).
-    #[tokio::test]
-    async fn the_retention_sweep_reads_its_index() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
-        let plan = store
-            .db
-            .read(|conn| {
-                let mut stmt =
-                    conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::EXPIRED_STARTS))?;
-                let rows = stmt.query_map([0i64, 10], |row| row.get::<_, String>(3))?;
-                rows.collect::<rusqlite::Result<Vec<String>>>()
-            })
-            .await
-            .expect("a plan");
-        assert!(
-            plan.iter().any(|step| step.contains("starts_expiry")),
-            "{plan:?}"
-        );
-    }
+/// A page of a workflow's instances, newest first by (creation time, row), after the row
+/// of instance `?4` created at `?3` (or, when no instance has that id, after every instance
+/// created at `?3` and later); `?5` at most; `?6` is `i64::MAX`.
+fn list_instances_sql() -> String {
+    format!(
+        "SELECT {START_COLS} FROM starts WHERE tenant = ?1 AND workflow = ?2 \
+         AND created_at IS NOT NULL AND (created_at, seq) < (?3, COALESCE( \
+         (SELECT seq FROM starts WHERE tenant = ?1 AND instance_id = ?4 \
+         AND created_at IS NOT NULL), ?6)) \
+         ORDER BY created_at DESC, seq DESC LIMIT ?5"
+    )
 }
 
 const CREATE_OP: &str = "store.create_request";
@@ -692,7 +608,7 @@ impl Embedded {
         let row = StartRow {
             r: record.clone(),
             spec: compact::spec(&record.spec)?,
-            history: compact::history(&history)?,
+            history: compact::history(&history, record.accepted_at)?,
             dispatch: record.dispatch.as_ref().map(codec::to_json).transpose()?,
             pending_since: pending_since.map(micros),
             due_at,
@@ -800,3 +716,126 @@ impl Embedded {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use crate::{Embedded, EmbeddedConfig};
+
+    /// A page of a workflow's instances is read from its index in order: no sort, no scan.
+    #[tokio::test]
+    async fn a_listing_reads_the_workflow_index_in_order() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
+        let plan = store
+            .db
+            .read(|conn| {
+                let sql = format!("EXPLAIN QUERY PLAN {}", super::list_instances_sql());
+                let mut stmt = conn.prepare(&sql)?;
+                let rows = stmt.query_map(
+                    rusqlite::params!["t", "w", 0i64, "i", 10i64, i64::MAX],
+                    |row| row.get::<_, String>(3),
+                )?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .await
+            .expect("a plan");
+        assert!(
+            plan.iter().any(|step| step.contains("starts_by_workflow")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan
+                .iter()
+                .any(|step| step.contains("TEMP B-TREE") || step.starts_with("SCAN starts")),
+            "{plan:?}"
+        );
+    }
+
+    /// The audit reads a tenant's window by its index, never the whole table.
+    #[tokio::test]
+    async fn the_audit_reads_its_window_by_the_index() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
+        let plan = store
+            .db
+            .read(|conn| {
+                let sql = format!(
+                    "EXPLAIN QUERY PLAN {} {} GROUP BY 1, 2, 3, 4",
+                    super::AUDIT_GROUPS,
+                    super::WINDOW
+                );
+                let mut stmt = conn.prepare(&sql)?;
+                let rows = stmt.query_map(rusqlite::params!["t", 0i64, 10i64, 5i64], |row| {
+                    row.get::<_, String>(3)
+                })?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .await
+            .expect("a plan");
+        assert!(
+            plan.iter().any(|step| step.contains("starts_by_accepted")),
+            "{plan:?}"
+        );
+        assert!(
+            !plan.iter().any(|step| step.starts_with("SCAN r")),
+            "{plan:?}"
+        );
+    }
+
+    /// The queue's receive and the reconciler's scan read the live index, never the table.
+    #[tokio::test]
+    async fn the_queue_and_the_reconciler_read_the_live_index() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
+        for sql in [
+            format!(
+                "SELECT seq FROM starts WHERE {} <= ?1 AND {} AND due_at IS NOT NULL \
+                 ORDER BY {} LIMIT ?2",
+                super::LIVE_KEY,
+                super::LIVE,
+                super::LIVE_KEY
+            ),
+            format!(
+                "SELECT seq FROM starts WHERE {} AND {} < ?1 ORDER BY {} LIMIT ?2",
+                super::LIVE,
+                super::LIVE_KEY,
+                super::LIVE_KEY
+            ),
+        ] {
+            let plan = store
+                .db
+                .read(move |conn| {
+                    let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let rows = stmt.query_map([0i64, 10], |row| row.get::<_, String>(3))?;
+                    rows.collect::<rusqlite::Result<Vec<String>>>()
+                })
+                .await
+                .expect("a plan");
+            assert!(
+                plan.iter().any(|step| step.contains("starts_live")),
+                "{plan:?}"
+            );
+        }
+    }
+
+    /// The retention sweep reads the partial index, never the whole table (it runs on the
+    /// writer thread, which a scan of a large file would hold for seconds).
+    #[tokio::test]
+    async fn the_retention_sweep_reads_its_index() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
+        let plan = store
+            .db
+            .read(|conn| {
+                let mut stmt =
+                    conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::EXPIRED_STARTS))?;
+                let rows = stmt.query_map([0i64, 10], |row| row.get::<_, String>(3))?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .await
+            .expect("a plan");
+        assert!(
+            plan.iter().any(|step| step.contains("starts_expiry")),
+            "{plan:?}"
+        );
+    }
+}

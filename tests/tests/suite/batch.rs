@@ -29,7 +29,12 @@ async fn instances(app: &App) -> Vec<String> {
     let mut query = "limit=100".to_owned();
     loop {
         let page = app
-            .call("GET", &format!("/v1/workflows/orders/instances?{query}"), &[], None)
+            .call(
+                "GET",
+                &format!("/v1/workflows/orders/instances?{query}"),
+                &[],
+                None,
+            )
             .await;
         assert_eq!(page.status, 200, "{}", page.body);
         all.extend(
@@ -111,7 +116,10 @@ async fn each_start_is_answered_in_order_and_one_bad_start_refuses_only_itself()
         results[3]["problem"]["type"],
         "urn:flowgate:problem:params-invalid"
     );
-    assert_eq!(results[3]["problem"]["errors"][0]["pointer"], "/params/amount");
+    assert_eq!(
+        results[3]["problem"]["errors"][0]["pointer"],
+        "/params/amount"
+    );
     for refused in [4, 7, 9, 10] {
         assert_eq!(
             results[refused]["problem"]["type"], "urn:flowgate:problem:invalid-request",
@@ -217,13 +225,19 @@ async fn the_envelope_is_refused_whole_above_500_starts_and_when_malformed() {
     app.call("POST", BATCH, &[], Some(r#"{"starts":[{"#))
         .await
         .assert_problem(400, "malformed-json");
-    let huge = batch(&vec![json!({"params": {"amount": 1, "pad": "y".repeat(9000)}}); 500]);
+    let huge = batch(&vec![
+        json!({"params": {"amount": 1, "pad": "y".repeat(9000)}});
+        500
+    ]);
     assert!(huge.len() > 4 * 1024 * 1024);
     app.call("POST", BATCH, &[], Some(&huge))
         .await
         .assert_problem(413, "payload-too-large");
     // Exactly 500 is taken, and well over the single route's 64 KiB body.
-    let full = batch(&vec![json!({"params": {"amount": 1, "pad": "z".repeat(200)}}); 500]);
+    let full = batch(&vec![
+        json!({"params": {"amount": 1, "pad": "z".repeat(200)}});
+        500
+    ]);
     assert!(full.len() > 64 * 1024);
     let reply = app.call("POST", BATCH, &[], Some(&full)).await;
     assert_eq!(statuses(&reply.body), vec![202; 500]);
@@ -247,11 +261,20 @@ async fn unknown_and_offline_workflows_refuse_each_start_but_a_known_key_replays
         .await;
     assert_eq!(statuses(&reply.body), [404, 404]);
     app.register("orders", true).await;
-    let accepted = app.call("POST", BATCH, &[], Some(&batch(&[start.clone()]))).await;
+    let accepted = app
+        .call(
+            "POST",
+            BATCH,
+            &[],
+            Some(&batch(std::slice::from_ref(&start))),
+        )
+        .await;
     assert_eq!(statuses(&accepted.body), [202]);
     app.register("orders", false).await;
     let other = json!({"params": {"amount": 2}});
-    let reply = app.call("POST", BATCH, &[], Some(&batch(&[start, other]))).await;
+    let reply = app
+        .call("POST", BATCH, &[], Some(&batch(&[start, other])))
+        .await;
     assert_eq!(statuses(&reply.body), [202, 409]);
     assert_eq!(
         reply.body["results"][0]["request_id"],
@@ -288,7 +311,10 @@ async fn a_failed_write_is_503_for_its_starts_and_the_same_batch_again_completes
     app.faults.clear();
     let again = app.call("POST", BATCH, &[], Some(&batch(&starts))).await;
     assert_eq!(statuses(&again.body), vec![202; 5]);
-    assert_eq!(again.body["replayed"], 0, "nothing was written the first time");
+    assert_eq!(
+        again.body["replayed"], 0,
+        "nothing was written the first time"
+    );
     let _consumer = app.start_consumer();
     for r in again.body["results"].as_array().unwrap() {
         assert_eq!(

@@ -25,6 +25,7 @@ mod security;
 mod targets_aws;
 mod template;
 mod usecases;
+mod work;
 
 /// Every file of this directory is a module of the binary: one left out would never run.
 #[test]

@@ -91,3 +91,113 @@ async fn three_hundred_requests_through_the_consumer_handler_on_moto() {
         loaded.conflicts
     );
 }
+
+/// The batch route on DynamoDB and SQS: each start put conditionally (in parallel), the
+/// accepted ones sent with `SendMessageBatch`, answered in order; the consumer then makes
+/// exactly one instance per accepted start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a moto server: run infra/test.sh"]
+async fn a_batch_on_moto_is_put_in_parallel_and_sent_in_batches() {
+    let subject = flowgate_tests::aws::subject(Duration::from_secs(1), 4).await;
+    let app = App::over(subject.store.clone(), subject.queue.clone(), Box::new(()));
+    let t = tenant();
+    app.register_as(Some(&t), "orders", true).await;
+    let earlier = app
+        .call_as(
+            Some(&t),
+            "POST",
+            "/v1/workflows/orders/instances",
+            &[("idempotency-key", "k0")],
+            Some(r#"{"params":{"amount":1}}"#),
+        )
+        .await;
+    assert_eq!(earlier.status, 202, "{}", earlier.body);
+    let mut starts: Vec<serde_json::Value> = (1..=24)
+        .map(|n| json!({"idempotency_key": format!("k{n}"), "params": {"amount": n}}))
+        .collect();
+    starts.push(json!({"idempotency_key": "k0", "params": {"amount": 1}}));
+    starts.push(json!({"idempotency_key": "k0", "params": {"amount": 2}}));
+    starts.push(json!({"params": {"amount": 0}}));
+    let reply = app
+        .call_as(
+            Some(&t),
+            "POST",
+            "/v1/workflows/orders/instances/batch",
+            &[],
+            Some(&json!({ "starts": starts }).to_string()),
+        )
+        .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let results = reply.body["results"].as_array().expect("results");
+    let statuses: Vec<u64> = results
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    let mut expected = vec![202; 24];
+    expected.extend([202, 422, 400]);
+    assert_eq!(statuses, expected, "{}", reply.body);
+    assert_eq!(results[24]["request_id"], earlier.body["request_id"]);
+    assert_eq!(results[24]["replayed"], true);
+
+    // Every accepted start's history says it was sent: the batch sends succeeded.
+    let mut accepted: Vec<String> = results[..24]
+        .iter()
+        .map(|r| r["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    for id in &accepted {
+        let view = app
+            .call_as(Some(&t), "GET", &format!("/v1/requests/{id}"), &[], None)
+            .await;
+        let events: Vec<&str> = view.body["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["event"].as_str().unwrap())
+            .collect();
+        assert_eq!(events, ["accepted", "enqueued"], "{}", view.body);
+    }
+    accepted.push(earlier.body["request_id"].as_str().unwrap().to_owned());
+
+    let consumer = Consumer::new(
+        app.store.clone(),
+        app.queue.clone(),
+        ConsumerConfig::default(),
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        drain_queue(app.raw_queue.as_ref(), app.queue.as_ref(), &consumer).await;
+        let mut created = 0;
+        for id in &accepted {
+            let view = app
+                .call_as(Some(&t), "GET", &format!("/v1/requests/{id}"), &[], None)
+                .await;
+            created += usize::from(view.body["status"] == "CREATED");
+        }
+        if created == accepted.len() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{created} of {} created",
+            accepted.len()
+        );
+    }
+    let page = app
+        .call_as(
+            Some(&t),
+            "GET",
+            "/v1/workflows/orders/instances?limit=100",
+            &[],
+            None,
+        )
+        .await;
+    let mut listed: Vec<String> = page.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    listed.sort();
+    accepted.sort();
+    assert_eq!(listed, accepted, "one instance per accepted start");
+}

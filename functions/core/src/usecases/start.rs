@@ -186,14 +186,19 @@ impl Flowgate {
 
     /// Admits `starts` on a task of their own: a client that goes away after the durable
     /// write drops this future, not the admission, which is still counted as what it was.
-    async fn admitted(&self, starts: Vec<(StartRequest, Span)>) -> Vec<Result<StartOutcome, Error>> {
+    async fn admitted(
+        &self,
+        starts: Vec<(StartRequest, Span)>,
+    ) -> Vec<Result<StartOutcome, Error>> {
         let n = starts.len();
         let app = self.clone();
         match tokio::spawn(async move { app.admit(starts).await }.instrument(Span::current())).await
         {
             Ok(answers) => answers,
             Err(failed) => (0..n)
-                .map(|_| Err(crate::BackendError::permanent("start.admit", failed.to_string()).into()))
+                .map(|_| {
+                    Err(crate::BackendError::permanent("start.admit", failed.to_string()).into())
+                })
                 .collect(),
         }
     }
@@ -202,7 +207,8 @@ impl Flowgate {
     /// key), each in its own span: everything up to the answers but `Prefer: wait`.
     async fn admit(&self, starts: Vec<(StartRequest, Span)>) -> Vec<Result<StartOutcome, Error>> {
         let began = std::time::Instant::now();
-        let mut answers: Vec<Option<Result<StartOutcome, Error>>> = Vec::with_capacity(starts.len());
+        let mut answers: Vec<Option<Result<StartOutcome, Error>>> =
+            Vec::with_capacity(starts.len());
         let mut writes = Vec::new();
         for (req, span) in &starts {
             match self.prepare(req).instrument(span.clone()).await {
@@ -385,7 +391,12 @@ impl Flowgate {
         let (places, records): (Vec<usize>, Vec<RequestRecord>) = unsent.into_iter().unzip();
         let spans: Vec<&Span> = places.iter().map(|&at| &starts[at].1).collect();
         let sent = self.enqueue_all(records, &spans).await;
-        answers.extend(places.into_iter().zip(sent).map(|(at, r)| (at, Ok(fresh(r)))));
+        answers.extend(
+            places
+                .into_iter()
+                .zip(sent)
+                .map(|(at, r)| (at, Ok(fresh(r)))),
+        );
         answers
     }
 
@@ -427,7 +438,7 @@ impl Flowgate {
         spec: &StartSpec,
     ) -> Result<StartOutcome, Error> {
         Span::current().record("instance_id", existing.instance_id.as_str());
-        if existing.fingerprint != ids::fingerprint(spec) {
+        if !ids::same_payload(&existing.fingerprint, &ids::fingerprint(spec)) {
             warn!(
                 stage = "key_reused",
                 "idempotency key reused with a different payload"
@@ -465,7 +476,11 @@ impl Flowgate {
     /// was sent. The records are durable already, so a failed send is recorded
     /// (`enqueue_failed`, with the redelivery bound) and the request stays accepted: the
     /// reconciler sends it, as does a retry with the same key.
-    async fn enqueue_all(&self, records: Vec<RequestRecord>, spans: &[&Span]) -> Vec<RequestRecord> {
+    async fn enqueue_all(
+        &self,
+        records: Vec<RequestRecord>,
+        spans: &[&Span],
+    ) -> Vec<RequestRecord> {
         if records.is_empty() {
             return records;
         }
@@ -502,9 +517,9 @@ impl Flowgate {
                     Ok(_) => {
                         let _ = record.apply(&update);
                     }
-                    Err(e) => span.in_scope(|| {
-                        warn!(error = %e.chain(), "could not record the enqueue in history")
-                    }),
+                    Err(e) => span.in_scope(
+                        || warn!(error = %e.chain(), "could not record the enqueue in history"),
+                    ),
                 }
                 record
             })
@@ -512,7 +527,11 @@ impl Flowgate {
     }
 
     /// The note of a send: enqueued, or why not.
-    fn sent_update(&self, result: Result<(), crate::BackendError>, sent: &HistoryEvent) -> RequestUpdate {
+    fn sent_update(
+        &self,
+        result: Result<(), crate::BackendError>,
+        sent: &HistoryEvent,
+    ) -> RequestUpdate {
         match result {
             Ok(()) => {
                 debug!(stage = "enqueued", "request enqueued");
