@@ -251,6 +251,30 @@ async fn start_routes(c: &mut Contract, app: &App) -> (String, String) {
     (id("request_id"), id("instance_id"))
 }
 
+/// The batch route: every start answered in a 200, and the envelope's own refusals.
+async fn batch_routes(c: &mut Contract, app: &App) {
+    const BATCH: &str = "/v1/workflows/{code}/instances/batch";
+    let batch = call(BATCH, "POST", "/v1/workflows/orders/instances/batch");
+    let starts = r#"{"starts": [{"idempotency_key": "b-1", "params": {"amount": 1}},
+        {"idempotency_key": "c-1", "params": {"amount": 3}}, {"params": {"amount": 0}}, 7]}"#;
+    let answered = c.expect(app, batch.body(starts), 200).await;
+    let statuses: Vec<u64> = answered.body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["status"].as_u64().expect("a status"))
+        .collect();
+    assert_eq!(statuses, [202, 422, 400, 400], "{}", answered.body);
+    c.expect(app, batch.body(r#"{"starts": []}"#), 400).await;
+    c.expect(app, batch.body(r#"{"starts": [{}"#), 400).await;
+    let big = format!(
+        r#"{{"starts": [{{"params": {{"pad": "{}"}}}}]}}"#,
+        "x".repeat(5 * 1024 * 1024)
+    );
+    c.expect(app, batch.body(&big), 413).await;
+    c.expect(app, batch.headers(TEXT), 415).await;
+}
+
 /// With a consumer: waits, replays of created requests, and the reads.
 async fn read_routes(c: &mut Contract, app: &App, request_id: &str, instance_id: &str) {
     let instance_uri = format!("/v1/instances/{instance_id}");
@@ -800,6 +824,7 @@ async fn the_document_matches_the_api_in_both_directions() {
     c.check("/openapi.json", "GET", &doc);
     workflow_routes(&mut c, &app).await;
     let (request_id, instance_id) = start_routes(&mut c, &app).await;
+    batch_routes(&mut c, &app).await;
     read_routes(&mut c, &app, &request_id, &instance_id).await;
     failure_routes(&mut c, &app, &request_id, &instance_id).await;
     dlq_routes(&mut c, &app).await;

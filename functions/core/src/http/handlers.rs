@@ -206,6 +206,8 @@ pub async fn start_batch(
     trace: Option<axum::Extension<crate::trace::TraceContext>>,
     JsonBody(body): JsonBody<validation::BatchBody>,
 ) -> Answer {
+    // The path is the batch's own: a bad one refuses the batch, not each start.
+    validation::identifier("workflow", &workflow)?;
     let raw = body.starts()?;
     let trace = trace.map(|axum::Extension(t)| t);
     let mut results: Vec<Option<BatchResult>> = Vec::with_capacity(raw.len());
