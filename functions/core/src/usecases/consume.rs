@@ -42,7 +42,7 @@ impl ConsumerConfig {
             visibility_timeout: settings.visibility_timeout,
             retry_base: settings.retry_base,
             // A receive's deliveries are created in one write: larger batches, fewer commits.
-            // (SQS hands at most 10 a receive.)
+            // (The cloud queue hands at most 10 a receive.)
             batch_size: 256,
             max_in_flight: 1024,
             receive_wait: Duration::from_secs(1),
