@@ -54,6 +54,27 @@ fn attributes_of(
     .collect()
 }
 
+/// The most characters SQS takes in a `MessageGroupId`.
+const GROUP_ID_MAX: usize = 128;
+
+/// The message group of a tenant's messages: the tenant itself, so that the standard queue
+/// is fair between tenants (a tenant's flood does not hold the others up). A tenant name
+/// longer than SQS allows (tenants go to 256 characters) keeps its first 111 characters
+/// and a `#` and 16 hex digits of its FNV-1a hash: `#` is never in a tenant, so no group
+/// of a short name can be mistaken for one of a long name.
+pub(crate) fn message_group(tenant: &str) -> Option<String> {
+    if tenant.is_empty() {
+        return None;
+    }
+    if tenant.len() <= GROUP_ID_MAX {
+        return Some(tenant.to_owned());
+    }
+    let hash = tenant.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    Some(format!("{}#{hash:016x}", &tenant[..GROUP_ID_MAX - 17]))
+}
+
 /// One message of a `SendMessageBatch`, its id its place in the batch.
 fn batch_entry(
     i: usize,
@@ -69,6 +90,7 @@ fn batch_entry(
         .id(i.to_string())
         .message_body(&e.body)
         .set_message_attributes(Some(attributes))
+        .set_message_group_id(message_group(&e.tenant))
         .build()
         .map_err(|e| BackendError::permanent("queue.send_batch", e))
 }
@@ -221,6 +243,7 @@ impl SqsQueue {
             .queue_url(url)
             .message_body(m.body)
             .set_message_attributes(Some(attributes))
+            .set_message_group_id(message_group(m.tenant))
             .send()
             .await
             .map_err(|e| classify(op, e))?;
@@ -392,5 +415,23 @@ impl Queue for SqsQueue {
         .await?;
         self.delete("queue.dead_letter", &self.url, &d.receipt)
             .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_is_its_own_message_group_and_a_long_one_is_cut_apart() {
+        assert_eq!(message_group("acme").as_deref(), Some("acme"));
+        assert_eq!(message_group(""), None);
+        let exact = "t".repeat(GROUP_ID_MAX);
+        assert_eq!(message_group(&exact).as_deref(), Some(exact.as_str()));
+        let (a, b) = ("a".repeat(200), format!("{}b", "a".repeat(199)));
+        let (ga, gb) = (message_group(&a).unwrap(), message_group(&b).unwrap());
+        assert_eq!(ga.len(), GROUP_ID_MAX);
+        assert_ne!(ga, gb, "two long tenants that share a prefix stay apart");
+        assert!(ga.starts_with(&a[..GROUP_ID_MAX - 17]) && ga.contains('#'));
     }
 }

@@ -217,14 +217,20 @@ async fn the_envelope_is_refused_whole_above_500_starts_and_when_malformed() {
         r#"{"starts":[{"params":{"amount":1}}],"extra":1}"#,
         r#"{"starts":[],"starts":[]}"#,
         r#"[]"#,
+        // An array is not the envelope, even where its items would fill its fields.
+        r#"[[false, false, null]]"#,
+        r#"[[{"params":{"amount":1}}]]"#,
+        r#""starts""#,
     ] {
         app.call("POST", BATCH, &[], Some(bad))
             .await
             .assert_problem(400, "invalid-request");
     }
-    app.call("POST", BATCH, &[], Some(r#"{"starts":[{"#))
-        .await
-        .assert_problem(400, "malformed-json");
+    for malformed in [r#"{"starts":[{"#, r#"[[false,"#] {
+        app.call("POST", BATCH, &[], Some(malformed))
+            .await
+            .assert_problem(400, "malformed-json");
+    }
     let huge = batch(&vec![
         json!({"params": {"amount": 1, "pad": "y".repeat(9000)}});
         500

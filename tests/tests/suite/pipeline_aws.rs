@@ -201,3 +201,58 @@ async fn a_batch_on_moto_is_put_in_parallel_and_sent_in_batches() {
     accepted.sort();
     assert_eq!(listed, accepted, "one instance per accepted start");
 }
+
+/// SQS fair queues: every message, sent alone or in a batch, carries its tenant as its
+/// `MessageGroupId`, so a tenant's flood does not hold the other tenants up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a moto server: run infra/test.sh"]
+async fn every_message_carries_its_tenant_as_its_message_group() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    use flowgate_core::ports::Envelope;
+    let (url, dlq_url) = flowgate_tests::aws::queue_pair(Duration::from_secs(30), 4).await;
+    let sqs = flowgate_tests::aws::clients().await.sqs.clone();
+    let queue = flowgate_aws::SqsQueue::new(sqs.clone(), url.clone(), dlq_url);
+    let envelope = |tenant: &str, n: usize| Envelope {
+        tenant: tenant.to_owned(),
+        request_id: format!("r-{tenant}-{n}"),
+        body: format!("{{\"n\":{n}}}"),
+        traceparent: None,
+    };
+    queue.send(&envelope("alone", 0)).await.expect("a send");
+    let batch: Vec<Envelope> = (0..6)
+        .map(|n| envelope(if n % 2 == 0 { "acme" } else { "globex" }, n))
+        .collect();
+    for sent in queue.send_batch(&batch).await {
+        sent.expect("each message of the batch is sent");
+    }
+    let mut groups = std::collections::BTreeMap::<String, String>::new();
+    while groups.len() < 7 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .message_attribute_names("All")
+            .send()
+            .await
+            .expect("a receive");
+        let messages = out.messages.unwrap_or_default();
+        assert!(!messages.is_empty(), "only {} of 7 received", groups.len());
+        for m in messages {
+            let request = m.message_attributes().and_then(|a| a.get("request_id"));
+            let request = request
+                .and_then(|v| v.string_value())
+                .expect("a request id");
+            let group = m
+                .attributes()
+                .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+                .cloned()
+                .unwrap_or_default();
+            groups.insert(request.to_owned(), group);
+        }
+    }
+    for (request, group) in &groups {
+        let tenant = request.split('-').nth(1).expect("the tenant in the id");
+        assert_eq!(group, tenant, "{groups:?}");
+    }
+}

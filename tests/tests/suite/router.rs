@@ -261,6 +261,10 @@ async fn bad_bodies_and_headers_are_400_413_415() {
         r#"{"params": {"amount": 1}, "schedule_time": "tomorrow"}"#,
         r#"{"params": [1]}"#,
         r#"{"params": {"amount": 1}, "prority": "HIGH"}"#,
+        // Not an object: a derived parse would take an array's items as the fields.
+        r#"[{"amount": 1}]"#,
+        r#"[{"amount": 1}, "HIGH"]"#,
+        "42",
     ] {
         app.call("POST", START, &[], Some(invalid))
             .await

@@ -213,6 +213,7 @@ pub fn read_json<T: DeserializeOwned + RawChecks>(bytes: &[u8]) -> Result<T, Htt
     }
     T::check_keys(bytes)?;
     T::check_raw(bytes)?;
+    an_object(bytes)?;
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed = T::deserialize(&mut de).and_then(|value| de.end().map(|()| value));
     match parsed {
@@ -223,6 +224,23 @@ pub fn read_json<T: DeserializeOwned + RawChecks>(bytes: &[u8]) -> Result<T, Htt
             errors: vec![InvalidParam::new("/", e.to_string())],
         }
         .into()),
+    }
+}
+
+/// Every body Flowgate reads is a JSON object: a derived parse would also take an array as
+/// the fields in order (`[[...]]` as `{"starts": [...]}`), so anything else is refused here.
+/// A text that is not JSON at all stays malformed.
+fn an_object(bytes: &[u8]) -> Result<(), HttpError> {
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, None | Some(b'{')) {
+        return Ok(());
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed =
+        <serde::de::IgnoredAny as serde::Deserialize>::deserialize(&mut de).and_then(|_| de.end());
+    match parsed {
+        Err(e) => Err(HttpError::MalformedJson(e.to_string())),
+        Ok(()) => Err(Error::invalid("/", "must be a JSON object").into()),
     }
 }
 
