@@ -680,7 +680,8 @@ pub async fn only_finished_requests_past_retention_expire(s: Subject) {
 }
 
 /// Only pending requests (`ACCEPTED`, or `CREATED` with a hand-off owed) pending since before
-/// the cutoff are listed, oldest first.
+/// the cutoff are listed, oldest first. Without an outbox, an `ACCEPTED` request is listed
+/// only once a note (a failed send) said its message will not come on its own.
 pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
     let t = tenant();
     let long_ago = Utc::now() - Span::hours(1000);
@@ -699,6 +700,24 @@ pub async fn list_pending_finds_only_overdue_pending(s: Subject) {
     let ids = |records: &[RequestRecord]| -> Vec<String> {
         records.iter().map(|r| r.request_id.clone()).collect()
     };
+    if !s.caps.outbox {
+        // Without an outbox the caller sends after the write, and a sent message is
+        // delivered: a request is pending only once a note says the queue will not deliver
+        // it (a failed send), from the note's time.
+        assert!(overdue_of(&s, &t, cutoff).await.is_empty());
+        for r in [&old, &older] {
+            let mut failed = HistoryEvent::now(EventKind::EnqueueFailed, "the queue is down");
+            failed.at = r.accepted_at;
+            let note = RequestUpdate {
+                touch_pending: true,
+                ..RequestUpdate::event(failed)
+            };
+            s.store
+                .update_request(&t, &r.request_id, &note)
+                .await
+                .unwrap();
+        }
+    }
     let pending = overdue_of(&s, &t, cutoff).await;
     assert_eq!(
         ids(&pending),

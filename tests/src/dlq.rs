@@ -87,8 +87,17 @@ pub async fn dead_letter(app: &App, tenant: &str, workflow: &str, n: usize) -> V
         assert_eq!(reply.status.as_u16(), 202, "{}", reply.body);
         ids.push(reply.body["request_id"].as_str().expect("id").to_owned());
     }
+    // A request is marked DEAD first and its letter moved after: wait for both.
     consume_until(app, "dead-lettering", async || {
-        statuses(app, tenant, &ids).await == HashMap::from([(RequestStatus::Dead, n)])
+        if statuses(app, tenant, &ids).await != HashMap::from([(RequestStatus::Dead, n)]) {
+            return false;
+        }
+        let letters = app.flowgate.dlq_scan(&filter(tenant)).await.expect("scan");
+        ids.iter().all(|id| {
+            letters
+                .iter()
+                .any(|l| l.request_id.as_deref() == Some(id.as_str()))
+        })
     })
     .await;
     app.faults.clear();

@@ -2,6 +2,7 @@
 
 pub mod aws;
 pub mod binary;
+pub mod capacity;
 pub mod conformance;
 mod conformance_backfills;
 mod conformance_dispatch;

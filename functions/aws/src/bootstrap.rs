@@ -43,21 +43,22 @@ fn string_attribute(name: &str) -> Result<AttributeDefinition, BackendError> {
         .map_err(|e| BackendError::permanent("bootstrap.table", e))
 }
 
-fn index(name: &str, pk: &str, sk: &str) -> Result<GlobalSecondaryIndex, BackendError> {
+fn index(
+    name: &str,
+    pk: &str,
+    sk: &str,
+    projection: ProjectionType,
+) -> Result<GlobalSecondaryIndex, BackendError> {
     GlobalSecondaryIndex::builder()
         .index_name(name)
         .key_schema(key(pk, KeyType::Hash)?)
         .key_schema(key(sk, KeyType::Range)?)
-        .projection(
-            Projection::builder()
-                .projection_type(ProjectionType::All)
-                .build(),
-        )
+        .projection(Projection::builder().projection_type(projection).build())
         .build()
         .map_err(|e| BackendError::permanent("bootstrap.table", e))
 }
 
-/// The audit's index: only what it counts is projected.
+/// The audit's index of items written before `gsi4`: only what it counts is projected.
 fn audit_index() -> Result<GlobalSecondaryIndex, BackendError> {
     GlobalSecondaryIndex::builder()
         .index_name("gsi3")
@@ -83,7 +84,26 @@ fn audit_index() -> Result<GlobalSecondaryIndex, BackendError> {
         .map_err(|e| BackendError::permanent("bootstrap.table", e))
 }
 
-/// Creates the table if it does not exist, and turns on its TTL.
+/// The table's global secondary indexes (see `items.rs`).
+fn indexes() -> Result<Vec<GlobalSecondaryIndex>, BackendError> {
+    Ok(vec![
+        index("gsi1", "gsi1pk", "gsi1sk", ProjectionType::All)?,
+        index("gsi2", "gsi2pk", "gsi2sk", ProjectionType::All)?,
+        audit_index()?,
+        // Keys only: written once (at acceptance, at creation), never by a later update.
+        index("gsi4", "gsi4pk", "gsi4sk", ProjectionType::KeysOnly)?,
+        index("gsi5", "gsi5pk", "gsi5sk", ProjectionType::KeysOnly)?,
+    ])
+}
+
+/// Every key attribute of the table and its indexes.
+const KEY_ATTRIBUTES: [&str; 12] = [
+    "pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk", "gsi4pk", "gsi4sk",
+    "gsi5pk", "gsi5sk",
+];
+
+/// Creates the table if it does not exist, adds the indexes an older table lacks, and turns
+/// on its TTL.
 pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), BackendError> {
     const OP: &str = "bootstrap.table";
     let mut create = client
@@ -92,19 +112,18 @@ pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), 
         .billing_mode(BillingMode::PayPerRequest)
         .key_schema(key("pk", KeyType::Hash)?)
         .key_schema(key("sk", KeyType::Range)?)
-        .global_secondary_indexes(index("gsi1", "gsi1pk", "gsi1sk")?)
-        .global_secondary_indexes(index("gsi2", "gsi2pk", "gsi2sk")?)
-        .global_secondary_indexes(audit_index()?);
-    for attribute in [
-        "pk", "sk", "gsi1pk", "gsi1sk", "gsi2pk", "gsi2sk", "gsi3pk", "gsi3sk",
-    ] {
+        .set_global_secondary_indexes(Some(indexes()?));
+    for attribute in KEY_ATTRIBUTES {
         create = create.attribute_definitions(string_attribute(attribute)?);
     }
     match create.send().await {
         Ok(_) => {}
         Err(e)
             if e.as_service_error()
-                .is_some_and(|s| s.is_resource_in_use_exception()) => {}
+                .is_some_and(|s| s.is_resource_in_use_exception()) =>
+        {
+            add_missing_indexes(client, name).await?;
+        }
         Err(e) => return Err(classify(OP, e)),
     }
     let ttl = TimeToLiveSpecification::builder()
@@ -131,6 +150,90 @@ pub async fn table(client: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), 
         }
         Err(e) => Err(classify(OP, e)),
     }
+}
+
+/// Adds to an existing table each index it lacks (a table made by an earlier version), one
+/// at a time, as DynamoDB allows, waiting for each to be built.
+async fn add_missing_indexes(
+    client: &aws_sdk_dynamodb::Client,
+    name: &str,
+) -> Result<(), BackendError> {
+    const OP: &str = "bootstrap.indexes";
+    for wanted in indexes()? {
+        let described = client
+            .describe_table()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let table = described
+            .table
+            .ok_or_else(|| BackendError::permanent(OP, "DescribeTable answered no table"))?;
+        let present = table
+            .global_secondary_indexes()
+            .iter()
+            .any(|g| g.index_name() == Some(wanted.index_name()));
+        if present {
+            continue;
+        }
+        tracing::warn!(
+            table = name,
+            index = wanted.index_name(),
+            "adding a missing index"
+        );
+        let create = aws_sdk_dynamodb::types::CreateGlobalSecondaryIndexAction::builder()
+            .index_name(wanted.index_name())
+            .set_key_schema(Some(wanted.key_schema().to_vec()))
+            .set_projection(wanted.projection().cloned())
+            .build()
+            .map_err(|e| BackendError::permanent(OP, e))?;
+        let mut update = client
+            .update_table()
+            .table_name(name)
+            .global_secondary_index_updates(
+                aws_sdk_dynamodb::types::GlobalSecondaryIndexUpdate::builder()
+                    .create(create)
+                    .build(),
+            );
+        for k in wanted.key_schema() {
+            update = update.attribute_definitions(string_attribute(k.attribute_name())?);
+        }
+        update.send().await.map_err(|e| classify(OP, e))?;
+        wait_until_built(client, name, wanted.index_name()).await?;
+    }
+    Ok(())
+}
+
+/// Waits (up to an hour) until `index` of `table` is active.
+async fn wait_until_built(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    index: &str,
+) -> Result<(), BackendError> {
+    const OP: &str = "bootstrap.indexes";
+    for _ in 0..720 {
+        let described = client
+            .describe_table()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| classify(OP, e))?;
+        let active = described.table.is_some_and(|t| {
+            t.global_secondary_indexes().iter().any(|g| {
+                g.index_name() == Some(index)
+                    && g.index_status()
+                        .is_none_or(|s| *s == aws_sdk_dynamodb::types::IndexStatus::Active)
+            })
+        });
+        if active {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    }
+    Err(BackendError::retryable(
+        OP,
+        format!("index {index} of {table} was not built within an hour"),
+    ))
 }
 
 /// Creates the DLQ (14-day retention) and the main queue redriving to it; answers their URLs.

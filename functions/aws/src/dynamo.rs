@@ -1,6 +1,7 @@
-//! The [`Store`] port on DynamoDB: conditional puts that return the winner's record, an
-//! instance created by a conditional put and then its request moved on (no transaction:
-//! see `create_instance`), and a sparse GSI for the reconciler.
+//! The [`Store`] port on DynamoDB: a start is one item (see `items.rs`). Its acceptance is
+//! a conditional put that returns the winner's record; its creation a versioned put of the
+//! same item, which also puts it in its workflow's listing. No transactions (DynamoDB bills
+//! them double), and no partition key that every start writes.
 
 use std::collections::HashMap;
 
@@ -20,8 +21,9 @@ use flowgate_core::{BackendError, StoreError};
 
 use crate::error::classify;
 use crate::items::{
-    CorruptItem, InstanceItem, PENDING, RequestItem, WorkflowItem, instance_key, instance_order,
-    instances_of, request_key, stamp, workflow_key,
+    CorruptItem, InstanceItem, RequestItem, WorkflowItem, instance_key, instance_order,
+    instances_of, listing_partitions, pending_partitions, request_key, stamp, start_of,
+    workflow_key,
 };
 
 mod audit;
@@ -31,13 +33,29 @@ mod schedules;
 
 type Item = HashMap<String, AttributeValue>;
 
-/// What a creation that found its request's instance made.
-fn creation(created_here: bool) -> Creation {
-    if created_here {
-        Creation::Created
-    } else {
-        Creation::AlreadyExisted
-    }
+/// A start's item as read: its request, the item's version, and when its instance was
+/// created in it.
+pub(crate) struct Stored {
+    pub(crate) record: RequestRecord,
+    version: u64,
+    pub(crate) created_at: Option<DateTime<Utc>>,
+}
+
+fn stored(op: &'static str, item: RequestItem) -> Result<Stored, BackendError> {
+    let version = item.version;
+    let created_at = domain(op, item.created_at())?;
+    Ok(Stored {
+        record: domain(op, item.into_record())?,
+        version,
+        created_at,
+    })
+}
+
+/// An entry of a listing page: a start's request id (its item read after), or an instance
+/// item written before a start was one item.
+enum Listed {
+    Start(String),
+    Item(Box<Instance>),
 }
 
 /// How often an optimistic read-modify-write is retried when it races.
@@ -102,31 +120,33 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// Reads a request record with its item version.
+    /// Reads a start's item: its request record, the item's version, and when its instance
+    /// was created in it.
     async fn read_request(
         &self,
         op: &'static str,
         tenant: &str,
         request_id: &str,
-    ) -> Result<Option<(RequestRecord, u64)>, BackendError> {
+    ) -> Result<Option<Stored>, BackendError> {
         let Some(item) = self.get(op, request_key(tenant, request_id), "R").await? else {
             return Ok(None);
         };
-        let stored: RequestItem = from_item(op, item)?;
-        let version = stored.version;
-        Ok(Some((domain(op, stored.into_record())?, version)))
+        Ok(Some(stored(op, from_item(op, item)?)?))
     }
 
-    /// The requests of a page of instances, by id, in one batch read per 100 (so a listing
-    /// is one query and one batch, never a read per instance). A request removed by its TTL
-    /// is simply absent.
-    async fn hand_offs(
+    /// Requests by id, in one batch read per 100 (never a read each): the starts of an
+    /// audit window, and the requests of a listing's instance items written before a start
+    /// was one item. A request removed by its TTL is simply absent.
+    pub(crate) async fn starts_by_id(
         &self,
         op: &'static str,
         tenant: &str,
         request_ids: &[String],
-    ) -> Result<HashMap<String, RequestRecord>, BackendError> {
+    ) -> Result<HashMap<String, Stored>, BackendError> {
         let mut found = HashMap::new();
+        let mut request_ids = request_ids.to_vec();
+        request_ids.sort_unstable();
+        request_ids.dedup();
         for chunk in request_ids.chunks(100) {
             let mut keys = aws_sdk_dynamodb::types::KeysAndAttributes::builder();
             for id in chunk {
@@ -152,8 +172,8 @@ impl DynamoStore {
                     .and_then(|mut r| r.remove(&self.table))
                     .unwrap_or_default()
                 {
-                    let record = domain(op, from_item::<RequestItem>(op, item)?.into_record())?;
-                    found.insert(record.request_id.clone(), record);
+                    let start = stored(op, from_item(op, item)?)?;
+                    found.insert(start.record.request_id.clone(), start);
                 }
                 pending = out.unprocessed_keys;
             }
@@ -161,11 +181,142 @@ impl DynamoStore {
         Ok(found)
     }
 
-    /// Puts the instance if it does not exist yet: true when this call wrote it.
-    async fn put_instance(&self, instance: &Instance) -> Result<bool, BackendError> {
-        const OP: &str = "store.create_instance";
-        let item = to_item(OP, &domain(OP, InstanceItem::new(instance))?)?;
-        self.put_versioned(OP, item, None).await
+    /// Writes a start's item back over the version it was read at: false when another writer
+    /// got there first.
+    async fn put_stored(&self, op: &'static str, stored: &Stored) -> Result<bool, BackendError> {
+        let item = RequestItem::new(
+            &stored.record,
+            stored.version + 1,
+            self.retention_days,
+            stored.created_at,
+        );
+        let item = to_item(op, &domain(op, item)?)?;
+        self.put_versioned(op, item, Some(stored.version)).await
+    }
+
+    /// The request of the start whose instance id is `instance_id`, from `gsi4`.
+    async fn start_by_instance(
+        &self,
+        op: &'static str,
+        tenant: &str,
+        instance_id: &str,
+    ) -> Result<Option<String>, BackendError> {
+        let Some(partition) = start_of(tenant, instance_id) else {
+            return Ok(None);
+        };
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi4")
+            .key_condition_expression("gsi4pk = :p AND gsi4sk = :i")
+            .expression_attribute_values(":p", s(partition))
+            .expression_attribute_values(":i", s(instance_id))
+            .send()
+            .await
+            .map_err(|e| classify(op, e))?;
+        let prefix = format!("T#{tenant}#R#");
+        Ok(out.items.unwrap_or_default().into_iter().find_map(|item| {
+            let pk = item.get("pk")?.as_s().ok()?;
+            pk.strip_prefix(&prefix).map(str::to_owned)
+        }))
+    }
+
+    /// Up to `limit` entries of one listing partition after `cursor`, newest first, each
+    /// with its sort key: request ids from `gsi5`, instance items from `gsi2`.
+    async fn listing_page(
+        &self,
+        op: &'static str,
+        index: &'static str,
+        partition: String,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(String, Listed)>, BackendError> {
+        let (pk, sk) = (format!("{index}pk"), format!("{index}sk"));
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index)
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .expression_attribute_values(":p", s(partition));
+        query = match cursor {
+            None => query.key_condition_expression(format!("{pk} = :p")),
+            Some(c) => query
+                .key_condition_expression(format!("{pk} = :p AND {sk} < :c"))
+                .expression_attribute_values(":c", s(c)),
+        };
+        let out = query.send().await.map_err(|e| classify(op, e))?;
+        out.items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| {
+                let order = item
+                    .get(&sk)
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .ok_or_else(|| {
+                        BackendError::permanent(op, format!("a listing entry has no {sk}"))
+                    })?;
+                let listed = if index == "gsi2" {
+                    Listed::Item(Box::new(domain(
+                        op,
+                        from_item::<InstanceItem>(op, item)?.into_instance(),
+                    )?))
+                } else {
+                    let pk = item
+                        .get("pk")
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default();
+                    let (_, id) = domain(op, crate::items::request_of(&pk))?;
+                    Listed::Start(id)
+                };
+                Ok((order, listed))
+            })
+            .collect()
+    }
+
+    /// Up to `limit` requests of one pending partition due before `older_than`, each with
+    /// its sort key.
+    async fn pending_in(
+        &self,
+        op: &'static str,
+        partition: String,
+        older_than: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, RequestRecord)>, BackendError> {
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi1")
+                .key_condition_expression("gsi1pk = :p AND gsi1sk < :c")
+                .expression_attribute_values(":p", s(partition.clone()))
+                .expression_attribute_values(":c", s(stamp(older_than)))
+                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(op, e))?;
+            for item in out.items.unwrap_or_default() {
+                let order = item
+                    .get("gsi1sk")
+                    .and_then(|v| v.as_s().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                let record = domain(op, from_item::<RequestItem>(op, item)?.into_record())?;
+                found.push((order, record));
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() || found.len() >= limit {
+                return Ok(found);
+            }
+        }
     }
 
     /// Puts `item` if the stored version is still `expected` (or absent, for `None`).
@@ -322,7 +473,7 @@ impl Store for DynamoStore {
         const OP: &str = "store.create_request";
         let item = to_item(
             OP,
-            &domain(OP, RequestItem::new(record, 1, self.retention_days))?,
+            &domain(OP, RequestItem::new(record, 1, self.retention_days, None))?,
         )?;
         let put = self
             .client
@@ -377,21 +528,13 @@ impl Store for DynamoStore {
     ) -> Result<UpdateOutcome, BackendError> {
         const OP: &str = "store.update_request";
         for _ in 0..MAX_RACES {
-            let Some((mut record, version)) = self.read_request(OP, tenant, request_id).await?
-            else {
+            let Some(mut stored) = self.read_request(OP, tenant, request_id).await? else {
                 return Ok(UpdateOutcome::NotFound);
             };
-            if let Err(GuardFailed(current)) = record.apply(update) {
+            if let Err(GuardFailed(current)) = stored.record.apply(update) {
                 return Ok(UpdateOutcome::Skipped(current));
             }
-            let item = to_item(
-                OP,
-                &domain(
-                    OP,
-                    RequestItem::new(&record, version + 1, self.retention_days),
-                )?,
-            )?;
-            if self.put_versioned(OP, item, Some(version)).await? {
+            if self.put_stored(OP, &stored).await? {
                 return Ok(UpdateOutcome::Applied);
             }
         }
@@ -401,20 +544,17 @@ impl Store for DynamoStore {
         ))
     }
 
-    /// The instance's conditional put, then the request's versioned put: two single-item
-    /// writes, not a transaction, which DynamoDB bills double (4 WRU for the pair instead of
-    /// 2). Between the two, the instance exists and its request still says `ACCEPTED`; the
-    /// message is not acknowledged yet, so its redelivery completes the request (see
-    /// `Consumer::complete_existing`), as the reconciler does for a lost message.
+    /// One versioned put of the start's item: its instance created in it (`created_at`),
+    /// its request marked by `update`, and its entry in the workflow's listing. A redelivery
+    /// finds `created_at` set and creates nothing.
     async fn create_instance(
         &self,
         instance: &Instance,
         update: &RequestUpdate,
     ) -> Result<Creation, BackendError> {
         const OP: &str = "store.create_instance";
-        let mut created_here = false;
         for _ in 0..MAX_RACES {
-            let Some((mut record, version)) = self
+            let Some(mut stored) = self
                 .read_request(OP, &instance.tenant, &instance.request_id)
                 .await?
             else {
@@ -423,27 +563,24 @@ impl Store for DynamoStore {
                     format!("request {} has no record", instance.request_id),
                 ));
             };
-            // Its instance exists (the id is fixed at acceptance): done, by this call or
-            // another delivery.
-            if record.status.has_instance() {
-                return Ok(creation(created_here));
+            if stored.record.instance_id != instance.instance_id {
+                return Err(BackendError::permanent(
+                    OP,
+                    format!(
+                        "request {} names instance {}, not {}",
+                        instance.request_id, stored.record.instance_id, instance.instance_id
+                    ),
+                ));
             }
-            if !created_here && !self.put_instance(instance).await? {
-                // Created by an earlier delivery whose request write was lost: that
-                // delivery's redelivery (this one) completes the request.
+            // Its instance exists (the id is fixed at acceptance): created by another
+            // delivery, or (an item written before a start was one item) an item of its own.
+            if stored.created_at.is_some() || stored.record.status.has_instance() {
                 return Ok(Creation::AlreadyExisted);
             }
-            created_here = true;
             // The guard of a creation never fails: an instance makes its request CREATED.
-            let _ = record.apply(update);
-            let item = to_item(
-                OP,
-                &domain(
-                    OP,
-                    RequestItem::new(&record, version + 1, self.retention_days),
-                )?,
-            )?;
-            if self.put_versioned(OP, item, Some(version)).await? {
+            let _ = stored.record.apply(update);
+            stored.created_at = Some(instance.created_at);
+            if self.put_stored(OP, &stored).await? {
                 return Ok(Creation::Created);
             }
         }
@@ -459,18 +596,33 @@ impl Store for DynamoStore {
         instance_id: &str,
     ) -> Result<Option<Instance>, BackendError> {
         const OP: &str = "store.get_instance";
+        if let Some(request_id) = self.start_by_instance(OP, tenant, instance_id).await? {
+            let Some(stored) = self.read_request(OP, tenant, &request_id).await? else {
+                return Ok(None);
+            };
+            if let Some(created_at) = stored.created_at {
+                return Ok(Some(stored.record.instance(created_at)));
+            }
+            if !stored.record.status.has_instance() {
+                return Ok(None);
+            }
+        }
+        // An instance item written before a start was one item.
         let Some(item) = self.get(OP, instance_key(tenant, instance_id), "I").await? else {
             return Ok(None);
         };
         let instance = domain(OP, from_item::<InstanceItem>(OP, item)?.into_instance())?;
         Ok(Some(
             match self.read_request(OP, tenant, &instance.request_id).await? {
-                Some((record, _)) => instance.with_dispatch(&record),
+                Some(stored) => instance.with_dispatch(&stored.record),
                 None => instance,
             },
         ))
     }
 
+    /// A workflow's instances, newest first: the keys of each listing shard from the cursor
+    /// on, merged in order, with the partition of instance items written before the shards;
+    /// then the page's starts in one batch read.
     async fn list_instances(
         &self,
         tenant: &str,
@@ -479,71 +631,72 @@ impl Store for DynamoStore {
         after: Option<&InstanceCursor>,
     ) -> Result<Vec<Instance>, BackendError> {
         const OP: &str = "store.list_instances";
-        let mut query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name("gsi2")
-            .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
-            .expression_attribute_values(":p", s(instances_of(tenant, workflow)));
-        query = match after {
-            None => query.key_condition_expression("gsi2pk = :p"),
-            Some(c) => query
-                .key_condition_expression("gsi2pk = :p AND gsi2sk < :c")
-                .expression_attribute_values(":c", s(instance_order(c.created_at, &c.instance_id))),
-        };
-        let out = query.send().await.map_err(|e| classify(OP, e))?;
-        let instances = out
-            .items
-            .unwrap_or_default()
+        let cursor = after.map(|c| instance_order(c.created_at, &c.instance_id));
+        let shards = listing_partitions(tenant, workflow)
             .into_iter()
-            .map(|item| domain(OP, from_item::<InstanceItem>(OP, item)?.into_instance()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let ids: Vec<String> = instances.iter().map(|i| i.request_id.clone()).collect();
-        let records = self.hand_offs(OP, tenant, &ids).await?;
-        Ok(instances
-            .into_iter()
-            .map(|i| match records.get(&i.request_id) {
-                Some(record) => i.with_dispatch(record),
-                None => i,
+            .map(|partition| ("gsi5", partition))
+            .chain([("gsi2", instances_of(tenant, workflow))]);
+        let reads = shards.map(|(index, partition)| {
+            let cursor = cursor.clone();
+            async move { self.listing_page(OP, index, partition, cursor, limit).await }
+        });
+        let mut found: Vec<(String, Listed)> = Vec::new();
+        for page in futures_util::future::join_all(reads).await {
+            found.extend(page?);
+        }
+        found.sort_by(|a, b| b.0.cmp(&a.0));
+        found.truncate(limit);
+        let ids: Vec<String> = found
+            .iter()
+            .map(|(_, listed)| match listed {
+                Listed::Start(id) => id.clone(),
+                Listed::Item(i) => i.request_id.clone(),
             })
-            .collect())
+            .collect();
+        let starts = self.starts_by_id(OP, tenant, &ids).await?;
+        let mut page = Vec::with_capacity(found.len());
+        for (_, listed) in found {
+            match listed {
+                // Removed by its TTL since the index was read: gone from the listing too.
+                Listed::Start(id) => {
+                    let Some(start) = starts.get(&id) else {
+                        continue;
+                    };
+                    let created_at = start.created_at.ok_or_else(|| {
+                        BackendError::permanent(OP, format!("listed start {id} has no created_at"))
+                    })?;
+                    page.push(start.record.instance(created_at));
+                }
+                Listed::Item(i) => page.push(match starts.get(&i.request_id) {
+                    Some(start) => i.with_dispatch(&start.record),
+                    None => *i,
+                }),
+            }
+        }
+        Ok(page)
     }
 
+    /// The requests the reconciler owes something, due before `older_than`, oldest first:
+    /// every shard of the pending index read, and merged.
     async fn list_pending(
         &self,
         older_than: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<RequestRecord>, BackendError> {
         const OP: &str = "store.list_pending";
-        let mut records = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :p AND gsi1sk < :c")
-                .expression_attribute_values(":p", s(PENDING))
-                .expression_attribute_values(":c", s(stamp(older_than)))
-                .limit(i32::try_from(limit - records.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))?;
-            for item in out.items.unwrap_or_default() {
-                records.push(domain(
-                    OP,
-                    from_item::<RequestItem>(OP, item)?.into_record(),
-                )?);
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() || records.len() >= limit {
-                return Ok(records);
-            }
+        let reads = pending_partitions()
+            .into_iter()
+            .map(|partition| self.pending_in(OP, partition, older_than, limit));
+        let mut found: Vec<(String, RequestRecord)> = Vec::new();
+        for read in futures_util::future::join_all(reads).await {
+            found.extend(read?);
         }
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found
+            .into_iter()
+            .take(limit)
+            .map(|(_, record)| record)
+            .collect())
     }
 
     async fn audit(

@@ -1,10 +1,23 @@
 //! DynamoDB item shapes (mapped with serde_dynamo) and their keys.
 //!
-//! One table, keys `pk`/`sk`. Two sparse GSIs: `gsi1` lists pending requests by age for the
-//! reconciler (only `ACCEPTED` requests carry `gsi1pk`/`gsi1sk`), `gsi2` lists a workflow's
-//! instances newest first.
+//! One table, keys `pk`/`sk`. A start is one item: its request, and its instance once
+//! created (`created_at`). Its indexes, each spread over shards so that no partition key is
+//! written by every start:
+//! - `gsi1`, the pending requests by when they are due, only while the queue will not
+//!   deliver one on its own (its send failed, or its hand-off is owed), over
+//!   [`PENDING_SHARDS`] partitions;
+//! - `gsi5` (keys only), a workflow's instances by creation time, over [`LISTING_SHARDS`]
+//!   partitions a workflow, read back merged in order, then the page's items in one batch
+//!   read;
+//! - `gsi4` (keys only), a tenant's starts by the hour their instance id was minted (at
+//!   acceptance) over [`AUDIT_SHARDS`] partitions, sorted by instance id: the audit reads a
+//!   window of it, and `GET /v1/instances/{id}` finds a start by its instance id there, the
+//!   partition being a function of the id. Written once, at acceptance.
+//!
+//! Items written before this layout (a request item and a separate instance item listed in
+//! `gsi2`, `gsi3` for the audit, one `PENDING` partition) are still read.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, DurationRound, SecondsFormat, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
 use flowgate_core::model::{
@@ -13,26 +26,84 @@ use flowgate_core::model::{
 };
 use flowgate_core::record::bound_history;
 
-/// The partition of pending requests in `gsi1`.
+/// The partition of pending requests in `gsi1` of items written before it was sharded.
 pub const PENDING: &str = "PENDING";
 
-/// How many partitions one tenant's hour of accepted requests is spread over in `gsi3`: no
-/// partition takes more than this share of a tenant's starts.
+/// How many partitions the pending requests are spread over in `gsi1`.
+pub const PENDING_SHARDS: u32 = 16;
+
+/// How many partitions one workflow's instances are spread over in `gsi5`: each takes a
+/// sixteenth of the workflow's creations, so one workflow can create 16,000 a second
+/// before a partition's 1,000 writes a second bind.
+pub const LISTING_SHARDS: u32 = 16;
+
+/// How many partitions one tenant's hour of starts is spread over in `gsi4` (and was in
+/// `gsi3`): no partition takes more than this share of a tenant's starts.
 pub const AUDIT_SHARDS: u32 = 32;
 
-/// The `gsi3` partition of a request: its tenant, the hour it was accepted, and a shard of
-/// its id.
+/// FNV-1a of an id, so that ids spread evenly over shards whatever they look like.
+fn fnv(id: &str) -> u32 {
+    id.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    })
+}
+
+/// The `gsi1` partition of a pending request.
+pub fn pending_in(request_id: &str) -> String {
+    format!("{PENDING}#{:02}", fnv(request_id) % PENDING_SHARDS)
+}
+
+/// Every `gsi1` partition the reconciler reads: each shard, and the one of older items.
+pub fn pending_partitions() -> Vec<String> {
+    (0..PENDING_SHARDS)
+        .map(|shard| format!("{PENDING}#{shard:02}"))
+        .chain([PENDING.to_owned()])
+        .collect()
+}
+
+/// The `gsi3` partition of a request written before `gsi4`: its tenant, the hour it was
+/// accepted, and a shard of its id.
 pub fn accepted_in(tenant: &str, hour: DateTime<Utc>, shard: u32) -> String {
     format!("T#{tenant}#A#{}#{shard:02}", hour.format("%Y-%m-%dT%H"))
 }
 
-/// A request id's `gsi3` shard: FNV-1a of the id, so that requests spread evenly whatever
-/// their ids look like.
+/// A request id's `gsi3` shard.
 pub fn audit_shard(request_id: &str) -> u32 {
-    let hash = request_id.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    hash % AUDIT_SHARDS
+    fnv(request_id) % AUDIT_SHARDS
+}
+
+/// The `gsi4` partition of a start: its tenant, the hour its instance id was minted, and a
+/// shard of that id.
+pub fn started_in(tenant: &str, hour: DateTime<Utc>, shard: u32) -> String {
+    format!("T#{tenant}#S#{}#{shard:02}", hour.format("%Y-%m-%dT%H"))
+}
+
+/// The hour an instance id was minted, if the id carries its time (UUIDv7 does).
+pub fn minted_hour(instance_id: &str) -> Option<DateTime<Utc>> {
+    let minted = flowgate_core::ids::minted_at(instance_id)?;
+    minted.duration_trunc(TimeDelta::hours(1)).ok()
+}
+
+/// The `gsi4` partition that holds the start of `instance_id`, if the id carries its time.
+pub fn start_of(tenant: &str, instance_id: &str) -> Option<String> {
+    let hour = minted_hour(instance_id)?;
+    Some(started_in(tenant, hour, fnv(instance_id) % AUDIT_SHARDS))
+}
+
+/// The `gsi5` partition of an instance: its workflow's, and a shard of its id.
+pub fn listed_in(tenant: &str, workflow: &str, instance_id: &str) -> String {
+    format!(
+        "{}#{:02}",
+        instances_of(tenant, workflow),
+        fnv(instance_id) % LISTING_SHARDS
+    )
+}
+
+/// Every `gsi5` partition of a workflow.
+pub fn listing_partitions(tenant: &str, workflow: &str) -> Vec<String> {
+    (0..LISTING_SHARDS)
+        .map(|shard| format!("{}#{shard:02}", instances_of(tenant, workflow)))
+        .collect()
 }
 
 /// A fixed-width, lexicographically ordered timestamp.
@@ -99,7 +170,8 @@ pub fn instance_key(tenant: &str, instance_id: &str) -> String {
     format!("T#{tenant}#I#{instance_id}")
 }
 
-/// The `gsi2` partition of a workflow's instances.
+/// The `gsi2` partition of a workflow's instance items written before a start was one
+/// item, and the stem of its `gsi5` partitions.
 pub fn instances_of(tenant: &str, workflow: &str) -> String {
     format!("T#{tenant}#W#{workflow}")
 }
@@ -173,22 +245,29 @@ impl WorkflowItem {
     }
 }
 
-/// A request record item, with its history inline.
+/// A start's item: its request record, with its history inline, and its instance once
+/// created (`created_at`; the instance's fields are the request's spec).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct RequestItem {
+    /// `T#{tenant}#R#{request_id}`: the tenant and the request id are read from it.
     pub pk: String,
     pub sk: String,
-    pub tenant: String,
-    pub request_id: String,
+    /// Only on items the `gsi3` audit reads (written before `gsi4`, or whose instance id
+    /// carries no time): that index projects them. Elsewhere the key says them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub instance_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The payload's fingerprint: its first 128 bits on items written since a start was one
+    /// item (`ids::same_payload`), all of it before.
     pub fingerprint: String,
-    /// The workflow (also inside `spec`): the audit's index carries it. Absent on items
-    /// written before the audit existed.
+    /// The workflow (also inside `spec`), on the items `gsi3` reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workflow: Option<String>,
-    /// The start spec as JSON text (params are client JSON).
+    /// The start spec as JSON text (params are client JSON), its absent values left out.
     pub spec: String,
     pub status: RequestStatus,
     pub attempts: u32,
@@ -201,40 +280,71 @@ pub struct RequestItem {
     pub history: Vec<HistoryEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<Dispatch>,
+    /// When its instance was created, in this item; absent before, and on items written
+    /// before a start was one item (their instance is an item of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
     /// Optimistic-concurrency version for read-modify-write updates.
     pub version: u64,
-    /// Present only while pending (see `RequestRecord::pending_due`): the sparse index.
+    /// Present only while the reconciler owes it something: the sparse pending index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi1pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi1sk: Option<String>,
-    /// Epoch seconds when DynamoDB may expire the finished request.
+    /// Present once its instance is created: the workflow's listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi5pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi5sk: Option<String>,
+    /// Epoch seconds when DynamoDB may expire the finished start.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<i64>,
-    /// The audit's index: the tenant's requests by the hour they were accepted, sharded.
+    /// The audit's index of items written before `gsi4`, and of a start whose instance id
+    /// carries no time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi3pk: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gsi3sk: Option<String>,
+    /// The tenant's starts by instance id (audit and instance lookups); set at acceptance,
+    /// never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi4pk: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi4sk: Option<String>,
 }
 
 impl RequestItem {
-    /// The item for a record, with the index and TTL attributes its status implies.
-    pub fn new(r: &RequestRecord, version: u64, retention_days: u32) -> Result<Self, CorruptItem> {
+    /// The item for a record (its instance created at `created_at`, if it is), with the
+    /// index and TTL attributes its state implies.
+    pub fn new(
+        r: &RequestRecord,
+        version: u64,
+        retention_days: u32,
+        created_at: Option<DateTime<Utc>>,
+    ) -> Result<Self, CorruptItem> {
         let due = r.pending_due();
+        // An accepted request whose message was sent is delivered by the queue on its own:
+        // it joins the pending index only once a send failed or the reconciler sent it.
+        let owed = due.filter(|_| r.status != RequestStatus::Accepted || r.pending_since.is_some());
         let mut history = r.history.clone();
         bound_history(&mut history);
         let pk = request_key(&r.tenant, &r.request_id);
+        let start = start_of(&r.tenant, &r.instance_id);
+        let audited_in_gsi3 = start.is_none();
         Ok(Self {
-            spec: text(&pk, "spec", &r.spec)?,
+            spec: spec_text(&pk, &r.spec)?,
             pk,
             sk: "R".into(),
-            tenant: r.tenant.clone(),
-            request_id: r.request_id.clone(),
+            tenant: audited_in_gsi3.then(|| r.tenant.clone()),
+            request_id: audited_in_gsi3.then(|| r.request_id.clone()),
             instance_id: r.instance_id.clone(),
             idempotency_key: r.idempotency_key.clone(),
-            fingerprint: r.fingerprint.clone(),
-            workflow: Some(r.spec.workflow.clone()),
+            fingerprint: r
+                .fingerprint
+                .get(..flowgate_core::ids::SHORT_FINGERPRINT)
+                .unwrap_or(&r.fingerprint)
+                .to_owned(),
+            workflow: audited_in_gsi3.then(|| r.spec.workflow.clone()),
             status: r.status,
             attempts: r.attempts,
             last_error: r.last_error.clone(),
@@ -243,24 +353,41 @@ impl RequestItem {
             pending_since: r.pending_since.map(stamp),
             history,
             dispatch: r.dispatch.clone(),
+            created_at: created_at.map(stamp),
             version,
-            gsi1pk: due.map(|_| PENDING.to_owned()),
-            gsi1sk: due.map(|due| format!("{}#{}", stamp(due), r.request_id)),
+            gsi1pk: owed.map(|_| pending_in(&r.request_id)),
+            gsi1sk: owed.map(|due| format!("{}#{}", stamp(due), r.request_id)),
+            gsi5pk: created_at.map(|_| listed_in(&r.tenant, &r.spec.workflow, &r.instance_id)),
+            gsi5sk: created_at.map(|at| instance_order(at, &r.instance_id)),
             // A dead request waits for an operator, and one owed a hand-off for the
             // consumer, so only finished ones expire.
             ttl: (due.is_none()
                 && (r.status.has_instance() || r.status == RequestStatus::Archived))
                 .then(|| expiry(r.updated_at, retention_days)),
-            gsi3pk: Some(accepted_in(
-                &r.tenant,
-                r.accepted_at,
-                audit_shard(&r.request_id),
-            )),
-            gsi3sk: Some(format!("{}#{}", stamp(r.accepted_at), r.request_id)),
+            gsi3pk: start
+                .is_none()
+                .then(|| accepted_in(&r.tenant, r.accepted_at, audit_shard(&r.request_id))),
+            gsi3sk: start
+                .is_none()
+                .then(|| format!("{}#{}", stamp(r.accepted_at), r.request_id)),
+            gsi4sk: start.is_some().then(|| r.instance_id.clone()),
+            gsi4pk: start,
         })
     }
 
+    /// When its instance was created in this item, if it was.
+    pub fn created_at(&self) -> Result<Option<DateTime<Utc>>, CorruptItem> {
+        self.created_at
+            .as_deref()
+            .map(|t| parse(&self.pk, "created_at", t))
+            .transpose()
+    }
+
     pub fn into_record(self) -> Result<RequestRecord, CorruptItem> {
+        let (tenant, request_id) = match (self.tenant, self.request_id) {
+            (Some(tenant), Some(request_id)) => (tenant, request_id),
+            _ => request_of(&self.pk)?,
+        };
         let key = self.pk;
         Ok(RequestRecord {
             spec: json(&key, "spec", &self.spec)?,
@@ -271,8 +398,8 @@ impl RequestItem {
                 .as_deref()
                 .map(|t| parse(&key, "pending_since", t))
                 .transpose()?,
-            tenant: self.tenant,
-            request_id: self.request_id,
+            tenant,
+            request_id,
             instance_id: self.instance_id,
             idempotency_key: self.idempotency_key,
             fingerprint: self.fingerprint,
@@ -285,12 +412,30 @@ impl RequestItem {
     }
 }
 
+/// The tenant and request id a request item's key names.
+pub fn request_of(pk: &str) -> Result<(String, String), CorruptItem> {
+    pk.strip_prefix("T#")
+        .and_then(|rest| rest.split_once("#R#"))
+        .map(|(tenant, id)| (tenant.to_owned(), id.to_owned()))
+        .ok_or_else(|| corrupt(pk, "the key names no tenant and request"))
+}
+
+/// A spec as JSON text without its absent (null) values, which read back as absent.
+fn spec_text(key: &str, spec: &flowgate_core::model::StartSpec) -> Result<String, CorruptItem> {
+    let mut value = serde_json::to_value(spec)
+        .map_err(|e| corrupt(key, format!("spec does not write: {e}")))?;
+    if let Some(fields) = value.as_object_mut() {
+        fields.retain(|_, v| !v.is_null());
+    }
+    text(key, "spec", &value)
+}
+
 /// When a finished request expires.
 pub fn expiry(finished: DateTime<Utc>, retention_days: u32) -> i64 {
     finished.timestamp() + i64::from(retention_days) * 86_400
 }
 
-/// An instance item.
+/// An instance item, as written before a start was one item: read, never written.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct InstanceItem {
     pub pk: String,
@@ -446,7 +591,10 @@ mod tests {
     }
 
     fn size(r: &RequestRecord) -> usize {
-        item_size(&serde_dynamo::to_item(RequestItem::new(r, 1, 7).expect("writes")).expect("item"))
+        item_size(
+            &serde_dynamo::to_item(RequestItem::new(r, 1, 7, Some(r.updated_at)).expect("writes"))
+                .expect("item"),
+        )
     }
 
     #[test]
@@ -461,7 +609,7 @@ mod tests {
     fn history_is_bounded_inside_the_item_limit() {
         // Far more events than kept, each with an over-long detail.
         let worst = record(1_000, 10_000);
-        let item = RequestItem::new(&worst, 1, 7).expect("writes");
+        let item = RequestItem::new(&worst, 1, 7, None).expect("writes");
         assert_eq!(item.history.len(), MAX_HISTORY);
         assert_eq!(
             item.history[0].kind,

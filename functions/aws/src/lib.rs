@@ -10,7 +10,9 @@ mod connect;
 mod dynamo;
 pub mod emf;
 mod error;
-mod items;
+/// The item shapes: public only so that tests can write items of earlier layouts.
+#[doc(hidden)]
+pub mod items;
 pub mod scheduler;
 mod schedules;
 mod sqs;

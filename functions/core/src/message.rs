@@ -29,6 +29,11 @@ pub struct QueueMessage {
     /// workflow. The target itself (and any secret) is read from the workflow, never sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch_to: Option<String>,
+    /// When it was sent: the consumer notes `enqueued` at this time where the request's own
+    /// history does not say it yet (a store without an outbox does not write a note of a
+    /// send that succeeded). Absent from messages of earlier versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 /// Why a message body could not be used.
@@ -55,12 +60,23 @@ impl QueueMessage {
             instance_id: record.instance_id.clone(),
             spec: record.spec.clone(),
             dispatch_to: record.dispatch.as_ref().map(|d| d.target.clone()),
+            sent_at: None,
         }
     }
 
     /// The message of a request record, with its attributes (its trace resumed).
     pub fn envelope_for(record: &RequestRecord) -> Envelope {
         Self::for_record(record).envelope(record.trace().map(|t| t.to_string()))
+    }
+
+    /// The message of a request record sent now, by a caller that keeps no note of a send
+    /// that succeeds: it tells the consumer when it was sent.
+    pub fn envelope_sent(record: &RequestRecord) -> Envelope {
+        Self {
+            sent_at: Some(Utc::now()),
+            ..Self::for_record(record)
+        }
+        .envelope(record.trace().map(|t| t.to_string()))
     }
 
     /// Serializes it with its attributes.

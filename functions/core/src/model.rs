@@ -432,6 +432,28 @@ pub struct Instance {
     pub options: BTreeMap<String, String>,
 }
 
+impl RequestRecord {
+    /// Its instance, created at `created_at`, as a store that keeps both in one item reads
+    /// it: the request's spec, and its hand-off.
+    pub fn instance(&self, created_at: DateTime<Utc>) -> Instance {
+        Instance {
+            tenant: self.tenant.clone(),
+            instance_id: self.instance_id.clone(),
+            request_id: self.request_id.clone(),
+            workflow: self.spec.workflow.clone(),
+            params: self.spec.params.clone(),
+            priority: self.spec.priority,
+            schedule_time: self.spec.schedule_time,
+            logical_date: self.spec.logical_date,
+            status: InstanceStatus::Created,
+            created_at,
+            dispatch: None,
+            options: Default::default(),
+        }
+        .with_dispatch(self)
+    }
+}
+
 impl Instance {
     /// The instance with its hand-off state, as its request record tells it.
     pub fn with_dispatch(mut self, record: &RequestRecord) -> Self {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::model::{Dispatch, HistoryEvent, RequestRecord, RequestStatus};
+use crate::model::{Dispatch, EventKind, HistoryEvent, RequestRecord, RequestStatus};
 
 /// The most events a history keeps; past it, the oldest after `accepted` are dropped.
 pub const MAX_HISTORY: usize = 100;
@@ -27,6 +27,9 @@ pub struct RequestUpdate {
     pub touch_pending: bool,
     /// Sets the hand-off state.
     pub set_dispatch: Option<Dispatch>,
+    /// The update comes with the request's message, sent at this time: `enqueued` is noted
+    /// then, before the event, unless the history already says the request was sent.
+    pub sent_at: Option<DateTime<Utc>>,
 }
 
 impl RequestUpdate {
@@ -40,6 +43,7 @@ impl RequestUpdate {
             set_last_error: None,
             touch_pending: false,
             set_dispatch: None,
+            sent_at: None,
         }
     }
 }
@@ -71,6 +75,17 @@ impl RequestRecord {
             self.dispatch = Some(dispatch.clone());
         }
         self.updated_at = update.event.at;
+        if let Some(at) = update.sent_at.filter(|_| !self.was_sent()) {
+            append(
+                &mut self.history,
+                HistoryEvent {
+                    at,
+                    kind: EventKind::Enqueued,
+                    detail: crate::model::details::ENQUEUED.to_owned(),
+                    trace_id: None,
+                },
+            );
+        }
         if !self.is_pending() {
             self.pending_since = None;
         } else if update.touch_pending {
@@ -82,6 +97,13 @@ impl RequestRecord {
 }
 
 impl RequestRecord {
+    /// Whether its history says its message was sent (`enqueued` or `reenqueued`).
+    pub fn was_sent(&self) -> bool {
+        self.history
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::Enqueued | EventKind::Reenqueued))
+    }
+
     /// Whether work is still owed on it: its instance is not created yet (`ACCEPTED`), or
     /// it is created and its hand-off to the workflow's target is owed.
     pub fn is_pending(&self) -> bool {

@@ -5,6 +5,7 @@
 mod backfills;
 mod backfills_aws;
 mod batch;
+mod capacity_aws;
 mod conformance_aws;
 mod conformance_embedded;
 mod dashboard;

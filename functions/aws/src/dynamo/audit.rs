@@ -1,9 +1,10 @@
-//! The audit on DynamoDB: a tenant's requests by the hour they were accepted, in `gsi3`,
-//! spread over [`AUDIT_SHARDS`] partitions an hour. A window is read as its hours' shards,
-//! each a range of the sort key; nothing else of the table is read. The index carries only
-//! what the audit counts (its keys, the workflow, the status and the pending time), and
-//! instances are not looked up (a read each): a request's status is taken at its word,
-//! which the transactional creation keeps true.
+//! The audit on DynamoDB: a tenant's starts by the hour their instance id was minted (at
+//! acceptance), in `gsi4`, spread over [`AUDIT_SHARDS`] partitions an hour and sorted by
+//! instance id (time-ordered). A window is read as its hours' shards, each a range of the
+//! sort key, and then the starts' items, a hundred to a batch read. The index holds only
+//! keys, so that no later write of a start touches it; a start's status is its item's, in
+//! which its instance is created. Requests written before `gsi4` are read from `gsi3`,
+//! which carries what the audit counts.
 
 use std::collections::HashMap;
 
@@ -16,7 +17,7 @@ use flowgate_core::ports::{AuditFacts, AuditGroup, PendingRequest};
 
 use super::{DynamoStore, Item, s};
 use crate::error::classify;
-use crate::items::{AUDIT_SHARDS, accepted_in, stamp};
+use crate::items::{AUDIT_SHARDS, accepted_in, stamp, started_in};
 
 const OP: &str = "store.audit";
 
@@ -108,6 +109,95 @@ impl DynamoStore {
         }
     }
 
+    /// The request ids of one `gsi4` partition whose instance ids were minted in
+    /// `[from, to]` (to the millisecond).
+    async fn started_between(
+        &self,
+        tenant: String,
+        partition: String,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<String>, BackendError> {
+        let prefix = format!("T#{tenant}#R#");
+        let mut found = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("gsi4")
+                .key_condition_expression("gsi4pk = :p AND gsi4sk BETWEEN :a AND :b")
+                .expression_attribute_values(":p", s(partition.clone()))
+                .expression_attribute_values(":a", s(minted_bound(from)))
+                .expression_attribute_values(":b", s(minted_bound(to)))
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(|e| classify(OP, e))?;
+            for item in out.items.unwrap_or_default() {
+                let pk = text(&item, "pk")?;
+                let id = pk.strip_prefix(&prefix).ok_or_else(|| {
+                    BackendError::permanent(OP, format!("{pk:?} is not a request of {tenant}"))
+                })?;
+                found.push(id.to_owned());
+            }
+            start = out.last_evaluated_key;
+            if start.is_none() {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// What `gsi4` holds of `tenant`'s window: the starts whose ids were minted around it,
+    /// read item by item, kept where they were accepted in it.
+    async fn started_window(
+        &self,
+        tenant: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<Seen>, BackendError> {
+        // An id is minted within moments of its acceptance; read a margin either side, and
+        // keep what the acceptance time puts in the window.
+        let (low, high) = (from - MINT_MARGIN, to + MINT_MARGIN);
+        let mut partitions = Vec::new();
+        for hour in hours(low, high)? {
+            partitions.extend((0..AUDIT_SHARDS).map(|shard| started_in(tenant, hour, shard)));
+        }
+        let mut reads = JoinSet::new();
+        let mut ids = Vec::new();
+        for partition in partitions {
+            if reads.len() >= CONCURRENT_READS {
+                ids.extend(joined(&mut reads).await?);
+            }
+            let (store, tenant) = (self.clone(), tenant.to_owned());
+            reads.spawn(async move { store.started_between(tenant, partition, low, high).await });
+        }
+        while !reads.is_empty() {
+            ids.extend(joined(&mut reads).await?);
+        }
+        let starts = self.starts_by_id(OP, tenant, &ids).await?;
+        if starts.len() != ids.len() {
+            // An index entry whose item is gone was removed by its TTL meanwhile.
+            tracing::debug!(
+                indexed = ids.len(),
+                read = starts.len(),
+                "audit: items expired"
+            );
+        }
+        Ok(starts
+            .into_values()
+            .map(|start| start.record)
+            .filter(|r| r.accepted_at >= from && r.accepted_at < to)
+            .map(|r| Seen {
+                since: r.pending_since.unwrap_or(r.accepted_at),
+                workflow: r.spec.workflow,
+                request_id: r.request_id,
+                status: r.status,
+            })
+            .collect())
+    }
+
     /// The audit's facts of `tenant`'s window.
     pub async fn audit_items(
         &self,
@@ -117,18 +207,12 @@ impl DynamoStore {
         cutoff: DateTime<Utc>,
         limit: usize,
     ) -> Result<AuditFacts, BackendError> {
-        let hour = TimeDelta::hours(1);
-        let first = from
-            .duration_trunc(hour)
-            .map_err(|e| BackendError::permanent(OP, e))?;
         let mut partitions = Vec::new();
-        let mut at = first;
-        while at < to {
-            partitions.extend((0..AUDIT_SHARDS).map(|shard| accepted_in(tenant, at, shard)));
-            at += hour;
+        for hour in hours(from, to)? {
+            partitions.extend((0..AUDIT_SHARDS).map(|shard| accepted_in(tenant, hour, shard)));
         }
         let mut reads = JoinSet::new();
-        let mut seen = Vec::new();
+        let mut seen = self.started_window(tenant, from, to).await?;
         for partition in partitions {
             if reads.len() >= CONCURRENT_READS {
                 seen.extend(joined(&mut reads).await?);
@@ -143,9 +227,33 @@ impl DynamoStore {
     }
 }
 
-async fn joined(
-    reads: &mut JoinSet<Result<Vec<Seen>, BackendError>>,
-) -> Result<Vec<Seen>, BackendError> {
+/// How far from its acceptance an instance id may have been minted.
+const MINT_MARGIN: TimeDelta = TimeDelta::seconds(5);
+
+/// Every hour that `[from, to)` touches, each as its first instant.
+fn hours(from: DateTime<Utc>, to: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>, BackendError> {
+    let hour = TimeDelta::hours(1);
+    let mut at = from
+        .duration_trunc(hour)
+        .map_err(|e| BackendError::permanent(OP, e))?;
+    let mut all = Vec::new();
+    while at < to {
+        all.push(at);
+        at += hour;
+    }
+    Ok(all)
+}
+
+/// The start of every UUIDv7 text minted at `at` (to the millisecond): its time is the
+/// first 12 hex digits, so ids sort by it.
+fn minted_bound(at: DateTime<Utc>) -> String {
+    let ms = format!("{:012x}", at.timestamp_millis().max(0));
+    format!("{}-{}-", &ms[..8], &ms[8..])
+}
+
+async fn joined<T: Send + 'static>(
+    reads: &mut JoinSet<Result<Vec<T>, BackendError>>,
+) -> Result<Vec<T>, BackendError> {
     match reads.join_next().await {
         Some(Ok(read)) => read,
         Some(Err(e)) => Err(BackendError::permanent(OP, e)),

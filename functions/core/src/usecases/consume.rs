@@ -104,6 +104,7 @@ impl Creation {
             set_status: Some(RequestStatus::Created),
             set_attempts: Some(delivery.receive_count),
             touch_pending: true,
+            sent_at: message.sent_at,
             ..RequestUpdate::event(HistoryEvent::now(
                 EventKind::Created,
                 crate::model::details::created_on(delivery.receive_count),

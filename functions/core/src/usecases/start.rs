@@ -395,7 +395,7 @@ impl Flowgate {
             places
                 .into_iter()
                 .zip(sent)
-                .map(|(at, r)| (at, Ok(fresh(r)))),
+                .map(|(at, r)| (at, r.map(fresh))),
         );
         answers
     }
@@ -453,8 +453,10 @@ impl Flowgate {
             "idempotent replay"
         );
         let mut record = existing;
-        if record.status == RequestStatus::Accepted && record.pending_since.is_none() {
-            record = self.enqueue(record).await;
+        // Not known to be sent (its send failed, or the store keeps no note of a send that
+        // succeeded): send it again; the consumer absorbs a duplicate.
+        if record.status == RequestStatus::Accepted && !record.was_sent() {
+            record = self.enqueue(record).await?;
         }
         Ok(StartOutcome {
             record,
@@ -463,8 +465,8 @@ impl Flowgate {
         })
     }
 
-    /// Sends the request's message and records that it did: [`Flowgate::enqueue_all`] of one.
-    async fn enqueue(&self, record: RequestRecord) -> RequestRecord {
+    /// Sends the request's message: [`Flowgate::enqueue_all`] of one.
+    async fn enqueue(&self, record: RequestRecord) -> Result<RequestRecord, Error> {
         let span = Span::current();
         self.enqueue_all(vec![record], &[&span])
             .await
@@ -472,85 +474,83 @@ impl Flowgate {
             .expect("one record in, one out")
     }
 
-    /// Sends the requests' messages (together, where the queue can) and records that each
-    /// was sent. The records are durable already, so a failed send is recorded
-    /// (`enqueue_failed`, with the redelivery bound) and the request stays accepted: the
-    /// reconciler sends it, as does a retry with the same key.
+    /// Sends the requests' messages (together, where the queue can). A sent message is
+    /// delivered, and its creation notes when it was sent (`enqueued`), so a send that
+    /// succeeds writes nothing more. The records are durable already, so a failed send is
+    /// noted (`enqueue_failed`, with the redelivery bound, and the request marked as pending
+    /// from then) and the request stays accepted: the reconciler sends it, as does a retry
+    /// with the same key. If that note cannot be written either, nothing would ever send the
+    /// request, so it is not acknowledged: 503, and a retry with its key sends it.
     async fn enqueue_all(
         &self,
         records: Vec<RequestRecord>,
         spans: &[&Span],
-    ) -> Vec<RequestRecord> {
+    ) -> Vec<Result<RequestRecord, Error>> {
         if records.is_empty() {
-            return records;
+            return Vec::new();
         }
-        let envelopes: Vec<_> = records.iter().map(QueueMessage::envelope_for).collect();
-        // Stamped before the send: the consumer may create the instance before the send
-        // call returns, and the history must still read enqueued-then-created.
-        let sent = HistoryEvent::now(EventKind::Enqueued, crate::model::details::ENQUEUED);
-        let updates: Vec<RequestUpdate> = self
-            .queue
-            .send_batch(&envelopes)
-            .await
+        let envelopes: Vec<_> = records.iter().map(QueueMessage::envelope_sent).collect();
+        let sent = self.queue.send_batch(&envelopes).await;
+        let failed: Vec<(usize, RequestUpdate)> = sent
             .into_iter()
             .zip(spans)
-            .map(|(result, span)| span.in_scope(|| self.sent_update(result, &sent)))
+            .enumerate()
+            .filter_map(|(i, (result, span))| {
+                span.in_scope(|| self.unsent_update(result)).map(|u| (i, u))
+            })
             .collect();
-        // Even if a note is lost, the outcome holds: a sent message is delivered, and an
-        // unsent request is found by the reconciler (its pending_since is unset).
-        let noted: Vec<_> = futures_util::stream::iter(0..records.len())
-            .map(|i| {
-                let r = &records[i];
+        let noted: Vec<_> = futures_util::stream::iter(0..failed.len())
+            .map(|k| {
+                let (i, update) = &failed[k];
+                let r = &records[*i];
                 self.store
-                    .update_request(&r.tenant, &r.request_id, &updates[i])
-                    .instrument(spans[i].clone())
+                    .update_request(&r.tenant, &r.request_id, update)
+                    .instrument(spans[*i].clone())
             })
             .buffered(crate::ports::BATCH_PARALLELISM)
             .collect()
             .await;
-        records
-            .into_iter()
-            .zip(updates)
-            .zip(noted.into_iter().zip(spans))
-            .map(|((mut record, update), (noted, span))| {
-                match noted {
-                    Ok(_) => {
+        let mut answers: Vec<Result<RequestRecord, Error>> = records.into_iter().map(Ok).collect();
+        for ((i, update), noted) in failed.into_iter().zip(noted) {
+            match noted {
+                Ok(_) => {
+                    if let Ok(record) = &mut answers[i] {
                         let _ = record.apply(&update);
                     }
-                    Err(e) => span.in_scope(
-                        || warn!(error = %e.chain(), "could not record the enqueue in history"),
-                    ),
                 }
-                record
-            })
-            .collect()
+                Err(e) => {
+                    spans[i].in_scope(|| {
+                        error!(error = %e.chain(),
+                            "neither sent nor noted for the reconciler: not acknowledged")
+                    });
+                    answers[i] = Err(e.into());
+                }
+            }
+        }
+        answers
     }
 
-    /// The note of a send: enqueued, or why not.
-    fn sent_update(
-        &self,
-        result: Result<(), crate::BackendError>,
-        sent: &HistoryEvent,
-    ) -> RequestUpdate {
+    /// The note of a failed send, or `None` when it was sent.
+    fn unsent_update(&self, result: Result<(), crate::BackendError>) -> Option<RequestUpdate> {
         match result {
             Ok(()) => {
                 debug!(stage = "enqueued", "request enqueued");
-                RequestUpdate {
-                    touch_pending: true,
-                    ..RequestUpdate::event(sent.clone())
-                }
+                None
             }
             Err(e) => {
                 error!(stage = "enqueue_failed", error = %e.chain(),
                     "could not enqueue; the reconciler will send the request");
-                RequestUpdate::event(HistoryEvent::now(
-                    EventKind::EnqueueFailed,
-                    format!(
-                        "{}; the request is recorded, and the reconciler sends it within {}",
-                        e.chain(),
-                        humantime::format_duration(self.redelivery_bound)
-                    ),
-                ))
+                Some(RequestUpdate {
+                    touch_pending: true,
+                    ..RequestUpdate::event(HistoryEvent::now(
+                        EventKind::EnqueueFailed,
+                        format!(
+                            "{}; the request is recorded, and the reconciler sends it within {}",
+                            e.chain(),
+                            humantime::format_duration(self.redelivery_bound)
+                        ),
+                    ))
+                })
             }
         }
     }
