@@ -200,12 +200,28 @@ impl<'a> Labels<'a> {
 pub trait Metrics: Send + Sync {
     /// Records `value`: added to a count, or one observation of a histogram.
     fn record(&self, metric: Metric, labels: &Labels<'_>, value: f64);
+
+    /// Records several values of one event under the same labels (a start's count and its
+    /// answer time, say): each as [`Metrics::record`] does, unless the sink can keep them
+    /// together (one log line instead of one each).
+    fn record_all(&self, labels: &Labels<'_>, values: &[(Metric, f64)]) {
+        for (metric, value) in values {
+            self.record(*metric, labels, *value);
+        }
+    }
 }
 
 /// Records into `metrics`, when there is a sink.
 pub fn record(metrics: Option<&dyn Metrics>, metric: Metric, labels: &Labels<'_>, value: f64) {
     if let Some(m) = metrics {
         m.record(metric, labels, value);
+    }
+}
+
+/// Records several values of one event into `metrics`, when there is a sink.
+pub fn record_all(metrics: Option<&dyn Metrics>, labels: &Labels<'_>, values: &[(Metric, f64)]) {
+    if let Some(m) = metrics {
+        m.record_all(labels, values);
     }
 }
 

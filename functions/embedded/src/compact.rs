@@ -183,8 +183,95 @@ fn full_trace(stored: String) -> String {
     }
 }
 
+/// The usual path's history, the one nearly every start ends with: accepted (at its
+/// acceptance, with or without a key, its trace on it), sent, created on the first
+/// delivery. Stored as `[3,keyed,sent,created]` or `[3,keyed,sent,created,"trace"]`: the
+/// kinds and details are implied, each time is the nanoseconds since the one before.
+const USUAL_FORM_PREFIX: &str = "[3,";
+
+fn usual_history(events: &[HistoryEvent], accepted_at: DateTime<Utc>) -> Option<String> {
+    let [accepted, sent, created] = events else {
+        return None;
+    };
+    let keyed = match accepted.detail.as_str() {
+        details::ACCEPTED => 0,
+        details::ACCEPTED_KEYED => 1,
+        _ => return None,
+    };
+    let usual = accepted.kind == EventKind::Accepted
+        && accepted.at == accepted_at
+        && sent.kind == EventKind::Enqueued
+        && sent.detail == details::ENQUEUED
+        && sent.trace_id.is_none()
+        && created.kind == EventKind::Created
+        && created.detail == details::CREATED_FIRST
+        && created.trace_id.is_none();
+    if !usual {
+        return None;
+    }
+    let (t0, t1, t2) = (nanos(accepted.at), nanos(sent.at), nanos(created.at));
+    Some(match &accepted.trace_id {
+        None => format!("[3,{keyed},{},{}]", t1 - t0, t2 - t1),
+        Some(trace) => format!(
+            "[3,{keyed},{},{},\"{}\"]",
+            t1 - t0,
+            t2 - t1,
+            short_trace(trace)
+        ),
+    })
+}
+
+/// The usual path's history (see [`usual_history`]), read back.
+fn usual_history_at(
+    col: usize,
+    text: &str,
+    accepted_at: DateTime<Utc>,
+) -> rusqlite::Result<Vec<HistoryEvent>> {
+    let parts: Vec<serde_json::Value> =
+        serde_json::from_str(text).map_err(|e| bad(col, e.to_string()))?;
+    let number = |i: usize| {
+        parts
+            .get(i)
+            .and_then(serde_json::Value::as_i64)
+            .ok_or_else(|| bad(col, format!("a usual history without its part {i}: {text}")))
+    };
+    let accepted = match number(1)? {
+        0 => details::ACCEPTED,
+        1 => details::ACCEPTED_KEYED,
+        other => return Err(bad(col, format!("{other} is not a usual acceptance"))),
+    };
+    let trace_id = match parts.get(4) {
+        None => None,
+        Some(serde_json::Value::String(t)) => Some(full_trace(t.clone())),
+        Some(other) => return Err(bad(col, format!("a trace {other} is not text"))),
+    };
+    if parts.len() > 5 {
+        return Err(bad(
+            col,
+            format!("a usual history of {} parts", parts.len()),
+        ));
+    }
+    let t0 = nanos(accepted_at);
+    let t1 = t0 + number(2)?;
+    let t2 = t1 + number(3)?;
+    let event = |at: i64, kind, detail: &str, trace_id| HistoryEvent {
+        at: DateTime::from_timestamp_nanos(at),
+        kind,
+        detail: detail.to_owned(),
+        trace_id,
+    };
+    Ok(vec![
+        event(t0, EventKind::Accepted, accepted, trace_id),
+        event(t1, EventKind::Enqueued, details::ENQUEUED, None),
+        event(t2, EventKind::Created, details::CREATED_FIRST, None),
+    ])
+}
+
 /// A history's stored text; `accepted_at` is its request's.
 pub fn history(events: &[HistoryEvent], accepted_at: DateTime<Utc>) -> rusqlite::Result<String> {
+    if let Some(usual) = usual_history(events, accepted_at) {
+        return Ok(usual);
+    }
     let mut previous = nanos(accepted_at);
     let mut out = String::with_capacity(16 + 24 * events.len());
     out.push_str(FORM_PREFIX);
@@ -220,6 +307,9 @@ pub fn history_at(
     let text: String = row.get(col)?;
     if text.starts_with("[{") {
         return serde_json::from_str(&text).map_err(|e| bad(col, e.to_string()));
+    }
+    if text.starts_with(USUAL_FORM_PREFIX) {
+        return usual_history_at(col, &text, accepted_at);
     }
     let (base, stored) = if text.starts_with(FORM_PREFIX) {
         let (form, stored): (i64, Vec<StoredEvent>) =
@@ -324,12 +414,37 @@ mod tests {
         let text = history(&events, t0).expect("writes");
         assert!(text.len() < 100, "{} bytes: {text}", text.len());
         let usual = history(&events[..3], t0).expect("writes");
-        assert!(usual.len() < 70, "{} bytes: {usual}", usual.len());
+        assert!(usual.starts_with("[3,1,"), "{usual}");
+        assert!(usual.len() <= 45, "{} bytes: {usual}", usual.len());
         let conn = rusqlite::Connection::open_in_memory().expect("a database");
         let read = conn
             .query_row("SELECT ?1", [&text], |row| history_at(row, 0, t0))
             .expect("reads");
         assert_eq!(read, events);
+        let read = conn
+            .query_row("SELECT ?1", [&usual], |row| history_at(row, 0, t0))
+            .expect("reads");
+        assert_eq!(read, events[..3]);
+        // Without a trace, and without a key, the usual form holds too; a usual history
+        // whose first event is not at its acceptance keeps the general form.
+        let mut plain = events[..3].to_vec();
+        plain[0].trace_id = None;
+        plain[0].detail = details::ACCEPTED.into();
+        let stored = history(&plain, t0).expect("writes");
+        assert!(stored.starts_with("[3,0,"), "{stored}");
+        let read = conn
+            .query_row("SELECT ?1", [&stored], |row| history_at(row, 0, t0))
+            .expect("reads");
+        assert_eq!(read, plain);
+        let late = history(&plain, t0 - chrono::Duration::seconds(1)).expect("writes");
+        assert!(late.starts_with("[2,"), "{late}");
+        for bad in ["[3,2,1,1]", "[3,1,1]", "[3,1,1,1,5]", "[3,1,1,1,\"t\",0]"] {
+            assert!(
+                conn.query_row("SELECT ?1", [bad], |row| history_at(row, 0, t0))
+                    .is_err(),
+                "{bad}"
+            );
+        }
         // The first compact form (absolute first time, hex trace) and the full form of older
         // rows read too.
         let first = r#"[[1796225813521631530,0,1,"2004ec252bc7ed4feb92d0e37c902705"],[27952,1,2]]"#;
@@ -343,7 +458,7 @@ mod tests {
             .expect("reads");
         assert_eq!(read, events);
         // A form this build does not know is an error, never a guess.
-        let later = text.replacen("[2,", "[3,", 1);
+        let later = text.replacen("[2,", "[4,", 1);
         assert!(
             conn.query_row("SELECT ?1", [&later], |row| history_at(row, 0, t0))
                 .is_err()

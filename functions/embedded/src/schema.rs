@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -273,6 +273,14 @@ CREATE INDEX starts_by_workflow ON starts (tenant, workflow, created_at)
     WHERE created_at IS NOT NULL;
 "#;
 
+/// Version 13: instances are looked up by their id alone (each lookup still names its
+/// tenant, checked on the row): an instance id is minted by the server (UUIDv7), so the
+/// index need not repeat the tenant (about 8 bytes less per start).
+const V13: &str = r#"
+DROP INDEX starts_by_instance;
+CREATE INDEX starts_by_instance ON starts (instance_id) WHERE created_at IS NOT NULL;
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -314,6 +322,7 @@ fn migrate_to(conn: &Connection, target: i64) -> rusqlite::Result<()> {
         (10, V10),
         (11, V11),
         (12, V12),
+        (13, V13),
     ] {
         if version < step && step <= target {
             conn.execute_batch(sql)?;

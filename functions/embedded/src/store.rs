@@ -750,6 +750,32 @@ mod tests {
         );
     }
 
+    /// An instance is found by its id through its index, never by a scan.
+    #[tokio::test]
+    async fn an_instance_is_found_by_its_index() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let store = Embedded::open(dir.path(), EmbeddedConfig::default()).expect("a store");
+        let plan = store
+            .db
+            .read(|conn| {
+                let sql = format!(
+                    "EXPLAIN QUERY PLAN SELECT {} FROM starts WHERE tenant = ?1 \
+                     AND instance_id = ?2 AND created_at IS NOT NULL",
+                    super::START_COLS
+                );
+                let mut stmt = conn.prepare(&sql)?;
+                let rows =
+                    stmt.query_map(rusqlite::params!["t", "i"], |row| row.get::<_, String>(3))?;
+                rows.collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .await
+            .expect("a plan");
+        assert!(
+            plan.iter().any(|step| step.contains("starts_by_instance")),
+            "{plan:?}"
+        );
+    }
+
     /// The audit reads a tenant's window by its index, never the whole table.
     #[tokio::test]
     async fn the_audit_reads_its_window_by_the_index() {

@@ -251,12 +251,15 @@ impl Consumer {
         let fresh = match created {
             Ok(crate::ports::Creation::Created) => {
                 debug!(stage = "created", "instance created");
-                self.measure(Metric::Created, &labels("created"), 1.0);
-                // The instance id was minted (UUIDv7) when the request was accepted.
-                if let Some(accepted) = crate::ids::minted_at(&message.instance_id) {
-                    let lag = (c.update.event.at - accepted).to_std().unwrap_or_default();
-                    self.measure(Metric::Lag, &labels(""), lag.as_secs_f64());
-                }
+                // The instance id was minted (UUIDv7) when the request was accepted. The
+                // count and the lag of one creation are kept together (one line on EMF).
+                let lag = crate::ids::minted_at(&message.instance_id)
+                    .map(|accepted| (c.update.event.at - accepted).to_std().unwrap_or_default());
+                let values: Vec<(Metric, f64)> = [(Metric::Created, 1.0)]
+                    .into_iter()
+                    .chain(lag.map(|lag| (Metric::Lag, lag.as_secs_f64())))
+                    .collect();
+                crate::metrics::record_all(self.metrics.as_deref(), &labels("created"), &values);
                 true
             }
             Ok(crate::ports::Creation::AlreadyExisted) => {

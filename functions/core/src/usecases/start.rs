@@ -284,7 +284,14 @@ impl Flowgate {
             workflow,
             outcome,
         };
-        self.measure(Metric::Accepted, &labels, 1.0);
+        // The count and the answer time of one start, kept together (one line on EMF).
+        let latency = [(Metric::AcceptLatency, took.as_secs_f64())];
+        let timed = if admitted.is_ok() { &latency[..] } else { &[] };
+        let values: Vec<(Metric, f64)> = [(Metric::Accepted, 1.0)]
+            .into_iter()
+            .chain(timed.iter().copied())
+            .collect();
+        crate::metrics::record_all(self.metrics.as_deref(), &labels, &values);
         if req.origin.is_some() {
             let fired = match outcome {
                 "accepted" => "started",
@@ -299,9 +306,6 @@ impl Flowgate {
                 },
                 1.0,
             );
-        }
-        if admitted.is_ok() {
-            self.measure(Metric::AcceptLatency, &labels, took.as_secs_f64());
         }
     }
 
