@@ -37,9 +37,10 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2000)]
     pub lag_sample: usize,
     /// Instead of the accept phases: this many workflows with one schedule each, all due in
-    /// the same second; reports how long after it each fire was accepted.
-    #[arg(long)]
-    pub schedules: Option<usize>,
+    /// the same second; reports how long after it each fire was accepted. At most 1,000,
+    /// the most schedules one tenant may keep.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub schedules: Option<u16>,
     /// Instead of the accept phases: hand every instance to a webhook receiver that the bench
     /// runs itself, at the first `--concurrency` level (the server needs
     /// `--allow-private-targets`); reports dispatches/s and created-to-dispatched lag.
@@ -144,7 +145,7 @@ pub(crate) fn ms(us: u64) -> f64 {
 /// Runs the benchmark against `url`.
 pub async fn run(client: &reqwest::Client, url: &str, args: BenchArgs) -> Result<ExitCode> {
     if let Some(n) = args.schedules {
-        return super::bench_schedules::run(client, url, n, args.drain_timeout).await;
+        return super::bench_schedules::run(client, url, n.into(), args.drain_timeout).await;
     }
     if args.dispatch {
         return super::bench_dispatch::run(client, url, &args).await;
