@@ -14,7 +14,7 @@ use flowgate_core::usecases::Reconciler;
 use flowgate_tests::http::App;
 use flowgate_tests::receiver::Receiver;
 
-async fn hooked(app: &App, url: &str) {
+pub(crate) async fn hooked(app: &App, url: &str) {
     let body = json!({"name": "hooked", "params_schema": {"type": "object"},
         "target": {"type": "webhook", "url": url, "secret": "handoff-secret"}});
     let put = app.put_workflow_as(None, "hooked", &body).await;
@@ -43,7 +43,7 @@ async fn started_on_a_webhook() -> (Receiver, App, String) {
 
 /// Creates the instance of the next message as a consumer would, then loses the message
 /// (the process died before the hand-off): answers the request id.
-async fn create_then_die(app: &App) -> String {
+pub(crate) async fn create_then_die(app: &App) -> String {
     let delivery = app
         .raw_queue
         .receive(1, Duration::from_secs(1))

@@ -14,6 +14,7 @@ mod dlq_embedded;
 mod docs;
 mod dolphin;
 mod handoff;
+mod handoff_aws;
 mod lambda;
 mod lambda_build;
 mod openapi;
