@@ -252,7 +252,7 @@ impl Consumer {
             Ok(crate::ports::Creation::Created) => {
                 debug!(stage = "created", "instance created");
                 // The instance id was minted (UUIDv7) when the request was accepted. The
-                // count and the lag of one creation are kept together (one line on EMF).
+                // count and the lag of one creation are kept together (one line where the sink writes lines).
                 let lag = crate::ids::minted_at(&message.instance_id)
                     .map(|accepted| (c.update.event.at - accepted).to_std().unwrap_or_default());
                 let values: Vec<(Metric, f64)> = [(Metric::Created, 1.0)]

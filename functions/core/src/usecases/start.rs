@@ -284,7 +284,7 @@ impl Flowgate {
             workflow,
             outcome,
         };
-        // The count and the answer time of one start, kept together (one line on EMF).
+        // The count and the answer time of one start, kept together (one line where the sink writes lines).
         let latency = [(Metric::AcceptLatency, took.as_secs_f64())];
         let timed = if admitted.is_ok() { &latency[..] } else { &[] };
         let values: Vec<(Metric, f64)> = [(Metric::Accepted, 1.0)]
