@@ -235,31 +235,8 @@ pub struct Model {
     items: HashMap<(String, String), Item>,
 }
 
-fn size_of(value: &AttributeValue) -> usize {
-    use AttributeValue as V;
-    match value {
-        V::S(s) => s.len(),
-        V::N(n) => n.trim_start_matches('-').len().div_ceil(2) + 1,
-        V::Bool(_) | V::Null(_) => 1,
-        V::L(items) => 3 + items.iter().map(|v| 1 + size_of(v)).sum::<usize>(),
-        V::M(map) => {
-            3 + map
-                .iter()
-                .map(|(k, v)| 1 + k.len() + size_of(v))
-                .sum::<usize>()
-        }
-        V::Ss(set) => set.iter().map(String::len).sum(),
-        V::Ns(set) => set.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
-        V::B(b) => b.as_ref().len(),
-        V::Bs(set) => set.iter().map(|b| b.as_ref().len()).sum(),
-        _ => 0,
-    }
-}
-
-/// An item's size as DynamoDB counts it: names and values.
-pub fn item_size(item: &Item) -> usize {
-    item.iter().map(|(k, v)| k.len() + size_of(v)).sum()
-}
+/// An item's size as DynamoDB counts it: the adapter's own rule.
+pub use flowgate_aws::items::item_size;
 
 fn units(bytes: usize) -> u64 {
     bytes.div_ceil(1024).max(1) as u64

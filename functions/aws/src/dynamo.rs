@@ -215,10 +215,9 @@ impl DynamoStore {
             .send()
             .await
             .map_err(|e| classify(op, e))?;
-        let prefix = format!("T#{tenant}#R#");
         Ok(out.items.unwrap_or_default().into_iter().find_map(|item| {
-            let pk = item.get("pk")?.as_s().ok()?;
-            pk.strip_prefix(&prefix).map(str::to_owned)
+            let (owner, id) = crate::items::request_of(item.get("pk")?.as_s().ok()?).ok()?;
+            (owner == tenant).then_some(id)
         }))
     }
 
@@ -287,34 +286,50 @@ impl DynamoStore {
         older_than: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(String, RequestRecord)>, BackendError> {
-        let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("gsi1")
-                .key_condition_expression("gsi1pk = :p AND gsi1sk < :c")
-                .expression_attribute_values(":p", s(partition.clone()))
-                .expression_attribute_values(":c", s(stamp(older_than)))
-                .limit(i32::try_from(limit - found.len()).unwrap_or(i32::MAX))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(op, e))?;
-            for item in out.items.unwrap_or_default() {
+        let items = self
+            .query_pages(op, Some(limit), || {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name("gsi1")
+                    .key_condition_expression("gsi1pk = :p AND gsi1sk < :c")
+                    .expression_attribute_values(":p", s(partition.clone()))
+                    .expression_attribute_values(":c", s(stamp(older_than)))
+            })
+            .await?;
+        items
+            .into_iter()
+            .map(|item| {
                 let order = item
                     .get("gsi1sk")
                     .and_then(|v| v.as_s().ok())
                     .cloned()
                     .unwrap_or_default();
                 let record = domain(op, from_item::<RequestItem>(op, item)?.into_record())?;
-                found.push((order, record));
+                Ok((order, record))
+            })
+            .collect()
+    }
+
+    /// Every item a query answers, page after page (at most `limit`, when given).
+    pub(crate) async fn query_pages(
+        &self,
+        op: &'static str,
+        limit: Option<usize>,
+        query: impl Fn() -> aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder,
+    ) -> Result<Vec<Item>, BackendError> {
+        let mut items = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let mut page = query().set_exclusive_start_key(start);
+            if let Some(limit) = limit {
+                page = page.limit(i32::try_from(limit - items.len()).unwrap_or(i32::MAX));
             }
+            let out = page.send().await.map_err(|e| classify(op, e))?;
+            items.extend(out.items.unwrap_or_default());
             start = out.last_evaluated_key;
-            if start.is_none() || found.len() >= limit {
-                return Ok(found);
+            if start.is_none() || limit.is_some_and(|limit| items.len() >= limit) {
+                return Ok(items);
             }
         }
     }
@@ -366,27 +381,16 @@ impl DynamoStore {
         pk: String,
         prefix: &str,
     ) -> Result<Vec<Item>, BackendError> {
-        let mut items = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
+        self.query_pages(op, None, || {
+            self.client
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("pk = :p AND begins_with(sk, :s)")
                 .expression_attribute_values(":p", s(pk.clone()))
                 .expression_attribute_values(":s", s(prefix))
                 .consistent_read(true)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(op, e))?;
-            items.extend(out.items.unwrap_or_default());
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(items);
-            }
-        }
+        })
+        .await
     }
 
     async fn put_versioned(

@@ -504,7 +504,6 @@ impl InstanceItem {
     }
 }
 
-#[cfg(test)]
 /// The size DynamoDB bills and limits an item by: attribute names plus values, by
 /// DynamoDB's published rules (strings and binaries by UTF-8 length, numbers by digits,
 /// one byte for booleans and nulls, three plus one per element for lists and maps).
@@ -516,7 +515,6 @@ pub fn item_size(
         .sum()
 }
 
-#[cfg(test)]
 fn value_size(value: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
     use aws_sdk_dynamodb::types::AttributeValue as V;
     match value {

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Instance, InstanceStatus, RequestRecord, StartSpec};
+use crate::model::{Instance, RequestRecord, StartSpec};
 use crate::ports::Envelope;
 
 /// Current message format version.
@@ -100,20 +100,13 @@ impl QueueMessage {
 
     /// The instance this message creates.
     pub fn instance(&self, created_at: DateTime<Utc>) -> Instance {
-        Instance {
-            tenant: self.tenant.clone(),
-            instance_id: self.instance_id.clone(),
-            request_id: self.request_id.clone(),
-            workflow: self.spec.workflow.clone(),
-            params: self.spec.params.clone(),
-            priority: self.spec.priority,
-            schedule_time: self.spec.schedule_time,
-            logical_date: self.spec.logical_date,
-            status: InstanceStatus::Created,
+        Instance::of_start(
+            &self.tenant,
+            &self.request_id,
+            &self.instance_id,
+            &self.spec,
             created_at,
-            dispatch: None,
-            options: self.spec.options.clone(),
-        }
+        )
     }
 }
 

@@ -434,27 +434,47 @@ pub struct Instance {
 
 impl RequestRecord {
     /// Its instance, created at `created_at`, as a store that keeps both in one item reads
-    /// it: the request's spec, and its hand-off.
+    /// it: the request's spec, and its hand-off. (Its run options stay with the request.)
     pub fn instance(&self, created_at: DateTime<Utc>) -> Instance {
         Instance {
-            tenant: self.tenant.clone(),
-            instance_id: self.instance_id.clone(),
-            request_id: self.request_id.clone(),
-            workflow: self.spec.workflow.clone(),
-            params: self.spec.params.clone(),
-            priority: self.spec.priority,
-            schedule_time: self.spec.schedule_time,
-            logical_date: self.spec.logical_date,
-            status: InstanceStatus::Created,
-            created_at,
-            dispatch: None,
             options: Default::default(),
+            ..Instance::of_start(
+                &self.tenant,
+                &self.request_id,
+                &self.instance_id,
+                &self.spec,
+                created_at,
+            )
         }
         .with_dispatch(self)
     }
 }
 
 impl Instance {
+    /// The instance a start creates at `created_at`: its ids and its spec.
+    pub fn of_start(
+        tenant: &str,
+        request_id: &str,
+        instance_id: &str,
+        spec: &StartSpec,
+        created_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            tenant: tenant.to_owned(),
+            instance_id: instance_id.to_owned(),
+            request_id: request_id.to_owned(),
+            workflow: spec.workflow.clone(),
+            params: spec.params.clone(),
+            priority: spec.priority,
+            schedule_time: spec.schedule_time,
+            logical_date: spec.logical_date,
+            status: InstanceStatus::Created,
+            created_at,
+            dispatch: None,
+            options: spec.options.clone(),
+        }
+    }
+
     /// The instance with its hand-off state, as its request record tells it.
     pub fn with_dispatch(mut self, record: &RequestRecord) -> Self {
         self.dispatch = record.dispatch.clone();

@@ -16,8 +16,7 @@ use flowgate_core::model::RequestStatus;
 use flowgate_core::ports::{AuditFacts, AuditGroup, PendingRequest};
 
 use super::{DynamoStore, Item, s};
-use crate::error::classify;
-use crate::items::{AUDIT_SHARDS, accepted_in, stamp, started_in};
+use crate::items::{AUDIT_SHARDS, accepted_in, request_of, stamp, started_in};
 
 const OP: &str = "store.audit";
 
@@ -77,36 +76,28 @@ impl DynamoStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<Seen>, BackendError> {
+        let items = self
+            .query_pages(OP, None, || {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name("gsi3")
+                    .key_condition_expression("gsi3pk = :p AND gsi3sk BETWEEN :a AND :b")
+                    .expression_attribute_values(":p", s(partition.clone()))
+                    .expression_attribute_values(":a", s(stamp(from)))
+                    .expression_attribute_values(":b", s(stamp(to)))
+                    .projection_expression("request_id, workflow, #s, accepted_at, pending_since")
+                    .expression_attribute_names("#s", "status")
+            })
+            .await?;
         let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("gsi3")
-                .key_condition_expression("gsi3pk = :p AND gsi3sk BETWEEN :a AND :b")
-                .expression_attribute_values(":p", s(partition.clone()))
-                .expression_attribute_values(":a", s(stamp(from)))
-                .expression_attribute_values(":b", s(stamp(to)))
-                .projection_expression("request_id, workflow, #s, accepted_at, pending_since")
-                .expression_attribute_names("#s", "status")
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))?;
-            for item in out.items.unwrap_or_default() {
-                let one = seen(&item)?;
-                // BETWEEN takes `to` itself; the window leaves it out.
-                if time(&item, "accepted_at")? < to {
-                    found.push(one);
-                }
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
+        for item in items {
+            // BETWEEN takes `to` itself; the window leaves it out.
+            if time(&item, "accepted_at")? < to {
+                found.push(seen(&item)?);
             }
         }
+        Ok(found)
     }
 
     /// The request ids of one `gsi4` partition whose instance ids were minted in
@@ -118,35 +109,31 @@ impl DynamoStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<String>, BackendError> {
-        let prefix = format!("T#{tenant}#R#");
-        let mut found = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("gsi4")
-                .key_condition_expression("gsi4pk = :p AND gsi4sk BETWEEN :a AND :b")
-                .expression_attribute_values(":p", s(partition.clone()))
-                .expression_attribute_values(":a", s(minted_bound(from)))
-                .expression_attribute_values(":b", s(minted_bound(to)))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(|e| classify(OP, e))?;
-            for item in out.items.unwrap_or_default() {
-                let pk = text(&item, "pk")?;
-                let id = pk.strip_prefix(&prefix).ok_or_else(|| {
-                    BackendError::permanent(OP, format!("{pk:?} is not a request of {tenant}"))
-                })?;
-                found.push(id.to_owned());
-            }
-            start = out.last_evaluated_key;
-            if start.is_none() {
-                return Ok(found);
-            }
-        }
+        let items = self
+            .query_pages(OP, None, || {
+                self.client
+                    .query()
+                    .table_name(&self.table)
+                    .index_name("gsi4")
+                    .key_condition_expression("gsi4pk = :p AND gsi4sk BETWEEN :a AND :b")
+                    .expression_attribute_values(":p", s(partition.clone()))
+                    .expression_attribute_values(":a", s(minted_bound(from)))
+                    .expression_attribute_values(":b", s(minted_bound(to)))
+            })
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                let pk = text(item, "pk")?;
+                match request_of(pk) {
+                    Ok((owner, id)) if owner == tenant => Ok(id),
+                    _ => Err(BackendError::permanent(
+                        OP,
+                        format!("{pk:?} is not a request of {tenant}"),
+                    )),
+                }
+            })
+            .collect()
     }
 
     /// What `gsi4` holds of `tenant`'s window: the starts whose ids were minted around it,
