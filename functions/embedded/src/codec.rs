@@ -164,7 +164,11 @@ fn instance_fields(row: &Row<'_>) -> rusqlite::Result<Instance> {
     })
 }
 
-/// A value as JSON text for a column.
-pub fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
-    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+pub use crate::compact::to_json;
+
+/// A start's request, with its row's position.
+pub(crate) struct Loaded {
+    pub(crate) seq: i64,
+    pub(crate) record: flowgate_core::model::RequestRecord,
+    pub(crate) created: bool,
 }

@@ -12,6 +12,11 @@ use serde_json::Map;
 
 use flowgate_core::model::{EventKind, HistoryEvent, Priority, StartSpec, details};
 
+/// A value as JSON text for a column.
+pub fn to_json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
 fn bad(col: usize, what: impl Into<String>) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(col, Type::Blob, what.into().into())
 }
@@ -103,7 +108,7 @@ pub fn spec(spec: &StartSpec) -> rusqlite::Result<String> {
         o: spec.options.clone(),
         d: spec.dry_run,
     };
-    crate::codec::to_json(&stored)
+    to_json(&stored)
 }
 
 /// A spec column (`col`) and the workflow column, read back; the full JSON form of rows
@@ -291,7 +296,7 @@ pub fn history(events: &[HistoryEvent], accepted_at: DateTime<Utc>) -> rusqlite:
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&crate::codec::to_json(&stored)?);
+        out.push_str(&to_json(&stored)?);
     }
     out.push_str("]]");
     Ok(out)

@@ -123,11 +123,11 @@ fn take_due_starts(
         "SELECT {}, deliveries {DUE_STARTS} ORDER BY {LIVE_KEY} LIMIT ?2",
         crate::codec::START_COLS
     );
-    let due: Vec<(crate::store::Loaded, i64)> = conn
+    let due: Vec<(crate::codec::Loaded, i64)> = conn
         .prepare_cached(&sql)?
         .query_map(params![now, max as i64], |row| {
             Ok((
-                crate::store::Loaded {
+                crate::codec::Loaded {
                     record: crate::codec::request(row)?,
                     created: row.get::<_, Option<i64>>(14)?.is_some(),
                     seq: row.get(15)?,

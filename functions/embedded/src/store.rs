@@ -26,12 +26,7 @@ const EXPIRED_STARTS: &str = "SELECT seq FROM starts \
      AND updated_at < ?1 AND (status <> 'CREATED' OR dispatch IS NULL) \
      ORDER BY updated_at LIMIT ?2";
 
-/// A start's request, with its row's position.
-pub(crate) struct Loaded {
-    pub(crate) seq: i64,
-    pub(crate) record: RequestRecord,
-    pub(crate) created: bool,
-}
+use crate::codec::Loaded;
 
 /// The start of (tenant, request id), if it has a request (retention keeps only the
 /// instance of an expired one).
