@@ -58,6 +58,7 @@ struct Roles<'a> {
 pub async fn run(settings: Settings) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let _telemetry =
         telemetry::init_exporting("info", settings.log_format, &settings.otlp_endpoint)?;
+    let settings = with_callbacks(settings)?;
     let opened = backend::open_all(&settings).await?;
     let (store, queue) = with_faults(&settings, opened.store, opened.queue)?;
     let (stop, stopped) = watch::channel(false);
@@ -203,6 +204,62 @@ impl Roles<'_> {
             "reconciler"
         });
         info!(grace = ?self.settings.reconcile_grace, "reconciler running");
+    }
+}
+
+/// The settings with a callback key and a public URL: on the embedded host, an unset key
+/// is the one kept in the data directory (made on first use, readable by its owner only),
+/// and an unset URL is the listen address's.
+fn with_callbacks(mut settings: Settings) -> Result<Settings, Box<dyn std::error::Error>> {
+    if settings.public_url.is_empty() {
+        let mut addr = settings.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        settings.public_url = format!("http://{addr}");
+    }
+    if settings.callback_secret.is_empty()
+        && settings.backend == flowgate_settings::Backend::Embedded
+    {
+        settings.callback_secret = kept_callback_key(&settings.data_dir)?;
+    }
+    Ok(settings)
+}
+
+/// The callback key kept in `dir/callback.key`, made on first use.
+fn kept_callback_key(dir: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
+    use std::io::Write;
+    let path = dir.join("callback.key");
+    match std::fs::read_to_string(&path) {
+        Ok(key) if key.trim().len() >= 32 => return Ok(key.trim().to_owned()),
+        Ok(_) => {
+            return Err(format!("{} is shorter than 32 characters", path.display()).into());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+    }
+    std::fs::create_dir_all(dir)?;
+    let key = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut file) => {
+            file.write_all(key.as_bytes())?;
+            file.sync_all()?;
+            Ok(key)
+        }
+        // Another process on the same directory made it first: use its key.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            Ok(std::fs::read_to_string(&path)?.trim().to_owned())
+        }
+        Err(e) => Err(format!("cannot write {}: {e}", path.display()).into()),
     }
 }
 

@@ -23,11 +23,19 @@ pub enum Scope {
     Admin,
     /// Read the process-wide metrics (`/metrics`), which name every tenant's workflows.
     Metrics,
+    /// Report the status of any of the tenant's instances (`POST /v1/instances/{id}/status`).
+    Report,
 }
 
 impl Scope {
     /// Every scope.
-    pub const ALL: [Scope; 4] = [Scope::Start, Scope::Dlq, Scope::Admin, Scope::Metrics];
+    pub const ALL: [Scope; 5] = [
+        Scope::Start,
+        Scope::Dlq,
+        Scope::Admin,
+        Scope::Metrics,
+        Scope::Report,
+    ];
 
     /// The spelling in tokens and docs.
     pub fn as_str(self) -> &'static str {
@@ -36,6 +44,7 @@ impl Scope {
             Scope::Dlq => "dlq",
             Scope::Admin => "admin",
             Scope::Metrics => "metrics",
+            Scope::Report => "report",
         }
     }
 }
@@ -48,7 +57,7 @@ impl FromStr for Scope {
         Scope::ALL
             .into_iter()
             .find(|s| s.as_str() == word)
-            .ok_or_else(|| format!("{text:?} is not a scope (start, dlq, admin, metrics)"))
+            .ok_or_else(|| format!("{text:?} is not a scope (start, dlq, admin, metrics, report)"))
     }
 }
 

@@ -75,7 +75,12 @@ pub fn same_payload(stored: &str, computed: &str) -> bool {
 /// A digest of what a start request asks for, independent of JSON key order and whitespace.
 pub fn fingerprint(spec: &StartSpec) -> String {
     // A spec is plain data: it always serializes.
-    let value = serde_json::to_value(spec).unwrap_or_else(|e| unreachable!("a spec: {e}"));
+    let mut value = serde_json::to_value(spec).unwrap_or_else(|e| unreachable!("a spec: {e}"));
+    // The run policy is the workflow's, not the caller's: a retry after the workflow changed
+    // it asks for the same start.
+    if let Some(map) = value.as_object_mut() {
+        map.remove("policy");
+    }
     let mut canonical = String::with_capacity(128);
     write_canonical(&value, &mut canonical);
     hex(&Sha256::digest(canonical.as_bytes()))

@@ -3,6 +3,7 @@
 //! metrics sink into [`metrics::Metrics`].
 
 pub mod auth;
+pub mod callback;
 pub mod dead_reason;
 pub mod dolphin;
 pub mod error;
@@ -17,6 +18,7 @@ pub mod paging;
 pub mod pool;
 pub mod ports;
 pub mod record;
+pub mod runs;
 pub mod schedule;
 pub mod schema_limits;
 pub mod schemas;

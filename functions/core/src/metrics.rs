@@ -59,11 +59,17 @@ pub enum Metric {
     WriterBatch,
     /// How long the embedded store's writer took to commit a batch (its fsync).
     WriterCommit,
+    /// Runs and starts under a concurrency limit changing state, by workflow and outcome:
+    /// `running`, `succeeded`, `failed`, `timed_out`, `cancelled` (a run's status), `waiting`,
+    /// `released`, `skipped` (a start held back, let go, or skipped by its limit).
+    Runs,
+    /// How long runs took, from acceptance to their final status, by outcome.
+    RunDuration,
 }
 
 impl Metric {
     /// Every metric.
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 14] = [
         Metric::Accepted,
         Metric::Created,
         Metric::Dispatched,
@@ -76,6 +82,8 @@ impl Metric {
         Metric::Lag,
         Metric::WriterBatch,
         Metric::WriterCommit,
+        Metric::Runs,
+        Metric::RunDuration,
     ];
 
     /// Its name: the same on every host (Prometheus adds the `flowgate_` prefix and, for a
@@ -95,13 +103,17 @@ impl Metric {
             Metric::Lag => "lag_seconds",
             Metric::WriterBatch => "writer_batch_jobs",
             Metric::WriterCommit => "writer_commit_seconds",
+            Metric::Runs => "runs",
+            Metric::RunDuration => "run_duration_seconds",
         }
     }
 
     /// What its values are.
     pub const fn kind(self) -> Kind {
         match self {
-            Metric::AcceptLatency | Metric::Lag | Metric::WriterCommit => Kind::Seconds,
+            Metric::AcceptLatency | Metric::Lag | Metric::WriterCommit | Metric::RunDuration => {
+                Kind::Seconds
+            }
             Metric::WriterBatch => Kind::Items,
             _ => Kind::Count,
         }
@@ -114,6 +126,7 @@ impl Metric {
                 Metric::DlqArchive | Metric::ReconcilerFound => Labelled::Outcome,
                 _ => Labelled::WorkflowOutcome,
             },
+            Kind::Seconds if matches!(self, Metric::RunDuration) => Labelled::Outcome,
             Kind::Seconds | Kind::Items => Labelled::None,
         }
     }
@@ -133,6 +146,8 @@ impl Metric {
             Metric::Lag => "Time from a request's acceptance to its instance's creation",
             Metric::WriterBatch => "Jobs the embedded writer committed together",
             Metric::WriterCommit => "Time the embedded writer took to commit a batch",
+            Metric::Runs => "Runs and held-back starts changing state, by workflow and outcome",
+            Metric::RunDuration => "Time from a start's acceptance to its run's final status, by outcome",
         }
     }
 
@@ -146,7 +161,18 @@ impl Metric {
             Metric::Replayed => &["replayed", "skipped", "failed"],
             Metric::Fired => &["started", "duplicate", "failed"],
             Metric::DlqArchive => &["archived", "archive_failed", "restored", "restore_failed"],
-            Metric::ReconcilerFound => &["overdue", "reenqueued", "failed", "expired"],
+            Metric::ReconcilerFound => &["overdue", "reenqueued", "failed", "expired", "timed_out"],
+            Metric::Runs => &[
+                "running",
+                "succeeded",
+                "failed",
+                "timed_out",
+                "cancelled",
+                "waiting",
+                "released",
+                "skipped",
+            ],
+            Metric::RunDuration => &["succeeded", "failed", "timed_out", "cancelled"],
             Metric::AcceptLatency | Metric::Lag | Metric::WriterBatch | Metric::WriterCommit => &[],
         }
     }
@@ -257,7 +283,10 @@ mod tests {
     fn histograms_carry_no_labels_and_units_are_named() {
         for m in Metric::ALL {
             match m.kind() {
-                Kind::Seconds => assert!(m.name().ends_with("_seconds"), "{m:?}"),
+                Kind::Seconds => {
+                    assert!(m.name().ends_with("_seconds"), "{m:?}");
+                    assert_ne!(m.labelled(), Labelled::WorkflowOutcome, "{m:?}");
+                }
                 Kind::Items => assert_eq!(m.labelled(), Labelled::None),
                 Kind::Count => assert_ne!(m.labelled(), Labelled::None),
             }

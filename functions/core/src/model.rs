@@ -37,6 +37,9 @@ pub struct Workflow {
     /// shown: see [`Workflow::shown`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<Value>,
+    /// Its runs' time-out and concurrency policy.
+    #[serde(flatten, default)]
+    pub runs: crate::runs::RunSettings,
     /// When the workflow was first registered.
     pub created_at: DateTime<Utc>,
     /// When the workflow was last changed.
@@ -106,6 +109,12 @@ pub enum RequestStatus {
     Dead,
     /// An operator archived its dead letter to a file (`flowgate dlq archive`).
     Archived,
+    /// Its workflow's concurrency limit was reached: it waits for a slot, durable, and is
+    /// released in priority order, then oldest first.
+    Waiting,
+    /// Its workflow's concurrency limit was reached (or a newer start took its place): no
+    /// instance is made; the reason is in `last_error` and the history.
+    Skipped,
 }
 
 impl RequestStatus {
@@ -117,6 +126,8 @@ impl RequestStatus {
             Self::Dispatched => "DISPATCHED",
             Self::Dead => "DEAD",
             Self::Archived => "ARCHIVED",
+            Self::Waiting => "WAITING",
+            Self::Skipped => "SKIPPED",
         }
     }
 
@@ -133,6 +144,8 @@ impl RequestStatus {
             "DISPATCHED" => Some(Self::Dispatched),
             "DEAD" => Some(Self::Dead),
             "ARCHIVED" => Some(Self::Archived),
+            "WAITING" => Some(Self::Waiting),
+            "SKIPPED" => Some(Self::Skipped),
             _ => None,
         }
     }
@@ -167,6 +180,24 @@ pub enum EventKind {
     Archived,
     /// An operator put an archived dead letter back in the dead-letter queue.
     Restored,
+    /// Its target reported the run running.
+    Running,
+    /// Its target reported the run succeeded.
+    Succeeded,
+    /// Its target reported the run failed.
+    Failed,
+    /// No final status came within the workflow's `run_timeout`.
+    TimedOut,
+    /// An operator cancelled the run.
+    Cancelled,
+    /// A report came after the run's final status and changed nothing.
+    ReportIgnored,
+    /// The workflow's concurrency limit made it wait.
+    Waiting,
+    /// The workflow's concurrency limit (or a newer start) skipped it.
+    Skipped,
+    /// A slot freed, and it was released for creation.
+    Released,
 }
 
 /// The details most histories carry, written once here: the stages that write them use
@@ -202,7 +233,7 @@ pub mod details {
 impl EventKind {
     /// Every kind, in a fixed order (stores refer to them by position: never reorder, only
     /// add at the end).
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 21] = [
         Self::Accepted,
         Self::Enqueued,
         Self::EnqueueFailed,
@@ -215,6 +246,15 @@ impl EventKind {
         Self::Replayed,
         Self::Archived,
         Self::Restored,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Cancelled,
+        Self::ReportIgnored,
+        Self::Waiting,
+        Self::Skipped,
+        Self::Released,
     ];
 
     /// The wire and storage spelling.
@@ -232,6 +272,15 @@ impl EventKind {
             Self::Replayed => "replayed",
             Self::Archived => "archived",
             Self::Restored => "restored",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::TimedOut => "timed_out",
+            Self::Cancelled => "cancelled",
+            Self::ReportIgnored => "report_ignored",
+            Self::Waiting => "waiting",
+            Self::Skipped => "skipped",
+            Self::Released => "released",
         }
     }
 
@@ -298,6 +347,10 @@ pub struct StartSpec {
     /// to its workflow's target.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
+    /// What it carries of its workflow's run settings (its concurrency slot, its run's
+    /// time-out), fixed when it was accepted; not part of its fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<crate::runs::RunPolicy>,
 }
 
 /// The durable record of a start request, the source of truth for its outcome.
@@ -333,6 +386,9 @@ pub struct RequestRecord {
     /// The hand-off of its instance, for a workflow with a target; `None` when record-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<Dispatch>,
+    /// The run of its instance, once its target reported on it (or Flowgate ended it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::runs::Run>,
 }
 
 impl RequestRecord {
@@ -386,15 +442,67 @@ pub enum InstanceStatus {
     Created,
     /// Handed off to its workflow's target.
     Dispatched,
+    /// Its target reported it running.
+    Running,
+    /// Final: its target reported success.
+    Succeeded,
+    /// Final: its target reported failure.
+    Failed,
+    /// Final: no final status came within its workflow's `run_timeout`.
+    #[serde(rename = "TIMED_OUT")]
+    TimedOut,
+    /// Final: an operator cancelled it.
+    Cancelled,
 }
 
 impl InstanceStatus {
+    /// Every status, in a fixed order.
+    pub const ALL: [InstanceStatus; 7] = [
+        Self::Created,
+        Self::Dispatched,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Cancelled,
+    ];
+
     /// The storage spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Created => "CREATED",
             Self::Dispatched => "DISPATCHED",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Cancelled => "CANCELLED",
         }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The status of a run that got this far.
+    pub fn of_run(run: crate::runs::RunStatus) -> Self {
+        use crate::runs::RunStatus as R;
+        match run {
+            R::Running => Self::Running,
+            R::Succeeded => Self::Succeeded,
+            R::Failed => Self::Failed,
+            R::TimedOut => Self::TimedOut,
+            R::Cancelled => Self::Cancelled,
+        }
+    }
+
+    /// Whether it is final.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::TimedOut | Self::Cancelled
+        )
     }
 }
 
@@ -430,6 +538,16 @@ pub struct Instance {
     /// request keeps them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
+    /// Its run, once its target reported on it (or Flowgate ended it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<crate::runs::Run>,
+    /// How long its run took, in milliseconds: from its creation to its final status (or
+    /// until now, while unfinished and handed off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<i64>,
+    /// Where its target reports on it: set on the copy handed to the target, never stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback: Option<crate::callback::Callback>,
 }
 
 impl RequestRecord {
@@ -472,15 +590,29 @@ impl Instance {
             created_at,
             dispatch: None,
             options: spec.options.clone(),
+            run: None,
+            duration_ms: None,
+            callback: None,
         }
     }
 
-    /// The instance with its hand-off state, as its request record tells it.
+    /// The instance with its hand-off state and its run, as its request record tells it.
     pub fn with_dispatch(mut self, record: &RequestRecord) -> Self {
         self.dispatch = record.dispatch.clone();
         if record.status == RequestStatus::Dispatched {
             self.status = InstanceStatus::Dispatched;
         }
+        self.with_run(record.run.clone())
+    }
+
+    /// The instance with its run: its status and duration follow it.
+    pub fn with_run(mut self, run: Option<crate::runs::Run>) -> Self {
+        if let Some(r) = &run {
+            self.status = InstanceStatus::of_run(r.status);
+        }
+        let end = run.as_ref().and_then(|r| r.finished_at);
+        self.duration_ms = end.map(|end| (end - self.created_at).num_milliseconds().max(0));
+        self.run = run;
         self
     }
 }

@@ -28,12 +28,16 @@ pub enum Upsert {
 }
 
 /// Whether `create_instance` made the instance or found it already there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Creation {
     /// This call created the instance and marked the request `CREATED`.
     Created,
     /// The instance already existed: a redelivery, which counts as done.
     AlreadyExisted,
+    /// Its workflow's concurrency limit held it back: it waits (`WAITING`), with this reason.
+    Waiting(String),
+    /// Its workflow's concurrency limit skipped it (`SKIPPED`), with this reason.
+    Skipped(String),
 }
 
 /// A queue message offered to [`Store::create_request`] for a transactional outbox.
@@ -278,6 +282,15 @@ pub trait Store: Send + Sync + 'static {
         cutoff: DateTime<Utc>,
         limit: usize,
     ) -> Result<AuditFacts, BackendError>;
+
+    /// Up to `limit` requests whose instance's run has gone past its time-out (created at
+    /// or before `now` minus the time-out its start carries) without a final status, across
+    /// tenants: (tenant, request id) pairs, most overdue first.
+    async fn overdue_runs(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, BackendError>;
 
     /// Removes up to `limit` finished requests (`CREATED` or `DISPATCHED` with nothing owed,
     /// and `ARCHIVED`) last changed before `before`, oldest first; answers how many. `DEAD`
@@ -731,4 +744,16 @@ pub trait Dispatcher: Send + Sync + 'static {
         instance: &Instance,
         trace: Option<&crate::trace::TraceContext>,
     ) -> Result<Receipt, DispatchError>;
+
+    /// Tells `target` that `instance` (handed off with `reference`, if it was) is cancelled:
+    /// answers what the target said, or `None` when its kind has no way to be told.
+    async fn cancel(
+        &self,
+        target: &serde_json::Value,
+        instance: &Instance,
+        reference: Option<&str>,
+    ) -> Result<Option<String>, DispatchError> {
+        let _ = (target, instance, reference);
+        Ok(None)
+    }
 }

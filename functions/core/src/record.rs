@@ -30,6 +30,10 @@ pub struct RequestUpdate {
     /// The update comes with the request's message, sent at this time: `enqueued` is noted
     /// then, before the event, unless the history already says the request was sent.
     pub sent_at: Option<DateTime<Utc>>,
+    /// Apply only when the run is currently this (`Some(None)`: no run reported yet).
+    pub only_if_run: Option<Option<crate::runs::RunStatus>>,
+    /// Sets the run.
+    pub set_run: Option<crate::runs::Run>,
 }
 
 impl RequestUpdate {
@@ -44,7 +48,15 @@ impl RequestUpdate {
             touch_pending: false,
             set_dispatch: None,
             sent_at: None,
+            only_if_run: None,
+            set_run: None,
         }
+    }
+
+    /// The same update, setting the run.
+    pub fn with_run(mut self, run: crate::runs::Run) -> Self {
+        self.set_run = Some(run);
+        self
     }
 }
 
@@ -61,6 +73,14 @@ impl RequestRecord {
             && required != self.status
         {
             return Err(GuardFailed(self.status));
+        }
+        if let Some(required) = update.only_if_run
+            && required != self.run.as_ref().map(|r| r.status)
+        {
+            return Err(GuardFailed(self.status));
+        }
+        if let Some(run) = &update.set_run {
+            self.run = Some(run.clone());
         }
         if let Some(status) = update.set_status {
             self.status = status;
@@ -109,7 +129,10 @@ impl RequestRecord {
     pub fn is_pending(&self) -> bool {
         match self.status {
             RequestStatus::Accepted => true,
-            RequestStatus::Created => self.dispatch.as_ref().is_some_and(|d| !d.is_done()),
+            RequestStatus::Created => {
+                self.dispatch.as_ref().is_some_and(|d| !d.is_done())
+                    && !self.run.as_ref().is_some_and(|r| r.is_final())
+            }
             _ => false,
         }
     }

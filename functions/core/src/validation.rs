@@ -164,6 +164,7 @@ impl StartBody {
             backfill_id: None,
             options: Default::default(),
             dry_run: false,
+            policy: None,
         })
     }
 }
@@ -404,6 +405,15 @@ pub struct WorkflowBody {
     /// host's dispatcher checks it.
     #[serde(default, deserialize_with = "not_null")]
     pub target: Option<Value>,
+    /// Seconds an instance may go without a final status before it is `TIMED_OUT`.
+    #[serde(default, deserialize_with = "not_null")]
+    pub run_timeout: Option<u64>,
+    /// The most unfinished instances per key, and what a start does at the limit.
+    #[serde(default, deserialize_with = "not_null")]
+    pub concurrency: Option<crate::runs::Concurrency>,
+    /// DolphinScheduler's `executionType`, instead of `concurrency`.
+    #[serde(default, deserialize_with = "not_null")]
+    pub execution_type: Option<crate::runs::ExecutionType>,
 }
 
 fn default_online() -> bool {
@@ -411,6 +421,15 @@ fn default_online() -> bool {
 }
 
 impl WorkflowBody {
+    /// Its run settings.
+    pub fn run_settings(&self) -> crate::runs::RunSettings {
+        crate::runs::RunSettings {
+            run_timeout: self.run_timeout,
+            concurrency: self.concurrency.clone(),
+            execution_type: self.execution_type,
+        }
+    }
+
     /// Checks the name and that the schema is a valid JSON Schema.
     pub fn validate(&self) -> Result<(), Error> {
         let name = self.name.trim();
@@ -428,6 +447,7 @@ impl WorkflowBody {
                 return Err(Error::invalid(pointer, "must be a positive integer"));
             }
         }
+        self.run_settings().validate()?;
         crate::schemas::compile(&self.params_schema).map_err(|reason| Error::Invalid {
             detail: "params_schema is not a valid JSON Schema".into(),
             errors: vec![InvalidParam::new("/params_schema", reason)],

@@ -173,6 +173,12 @@ pub struct Settings {
     pub queue_arn: String,
     /// The dead-letter queue's ARN; empty: looked up.
     pub dlq_arn: String,
+    /// The API's public base URL, for callbacks; empty: the host's own.
+    pub public_url: String,
+    /// The key that signs callback tokens; empty: the host's own.
+    pub callback_secret: String,
+    /// Each tenant's weight in fair delivery (a tenant not named weighs 1).
+    pub tenant_weights: Vec<(String, u32)>,
 }
 
 /// How an IAM caller maps to a tenant.
@@ -260,6 +266,14 @@ impl Settings {
             scheduler_role_arn: r.get(&SCHEDULER_ROLE_ARN, |t| Ok(t.to_owned()))?,
             queue_arn: r.get(&QUEUE_ARN, |t| Ok(t.to_owned()))?,
             dlq_arn: r.get(&DLQ_ARN, |t| Ok(t.to_owned()))?,
+            public_url: r.get(&PUBLIC_URL, |t| Ok(t.trim_end_matches('/').to_owned()))?,
+            callback_secret: r.get(&CALLBACK_SECRET, |t| {
+                if !t.is_empty() && t.len() < 32 {
+                    return Err("is shorter than 32 characters".into());
+                }
+                Ok(t.to_owned())
+            })?,
+            tenant_weights: r.get(&TENANT_WEIGHTS, weights)?,
         })
     }
 
@@ -284,6 +298,26 @@ impl Settings {
     pub fn retention(&self) -> Duration {
         Duration::from_secs(u64::from(self.retention_days) * 86_400)
     }
+}
+
+/// `tenant=weight,...`, each weight 1 to 100.
+fn weights(text: &str) -> Result<Vec<(String, u32)>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (tenant, weight) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("{pair:?} is not tenant=weight"))?;
+            let weight: u32 = weight
+                .trim()
+                .parse()
+                .ok()
+                .filter(|w| (1..=100).contains(w))
+                .ok_or_else(|| format!("the weight of {tenant:?} is not 1 to 100"))?;
+            Ok((tenant.trim().to_owned(), weight))
+        })
+        .collect()
 }
 
 struct Reader<'a> {
@@ -365,5 +399,14 @@ mod tests {
         assert_eq!(s.visibility_timeout, Duration::from_secs(180));
         assert!(load(Host::Serve, &[("FLOWGATE_ROLES", "api,janitor")]).is_err());
         assert!(load(Host::Serve, &[("FLOWGATE_VISIBILITY_TIMEOUT", "13h")]).is_err());
+    }
+
+    #[test]
+    fn tenant_weights_and_the_callback_key_are_checked() {
+        let s = load(Host::Serve, &[("FLOWGATE_TENANT_WEIGHTS", "acme=3, beta=1")]).unwrap();
+        assert_eq!(s.tenant_weights, [("acme".to_owned(), 3), ("beta".to_owned(), 1)]);
+        assert!(load(Host::Serve, &[("FLOWGATE_TENANT_WEIGHTS", "acme=0")]).is_err());
+        assert!(load(Host::Serve, &[("FLOWGATE_TENANT_WEIGHTS", "acme")]).is_err());
+        assert!(load(Host::Serve, &[("FLOWGATE_CALLBACK_SECRET", "short")]).is_err());
     }
 }

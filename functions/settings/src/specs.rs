@@ -157,6 +157,15 @@ mod table {
     /// `--url`.
     pub const URL: Spec = spec("url", "FLOWGATE_URL", Format::Text, "http://127.0.0.1:8080", &[Client],
         "Base URL of a running server, for the client commands.");
+    /// `--public-url`.
+    pub const PUBLIC_URL: Spec = spec("public-url", "FLOWGATE_PUBLIC_URL", Format::OptionalText, "", &[Serve, Api, Consumer, Reconciler],
+        "The API's public base URL: each hand-off's `callback.url` is built on it. Empty: `http://` and the listen address on the embedded host; the stack's API endpoint on AWS (template.yaml sets it).");
+    /// `--callback-secret`.
+    pub const CALLBACK_SECRET: Spec = spec("callback-secret", "FLOWGATE_CALLBACK_SECRET", Format::OptionalText, "", &[Serve, Api, Consumer, Reconciler],
+        "The key (at least 32 characters) that signs each instance's callback token. Empty: the embedded host keeps a random one in the data directory (`callback.key`); on AWS the stack makes one in Secrets Manager. Changing it voids the tokens already handed out.");
+    /// `--tenant-weights`.
+    pub const TENANT_WEIGHTS: Spec = spec("tenant-weights", "FLOWGATE_TENANT_WEIGHTS", Format::OptionalText, "", &[Serve],
+        "Fair delivery on the embedded host: each tenant's share when several have starts waiting, as `tenant=weight,...` (1 to 100; a tenant not named weighs 1).");
 }
 
 pub use table::*;
@@ -201,6 +210,9 @@ pub static ALL: &[&Spec] = &[
     &IAM_TENANT,
     &TOKEN,
     &URL,
+    &PUBLIC_URL,
+    &CALLBACK_SECRET,
+    &TENANT_WEIGHTS,
 ];
 
 /// The settings `host` reads.

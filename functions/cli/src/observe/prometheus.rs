@@ -31,6 +31,7 @@ type LabelSet = Vec<(String, String)>;
 enum Series {
     Counts(Family<LabelSet, Counter>),
     Histogram(Histogram),
+    Histograms(Family<LabelSet, Histogram, fn() -> Histogram>),
 }
 
 /// The queue gauges, set from a sample just before each scrape is encoded.
@@ -65,6 +66,13 @@ impl Prometheus {
                     let family = Family::<LabelSet, Counter>::default();
                     registry.register(metric.name(), metric.help(), family.clone());
                     Series::Counts(family)
+                }
+                _ if metric.labelled() != Labelled::None => {
+                    let family = Family::<LabelSet, Histogram, fn() -> Histogram>::new_with_constructor(
+                        run_duration_histogram,
+                    );
+                    registry.register(metric.name(), metric.help(), family.clone());
+                    Series::Histograms(family)
                 }
                 kind => {
                     let histogram = Histogram::new(buckets(metric, kind));
@@ -112,6 +120,10 @@ impl Prometheus {
                     .inc_by(value.max(0.0).round() as u64);
             }
             Some(Series::Histogram(histogram)) => histogram.observe(value),
+            Some(Series::Histograms(family)) => {
+                let set = self.label_set(metric.labelled(), labels);
+                family.get_or_create(&set).observe(value);
+            }
             None => {}
         }
     }
@@ -163,6 +175,11 @@ impl Prometheus {
         }
         OTHER_WORKFLOWS.to_owned()
     }
+}
+
+/// A run's duration: 1 s to about 9 days.
+fn run_duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(1.0, 2.0, 20))
 }
 
 /// Bucket bounds that cover each histogram's range: 0.5 ms to 16 s for an answer, 1 ms to

@@ -50,6 +50,55 @@ impl Demands for ToReadMetrics {
     const SCOPE: Scope = Scope::Metrics;
 }
 
+/// Routes a target calls to report on its instances.
+#[derive(Debug)]
+pub struct ToReport;
+impl Demands for ToReport {
+    const SCOPE: Scope = Scope::Report;
+}
+
+/// Who reports on an instance, and for which tenant: the instance's own callback token, or
+/// a caller holding the `report` scope.
+#[derive(Debug)]
+pub struct Reporter {
+    /// The tenant.
+    pub tenant: String,
+    /// Who it is, for the history.
+    pub by: &'static str,
+    /// The instance the path names.
+    pub instance_id: String,
+}
+
+impl FromRequestParts<crate::Flowgate> for Reporter {
+    type Rejection = HttpError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &crate::Flowgate,
+    ) -> Result<Self, HttpError> {
+        let Segment(instance_id) = Segment::from_request_parts(parts, app).await?;
+        let token = super::guard::presented(&parts.headers).map_err(HttpError::from)?;
+        if let Some(token) = token.filter(|t| crate::callback::Callbacks::looks_like(t)) {
+            let tenant = app.callback_tenant(&token, &instance_id).ok_or_else(|| {
+                HttpError::from(Denied::Unauthenticated(
+                    "this callback token is not the token of this instance".into(),
+                ))
+            })?;
+            return Ok(Reporter {
+                tenant,
+                by: "its callback",
+                instance_id,
+            });
+        }
+        let Tenant(tenant, _) = Tenant::<ToReport>::from_request_parts(parts, app).await?;
+        Ok(Reporter {
+            tenant,
+            by: "a report token",
+            instance_id,
+        })
+    }
+}
+
 /// The request's tenant, once its caller is known to hold the scope `D` demands. A request
 /// the host put no [`Caller`] on is refused (401), one without the scope too (403): nothing
 /// falls back to a shared tenant.
@@ -204,6 +253,7 @@ impl RawChecks for crate::validation::WorkflowBody {}
 impl RawChecks for crate::usecases::dlq::ReplayParams {}
 impl RawChecks for crate::usecases::schedules::ScheduleBody {}
 impl RawChecks for crate::usecases::backfills::BackfillBody {}
+impl RawChecks for crate::runs::StatusReport {}
 
 /// Reads a JSON text as a `T`: its keys distinct, its own raw checks passed, then parsed
 /// strictly. The one reading of every JSON body, and of each start of a batch.

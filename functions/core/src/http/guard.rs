@@ -20,7 +20,7 @@ pub struct Denial(pub Denied);
 
 /// The token a request carries: `Authorization: Bearer <token>`, or a `token` header (the
 /// DolphinScheduler clients' form). More than one is refused.
-fn presented(headers: &HeaderMap) -> Result<Option<String>, Denied> {
+pub(crate) fn presented(headers: &HeaderMap) -> Result<Option<String>, Denied> {
     let mut found = Vec::new();
     for value in headers.get_all(header::AUTHORIZATION) {
         let text = value

@@ -14,7 +14,6 @@ use super::extract::{
 };
 use super::problem::HttpError;
 use crate::model::{RequestRecord, RequestStatus};
-use crate::paging::PageParams;
 use crate::ports::Upsert;
 use crate::usecases::dlq::{ListParams, ReplayParams, Scope};
 use crate::usecases::{FindParams, Flowgate, StartOutcome, StartRequest};
@@ -295,7 +294,7 @@ pub async fn list_instances(
     State(app): State<Flowgate>,
     Tenant(tenant, _): Tenant<ToStart>,
     Segment(workflow): Segment,
-    QueryParams(page): QueryParams<PageParams>,
+    QueryParams(page): QueryParams<crate::usecases::InstanceListParams>,
 ) -> Answer {
     Ok(Json(app.list_instances(&tenant, &workflow, &page).await?).into_response())
 }
@@ -379,6 +378,28 @@ pub async fn get_instance(
     Segment(instance_id): Segment,
 ) -> Answer {
     Ok(Json(app.get_instance(&tenant, &instance_id).await?).into_response())
+}
+
+/// `POST /v1/instances/{instance_id}/status`: a target reports on its instance.
+pub async fn report_status(
+    State(app): State<Flowgate>,
+    reporter: super::extract::Reporter,
+    JsonBody(body): JsonBody<crate::runs::StatusReport>,
+) -> Answer {
+    let report = body.checked(reporter.by)?;
+    let instance = app
+        .report_status(&reporter.tenant, &reporter.instance_id, report)
+        .await?;
+    Ok(Json(instance).into_response())
+}
+
+/// `POST /v1/instances/{instance_id}/cancel`.
+pub async fn cancel_instance(
+    State(app): State<Flowgate>,
+    Tenant(tenant, _): Tenant<ToAdminister>,
+    Segment(instance_id): Segment,
+) -> Answer {
+    Ok(Json(app.cancel_instance(&tenant, &instance_id).await?).into_response())
 }
 
 /// Unknown routes.

@@ -9,7 +9,7 @@ mod traced;
 
 pub use extract::{
     Demands, JsonBody, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, QueryParams, Segment, Segments,
-    Tenant, ToAdminister, ToHandleDeadLetters, ToReadMetrics, ToStart,
+    Reporter, Tenant, ToAdminister, ToHandleDeadLetters, ToReadMetrics, ToReport, ToStart,
 };
 pub use guard::{Denial, with_rate_limit, with_tokens};
 pub use problem::{HttpError, PROBLEM_TYPE_PREFIX, RETRY_AFTER_SECS};
@@ -72,6 +72,14 @@ fn routes() -> Router<Flowgate> {
         .route("/v1/find", get(handlers::find_request))
         .route("/v1/audit", get(handlers::audit))
         .route("/v1/instances/{instance_id}", get(handlers::get_instance))
+        .route(
+            "/v1/instances/{instance_id}/status",
+            post(handlers::report_status),
+        )
+        .route(
+            "/v1/instances/{instance_id}/cancel",
+            post(handlers::cancel_instance),
+        )
         .route(
             "/dolphinscheduler/projects/{projectCode}/executors/start-process-instance",
             post(dolphin::start),

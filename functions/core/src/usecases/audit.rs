@@ -72,6 +72,13 @@ pub struct Counts {
     /// Of them, those accepted and not yet settled, past the grace period (the reconciler
     /// re-sends them).
     pub overdue: u64,
+    /// Of them, those waiting for a slot under their workflow's concurrency limit.
+    #[serde(default)]
+    pub waiting: u64,
+    /// Of them, those skipped by their workflow's concurrency limit (no instance, by
+    /// policy, with a reason).
+    #[serde(default)]
+    pub skipped: u64,
     /// Of them, those in none of the above: a status that claims an instance the store
     /// does not hold. Always 0 while the invariant holds.
     pub unaccounted: u64,
@@ -99,6 +106,8 @@ impl Counts {
             }
             Place::InFlight => self.in_flight += n,
             Place::Overdue => self.overdue += n,
+            Place::Waiting => self.waiting += n,
+            Place::Skipped => self.skipped += n,
             Place::Unaccounted => self.unaccounted += n,
         }
     }
@@ -106,7 +115,13 @@ impl Counts {
     /// Whether every accepted request is in exactly one place.
     fn holds(&self) -> bool {
         self.unaccounted == 0
-            && self.accepted == self.created + self.dead + self.in_flight + self.overdue
+            && self.accepted
+                == self.created
+                    + self.dead
+                    + self.in_flight
+                    + self.overdue
+                    + self.waiting
+                    + self.skipped
     }
 }
 
@@ -116,6 +131,8 @@ enum Place {
     Dead { archived: bool, hand_off: bool },
     InFlight,
     Overdue,
+    Waiting,
+    Skipped,
     Unaccounted,
 }
 
@@ -133,6 +150,8 @@ fn where_it_is(group: &AuditGroup) -> Place {
         },
         RequestStatus::Accepted if group.past_grace => Place::Overdue,
         RequestStatus::Accepted => Place::InFlight,
+        RequestStatus::Waiting => Place::Waiting,
+        RequestStatus::Skipped => Place::Skipped,
     }
 }
 
@@ -170,7 +189,7 @@ pub struct Audit {
     /// Every workflow together.
     #[serde(flatten)]
     pub total: Counts,
-    /// `accepted = created + dead + in_flight + overdue`, checked.
+    /// `accepted = created + dead + in_flight + overdue + waiting + skipped`, checked.
     pub invariant: Invariant,
     /// Each workflow's counts, by code.
     pub by_workflow: BTreeMap<String, Counts>,
@@ -216,7 +235,7 @@ impl Audit {
             as_of: now,
             grace_seconds: grace.as_secs(),
             invariant: Invariant {
-                equation: "accepted = created + dead + in_flight + overdue".into(),
+                equation: "accepted = created + dead + in_flight + overdue + waiting + skipped".into(),
                 holds: total.holds(),
             },
             total,

@@ -32,6 +32,8 @@ pub struct ConsumerConfig {
     pub max_in_flight: usize,
     /// Longest wait of one receive call (also bounds how long shutdown waits for it).
     pub receive_wait: Duration,
+    /// What each hand-off carries for its target to report on the instance.
+    pub callbacks: Option<crate::callback::Callbacks>,
 }
 
 impl ConsumerConfig {
@@ -46,6 +48,7 @@ impl ConsumerConfig {
             batch_size: 256,
             max_in_flight: 1024,
             receive_wait: Duration::from_secs(1),
+            callbacks: crate::callback::Callbacks::from_settings(settings),
         }
     }
 }
@@ -269,6 +272,16 @@ impl Consumer {
                 );
                 self.measure(Metric::Created, &labels("duplicate"), 1.0);
                 false
+            }
+            Ok(crate::ports::Creation::Waiting(reason)) => {
+                info!(stage = "waiting", reason = %reason, "held back by its concurrency limit");
+                self.measure(Metric::Runs, &labels("waiting"), 1.0);
+                return Disposition::Ack;
+            }
+            Ok(crate::ports::Creation::Skipped(reason)) => {
+                info!(stage = "skipped", reason = %reason, "skipped by its concurrency limit");
+                self.measure(Metric::Runs, &labels("skipped"), 1.0);
+                return Disposition::Ack;
             }
             Err(e) => return self.failed(message, delivery, e).await,
         };

@@ -56,6 +56,11 @@ impl Consumer {
         // target is handed with it (an instance does not store them).
         let mut instance = owed.stored.unwrap_or_else(|| instance.clone());
         instance.options = message.spec.options.clone();
+        instance.callback = self
+            .config
+            .callbacks
+            .as_ref()
+            .map(|c| c.of(&instance.tenant, &instance.instance_id));
         // The target's span is a child of this delivery's (or starts the trace).
         let fallback = TraceContext::continue_or_start(delivery.traceparent.as_deref());
         let trace = crate::trace::hand_on(&tracing::Span::current(), fallback);
@@ -85,6 +90,10 @@ impl Consumer {
             .await
             .map_err(|e| DispatchError::retryable(e.chain()))?
             .ok_or_else(|| DispatchError::permanent("the request has no record"))?;
+        if record.run.as_ref().is_some_and(|r| r.is_final()) {
+            info!(stage = "duplicate", "the run already ended; no hand-off");
+            return Ok(None);
+        }
         Ok(match record.status {
             RequestStatus::Accepted | RequestStatus::Created => Some(Owed {
                 status: record.status,
@@ -107,6 +116,14 @@ impl Consumer {
                     stage = "duplicate",
                     status = record.status.as_str(),
                     "a copy of a dead-lettered request; dropping it"
+                );
+                None
+            }
+            RequestStatus::Waiting | RequestStatus::Skipped => {
+                info!(
+                    stage = "duplicate",
+                    status = record.status.as_str(),
+                    "a copy of a start its concurrency limit holds back; dropping it"
                 );
                 None
             }

@@ -8,6 +8,7 @@ pub mod dolphin;
 mod handoff;
 mod queries;
 mod reconcile;
+mod runs;
 pub mod schedules;
 mod start;
 pub mod tokens;
@@ -15,7 +16,7 @@ mod workflows;
 
 pub use backfills::BackfillRunner;
 pub use consume::{Consumer, ConsumerConfig, Disposition};
-pub use queries::{FindParams, Matched};
+pub use queries::{FindParams, InstanceListParams, Matched};
 pub use reconcile::{Reconciler, SweepReport};
 pub use schedules::Scheduler;
 pub use start::{Origin, StartOutcome, StartRequest};
@@ -85,6 +86,7 @@ pub struct Flowgate {
     schedules: Option<Arc<dyn Schedules>>,
     backfills: Option<Arc<dyn Backfills>>,
     dispatcher: Option<Arc<dyn Dispatcher>>,
+    callbacks: Option<crate::callback::Callbacks>,
 }
 
 impl Flowgate {
@@ -105,6 +107,7 @@ impl Flowgate {
             schedules: None,
             backfills: None,
             dispatcher: None,
+            callbacks: None,
         }
     }
 
@@ -128,7 +131,19 @@ impl Flowgate {
         app.backfills = backfills;
         app.dispatcher = dispatcher;
         app.metrics = metrics;
+        app.callbacks = crate::callback::Callbacks::from_settings(settings);
         app
+    }
+
+    /// Checks callback tokens with `callbacks`.
+    pub fn with_callbacks(mut self, callbacks: crate::callback::Callbacks) -> Self {
+        self.callbacks = Some(callbacks);
+        self
+    }
+
+    /// The tenant a callback token speaks for, if it is `instance_id`'s own.
+    pub fn callback_tenant(&self, token: &str, instance_id: &str) -> Option<String> {
+        self.callbacks.as_ref()?.verify(token, instance_id)
     }
 
     /// Reports what the use cases measure to `metrics`.

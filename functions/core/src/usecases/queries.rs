@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Flowgate;
 use crate::error::Error;
-use crate::model::{Instance, InstanceCursor, Page, RequestRecord};
+use crate::model::{Instance, InstanceCursor, InstanceStatus, Page, RequestRecord};
 use crate::paging::{self, PageParams, PageRequest};
 use crate::validation::{idempotency_key, identifier};
 
@@ -26,6 +26,20 @@ pub enum Matched {
     InstanceId,
     /// The text is the idempotency key the request was started with.
     IdempotencyKey,
+}
+
+/// The most pages of the listing one filtered page reads.
+const FILTER_READS: usize = 10;
+
+/// The query of `GET /v1/workflows/{code}/instances`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct InstanceListParams {
+    /// How many items, as text.
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only instances in this status.
+    pub status: Option<String>,
 }
 
 impl Flowgate {
@@ -83,19 +97,83 @@ impl Flowgate {
             .ok_or_else(|| Error::InstanceNotFound(instance_id.to_owned()))
     }
 
-    /// A page of a workflow's instances, newest first.
+    /// A page of a workflow's instances, newest first; with a `status`, only those in it.
     pub async fn list_instances(
         &self,
         tenant: &str,
         workflow: &str,
-        params: &PageParams,
+        params: &InstanceListParams,
     ) -> Result<Page<Instance>, Error> {
-        let request = PageRequest::<InstanceCursor>::parse(params, paging::INSTANCES)?;
+        let page_params = PageParams {
+            limit: params.limit.clone(),
+            cursor: params.cursor.clone(),
+        };
+        let request = PageRequest::<InstanceCursor>::parse(&page_params, paging::INSTANCES)?;
+        let status = match params.status.as_deref() {
+            None => None,
+            Some(text) => Some(InstanceStatus::parse(text).ok_or_else(|| {
+                Error::invalid(
+                    "status",
+                    format!(
+                        "{text:?} is not one of CREATED, DISPATCHED, RUNNING, SUCCEEDED, FAILED, \
+                         TIMED_OUT, CANCELLED"
+                    ),
+                )
+            })?),
+        };
         self.get_workflow(tenant, workflow).await?;
-        let items = self
-            .store
-            .list_instances(tenant, workflow, request.probe(), request.after.as_ref())
-            .await?;
-        Ok(paging::page(items, request.limit, InstanceCursor::after))
+        let Some(status) = status else {
+            let items = self
+                .store
+                .list_instances(tenant, workflow, request.probe(), request.after.as_ref())
+                .await?;
+            return Ok(paging::page(items, request.limit, InstanceCursor::after));
+        };
+        self.filtered_instances(tenant, workflow, &request, status)
+            .await
+    }
+
+    /// A page of the instances in `status`: pages of the listing read in turn, at most
+    /// [`FILTER_READS`] of them; a page cut short there carries the cursor of the last
+    /// instance read, so that the next one goes on from it.
+    async fn filtered_instances(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        request: &PageRequest<InstanceCursor>,
+        status: InstanceStatus,
+    ) -> Result<Page<Instance>, Error> {
+        let mut found = Vec::new();
+        let mut after = request.after.clone();
+        for _ in 0..FILTER_READS {
+            let read = self
+                .store
+                .list_instances(tenant, workflow, request.probe(), after.as_ref())
+                .await?;
+            let exhausted = read.len() < request.probe();
+            for instance in read {
+                after = Some(InstanceCursor::after(&instance));
+                if instance.status == status {
+                    found.push(instance);
+                    if found.len() == request.limit {
+                        let next = after.as_ref().map(paging::encode_cursor);
+                        return Ok(Page {
+                            items: found,
+                            next_cursor: next,
+                        });
+                    }
+                }
+            }
+            if exhausted {
+                return Ok(Page {
+                    items: found,
+                    next_cursor: None,
+                });
+            }
+        }
+        Ok(Page {
+            items: found,
+            next_cursor: after.as_ref().map(paging::encode_cursor),
+        })
     }
 }

@@ -34,6 +34,8 @@ pub struct SweepReport {
     /// Finished requests past retention, removed (where the store does not expire them
     /// itself).
     pub expired: usize,
+    /// Runs that went past their workflow's `run_timeout`, now `TIMED_OUT`.
+    pub timed_out: usize,
 }
 
 /// Re-drives requests whose message went missing (say, a crash between record and send).
@@ -78,10 +80,11 @@ impl Reconciler {
             ("reenqueued", report.reenqueued as u64),
             ("failed", report.failed as u64),
             ("expired", report.expired as u64),
+            ("timed_out", report.timed_out as u64),
         ];
         let metrics = self.metrics.as_deref();
         crate::metrics::record_outcomes(metrics, Metric::ReconcilerFound, &counts);
-        if report.overdue > 0 || report.expired > 0 {
+        if report.overdue > 0 || report.expired > 0 || report.timed_out > 0 {
             info!(stage = "reconciled", ?report, "reconciler sweep");
         }
     }
@@ -115,8 +118,52 @@ impl Reconciler {
             }
         }
         report.expired = self.expire().await;
+        report.timed_out = self.time_out().await;
         self.report(&report);
         Ok(report)
+    }
+
+    /// Ends the runs past their time-out, one batch a sweep; a failure waits for the next.
+    async fn time_out(&self) -> usize {
+        let overdue = match self.store.overdue_runs(Utc::now(), self.batch).await {
+            Ok(overdue) => overdue,
+            Err(e) => {
+                warn!(error = %e.chain(), "could not list runs past their time-out");
+                return 0;
+            }
+        };
+        let mut ended = 0;
+        for (tenant, request_id) in overdue {
+            let record = match self.store.get_request(&tenant, &request_id).await {
+                Ok(Some(record)) => record,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(%request_id, error = %e.chain(), "time-out: could not read the request");
+                    continue;
+                }
+            };
+            let timeout = record.spec.policy.as_ref().and_then(|p| p.timeout).unwrap_or(0);
+            let detail = format!(
+                "no final status within its workflow's run_timeout of {timeout} s; the \
+                 reconciler ended it"
+            );
+            match super::runs::end_run(
+                self.store.as_ref(),
+                &record,
+                crate::runs::RunStatus::TimedOut,
+                detail,
+            )
+            .await
+            {
+                Ok(super::runs::Ended::Now(run)) => {
+                    super::runs::measure_run(self.metrics.as_deref(), &record, &run);
+                    ended += 1;
+                }
+                Ok(super::runs::Ended::Already(_)) => {}
+                Err(e) => warn!(%request_id, error = %e, "time-out: could not end the run"),
+            }
+        }
+        ended
     }
 
     /// Removes requests past retention, a batch at a time (each its own write, so other

@@ -251,6 +251,7 @@ impl Flowgate {
         Span::current().record("request_id", request_id.as_str());
         match self.check_startable(&req.tenant, &spec).await {
             Ok(workflow) => {
+                spec.policy = workflow.runs.for_start(&spec.params)?;
                 let write = new_record(req, request_id, spec, workflow.target_kind());
                 Span::current().record("instance_id", write.record.instance_id.as_str());
                 Ok(Prepared::Write(write))
@@ -661,6 +662,7 @@ fn new_record(
             trace_id: Some(trace.trace_id().to_owned()),
         }],
         dispatch: target.map(Dispatch::owed),
+        run: None,
     };
     let outbox = Outbox {
         // The API's own context, so that the consumer's span is its child.

@@ -26,6 +26,7 @@ impl Flowgate {
             .map_err(|e| crate::BackendError::permanent("schema.compile", e.to_string()))??;
         let target = self.check_target(body.target.as_ref())?;
         let now = Utc::now();
+        let runs = body.run_settings();
         let mut workflow = Workflow {
             tenant: tenant.to_owned(),
             code: code.to_owned(),
@@ -36,6 +37,7 @@ impl Flowgate {
             ds_code: body.ds_code,
             ds_project_code: body.ds_project_code,
             target,
+            runs,
             created_at: now,
             updated_at: now,
         };
