@@ -141,6 +141,7 @@ fn workflow(tenant: &str, code: &str, online: bool) -> Workflow {
         ds_code: None,
         ds_project_code: None,
         target: None,
+        runs: Default::default(),
     }
 }
 

@@ -84,6 +84,7 @@ pub fn record(tenant: &str, workflow: &str, accepted_at: DateTime<Utc>) -> Reque
         backfill_id: None,
         options: Default::default(),
         dry_run: false,
+        policy: None,
     };
     RequestRecord {
         tenant: tenant.to_owned(),
@@ -105,6 +106,7 @@ pub fn record(tenant: &str, workflow: &str, accepted_at: DateTime<Utc>) -> Reque
             trace_id: None,
         }],
         dispatch: None,
+        run: None,
     }
 }
 
@@ -123,6 +125,9 @@ pub fn instance(record: &RequestRecord, created_at: DateTime<Utc>) -> Instance {
         created_at,
         dispatch: None,
         options: Default::default(),
+        run: None,
+        duration_ms: None,
+        callback: None,
     }
 }
 

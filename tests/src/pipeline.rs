@@ -210,6 +210,9 @@ pub async fn verify(app: &App, tenant: &str, workflow: &str, loaded: &Loaded) ->
             }
             RequestStatus::Accepted => panic!("request {request_id} was not drained"),
             RequestStatus::Archived => panic!("request {request_id} archived by nobody"),
+            RequestStatus::Waiting | RequestStatus::Skipped => {
+                panic!("request {request_id} held back, with no limit set")
+            }
         }
     }
     let mut listed = Vec::new();

@@ -202,6 +202,9 @@ pub struct WorkflowItem {
     /// The hand-off target as JSON text (it is client JSON, like the schema).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target: Option<String>,
+    /// Its run settings (time-out, concurrency) as JSON text; absent when it sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runs: Option<String>,
 }
 
 impl WorkflowItem {
@@ -220,6 +223,8 @@ impl WorkflowItem {
             ds_code: w.ds_code,
             ds_project_code: w.ds_project_code,
             target: w.target.as_ref().map(ToString::to_string),
+            runs: (!w.runs.is_empty())
+                .then(|| serde_json::to_string(&w.runs).unwrap_or_default()),
         }
     }
 
@@ -234,6 +239,12 @@ impl WorkflowItem {
                 .as_deref()
                 .map(|t| json(&key, "target", t))
                 .transpose()?,
+            runs: self
+                .runs
+                .as_deref()
+                .map(|t| json(&key, "runs", t))
+                .transpose()?
+                .unwrap_or_default(),
             tenant: self.tenant,
             code: self.code,
             name: self.name,
@@ -280,6 +291,9 @@ pub struct RequestItem {
     pub history: Vec<HistoryEvent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dispatch: Option<Dispatch>,
+    /// Its instance's run as JSON text (its output is client JSON), once reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     /// When its instance was created, in this item; absent before, and on items written
     /// before a start was one item (their instance is an item of its own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -353,6 +367,12 @@ impl RequestItem {
             pending_since: r.pending_since.map(stamp),
             history,
             dispatch: r.dispatch.clone(),
+            run: r
+                .run
+                .as_ref()
+                .map(serde_json::to_string)
+                .transpose()
+                .map_err(|e| corrupt(&pk_of(r), format!("its run does not serialize: {e}")))?,
             created_at: created_at.map(stamp),
             version,
             gsi1pk: owed.map(|_| pending_in(&r.request_id)),
@@ -408,8 +428,17 @@ impl RequestItem {
             last_error: self.last_error,
             history: self.history,
             dispatch: self.dispatch,
+            run: self
+                .run
+                .as_deref()
+                .map(|t| json(&key, "run", t))
+                .transpose()?,
         })
     }
+}
+
+fn pk_of(r: &RequestRecord) -> String {
+    request_key(&r.tenant, &r.request_id)
 }
 
 /// The tenant and request id a request item's key names.
@@ -500,6 +529,9 @@ impl InstanceItem {
             status: self.status,
             dispatch: None,
             options: Default::default(),
+            run: None,
+            duration_ms: None,
+            callback: None,
         })
     }
 }
@@ -565,6 +597,7 @@ mod tests {
                 backfill_id: None,
                 options: Default::default(),
                 dry_run: false,
+                policy: None,
             },
             status: RequestStatus::Accepted,
             attempts: 0,
@@ -585,6 +618,7 @@ mod tests {
                 })
                 .collect(),
             dispatch: None,
+            run: None,
         }
     }
 

@@ -338,6 +338,15 @@ impl Store for FaultyStore {
             )
             .await
     }
+    async fn overdue_runs(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, BackendError> {
+        self.plan
+            .guard("store.overdue_runs", self.inner.overdue_runs(now, limit))
+            .await
+    }
     async fn expire_requests(
         &self,
         before: DateTime<Utc>,

@@ -147,6 +147,7 @@ mod tests {
             backfill_id: None,
             options: Default::default(),
             dry_run: false,
+            policy: None,
         }
     }
 

@@ -76,7 +76,7 @@ fn opt_json<T: serde::de::DeserializeOwned>(
 
 /// Columns of `workflows`, in the order [`workflow`] reads them.
 pub const WORKFLOW_COLS: &str = "tenant, code, name, online, params_schema, version, created_at, updated_at, ds_code, \
-     ds_project_code, target";
+     ds_project_code, target, runs";
 
 /// Reads a `workflows` row.
 pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
@@ -92,13 +92,14 @@ pub fn workflow(row: &Row<'_>) -> rusqlite::Result<Workflow> {
         ds_code: row.get(8)?,
         ds_project_code: row.get(9)?,
         target: opt_json(row, 10)?,
+        runs: opt_json(row, 11)?.unwrap_or_default(),
     })
 }
 
 /// Columns of a `starts` row, in the order [`request`] and [`instance`] read them.
 pub const START_COLS: &str = "tenant, request_id, instance_id, idempotency_key, fingerprint, \
      spec, status, attempts, last_error, accepted_at, updated_at, pending_since, history, \
-     dispatch, created_at, seq, workflow";
+     dispatch, created_at, seq, workflow, run";
 
 /// The status a start takes when retention removes its request and keeps its instance.
 pub const EXPIRED: &str = "EXPIRED";
@@ -127,6 +128,7 @@ fn request_fields(row: &Row<'_>) -> rusqlite::Result<RequestRecord> {
         pending_since: opt_at(row, 11)?,
         history: compact::history_at(row, 12, at(row, 9)?)?,
         dispatch: opt_json(row, 13)?,
+        run: opt_json(row, 17)?,
     })
 }
 
@@ -161,7 +163,11 @@ fn instance_fields(row: &Row<'_>) -> rusqlite::Result<Instance> {
         created_at: at(row, 14)?,
         dispatch,
         options: Default::default(),
-    })
+        run: None,
+        duration_ms: None,
+        callback: None,
+    }
+    .with_run(opt_json(row, 17)?))
 }
 
 pub use crate::compact::to_json;

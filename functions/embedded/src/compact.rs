@@ -94,6 +94,8 @@ struct StoredSpec {
     o: std::collections::BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     d: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    q: Option<flowgate_core::runs::RunPolicy>,
 }
 
 /// A spec's stored text.
@@ -107,6 +109,7 @@ pub fn spec(spec: &StartSpec) -> rusqlite::Result<String> {
         b: spec.backfill_id.clone(),
         o: spec.options.clone(),
         d: spec.dry_run,
+        q: spec.policy.clone(),
     };
     to_json(&stored)
 }
@@ -126,6 +129,7 @@ pub fn spec_at(row: &Row<'_>, col: usize, workflow: String) -> rusqlite::Result<
             backfill_id: s.b,
             options: s.o,
             dry_run: s.d,
+            policy: s.q,
         });
     }
     serde_json::from_str::<StartSpec>(&text).map_err(|e| bad(col, e.to_string()))

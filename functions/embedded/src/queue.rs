@@ -132,7 +132,7 @@ fn take_due_starts(
                     created: row.get::<_, Option<i64>>(14)?.is_some(),
                     seq: row.get(15)?,
                 },
-                row.get(17)?,
+                row.get(18)?,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;

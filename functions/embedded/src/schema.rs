@@ -3,7 +3,7 @@
 use rusqlite::Connection;
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 const V1: &str = r#"
 CREATE TABLE workflows (
@@ -281,6 +281,30 @@ DROP INDEX starts_by_instance;
 CREATE INDEX starts_by_instance ON starts (instance_id) WHERE created_at IS NOT NULL;
 "#;
 
+/// Version 14: runs. A start's run (`run`, JSON, once reported), a workflow's run settings
+/// (`runs`, JSON), the slots unfinished instances hold under their workflow's concurrency
+/// limit with their run's deadline (`run_slots`), and the starts waiting for one
+/// (`run_waits`). Only starts of a workflow with a limit or a time-out write the last two.
+const V14: &str = r#"
+ALTER TABLE starts ADD COLUMN run TEXT;
+ALTER TABLE workflows ADD COLUMN runs TEXT;
+CREATE TABLE run_slots (
+    seq      INTEGER PRIMARY KEY,
+    tenant   TEXT    NOT NULL,
+    grp      TEXT,
+    deadline INTEGER
+);
+CREATE INDEX run_slots_by_group ON run_slots (tenant, grp) WHERE grp IS NOT NULL;
+CREATE INDEX run_slots_by_deadline ON run_slots (deadline) WHERE deadline IS NOT NULL;
+CREATE TABLE run_waits (
+    seq    INTEGER PRIMARY KEY,
+    tenant TEXT    NOT NULL,
+    grp    TEXT    NOT NULL,
+    rank   INTEGER NOT NULL
+);
+CREATE INDEX run_waits_by_group ON run_waits (tenant, grp, rank, seq);
+"#;
+
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The
 /// version is read inside the write transaction that creates the tables, so two processes
 /// opening a fresh directory at once cannot both try to create them.
@@ -323,6 +347,7 @@ fn migrate_to(conn: &Connection, target: i64) -> rusqlite::Result<()> {
         (11, V11),
         (12, V12),
         (13, V13),
+        (14, V14),
     ] {
         if version < step && step <= target {
             conn.execute_batch(sql)?;

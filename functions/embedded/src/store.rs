@@ -61,7 +61,7 @@ fn load_request(
 /// Writes back what `record` holds now to its row; a start no longer pending leaves the
 /// queue in the same write (answered: `Some(seq)`). `created_at`, when given, records its
 /// instance.
-fn write_back(
+pub(crate) fn write_back(
     conn: &Connection,
     seq: i64,
     record: &RequestRecord,
@@ -70,11 +70,12 @@ fn write_back(
     let pending = record.pending_due().is_some();
     let history = compact::history(&record.history, record.accepted_at)?;
     let dispatch = record.dispatch.as_ref().map(codec::to_json).transpose()?;
+    let run = record.run.as_ref().map(codec::to_json).transpose()?;
     conn.prepare_cached(
         "UPDATE starts SET status = ?2, attempts = ?3, last_error = ?4, updated_at = ?5, \
          pending_since = ?6, history = ?7, dispatch = ?8, \
          due_at = CASE WHEN ?9 THEN due_at ELSE NULL END, \
-         created_at = COALESCE(created_at, ?10) WHERE seq = ?1",
+         created_at = COALESCE(created_at, ?10), run = ?11 WHERE seq = ?1",
     )?
     .execute(params![
         seq,
@@ -87,6 +88,7 @@ fn write_back(
         dispatch,
         pending,
         created_at.map(micros),
+        run,
     ])?;
     Ok((!pending).then_some(seq))
 }
@@ -108,6 +110,7 @@ fn apply_update(
         return Ok((UpdateOutcome::Skipped(current), None));
     }
     let settled = write_back(conn, seq, &record, None)?;
+    crate::runs::settle(conn, seq, &record)?;
     Ok((UpdateOutcome::Applied, settled))
 }
 
@@ -129,12 +132,23 @@ fn create_one(
     if created {
         return Ok(Some((Creation::AlreadyExisted, None)));
     }
+    if matches!(
+        record.status,
+        RequestStatus::Waiting | RequestStatus::Skipped
+    ) {
+        // Held back by its limit: a copy of its message creates nothing.
+        return Ok(Some((Creation::AlreadyExisted, None)));
+    }
+    if let Some(held_back) = crate::runs::gate(conn, seq, &mut record, update)? {
+        return Ok(Some((held_back, Some(seq))));
+    }
     // The core rule decides; a guard that fails leaves the start as it is (its instance is
     // not made without its request moving on).
     if record.apply(update).is_err() {
         return Ok(Some((Creation::AlreadyExisted, None)));
     }
     let settled = write_back(conn, seq, &record, Some(instance.created_at))?;
+    crate::runs::occupy(conn, seq, &record, instance.created_at)?;
     Ok(Some((Creation::Created, settled)))
 }
 
@@ -145,6 +159,10 @@ impl Store for Embedded {
         let schema = serde_json::to_string(&w.params_schema)
             .map_err(|e| BackendError::permanent("store.put_workflow", e))?;
         let target = w.target.as_ref().map(ToString::to_string);
+        let runs = (!w.runs.is_empty())
+            .then(|| serde_json::to_string(&w.runs))
+            .transpose()
+            .map_err(|e| BackendError::permanent("store.put_workflow", e))?;
         let (tenant, code) = (workflow.tenant.clone(), workflow.code.clone());
         let outcome = self
             .db
@@ -154,13 +172,13 @@ impl Store for Embedded {
                     .exists(params![w.tenant, w.code])?;
                 conn.prepare_cached(
                     "INSERT INTO workflows (tenant, code, name, online, params_schema, version, \
-                     created_at, updated_at, ds_code, ds_project_code, target) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?7, ?8, ?9) \
+                     created_at, updated_at, ds_code, ds_project_code, target, runs) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?6, ?7, ?8, ?9, ?10) \
                      ON CONFLICT (tenant, code) DO UPDATE SET name = excluded.name, \
                      online = excluded.online, params_schema = excluded.params_schema, \
                      version = version + 1, updated_at = excluded.updated_at, \
                      ds_code = excluded.ds_code, ds_project_code = excluded.ds_project_code, \
-                     target = excluded.target",
+                     target = excluded.target, runs = excluded.runs",
                 )?
                 .execute(params![
                     w.tenant,
@@ -172,6 +190,7 @@ impl Store for Embedded {
                     w.ds_code,
                     w.ds_project_code,
                     target,
+                    runs,
                 ])?;
                 Ok(if exists {
                     Upsert::Updated
@@ -439,6 +458,17 @@ impl Store for Embedded {
     /// A finished start with an instance keeps it: only its request goes (its history,
     /// key and hand-off), and its key may be used again. One without an instance (an
     /// archived dead letter) goes whole.
+    async fn overdue_runs(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, BackendError> {
+        self.db
+            .read(move |conn| crate::runs::overdue(conn, now, limit))
+            .await
+            .map_err(|e| e.into_backend("store.overdue_runs"))
+    }
+
     async fn expire_requests(
         &self,
         before: DateTime<Utc>,
