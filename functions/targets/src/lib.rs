@@ -159,6 +159,27 @@ impl Dispatcher for Targets {
             }
         }
     }
+
+    async fn cancel(
+        &self,
+        target: &Value,
+        instance: &Instance,
+        reference: Option<&str>,
+    ) -> Result<Option<String>, DispatchError> {
+        let target = self
+            .checker
+            .parse(target)
+            .map_err(|why| DispatchError::permanent(format!("the workflow's target {why}")))?;
+        let receipt = match target {
+            Target::Webhook(w) => self.webhooks.cancel(&w, instance).await?,
+            Target::Stepfunctions(s) => {
+                stepfunctions::stop(&self.aws().await.sfn, &s, instance, reference).await?
+            }
+            // An event put on a bus cannot be taken back.
+            Target::Eventbridge(_) => return Ok(None),
+        };
+        Ok(Some(receipt.reference))
+    }
 }
 
 /// An SDK call's failure, classified as the store's are.

@@ -86,3 +86,26 @@ pub async fn start(
         Err(e) => Err(crate::sdk_failure("StartExecution", e)),
     }
 }
+
+/// Stops the execution of a cancelled instance (`reference`: its ARN as the hand-off
+/// recorded it; without one, the ARN its name gives).
+pub async fn stop(
+    client: &Client,
+    target: &StepFunctionsTarget,
+    instance: &Instance,
+    reference: Option<&str>,
+) -> Result<Receipt, DispatchError> {
+    let arn = reference
+        .filter(|r| r.starts_with("arn:"))
+        .map_or_else(|| target.execution_arn(&instance.instance_id), str::to_owned);
+    client
+        .stop_execution()
+        .execution_arn(&arn)
+        .cause("cancelled in Flowgate")
+        .send()
+        .await
+        .map_err(|e| crate::sdk_failure("StopExecution", e))?;
+    Ok(Receipt {
+        reference: format!("StopExecution {arn}"),
+    })
+}

@@ -183,12 +183,44 @@ impl Webhooks {
         }
     }
 
-    /// POSTs `instance` to the target, in `trace` (its `traceparent` header), and reads the
-    /// answer.
+    /// Hands `instance` to `target`: a signed POST of the instance, keyed by its id.
     pub async fn send(
         &self,
         target: &WebhookTarget,
         instance: &Instance,
+        trace: Option<&TraceContext>,
+    ) -> Result<Receipt, DispatchError> {
+        let body =
+            serde_json::to_vec(instance).map_err(|e| DispatchError::permanent(e.to_string()))?;
+        self.post(target, body, &instance.instance_id, trace).await
+    }
+
+    /// Tells `target` that `instance` is cancelled: a signed POST of
+    /// `{"event": "cancel", ...}` to the same URL, keyed by `cancel:` and the instance id.
+    pub async fn cancel(
+        &self,
+        target: &WebhookTarget,
+        instance: &Instance,
+    ) -> Result<Receipt, DispatchError> {
+        let notice = serde_json::json!({
+            "event": "cancel",
+            "tenant": instance.tenant,
+            "workflow": instance.workflow,
+            "instance_id": instance.instance_id,
+            "request_id": instance.request_id,
+            "cancelled_at": chrono::Utc::now(),
+        });
+        let body = notice.to_string().into_bytes();
+        let key = format!("cancel:{}", instance.instance_id);
+        self.post(target, body, &key, None).await
+    }
+
+    /// One signed POST of `body` to the target's URL, under the guard.
+    async fn post(
+        &self,
+        target: &WebhookTarget,
+        body: Vec<u8>,
+        idempotency_key: &str,
         trace: Option<&TraceContext>,
     ) -> Result<Receipt, DispatchError> {
         let timeout = target.timeout().map_err(DispatchError::permanent)?;
@@ -197,14 +229,12 @@ impl Webhooks {
             // An address in the URL is never resolved, so it is checked here.
             check_host(&url).map_err(DispatchError::permanent)?;
         }
-        let body =
-            serde_json::to_vec(instance).map_err(|e| DispatchError::permanent(e.to_string()))?;
         let mut request = self
             .client
             .post(url)
             .timeout(timeout)
             .header("content-type", "application/json")
-            .header("idempotency-key", &instance.instance_id);
+            .header("idempotency-key", idempotency_key);
         if let Some(trace) = trace {
             request = request.header(TRACEPARENT, trace.to_string());
         }
