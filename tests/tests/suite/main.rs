@@ -21,6 +21,7 @@ mod openapi;
 mod pipeline;
 mod pipeline_aws;
 mod router;
+mod runs;
 mod schedules;
 mod schedules_aws;
 mod security;
