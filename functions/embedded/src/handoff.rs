@@ -5,14 +5,18 @@
 //! a delay, never a start. Bounded: past its capacity, a start waits in its row for the
 //! next receive, as it does when no consumer runs here.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flowgate_core::ports::Delivery;
 
 /// Deliveries held in memory at most.
 pub const CAPACITY: usize = 8_192;
+
+/// Deliveries of one tenant held in memory at most: a tenant with a backlog leaves room
+/// for the others, whose starts are then handed over (and served in turn) at once.
+pub const PER_TENANT: usize = CAPACITY / 4;
 
 /// How a start accepted with its message is queued.
 pub(crate) enum Queued<'a> {
@@ -25,12 +29,39 @@ pub(crate) enum Queued<'a> {
     Handed(Slot<'a>, i64),
 }
 
-/// A reserved place in the hand-off; given back when dropped unused.
-pub(crate) struct Slot<'a>(&'a HandOff);
+/// A reserved place in the hand-off, for one tenant; given back when dropped unused.
+pub(crate) struct Slot<'a>(&'a HandOff, String);
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.0.reserved.fetch_sub(1, Ordering::AcqRel);
+        self.0.fair().give_back(&self.1, 1);
+    }
+}
+
+/// The deliveries waiting, by tenant, served in turn: each tenant's turn takes as many as
+/// its weight.
+#[derive(Default)]
+struct Fair {
+    /// Places taken (waiting deliveries and reservations), in all and by tenant.
+    taken: usize,
+    by_tenant: HashMap<String, usize>,
+    /// Each tenant's waiting deliveries, oldest first.
+    queues: HashMap<String, VecDeque<Delivery>>,
+    /// The tenants with deliveries waiting, in turn.
+    ring: VecDeque<String>,
+    /// Each tenant's weight (1 when not named).
+    weights: HashMap<String, u32>,
+}
+
+impl Fair {
+    fn give_back(&mut self, tenant: &str, n: usize) {
+        self.taken -= n;
+        if let Some(count) = self.by_tenant.get_mut(tenant) {
+            *count -= n;
+            if *count == 0 {
+                self.by_tenant.remove(tenant);
+            }
+        }
     }
 }
 
@@ -39,47 +70,124 @@ impl Drop for Slot<'_> {
 pub(crate) struct HandOff {
     /// Whether a consumer receives in this process.
     consumer: AtomicBool,
-    /// Places taken: waiting deliveries and reservations.
-    reserved: AtomicUsize,
-    waiting: Mutex<VecDeque<Delivery>>,
+    fair: Mutex<Fair>,
 }
 
 impl HandOff {
+    /// A hand-off that serves tenants in turn by these weights (a tenant not named weighs 1).
+    pub(crate) fn weighted(weights: &[(String, u32)]) -> Self {
+        let handoff = Self::default();
+        handoff.fair().weights = weights.iter().cloned().collect();
+        handoff
+    }
+
+    fn fair(&self) -> std::sync::MutexGuard<'_, Fair> {
+        self.fair
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Says a consumer receives here (from its first receive on).
     pub(crate) fn consumer_here(&self) {
         self.consumer.store(true, Ordering::Release);
     }
 
-    /// A place for one start, if a consumer receives here and there is room.
-    pub(crate) fn reserve(&self) -> Option<Slot<'_>> {
+    /// A place for one start of `tenant`, if a consumer receives here and there is room
+    /// (in all, and for that tenant).
+    pub(crate) fn reserve(&self, tenant: &str) -> Option<Slot<'_>> {
         if !self.consumer.load(Ordering::Acquire) {
             return None;
         }
-        let taken = self.reserved.fetch_add(1, Ordering::AcqRel);
-        let slot = Slot(self);
-        (taken < CAPACITY).then_some(slot)
+        let mut fair = self.fair();
+        let mine = fair.by_tenant.get(tenant).copied().unwrap_or(0);
+        if fair.taken >= CAPACITY || mine >= PER_TENANT {
+            return None;
+        }
+        fair.taken += 1;
+        *fair.by_tenant.entry(tenant.to_owned()).or_default() += 1;
+        Some(Slot(self, tenant.to_owned()))
     }
 
     /// Hands `delivery` over in the place `slot` reserved.
     pub(crate) fn hand(&self, slot: Slot<'_>, delivery: Delivery) {
+        let tenant = slot.1.clone();
         // The place stays taken until the delivery is taken.
         std::mem::forget(slot);
-        self.waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push_back(delivery);
+        let mut fair = self.fair();
+        let queue = fair.queues.entry(tenant.clone()).or_default();
+        queue.push_back(delivery);
+        if queue.len() == 1 {
+            fair.ring.push_back(tenant);
+        }
     }
 
-    /// Up to `max` deliveries handed over, oldest first.
+    /// Up to `max` deliveries handed over: tenants in turn, each turn as many of its oldest
+    /// as its weight.
     pub(crate) fn take(&self, max: usize) -> Vec<Delivery> {
-        let mut waiting = self
-            .waiting
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let n = max.min(waiting.len());
-        let taken: Vec<Delivery> = waiting.drain(..n).collect();
-        self.reserved.fetch_sub(taken.len(), Ordering::AcqRel);
+        let mut fair = self.fair();
+        let mut taken = Vec::new();
+        while taken.len() < max {
+            let Some(tenant) = fair.ring.pop_front() else {
+                break;
+            };
+            let weight = fair.weights.get(&tenant).copied().unwrap_or(1) as usize;
+            let queue = fair.queues.entry(tenant.clone()).or_default();
+            let n = weight.min(max - taken.len()).min(queue.len());
+            let turn: Vec<Delivery> = queue.drain(..n).collect();
+            let left = !queue.is_empty();
+            if left {
+                fair.ring.push_back(tenant.clone());
+            } else {
+                fair.queues.remove(&tenant);
+            }
+            fair.give_back(&tenant, turn.len());
+            taken.extend(turn);
+        }
         taken
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(tenant: &str, n: usize) -> Delivery {
+        Delivery {
+            message_id: format!("{tenant}{n}"),
+            receipt: String::new(),
+            receive_count: 1,
+            tenant: Some(tenant.to_owned()),
+            request_id: None,
+            body: String::new(),
+            traceparent: None,
+        }
+    }
+
+    #[test]
+    fn tenants_are_served_in_turn_by_weight_and_one_cannot_fill_it() {
+        let handoff = HandOff::weighted(&[("heavy".to_owned(), 3)]);
+        handoff.consumer_here();
+        for n in 0..PER_TENANT {
+            let slot = handoff.reserve("busy").expect("room");
+            handoff.hand(slot, delivery("busy", n));
+        }
+        assert!(handoff.reserve("busy").is_none(), "a tenant's share is bounded");
+        for n in 0..4 {
+            let slot = handoff.reserve("heavy").expect("room for another tenant");
+            handoff.hand(slot, delivery("heavy", n));
+        }
+        let slot = handoff.reserve("quiet").expect("room for another tenant");
+        handoff.hand(slot, delivery("quiet", 0));
+        let order: Vec<String> = handoff
+            .take(8)
+            .into_iter()
+            .map(|d| d.message_id)
+            .collect();
+        assert_eq!(
+            order,
+            ["busy0", "heavy0", "heavy1", "heavy2", "quiet0", "busy1", "heavy3", "busy2"]
+        );
+        assert!(handoff.reserve("busy").is_some(), "places taken are given back");
     }
 }
 

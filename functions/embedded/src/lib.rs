@@ -37,6 +37,8 @@ pub struct EmbeddedConfig {
     pub max_receive_count: u32,
     /// The most read connections open at once.
     pub read_pool: usize,
+    /// Each tenant's weight when several have starts waiting (a tenant not named weighs 1).
+    pub tenant_weights: Vec<(String, u32)>,
 }
 
 impl EmbeddedConfig {
@@ -46,6 +48,7 @@ impl EmbeddedConfig {
             visibility_timeout: settings.visibility_timeout,
             max_receive_count: settings.max_receive_count,
             read_pool: settings.read_pool,
+            tenant_weights: settings.tenant_weights.clone(),
         }
     }
 }
@@ -113,12 +116,13 @@ impl Embedded {
         let path = data_dir.join(DB_FILE);
         let db = db::Db::open(&path, config.read_pool)
             .map_err(|source| OpenError::Db { path, source })?;
+        let handoff = handoff::HandOff::weighted(&config.tenant_weights);
         Ok(Arc::new(Self {
             db,
             config,
             sent: Notify::new(),
             workflows: workflow_cache::WorkflowCache::default(),
-            handoff: handoff::HandOff::default(),
+            handoff,
             settled: handoff::Settled::default(),
         }))
     }

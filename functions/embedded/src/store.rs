@@ -617,7 +617,7 @@ impl Embedded {
         bound_history(&mut history);
         let queue = match outbox {
             None => Queued::No,
-            Some(o) => match self.handoff.reserve() {
+            Some(o) => match self.handoff.reserve(&record.tenant) {
                 Some(slot) => Queued::Handed(
                     slot,
                     micros(o.event.at) + us(self.config.visibility_timeout),
