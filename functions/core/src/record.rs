@@ -124,6 +124,12 @@ impl RequestRecord {
             .any(|e| matches!(e.kind, EventKind::Enqueued | EventKind::Reenqueued))
     }
 
+    /// Whether its instance's run is over, as far as a limit counts it: it ended (a final
+    /// status), or nothing runs it (no hand-off is owed: a record-only workflow, a dry run).
+    pub fn run_settled(&self) -> bool {
+        self.dispatch.is_none() || self.run.as_ref().is_some_and(|r| r.is_final())
+    }
+
     /// Whether work is still owed on it: its instance is not created yet (`ACCEPTED`), or
     /// it is created and its hand-off to the workflow's target is owed.
     pub fn is_pending(&self) -> bool {

@@ -519,3 +519,58 @@ async fn a_quiet_tenant_is_served_while_another_has_a_backlog() {
     // the check: the quiet start was created before the backlog drained.
     eprintln!("quiet tenant's start created in {took:?} behind a backlog of {BACKLOG}");
 }
+
+#[tokio::test]
+async fn a_backfill_counts_its_unfinished_runs() {
+    let r = runs().await;
+    r.workflow("daily", json!({})).await;
+    let body = json!({"from": "2026-01-01T00:00:00Z", "to": "2026-01-06T00:00:00Z",
+        "cron": "0 0 0 * * ? *", "max_in_flight": 2});
+    let started = r
+        .app
+        .call("POST", "/v1/workflows/daily/backfills", &[], Some(&body.to_string()))
+        .await;
+    assert_eq!(started.status.as_u16(), 202, "{}", started.body);
+    let id = started.body["backfill_id"].as_str().expect("an id").to_owned();
+    let runner = flowgate_core::usecases::BackfillRunner::new(r.app.flowgate.clone());
+    let mut reported = std::collections::HashSet::new();
+    let mut most = 0;
+    for _ in 0..400 {
+        runner.step(Duration::from_millis(50)).await.expect("a step");
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        // The runs handed off and not yet ended.
+        let handed: Vec<_> = r
+            .rx
+            .delivered()
+            .into_iter()
+            .filter(|d| d.body.get("callback").is_some())
+            .collect();
+        let open: Vec<_> = handed
+            .iter()
+            .filter(|d| !reported.contains(&d.instance_id))
+            .collect();
+        most = most.max(open.len());
+        assert!(open.len() <= 2, "{} runs unfinished at once", open.len());
+        // End the oldest open run, as its target would.
+        if let Some(d) = open.first() {
+            let token = d.body["callback"]["token"].as_str().expect("a token");
+            let done = r
+                .report(&d.instance_id, token, json!({"status": "SUCCEEDED"}))
+                .await;
+            assert_eq!(done.status.as_u16(), 200, "{}", done.body);
+            reported.insert(d.instance_id.clone());
+        }
+        let view = r
+            .app
+            .call("GET", &format!("/v1/backfills/{id}"), &[], None)
+            .await
+            .body;
+        if view["state"] == "done" {
+            assert_eq!(view["created"], 6, "{view}");
+            assert_eq!(reported.len(), 6);
+            assert_eq!(most, 2, "it ran two at a time");
+            return;
+        }
+    }
+    panic!("the backfill did not finish");
+}

@@ -596,12 +596,14 @@ impl BackfillRunner {
         Ok(Some(b))
     }
 
-    /// Counts the dates in flight that have settled.
+    /// Counts the dates in flight that have settled: an instance counts once its run ended
+    /// (or at once, when nothing runs it: no target, or a dry run).
     async fn settle(&self, b: &mut BackfillRecord) -> Result<(), Error> {
         let mut still = Vec::new();
         for request_id in std::mem::take(&mut b.in_flight) {
             match self.app.store.get_request(&b.tenant, &request_id).await? {
-                Some(r) if r.status.has_instance() => b.created += 1,
+                Some(r) if r.status.has_instance() && r.run_settled() => b.created += 1,
+                Some(r) if r.status == RequestStatus::Skipped => b.skipped += 1,
                 Some(r) if matches!(r.status, RequestStatus::Dead | RequestStatus::Archived) => {
                     b.dead += 1
                 }
@@ -637,7 +639,9 @@ impl BackfillRunner {
                 let ours = outcome.record.spec.backfill_id.as_deref() == Some(b.id.as_str());
                 Ok(match (outcome.replayed && !ours, outcome.record.status) {
                     (true, _) => Outcome::Skipped,
-                    (false, s) if s.has_instance() => Outcome::Created,
+                    (false, s) if s.has_instance() && outcome.record.run_settled() => {
+                        Outcome::Created
+                    }
                     (false, _) => Outcome::InFlight(outcome.record.request_id),
                 })
             }
