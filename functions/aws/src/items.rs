@@ -223,8 +223,7 @@ impl WorkflowItem {
             ds_code: w.ds_code,
             ds_project_code: w.ds_project_code,
             target: w.target.as_ref().map(ToString::to_string),
-            runs: (!w.runs.is_empty())
-                .then(|| serde_json::to_string(&w.runs).unwrap_or_default()),
+            runs: (!w.runs.is_empty()).then(|| serde_json::to_string(&w.runs).unwrap_or_default()),
         }
     }
 

@@ -109,7 +109,10 @@ mod tests {
         let other = Callbacks::new(&"j".repeat(32), "https://api.example").expect("a key");
         assert_eq!(other.verify(&cb.token, "i-1"), None);
         // Another tenant's name in a token with this tag does not verify.
-        let forged = cb.token.replace(&URL_SAFE_NO_PAD.encode("acme"), &URL_SAFE_NO_PAD.encode("beta"));
+        let forged = cb.token.replace(
+            &URL_SAFE_NO_PAD.encode("acme"),
+            &URL_SAFE_NO_PAD.encode("beta"),
+        );
         assert_eq!(callbacks.verify(&forged, "i-1"), None);
         assert!(Callbacks::new("short", "x").is_err());
     }

@@ -147,7 +147,9 @@ impl Metric {
             Metric::WriterBatch => "Jobs the embedded writer committed together",
             Metric::WriterCommit => "Time the embedded writer took to commit a batch",
             Metric::Runs => "Runs and held-back starts changing state, by workflow and outcome",
-            Metric::RunDuration => "Time from a start's acceptance to its run's final status, by outcome",
+            Metric::RunDuration => {
+                "Time from a start's acceptance to its run's final status, by outcome"
+            }
         }
     }
 

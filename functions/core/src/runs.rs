@@ -205,12 +205,7 @@ pub fn judge(current: Option<&Run>, report: &Report, at: DateTime<Utc>) -> Verdi
 
 /// The update that records `run` (reached at `at`) on its request, guarded by the run it
 /// moves on from: a concurrent report makes it fail its guard, to be judged again.
-pub fn run_update(
-    before: Option<&Run>,
-    run: Run,
-    at: DateTime<Utc>,
-    by: &str,
-) -> RequestUpdate {
+pub fn run_update(before: Option<&Run>, run: Run, at: DateTime<Utc>, by: &str) -> RequestUpdate {
     let mut detail = format!("{} (reported by {by})", run.status.as_str());
     if let Some(d) = &run.detail {
         detail.push_str(": ");
@@ -401,10 +396,12 @@ impl RunSettings {
                 on_limit: c.on_limit,
             }),
         };
-        Ok((slot.is_some() || self.run_timeout.is_some()).then_some(RunPolicy {
-            slot,
-            timeout: self.run_timeout,
-        }))
+        Ok(
+            (slot.is_some() || self.run_timeout.is_some()).then_some(RunPolicy {
+                slot,
+                timeout: self.run_timeout,
+            }),
+        )
     }
 }
 
@@ -499,10 +496,7 @@ pub fn gate(slot: &Slot, holding: u64, ahead: u64) -> Gate {
         format!("key {:?}", slot.key)
     };
     let why = if holding >= u64::from(slot.limit) {
-        format!(
-            "{holding} of {} runs for {key} are unfinished",
-            slot.limit
-        )
+        format!("{holding} of {} runs for {key} are unfinished", slot.limit)
     } else {
         format!("{ahead} starts for {key} wait ahead of it")
     };
@@ -617,7 +611,9 @@ mod tests {
         assert_eq!(ExecutionType::Parallel.concurrency(), None);
         let wait = ExecutionType::SerialWait.concurrency().expect("a policy");
         assert_eq!((wait.limit, wait.on_limit), (1, OnLimit::Queue));
-        let discard = ExecutionType::SerialDiscard.concurrency().expect("a policy");
+        let discard = ExecutionType::SerialDiscard
+            .concurrency()
+            .expect("a policy");
         assert_eq!(discard.on_limit, OnLimit::Skip);
     }
 

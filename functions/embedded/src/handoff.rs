@@ -171,23 +171,27 @@ mod tests {
             let slot = handoff.reserve("busy").expect("room");
             handoff.hand(slot, delivery("busy", n));
         }
-        assert!(handoff.reserve("busy").is_none(), "a tenant's share is bounded");
+        assert!(
+            handoff.reserve("busy").is_none(),
+            "a tenant's share is bounded"
+        );
         for n in 0..4 {
             let slot = handoff.reserve("heavy").expect("room for another tenant");
             handoff.hand(slot, delivery("heavy", n));
         }
         let slot = handoff.reserve("quiet").expect("room for another tenant");
         handoff.hand(slot, delivery("quiet", 0));
-        let order: Vec<String> = handoff
-            .take(8)
-            .into_iter()
-            .map(|d| d.message_id)
-            .collect();
+        let order: Vec<String> = handoff.take(8).into_iter().map(|d| d.message_id).collect();
         assert_eq!(
             order,
-            ["busy0", "heavy0", "heavy1", "heavy2", "quiet0", "busy1", "heavy3", "busy2"]
+            [
+                "busy0", "heavy0", "heavy1", "heavy2", "quiet0", "busy1", "heavy3", "busy2"
+            ]
         );
-        assert!(handoff.reserve("busy").is_some(), "places taken are given back");
+        assert!(
+            handoff.reserve("busy").is_some(),
+            "places taken are given back"
+        );
     }
 }
 

@@ -104,7 +104,10 @@ pub(crate) fn gate(
         }
         Gate::Skip(reason) => {
             if record
-                .apply(&runs::skipped_update(RequestStatus::Accepted, reason.clone()))
+                .apply(&runs::skipped_update(
+                    RequestStatus::Accepted,
+                    reason.clone(),
+                ))
                 .is_err()
             {
                 return Ok(Some(Creation::AlreadyExisted));
@@ -125,9 +128,9 @@ pub(crate) fn occupy(
     let Some(policy) = &record.spec.policy else {
         return Ok(());
     };
-    let deadline = policy.timeout.map(|t| {
-        micros(created_at) + i64::try_from(t).unwrap_or(i64::MAX / 2_000_000) * 1_000_000
-    });
+    let deadline = policy
+        .timeout
+        .map(|t| micros(created_at) + i64::try_from(t).unwrap_or(i64::MAX / 2_000_000) * 1_000_000);
     let group = slot_of(record).map(|(_, g)| g);
     conn.prepare_cached(
         "INSERT OR REPLACE INTO run_slots (seq, tenant, grp, deadline) VALUES (?1, ?2, ?3, ?4)",
@@ -173,7 +176,9 @@ fn release(conn: &Connection, tenant: &str, group: &str, limit: u32) -> rusqlite
             continue;
         };
         if record
-            .apply(&runs::released_update("a slot freed: released for creation"))
+            .apply(&runs::released_update(
+                "a slot freed: released for creation",
+            ))
             .is_err()
         {
             continue;

@@ -403,8 +403,15 @@ mod tests {
 
     #[test]
     fn tenant_weights_and_the_callback_key_are_checked() {
-        let s = load(Host::Serve, &[("FLOWGATE_TENANT_WEIGHTS", "acme=3, beta=1")]).unwrap();
-        assert_eq!(s.tenant_weights, [("acme".to_owned(), 3), ("beta".to_owned(), 1)]);
+        let s = load(
+            Host::Serve,
+            &[("FLOWGATE_TENANT_WEIGHTS", "acme=3, beta=1")],
+        )
+        .unwrap();
+        assert_eq!(
+            s.tenant_weights,
+            [("acme".to_owned(), 3), ("beta".to_owned(), 1)]
+        );
         assert!(load(Host::Serve, &[("FLOWGATE_TENANT_WEIGHTS", "acme=0")]).is_err());
         assert!(load(Host::Serve, &[("FLOWGATE_TENANT_WEIGHTS", "acme")]).is_err());
         assert!(load(Host::Serve, &[("FLOWGATE_CALLBACK_SECRET", "short")]).is_err());

@@ -95,9 +95,10 @@ pub async fn stop(
     instance: &Instance,
     reference: Option<&str>,
 ) -> Result<Receipt, DispatchError> {
-    let arn = reference
-        .filter(|r| r.starts_with("arn:"))
-        .map_or_else(|| target.execution_arn(&instance.instance_id), str::to_owned);
+    let arn = reference.filter(|r| r.starts_with("arn:")).map_or_else(
+        || target.execution_arn(&instance.instance_id),
+        str::to_owned,
+    );
     client
         .stop_execution()
         .execution_arn(&arn)

@@ -349,6 +349,67 @@ async fn under_faults(c: &mut Contract, app: &App, points: &[&str], calls: &[Cal
     }
 }
 
+/// A run's routes: reports by the rules (a repeat, a conflict), cancels, their refusals and
+/// failures.
+async fn run_routes(c: &mut Contract, app: &App, instance_id: &str) {
+    const STATUS: &str = "/v1/instances/{instance_id}/status";
+    const CANCEL: &str = "/v1/instances/{instance_id}/cancel";
+    let status_uri = format!("/v1/instances/{instance_id}/status");
+    let report = |body| call(STATUS, "POST", &status_uri).body(body);
+    c.expect(app, report(r#"{"status":"RUNNING"}"#), 200).await;
+    c.expect(
+        app,
+        report(r#"{"status":"SUCCEEDED","output":{"n":1}}"#),
+        200,
+    )
+    .await;
+    c.expect(app, report(r#"{"status":"FAILED"}"#), 409).await;
+    c.expect(app, report(r#"{"status":"DONE"}"#), 400).await;
+    c.expect(app, report(r#"{"status":"RUNNING"}"#).headers(TEXT), 415)
+        .await;
+    let huge = format!(r#"{{"status":"FAILED","detail":"{}"}}"#, "x".repeat(70_000));
+    c.expect(app, report(&huge), 413).await;
+    c.expect(
+        app,
+        call(STATUS, "POST", "/v1/instances/nope/status").body(r#"{"status":"RUNNING"}"#),
+        404,
+    )
+    .await;
+    let cancel_uri = format!("/v1/instances/{instance_id}/cancel");
+    c.expect(app, call(CANCEL, "POST", &cancel_uri), 409).await;
+    c.expect(app, call(CANCEL, "POST", "/v1/instances/nope/cancel"), 404)
+        .await;
+    c.expect(app, call(CANCEL, "POST", "/v1/instances/%ff/cancel"), 400)
+        .await;
+    let _consumer = app.start_consumer();
+    let fresh = c
+        .expect(
+            app,
+            call(INST, "POST", "/v1/workflows/orders/instances")
+                .headers(&[("prefer", "wait=10")])
+                .body(START),
+            201,
+        )
+        .await;
+    let fresh_id = fresh.body["instance_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let fresh_cancel = format!("/v1/instances/{fresh_id}/cancel");
+    c.expect(app, call(CANCEL, "POST", &fresh_cancel), 200)
+        .await;
+    under_faults(
+        c,
+        app,
+        &["store.get_instance"],
+        &[
+            report(r#"{"status":"RUNNING"}"#),
+            call(CANCEL, "POST", &cancel_uri),
+        ],
+    )
+    .await;
+}
+
 /// Every backend call failing retryably (503) and then permanently (500).
 async fn failure_routes(c: &mut Contract, app: &App, request_id: &str, instance_id: &str) {
     let def = definition();
@@ -827,6 +888,7 @@ async fn the_document_matches_the_api_in_both_directions() {
     batch_routes(&mut c, &app).await;
     read_routes(&mut c, &app, &request_id, &instance_id).await;
     failure_routes(&mut c, &app, &request_id, &instance_id).await;
+    run_routes(&mut c, &app, &instance_id).await;
     dlq_routes(&mut c, &app).await;
     schedule_routes(&mut c, &app).await;
     backfill_routes(&mut c, &app).await;

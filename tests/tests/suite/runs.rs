@@ -108,7 +108,10 @@ impl Runs {
         let record = self.until(request_id, RequestStatus::Dispatched).await;
         let instance_id = record["instance_id"].as_str().expect("id").to_owned();
         let body = self.handed(&instance_id).await;
-        let token = body["callback"]["token"].as_str().expect("a token").to_owned();
+        let token = body["callback"]["token"]
+            .as_str()
+            .expect("a token")
+            .to_owned();
         assert_eq!(
             body["callback"]["url"],
             format!("http://flowgate.test/v1/instances/{instance_id}/status")
@@ -171,7 +174,13 @@ async fn a_target_reports_through_its_callback_and_the_rules_hold() {
         .await
         .assert_problem(400, "invalid-request");
 
-    let running = r.report(&id, &token, json!({"status": "RUNNING", "detail": "step 1"})).await;
+    let running = r
+        .report(
+            &id,
+            &token,
+            json!({"status": "RUNNING", "detail": "step 1"}),
+        )
+        .await;
     assert_eq!(running.status.as_u16(), 200, "{}", running.body);
     assert_eq!(running.body["status"], "RUNNING");
     let done = r
@@ -213,7 +222,11 @@ async fn a_target_reports_through_its_callback_and_the_rules_hold() {
     for kind in ["running", "succeeded", "report_ignored"] {
         assert!(events.contains(&kind), "{kind} in {events:?}");
     }
-    assert_eq!(events.iter().filter(|e| **e == "succeeded").count(), 1, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| **e == "succeeded").count(),
+        1,
+        "{events:?}"
+    );
 
     // A report token (scope `report`) may report on any of its tenant's instances; a start
     // token may not.
@@ -270,7 +283,10 @@ async fn a_target_reports_through_its_callback_and_the_rules_hold() {
         .map(|i| i["instance_id"].as_str().expect("id"))
         .collect();
     assert_eq!(ids, [id.as_str()]);
-    assert_eq!(listed("FAILED").await.body["items"][0]["instance_id"], other_id);
+    assert_eq!(
+        listed("FAILED").await.body["items"][0]["instance_id"],
+        other_id
+    );
     assert_eq!(listed("RUNNING").await.body["items"], json!([]));
     listed("DONE").await.assert_problem(400, "invalid-request");
 }
@@ -285,7 +301,10 @@ async fn a_limit_queues_in_priority_order_and_a_final_status_releases_the_next()
     .await;
     let mut acme = Vec::new();
     for n in 0..4 {
-        acme.push(r.start("serial", json!({"params": {"customer": "acme", "n": n}})).await);
+        acme.push(
+            r.start("serial", json!({"params": {"customer": "acme", "n": n}}))
+                .await,
+        );
     }
     let urgent = r
         .start(
@@ -293,7 +312,9 @@ async fn a_limit_queues_in_priority_order_and_a_final_status_releases_the_next()
             json!({"params": {"customer": "acme", "n": 9}, "priority": "HIGHEST"}),
         )
         .await;
-    let other = r.start("serial", json!({"params": {"customer": "beta"}})).await;
+    let other = r
+        .start("serial", json!({"params": {"customer": "beta"}}))
+        .await;
     // Another key has its own slots.
     r.callback(&other).await;
     let (a0, t0) = r.callback(&acme[0]).await;
@@ -336,16 +357,22 @@ async fn a_limit_queues_in_priority_order_and_a_final_status_releases_the_next()
 #[tokio::test]
 async fn skip_and_queue_latest_say_why_and_make_no_instance() {
     let r = runs().await;
-    r.workflow("discard", json!({"execution_type": "SERIAL_DISCARD"})).await;
+    r.workflow("discard", json!({"execution_type": "SERIAL_DISCARD"}))
+        .await;
     let kept = r.start("discard", json!({})).await;
     r.callback(&kept).await;
     let dropped = r.start("discard", json!({})).await;
     let record = r.until(&dropped, RequestStatus::Skipped).await;
     assert!(
-        record["last_error"].as_str().expect("a reason").contains("1 of 1 runs"),
+        record["last_error"]
+            .as_str()
+            .expect("a reason")
+            .contains("1 of 1 runs"),
         "{record}"
     );
-    let instance = r.instance(record["instance_id"].as_str().expect("id")).await;
+    let instance = r
+        .instance(record["instance_id"].as_str().expect("id"))
+        .await;
     assert_eq!(instance["type"], "urn:flowgate:problem:instance-not-found");
 
     r.workflow(
@@ -361,7 +388,10 @@ async fn skip_and_queue_latest_say_why_and_make_no_instance() {
     r.until(&newer, RequestStatus::Waiting).await;
     let superseded = r.until(&older, RequestStatus::Skipped).await;
     assert!(
-        superseded["last_error"].as_str().expect("why").contains("superseded"),
+        superseded["last_error"]
+            .as_str()
+            .expect("why")
+            .contains("superseded"),
         "{superseded}"
     );
     r.report(&id, &token, json!({"status": "SUCCEEDED"})).await;
@@ -390,7 +420,12 @@ async fn a_run_past_its_timeout_is_timed_out_and_a_cancel_tells_the_target() {
     assert_eq!(swept.timed_out, 1, "{swept:?}");
     let shown = r.instance(&id).await;
     assert_eq!(shown["status"], "TIMED_OUT", "{shown}");
-    assert!(shown["run"]["detail"].as_str().expect("why").contains("run_timeout of 1 s"));
+    assert!(
+        shown["run"]["detail"]
+            .as_str()
+            .expect("why")
+            .contains("run_timeout of 1 s")
+    );
     r.report(&id, &token, json!({"status": "SUCCEEDED"}))
         .await
         .assert_problem(409, "conflict");
@@ -402,15 +437,17 @@ async fn a_run_past_its_timeout_is_timed_out_and_a_cancel_tells_the_target() {
         .await;
     assert_eq!(cancelled.status.as_u16(), 200, "{}", cancelled.body);
     assert_eq!(cancelled.body["status"], "CANCELLED");
-    let notice = r
-        .rx
-        .delivered()
-        .into_iter()
-        .find(|d| d.body["event"] == "cancel")
-        .expect("a cancel notice");
+    let notice =
+        r.rx.delivered()
+            .into_iter()
+            .find(|d| d.body["event"] == "cancel")
+            .expect("a cancel notice");
     assert_eq!(notice.body["instance_id"], next.as_str());
     assert!(notice.signed, "the notice is signed");
-    assert_eq!(notice.idempotency_key.as_deref(), Some(format!("cancel:{next}").as_str()));
+    assert_eq!(
+        notice.idempotency_key.as_deref(),
+        Some(format!("cancel:{next}").as_str())
+    );
     let again = r
         .app
         .call("POST", &format!("/v1/instances/{next}/cancel"), &[], None)
@@ -427,8 +464,14 @@ async fn bad_run_settings_are_refused_with_the_field() {
     let app = App::new();
     for (extra, field) in [
         (json!({"run_timeout": 0}), "/run_timeout"),
-        (json!({"concurrency": {"limit": 0, "on_limit": "queue"}}), "/concurrency/limit"),
-        (json!({"concurrency": {"limit": 1, "key": "customer", "on_limit": "queue"}}), "/concurrency/key"),
+        (
+            json!({"concurrency": {"limit": 0, "on_limit": "queue"}}),
+            "/concurrency/limit",
+        ),
+        (
+            json!({"concurrency": {"limit": 1, "key": "customer", "on_limit": "queue"}}),
+            "/concurrency/key",
+        ),
         (
             json!({"concurrency": {"limit": 1, "on_limit": "queue"}, "execution_type": "SERIAL_WAIT"}),
             "/execution_type",
@@ -440,7 +483,11 @@ async fn bad_run_settings_are_refused_with_the_field() {
         }
         let put = app.put_workflow_as(None, "x", &body).await;
         put.assert_problem(400, "invalid-request");
-        assert!(put.body.to_string().contains(field), "{field}: {}", put.body);
+        assert!(
+            put.body.to_string().contains(field),
+            "{field}: {}",
+            put.body
+        );
     }
     let put = app
         .put_workflow_as(
@@ -466,7 +513,11 @@ async fn bad_run_settings_are_refused_with_the_field() {
         .call("POST", "/v1/workflows/keyed/instances", &[], Some("{}"))
         .await;
     assert_eq!(start.status.as_u16(), 400, "{}", start.body);
-    assert!(start.body.to_string().contains("/customer"), "{}", start.body);
+    assert!(
+        start.body.to_string().contains("/customer"),
+        "{}",
+        start.body
+    );
 }
 
 #[tokio::test]
@@ -477,7 +528,9 @@ async fn a_quiet_tenant_is_served_while_another_has_a_backlog() {
     app.register_as(Some("quiet"), "bulk", true).await;
     // The busy tenant's backlog is accepted before any consumer runs: all of it waits.
     let batch: String = {
-        let items: Vec<Value> = (0..500).map(|n| json!({"params": {"amount": n + 1}})).collect();
+        let items: Vec<Value> = (0..500)
+            .map(|n| json!({"params": {"amount": n + 1}}))
+            .collect();
         json!({"starts": items}).to_string()
     };
     for _ in 0..BACKLOG / 500 {
@@ -505,7 +558,12 @@ async fn a_quiet_tenant_is_served_while_another_has_a_backlog() {
         )
         .await;
     let took = started.elapsed();
-    assert_eq!(quiet.status.as_u16(), 201, "created while the backlog waits: {}", quiet.body);
+    assert_eq!(
+        quiet.status.as_u16(),
+        201,
+        "created while the backlog waits: {}",
+        quiet.body
+    );
     let audit_busy = app
         .raw_store
         .list_pending(chrono::Utc::now() + chrono::Duration::hours(1), 10)
@@ -528,23 +586,33 @@ async fn a_backfill_counts_its_unfinished_runs() {
         "cron": "0 0 0 * * ? *", "max_in_flight": 2});
     let started = r
         .app
-        .call("POST", "/v1/workflows/daily/backfills", &[], Some(&body.to_string()))
+        .call(
+            "POST",
+            "/v1/workflows/daily/backfills",
+            &[],
+            Some(&body.to_string()),
+        )
         .await;
     assert_eq!(started.status.as_u16(), 202, "{}", started.body);
-    let id = started.body["backfill_id"].as_str().expect("an id").to_owned();
+    let id = started.body["backfill_id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
     let runner = flowgate_core::usecases::BackfillRunner::new(r.app.flowgate.clone());
     let mut reported = std::collections::HashSet::new();
     let mut most = 0;
     for _ in 0..400 {
-        runner.step(Duration::from_millis(50)).await.expect("a step");
+        runner
+            .step(Duration::from_millis(50))
+            .await
+            .expect("a step");
         tokio::time::sleep(Duration::from_millis(30)).await;
         // The runs handed off and not yet ended.
-        let handed: Vec<_> = r
-            .rx
-            .delivered()
-            .into_iter()
-            .filter(|d| d.body.get("callback").is_some())
-            .collect();
+        let handed: Vec<_> =
+            r.rx.delivered()
+                .into_iter()
+                .filter(|d| d.body.get("callback").is_some())
+                .collect();
         let open: Vec<_> = handed
             .iter()
             .filter(|d| !reported.contains(&d.instance_id))

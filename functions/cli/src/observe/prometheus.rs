@@ -68,9 +68,10 @@ impl Prometheus {
                     Series::Counts(family)
                 }
                 _ if metric.labelled() != Labelled::None => {
-                    let family = Family::<LabelSet, Histogram, fn() -> Histogram>::new_with_constructor(
-                        run_duration_histogram,
-                    );
+                    let family =
+                        Family::<LabelSet, Histogram, fn() -> Histogram>::new_with_constructor(
+                            run_duration_histogram,
+                        );
                     registry.register(metric.name(), metric.help(), family.clone());
                     Series::Histograms(family)
                 }

@@ -8,8 +8,8 @@ mod problem;
 mod traced;
 
 pub use extract::{
-    Demands, JsonBody, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, QueryParams, Segment, Segments,
-    Reporter, Tenant, ToAdminister, ToHandleDeadLetters, ToReadMetrics, ToReport, ToStart,
+    Demands, JsonBody, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, QueryParams, Reporter, Segment,
+    Segments, Tenant, ToAdminister, ToHandleDeadLetters, ToReadMetrics, ToReport, ToStart,
 };
 pub use guard::{Denial, with_rate_limit, with_tokens};
 pub use problem::{HttpError, PROBLEM_TYPE_PREFIX, RETRY_AFTER_SECS};

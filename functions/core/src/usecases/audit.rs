@@ -235,7 +235,8 @@ impl Audit {
             as_of: now,
             grace_seconds: grace.as_secs(),
             invariant: Invariant {
-                equation: "accepted = created + dead + in_flight + overdue + waiting + skipped".into(),
+                equation: "accepted = created + dead + in_flight + overdue + waiting + skipped"
+                    .into(),
                 holds: total.holds(),
             },
             total,

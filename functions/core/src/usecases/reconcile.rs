@@ -142,7 +142,12 @@ impl Reconciler {
                     continue;
                 }
             };
-            let timeout = record.spec.policy.as_ref().and_then(|p| p.timeout).unwrap_or(0);
+            let timeout = record
+                .spec
+                .policy
+                .as_ref()
+                .and_then(|p| p.timeout)
+                .unwrap_or(0);
             let detail = format!(
                 "no final status within its workflow's run_timeout of {timeout} s; the \
                  reconciler ended it"

@@ -40,9 +40,7 @@ impl Flowgate {
                         report.status.as_str()
                     )));
                 }
-                Verdict::OutOfOrder(recorded) => {
-                    runs::out_of_order_update(recorded, &report, now)
-                }
+                Verdict::OutOfOrder(recorded) => runs::out_of_order_update(recorded, &report, now),
             };
             match self
                 .store
@@ -67,7 +65,11 @@ impl Flowgate {
     /// (Step Functions: `StopExecution`; a webhook: a signed `cancel` notice). Cancelling a
     /// cancelled run is a no-op; any other final status is a 409.
     #[instrument(skip(self), fields(tenant = %tenant, instance_id = %instance_id))]
-    pub async fn cancel_instance(&self, tenant: &str, instance_id: &str) -> Result<Instance, Error> {
+    pub async fn cancel_instance(
+        &self,
+        tenant: &str,
+        instance_id: &str,
+    ) -> Result<Instance, Error> {
         let instance = self.get_instance(tenant, instance_id).await?;
         let record = self.request_of(&instance).await?;
         let ended = end_run(
@@ -99,7 +101,11 @@ impl Flowgate {
         let (Some(dispatcher), Some(dispatch)) = (&self.dispatcher, &record.dispatch) else {
             return;
         };
-        let target = match self.store.get_workflow(&record.tenant, &record.spec.workflow).await {
+        let target = match self
+            .store
+            .get_workflow(&record.tenant, &record.spec.workflow)
+            .await
+        {
             Ok(Some(w)) => w.target,
             _ => None,
         };
@@ -158,7 +164,12 @@ pub(crate) fn measure_run(
     crate::metrics::record(metrics, Metric::Runs, &labels, 1.0);
     if let Some(end) = run.finished_at {
         let took = (end - record.accepted_at).num_milliseconds().max(0) as f64 / 1000.0;
-        crate::metrics::record(metrics, Metric::RunDuration, &Labels::outcome(outcome), took);
+        crate::metrics::record(
+            metrics,
+            Metric::RunDuration,
+            &Labels::outcome(outcome),
+            took,
+        );
     }
 }
 
