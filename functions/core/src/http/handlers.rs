@@ -322,6 +322,8 @@ struct RequestView<'a> {
     history: &'a [crate::model::HistoryEvent],
     #[serde(skip_serializing_if = "Option::is_none")]
     dispatch: &'a Option<crate::model::Dispatch>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    run: &'a Option<crate::runs::Run>,
 }
 
 impl<'a> From<&'a RequestRecord> for RequestView<'a> {
@@ -343,6 +345,7 @@ impl<'a> From<&'a RequestRecord> for RequestView<'a> {
             options: &r.spec.options,
             accepted_at: r.accepted_at,
             updated_at: r.updated_at,
+            run: &r.run,
             history: &r.history,
             dispatch: &r.dispatch,
         }
