@@ -161,7 +161,7 @@ impl Metric {
             Metric::Dispatched => &["dispatched", "failed"],
             Metric::DeadLettered => &["permanent", "exhausted", "poison", "dispatch", "unknown"],
             Metric::Replayed => &["replayed", "skipped", "failed"],
-            Metric::Fired => &["started", "duplicate", "failed"],
+            Metric::Fired => &["started", "duplicate", "failed", "skipped"],
             Metric::DlqArchive => &["archived", "archive_failed", "restored", "restore_failed"],
             Metric::ReconcilerFound => &["overdue", "reenqueued", "failed", "expired", "timed_out"],
             Metric::Runs => &[

@@ -642,3 +642,71 @@ async fn a_backfill_counts_its_unfinished_runs() {
     }
     panic!("the backfill did not finish");
 }
+
+#[tokio::test]
+async fn a_per_second_schedule_skips_its_fires_while_a_run_takes_three_seconds() {
+    let r = runs().await;
+    r.workflow(
+        "slow",
+        json!({"concurrency": {"limit": 1, "on_limit": "skip"}}),
+    )
+    .await;
+    let put = r
+        .app
+        .call(
+            "PUT",
+            "/v1/workflows/slow/schedules/every-second",
+            &[],
+            Some(r#"{"cron": "* * * * * *"}"#),
+        )
+        .await;
+    assert_eq!(put.status.as_u16(), 201, "{}", put.body);
+    let scheduler = flowgate_core::usecases::Scheduler::new(r.app.flowgate.clone());
+    let began = std::time::Instant::now();
+    let mut first_run: Option<(String, String, std::time::Instant)> = None;
+    let mut ended = false;
+    while began.elapsed() < Duration::from_millis(5_500) {
+        scheduler.sweep(chrono::Utc::now()).await.expect("a sweep");
+        if first_run.is_none()
+            && let Some(d) = r.rx.delivered().into_iter().next()
+        {
+            let token = d.body["callback"]["token"]
+                .as_str()
+                .expect("a token")
+                .to_owned();
+            first_run = Some((d.instance_id, token, std::time::Instant::now()));
+        }
+        // The run takes three seconds, then its target says it succeeded.
+        if let Some((id, token, at)) = &first_run
+            && !ended
+            && at.elapsed() >= Duration::from_secs(3)
+        {
+            let done = r.report(id, token, json!({"status": "SUCCEEDED"})).await;
+            assert_eq!(done.status.as_u16(), 200, "{}", done.body);
+            ended = true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ended, "the first run never came");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let window = format!(
+        "/v1/audit?from={}&to={}",
+        (chrono::Utc::now() - chrono::Duration::minutes(5)).format("%Y-%m-%dT%H:%M:%SZ"),
+        (chrono::Utc::now() + chrono::Duration::minutes(1)).format("%Y-%m-%dT%H:%M:%SZ")
+    );
+    let audit = r.app.call("GET", &window, &[], None).await.body;
+    let counts = &audit["by_workflow"]["slow"];
+    // About five fires: the first ran, those during its three seconds were skipped, and
+    // one after it ended ran again.
+    assert!(counts["skipped"].as_u64().expect("a count") >= 2, "{audit}");
+    assert!(counts["created"].as_u64().expect("a count") >= 2, "{audit}");
+    assert_eq!(
+        counts["accepted"],
+        counts["created"].as_u64().unwrap_or(0) + counts["skipped"].as_u64().unwrap_or(0),
+        "every fire was handled: {audit}"
+    );
+    assert_eq!(audit["invariant"]["holds"], true, "{audit}");
+    // The runs never overlapped: at most one handed off while the first was open.
+    let handed = r.rx.per_instance().len() as u64;
+    assert_eq!(handed, counts["created"].as_u64().unwrap_or(0), "{audit}");
+}

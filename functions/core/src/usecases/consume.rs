@@ -281,6 +281,10 @@ impl Consumer {
             Ok(crate::ports::Creation::Skipped(reason)) => {
                 info!(stage = "skipped", reason = %reason, "skipped by its concurrency limit");
                 self.measure(Metric::Runs, &labels("skipped"), 1.0);
+                if message.spec.logical_date.is_some() {
+                    // A schedule fire or a backfill date, handled by being skipped.
+                    self.measure(Metric::Fired, &labels("skipped"), 1.0);
+                }
                 return Disposition::Ack;
             }
             Err(e) => return self.failed(message, delivery, e).await,
