@@ -17,6 +17,7 @@ pub mod scheduler;
 mod schedules;
 mod sqs;
 mod sqs_dlq;
+pub mod states;
 
 pub use config::sdk_config;
 pub use connect::{ConnectError, Connected, connect};

@@ -25,20 +25,26 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         settings.allow_private_targets,
     )))
     .with_metrics(emf.clone());
+    let has_schedules = connected.schedules.is_some();
+    let app = Flowgate::build(
+        &settings,
+        HostPorts {
+            store: connected.store,
+            queue: connected.queue.clone(),
+            schedules: connected.schedules,
+            backfills: Some(connected.backfills),
+            dispatcher: None,
+            metrics: Some(emf),
+        },
+    );
+    // Step Functions' status changes of the allowed state machines arrive on this queue
+    // (the stack's EventBridge rule): each one a report on its instance.
+    let consumer = consumer.with_reports(app.clone(), flowgate_aws::states::decode);
     // EventBridge Scheduler puts schedule fires on this queue: start them.
-    let consumer = Arc::new(match connected.schedules {
-        Some(schedules) => consumer.with_fires(Flowgate::build(
-            &settings,
-            HostPorts {
-                store: connected.store,
-                queue: connected.queue.clone(),
-                schedules: Some(schedules),
-                backfills: Some(connected.backfills),
-                dispatcher: None,
-                metrics: Some(emf),
-            },
-        )),
-        None => consumer,
+    let consumer = Arc::new(if has_schedules {
+        consumer.with_fires(app)
+    } else {
+        consumer
     });
     let queue = connected.queue;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {

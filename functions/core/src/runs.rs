@@ -172,6 +172,25 @@ impl StatusReport {
     }
 }
 
+/// A report a target sends on its own through the queue (a status-change event): the
+/// instance it is about, and the hand-off reference it must match.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetReport {
+    /// The tenant (from the hand-off the target was given).
+    pub tenant: String,
+    /// The instance.
+    pub instance_id: String,
+    /// The target's reference for the run (an execution's ARN): it must be the one the
+    /// hand-off recorded, so that an event about another run changes nothing.
+    pub reference: String,
+    /// What it says.
+    pub report: Report,
+}
+
+/// Reads a queue message body as a target's report: `None` when it is not one, an error
+/// when it is one that does not read.
+pub type ReportDecoder = fn(&str) -> Option<Result<TargetReport, String>>;
+
 /// What a report does to a run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {

@@ -22,6 +22,7 @@ mod pipeline;
 mod pipeline_aws;
 mod router;
 mod runs;
+mod runs_aws;
 mod schedules;
 mod schedules_aws;
 mod security;

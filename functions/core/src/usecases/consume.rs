@@ -133,6 +133,7 @@ pub struct Consumer {
     fires: Option<Flowgate>,
     pub(super) dispatcher: Option<Arc<dyn Dispatcher>>,
     metrics: Option<Arc<dyn Metrics>>,
+    reports: Option<(Flowgate, crate::runs::ReportDecoder)>,
 }
 
 impl Consumer {
@@ -145,6 +146,7 @@ impl Consumer {
             fires: None,
             dispatcher: None,
             metrics: None,
+            reports: None,
         }
     }
 
@@ -169,6 +171,13 @@ impl Consumer {
     /// (for a backend whose engine fires schedules itself). Without it a fire is poison.
     pub fn with_fires(mut self, app: Flowgate) -> Self {
         self.fires = Some(app);
+        self
+    }
+
+    /// Also records the reports targets send on their own through the queue (the messages
+    /// `decode` reads), through `app`'s report path.
+    pub fn with_reports(mut self, app: Flowgate, decode: crate::runs::ReportDecoder) -> Self {
+        self.reports = Some((app, decode));
         self
     }
 
@@ -234,6 +243,14 @@ impl Consumer {
     /// A delivery whose body is not a request message: a schedule's fire where this consumer
     /// starts them, or poison.
     async fn not_a_request(&self, delivery: &Delivery, e: impl std::fmt::Display) -> Disposition {
+        if let Some((app, decode)) = &self.reports
+            && let Some(report) = decode(&delivery.body)
+        {
+            return match report {
+                Ok(report) => self.target_report(app, delivery, report).await,
+                Err(why) => self.poison(delivery, why).await,
+            };
+        }
         match self.fires.as_ref().zip(FireMessage::parse(&delivery.body)) {
             Some((app, Ok((fire, at)))) => self.fire(app, delivery, &fire.fire, at).await,
             Some((_, Err(e))) => self.poison(delivery, e.to_string()).await,
@@ -454,6 +471,35 @@ impl Consumer {
     }
 
     /// A body that does not parse can never succeed: dead-letter it at once.
+    /// Records a target's own report; one that cannot apply (its run already ended
+    /// otherwise, its instance is not found) is logged and dropped, a failed store retried.
+    async fn target_report(
+        &self,
+        app: &Flowgate,
+        delivery: &Delivery,
+        r: crate::runs::TargetReport,
+    ) -> Disposition {
+        let span = error_span!("request", role = "report", tenant = %r.tenant, instance_id = %r.instance_id);
+        let status = r.report.status;
+        match app
+            .report_from_target(&r.tenant, &r.instance_id, &r.reference, r.report)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(_) => Disposition::Ack,
+            Err(crate::Error::Backend(e)) if e.is_retryable() => Disposition::Retry {
+                reason: e.chain(),
+                delay: self.retry_delay(delivery.receive_count),
+            },
+            Err(e) => {
+                span.in_scope(|| {
+                    warn!(status = status.as_str(), error = %e, "a target's report changed nothing");
+                });
+                Disposition::Ack
+            }
+        }
+    }
+
     async fn poison(&self, delivery: &Delivery, why: String) -> Disposition {
         let reason = dead_reason::poison(&delivery.message_id, &why);
         match (&delivery.tenant, &delivery.request_id) {

@@ -61,6 +61,36 @@ impl Flowgate {
         )))
     }
 
+    /// Records a report a target sent on its own (a status-change event), if it is about the
+    /// run this instance was handed off as (its reference matches the hand-off's).
+    pub async fn report_from_target(
+        &self,
+        tenant: &str,
+        instance_id: &str,
+        reference: &str,
+        report: Report,
+    ) -> Result<Instance, Error> {
+        let instance = self.get_instance(tenant, instance_id).await?;
+        let handed = instance
+            .dispatch
+            .as_ref()
+            .and_then(|d| d.reference.as_deref());
+        if handed.is_none() {
+            // The event may come before the hand-off is recorded: it is retried.
+            return Err(crate::BackendError::retryable(
+                "report.from_target",
+                format!("instance {instance_id}'s hand-off is not recorded yet"),
+            )
+            .into());
+        }
+        if handed != Some(reference) {
+            return Err(Error::Conflict(format!(
+                "{reference} is not the run instance {instance_id} was handed off as"
+            )));
+        }
+        self.report_status(tenant, instance_id, report).await
+    }
+
     /// Cancels an instance's run: `CANCELLED` is recorded first, then its target is told
     /// (Step Functions: `StopExecution`; a webhook: a signed `cancel` notice). Cancelling a
     /// cancelled run is a no-op; any other final status is a 409.
