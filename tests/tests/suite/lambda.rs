@@ -434,3 +434,55 @@ async fn the_reconcilers_backfill_dates_are_counted_like_any_start() {
     assert_eq!(counted("accepted", "accepted"), 2.0, "{text}");
     assert_eq!(counted("fired", "started"), 2.0, "{text}");
 }
+
+/// A target reports through the function on a route the gateway does not authorize (the
+/// stack's callback route): the instance's own callback token is the credential, and
+/// another instance's token, or none, is refused.
+#[tokio::test]
+async fn a_callback_reaches_the_function_without_an_authorizer() {
+    let mut local = flowgate_tests::http::App::new();
+    let callbacks = flowgate_core::callback::Callbacks::new(&"k".repeat(48), "https://api.test")
+        .expect("a key");
+    local.flowgate = local.flowgate.clone().with_callbacks(callbacks.clone());
+    local.router = flowgate_core::http::router(local.flowgate.clone());
+    local.register_as(Some("acme"), "orders", true).await;
+    let _consumer = local.start_consumer();
+    let started = local
+        .call_as(
+            Some("acme"),
+            "POST",
+            "/v1/workflows/orders/instances",
+            &[("prefer", "wait=10")],
+            Some(r#"{"params": {"amount": 1}}"#),
+        )
+        .await;
+    assert_eq!(started.status.as_u16(), 201, "{}", started.body);
+    let id = started.body["instance_id"].as_str().expect("an id");
+    let app = flowgate_api::app(local.flowgate.clone(), rules(false, IamTenant::Principal));
+    let report = |token: &str| {
+        let mut event: Value = serde_json::from_str(&http_event(
+            "POST",
+            &format!("/v1/instances/{id}/status"),
+            Some(&json!({"status": "SUCCEEDED"})),
+            Value::Null,
+        ))
+        .expect("an event");
+        event["routeKey"] = json!("POST /v1/instances/{instance_id}/status");
+        if !token.is_empty() {
+            event["headers"]["authorization"] = json!(format!("Bearer {token}"));
+        }
+        event.to_string()
+    };
+    let (status, _) = call(&app, report("")).await;
+    assert_eq!(status, 401, "no token");
+    let other = callbacks.of("acme", "01a23766-cc11-772e-9b8e-6b407a98f869");
+    let (status, _) = call(&app, report(&other.token)).await;
+    assert_eq!(status, 401, "another instance's token");
+    let mine = callbacks.of("acme", id);
+    let (status, body) = call(&app, report(&mine.token)).await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("SUCCEEDED")),
+        "{body}"
+    );
+}
