@@ -198,13 +198,37 @@ await check("schedules with their next fires, and each backfill's progress", asy
   expect(one.includes("nightly") && !one.includes("payouts"), one);
 });
 
+await check("the runs of a workflow under a limit: unfinished against it, skipped, how long they took", async () => {
+  const serial = { name: "Serial", params_schema: schema, concurrency: { limit: 1, on_limit: "skip" } };
+  expect((await api("PUT", "/v1/workflows/serial", serial)).status === 201, "serial registered");
+  const ran = await api("POST", "/v1/workflows/serial/instances", { params: { amount: 1 } }, { prefer: "wait=5" });
+  expect(ran.status === 201, `the first run was created: ${JSON.stringify(ran)}`);
+  for (let n = 2; n <= 3; n++) {
+    const skipped = await api("POST", "/v1/workflows/serial/instances", { params: { amount: n } }, { prefer: "wait=5" });
+    expect(skipped.status === 202 && skipped.body.status === "SKIPPED", `the next is skipped: ${JSON.stringify(skipped)}`);
+  }
+  await page.click("#tab-runs");
+  await page.fill("#runs-workflow", "serial");
+  await page.click("#runs-form button");
+  await page.waitForFunction(() => document.querySelector("#runs-result").textContent.includes("Against each limit"));
+  let text = await page.textContent("#runs-result");
+  expect(text.includes("at most 1 unfinished for the workflow") && text.includes("1 unfinished") && text.includes("2 skipped"), text);
+  const done = await api("POST", `/v1/instances/${ran.body.instance_id}/status`, { status: "SUCCEEDED" });
+  expect(done.status === 200 && done.body.status === "SUCCEEDED", JSON.stringify(done));
+  await page.click("#runs-form button");
+  await page.waitForFunction(() => document.querySelector("#runs-result").textContent.includes("95th percentile"));
+  text = await page.textContent("#runs-result");
+  expect(text.includes("0 unfinished") && text.includes("SUCCEEDED"), text);
+  await shot("runs");
+});
+
 await check("the audit of the last hour and the last day: every start accounted for", async () => {
   await page.click("#tab-audit");
   await page.waitForSelector("#audit-hour table");
   await page.waitForSelector("#audit-day table");
   for (const id of ["#audit-hour", "#audit-day"]) {
     const text = await page.textContent(id);
-    expect(text.includes("accepted = created + dead + in_flight + overdue: holds"), text);
+    expect(text.includes("accepted = created + dead + in_flight + overdue + waiting + skipped: holds"), text);
     expect(text.includes("orders") && text.includes("payouts") && text.includes("all workflows"), text);
   }
   const total = await page.$$eval("#audit-hour tbody tr:last-child td", (tds) => tds.map((t) => t.textContent));

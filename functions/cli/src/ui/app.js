@@ -1,4 +1,4 @@
-// The operator page: five views over the API, with the operator's token. Plain DOM, no
+// The operator page: six views over the API, with the operator's token. Plain DOM, no
 // framework, no network but this server. Text from the server is only ever set as text.
 "use strict";
 
@@ -116,6 +116,7 @@ function selectTab(tab, focus) {
   }
   if (tab.id === "tab-dlq") refreshDlq();
   if (tab.id === "tab-audit") refreshAudit();
+  if (tab.id === "tab-runs") showRuns(document.getElementById("runs-workflow").value.trim());
   if (tab.id === "tab-schedules") {
     showSchedules(document.getElementById("schedules-workflow").value.trim());
     refreshBackfills();
@@ -428,6 +429,84 @@ async function refreshBackfills() {
   }
 }
 
+// ---- runs --------------------------------------------------------------------------------
+
+// Up to 100 of a workflow's instances in one status, newest first.
+async function instancesIn(workflow, status) {
+  const query = new URLSearchParams({ status, limit: "100" }).toString();
+  return (await api(`/v1/workflows/${encodeURIComponent(workflow)}/instances?${query}`)).items;
+}
+
+function policyText(w) {
+  const c = w.concurrency;
+  const limit = c
+    ? `at most ${c.limit} unfinished ${c.key ? `per ${c.key}` : "for the workflow"}; at the limit: ${c.on_limit.replace("_", " ")}`
+    : w.execution_type
+      ? `execution type ${w.execution_type}`
+      : "no concurrency limit";
+  return w.run_timeout ? `${limit}; runs time out after ${fmtSecs(w.run_timeout)}` : limit;
+}
+
+function quantile(sorted, q) {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : null;
+}
+
+async function showRuns(workflow) {
+  if (!workflow) return;
+  show("runs-result", el("p", { text: "Loading…" }));
+  try {
+    const w = await api(`/v1/workflows/${encodeURIComponent(workflow)}`);
+    sawWorkflows([workflow]);
+    const open = [];
+    for (const status of ["RUNNING", "DISPATCHED", "CREATED"]) open.push(...(await instancesIn(workflow, status)));
+    const now = Date.now();
+    const to = new Date(now + 60_000).toISOString();
+    const from = new Date(now - 24 * 3_600_000).toISOString();
+    const audit = await api(`/v1/audit?${new URLSearchParams({ from, to }).toString()}`);
+    const counts = audit.by_workflow[workflow] || { waiting: 0, skipped: 0 };
+    const c = w.concurrency;
+    const keyOf = (i) => {
+      if (!c || !c.key) return "the workflow";
+      const value = c.key.split("/").slice(1).reduce((v, part) => (v == null ? v : v[part.replace(/~1/g, "/").replace(/~0/g, "~")]), i.params);
+      return typeof value === "string" ? value : JSON.stringify(value);
+    };
+    const byKey = new Map();
+    for (const i of open) byKey.set(keyOf(i), (byKey.get(keyOf(i)) || 0) + 1);
+    const nodes = [
+      el("p", { text: `${workflow}: ${policyText(w)}.` }),
+      el("p", {
+        role: "status",
+        text: `${open.length} unfinished; ${counts.waiting} waiting and ${counts.skipped} skipped in the last day.`,
+      }),
+    ];
+    if (byKey.size) {
+      const limit = c ? c.limit : w.execution_type && w.execution_type !== "PARALLEL" ? 1 : null;
+      nodes.push(el("h3", { text: "Against each limit" }));
+      nodes.push(table(["Key", "Unfinished", "Limit"],
+        [...byKey].map(([k, n]) => [k, String(n), limit == null ? "none" : String(limit)].map((v) => document.createTextNode(v)))));
+      nodes.push(el("h3", { text: "Unfinished runs" }));
+      nodes.push(table(["Instance", "Key", "Status", "Created", "Open for"],
+        open.slice(0, 100).map((i) => [i.instance_id, keyOf(i), i.status, when(i.created_at),
+          fmtSecs(Math.round((now - new Date(i.created_at)) / 1000))].map((v) => document.createTextNode(v)))));
+    }
+    if (counts.skipped) {
+      nodes.push(el("p", { class: "reason",
+        text: "Each skipped start keeps its reason (the limit it met, or the newer start that replaced it) in its history: find it by its id." }));
+    }
+    const rows = [];
+    for (const status of ["SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED"]) {
+      const took = (await instancesIn(workflow, status)).map((i) => i.duration_ms).filter((d) => d != null).sort((a, b) => a - b);
+      if (!took.length) continue;
+      rows.push([status, String(took.length), `${quantile(took, 0.5)} ms`, `${quantile(took, 0.95)} ms`].map((v) => document.createTextNode(v)));
+    }
+    nodes.push(el("h3", { text: "How long runs take (the last 100 of each outcome)" }));
+    nodes.push(rows.length ? table(["Outcome", "Runs", "Median", "95th percentile"], rows) : el("p", { text: "No run has ended yet." }));
+    show("runs-result", ...nodes);
+  } catch (e) {
+    show("runs-result", e.status === 404 ? el("p", { text: `No workflow of yours is called “${workflow}”.` }) : failure(e));
+  }
+}
+
 // ---- audit -------------------------------------------------------------------------------
 
 async function refreshAudit() {
@@ -449,10 +528,10 @@ async function refreshAudit() {
 function auditView(audit) {
   sawWorkflows(Object.keys(audit.by_workflow));
   const row = (name, c) =>
-    [name, c.accepted, c.created, c.dispatched, c.dead, c.in_flight, c.overdue].map((v) => document.createTextNode(String(v)));
+    [name, c.accepted, c.created, c.dispatched, c.dead, c.in_flight, c.overdue, c.waiting ?? 0, c.skipped ?? 0].map((v) => document.createTextNode(String(v)));
   const rows = Object.entries(audit.by_workflow).map(([name, c]) => row(name, c));
   rows.push(row("all workflows", audit));
-  const headers = ["Workflow", "Accepted", "Created", "Handed off", "Dead", "In flight", "Overdue"];
+  const headers = ["Workflow", "Accepted", "Created", "Handed off", "Dead", "In flight", "Overdue", "Waiting", "Skipped"];
   const holds = audit.invariant.holds;
   const verdict = el("p", {
     class: holds && !audit.overdue ? "ok" : "error",
@@ -489,6 +568,10 @@ document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("schedules-form").addEventListener("submit", (e) => {
     e.preventDefault();
     showSchedules(document.getElementById("schedules-workflow").value.trim());
+  });
+  document.getElementById("runs-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    showRuns(document.getElementById("runs-workflow").value.trim());
   });
   document.getElementById("dlq-refresh").addEventListener("click", refreshDlq);
   document.getElementById("backfills-refresh").addEventListener("click", refreshBackfills);
