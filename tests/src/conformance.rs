@@ -111,7 +111,8 @@ macro_rules! conformance_tests {
             backfills_are_listed_per_tenant_newest_first,
             hand_off_reaches_the_target_once,
             a_corrupt_record_is_an_error_never_a_default,
-            the_audit_counts_a_tenants_window_and_nothing_else
+            the_audit_counts_a_tenants_window_and_nothing_else,
+            run_slots_hold_wait_release_once_and_time_out
         );
     };
     (@each [$($attr:tt)*] $make:expr; $check:ident $(, $rest:ident)*) => {
@@ -1096,4 +1097,128 @@ pub async fn the_audit_counts_a_tenants_window_and_nothing_else(s: Subject) {
         assert_eq!(with_instance, 3, "status taken at its word: {facts:?}");
         assert!(facts.missing_instances.is_empty());
     }
+}
+
+/// A limit of one: the first start is created and holds the slot (and its deadline is
+/// found once past); the second waits (a copy of its message creates nothing); the first's
+/// final status releases the second exactly once, which is then created in its reserved
+/// slot; under `skip`, a start at the limit is skipped with the reason.
+pub async fn run_slots_hold_wait_release_once_and_time_out(s: Subject) {
+    use flowgate_core::runs::{self, OnLimit, RunPolicy, RunStatus, Slot};
+    let t = tenant();
+    let slot = Slot {
+        key: "acme".into(),
+        limit: 1,
+        on_limit: OnLimit::Queue,
+    };
+    let policy = RunPolicy {
+        slot: Some(slot.clone()),
+        timeout: Some(1),
+    };
+    let start = |offset: i64, policy: &RunPolicy, workflow: &str| {
+        let mut r = record(&t, workflow, Utc::now() + Span::milliseconds(offset));
+        r.spec.policy = Some(policy.clone());
+        r
+    };
+    let (a, b) = (start(0, &policy, "serial"), start(1, &policy, "serial"));
+    for r in [&a, &b] {
+        s.store.create_request(r, None).await.unwrap();
+    }
+    let ia = instance(&a, Utc::now());
+    assert_eq!(
+        s.store.create_instance(&ia, &created(1)).await.unwrap(),
+        Creation::Created
+    );
+    let ib = instance(&b, Utc::now());
+    let waiting = s.store.create_instance(&ib, &created(1)).await.unwrap();
+    assert!(
+        matches!(&waiting, Creation::Waiting(why) if why.contains("1 of 1")),
+        "{waiting:?}"
+    );
+    let held = stored(&s, &t, &b.request_id).await;
+    assert_eq!(held.status, RequestStatus::Waiting);
+    assert_eq!(count_events(&held.history, EventKind::Waiting), 1);
+    assert_eq!(
+        s.store.create_instance(&ib, &created(2)).await.unwrap(),
+        Creation::AlreadyExisted,
+        "a copy of a waiting start's message creates nothing"
+    );
+    assert!(
+        s.store
+            .get_instance(&t, &ib.instance_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Past its time-out, the first run is found by the sweep's index.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let overdue = s.store.overdue_runs(Utc::now(), 100).await.unwrap();
+    assert!(
+        overdue.contains(&(t.clone(), a.request_id.clone())),
+        "{overdue:?}"
+    );
+
+    // Its final status gives the slot back: the second start is released once.
+    let now = Utc::now();
+    let done = runs::ended(None, RunStatus::Succeeded, "done".into(), now);
+    let update = runs::run_update(None, done, now, "a test");
+    assert_eq!(
+        s.store
+            .update_request(&t, &a.request_id, &update)
+            .await
+            .unwrap(),
+        UpdateOutcome::Applied
+    );
+    let released = s.store.release_waiting(&t, "serial", &slot).await.unwrap();
+    let again = s.store.release_waiting(&t, "serial", &slot).await.unwrap();
+    let ids: Vec<&str> = released
+        .iter()
+        .chain(&again)
+        .map(|r| r.request_id.as_str())
+        .collect();
+    assert!(ids.is_empty() || ids == [b.request_id.as_str()], "{ids:?}");
+    let freed = stored(&s, &t, &b.request_id).await;
+    assert_eq!(freed.status, RequestStatus::Accepted, "{:?}", freed.history);
+    assert_eq!(count_events(&freed.history, EventKind::Released), 1);
+    assert!(freed.pending_since.is_some(), "a released start is pending");
+    assert_eq!(
+        s.store.create_instance(&ib, &created(2)).await.unwrap(),
+        Creation::Created,
+        "created in the slot reserved for it"
+    );
+    let overdue = s.store.overdue_runs(Utc::now(), 100).await.unwrap();
+    assert!(
+        !overdue.contains(&(t.clone(), a.request_id.clone())),
+        "an ended run has no deadline"
+    );
+
+    // Under `skip`, a start at the limit is skipped, with the reason, and makes nothing.
+    let skip = RunPolicy {
+        slot: Some(Slot {
+            on_limit: OnLimit::Skip,
+            ..slot.clone()
+        }),
+        timeout: None,
+    };
+    let (c, d) = (start(2, &skip, "discard"), start(3, &skip, "discard"));
+    for r in [&c, &d] {
+        s.store.create_request(r, None).await.unwrap();
+    }
+    assert_eq!(
+        s.store
+            .create_instance(&instance(&c, Utc::now()), &created(1))
+            .await
+            .unwrap(),
+        Creation::Created
+    );
+    let skipped = s
+        .store
+        .create_instance(&instance(&d, Utc::now()), &created(1))
+        .await
+        .unwrap();
+    assert!(matches!(&skipped, Creation::Skipped(_)), "{skipped:?}");
+    let d_read = stored(&s, &t, &d.request_id).await;
+    assert_eq!(d_read.status, RequestStatus::Skipped);
+    assert!(d_read.last_error.is_some_and(|e| e.contains("1 of 1")));
 }

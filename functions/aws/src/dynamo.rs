@@ -29,6 +29,7 @@ use crate::items::{
 mod audit;
 mod backfills;
 mod ds_codes;
+mod runs;
 mod schedules;
 
 type Item = HashMap<String, AttributeValue>;
@@ -539,6 +540,7 @@ impl Store for DynamoStore {
                 return Ok(UpdateOutcome::Skipped(current));
             }
             if self.put_stored(OP, &stored).await? {
+                self.settle_slot(OP, &stored.record).await?;
                 return Ok(UpdateOutcome::Applied);
             }
         }
@@ -580,6 +582,19 @@ impl Store for DynamoStore {
             // delivery, or (an item written before a start was one item) an item of its own.
             if stored.created_at.is_some() || stored.record.status.has_instance() {
                 return Ok(Creation::AlreadyExisted);
+            }
+            if matches!(
+                stored.record.status,
+                flowgate_core::model::RequestStatus::Waiting
+                    | flowgate_core::model::RequestStatus::Skipped
+            ) {
+                // Held back by its limit: a copy of its message creates nothing.
+                return Ok(Creation::AlreadyExisted);
+            }
+            match self.gate(OP, &mut stored, update).await? {
+                runs::Gated::Admit => {}
+                runs::Gated::HeldBack(creation) => return Ok(creation),
+                runs::Gated::Raced => continue,
             }
             // The guard of a creation never fails: an instance makes its request CREATED.
             let _ = stored.record.apply(update);
@@ -716,14 +731,22 @@ impl Store for DynamoStore {
 
     /// Finished request items carry a `ttl` (see `RequestItem::new`): DynamoDB removes them
     /// itself, so this removes none.
-    /// Run time-outs are not kept on this backend yet: no index holds the unfinished runs
-    /// by their deadline, so a sweep finds none (see docs/runs.md).
+    /// The unfinished runs with a time-out, from their `gsi1` partitions by deadline.
     async fn overdue_runs(
         &self,
-        _now: DateTime<Utc>,
-        _limit: usize,
+        now: DateTime<Utc>,
+        limit: usize,
     ) -> Result<Vec<(String, String)>, BackendError> {
-        Ok(Vec::new())
+        self.runs_past_deadline(now, limit).await
+    }
+
+    async fn release_waiting(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        slot: &flowgate_core::runs::Slot,
+    ) -> Result<Vec<RequestRecord>, BackendError> {
+        self.release(tenant, workflow, slot).await
     }
 
     async fn expire_requests(

@@ -61,6 +61,59 @@ pub fn pending_partitions() -> Vec<String> {
         .collect()
 }
 
+/// The `gsi1` partition of the starts waiting for one slot group of a tenant (in release
+/// order by their sort key: priority rank, then acceptance).
+pub fn waiting_in(tenant: &str, group: &str) -> String {
+    format!("WAIT#{tenant}#{group}")
+}
+
+/// The `gsi1` partition of an unfinished run with a time-out (sorted by its deadline).
+pub fn run_due_in(request_id: &str) -> String {
+    format!("RUNDUE#{:02}", fnv(request_id) % PENDING_SHARDS)
+}
+
+/// Every `gsi1` partition of runs with a deadline.
+pub fn run_due_partitions() -> Vec<String> {
+    (0..PENDING_SHARDS)
+        .map(|shard| format!("RUNDUE#{shard:02}"))
+        .collect()
+}
+
+/// The item of one slot group's holders: the requests holding its slots.
+pub fn slot_key(tenant: &str, group: &str) -> String {
+    format!("T#{tenant}#SLOT#{group}")
+}
+
+/// Where a start sits in `gsi1`: owed work (the pending index), waiting for a slot, or an
+/// unfinished run with a deadline (the reconciler's time-out sweep); none otherwise.
+fn gsi1_of(
+    r: &RequestRecord,
+    owed: Option<DateTime<Utc>>,
+    created_at: Option<DateTime<Utc>>,
+) -> Option<(String, String)> {
+    if let Some(due) = owed {
+        return Some((
+            pending_in(&r.request_id),
+            format!("{}#{}", stamp(due), r.request_id),
+        ));
+    }
+    let policy = r.spec.policy.as_ref()?;
+    if r.status == RequestStatus::Waiting {
+        let slot = policy.slot.as_ref()?;
+        let rank = flowgate_core::runs::rank(r.spec.priority);
+        return Some((
+            waiting_in(&r.tenant, &slot.group(&r.spec.workflow)),
+            format!("{rank}#{}#{}", stamp(r.accepted_at), r.request_id),
+        ));
+    }
+    let created = created_at.filter(|_| r.status.has_instance() && !r.run_over())?;
+    let timeout = chrono::Duration::seconds(i64::try_from(policy.timeout?).ok()?);
+    Some((
+        run_due_in(&r.request_id),
+        format!("{}#{}", stamp(created + timeout), r.request_id),
+    ))
+}
+
 /// The `gsi3` partition of a request written before `gsi4`: its tenant, the hour it was
 /// accepted, and a shard of its id.
 pub fn accepted_in(tenant: &str, hour: DateTime<Utc>, shard: u32) -> String {
@@ -339,6 +392,7 @@ impl RequestItem {
         // An accepted request whose message was sent is delivered by the queue on its own:
         // it joins the pending index only once a send failed or the reconciler sent it.
         let owed = due.filter(|_| r.status != RequestStatus::Accepted || r.pending_since.is_some());
+        let gsi1 = gsi1_of(r, owed, created_at);
         let mut history = r.history.clone();
         bound_history(&mut history);
         let pk = request_key(&r.tenant, &r.request_id);
@@ -374,8 +428,8 @@ impl RequestItem {
                 .map_err(|e| corrupt(&pk_of(r), format!("its run does not serialize: {e}")))?,
             created_at: created_at.map(stamp),
             version,
-            gsi1pk: owed.map(|_| pending_in(&r.request_id)),
-            gsi1sk: owed.map(|due| format!("{}#{}", stamp(due), r.request_id)),
+            gsi1pk: gsi1.as_ref().map(|(pk, _)| pk.clone()),
+            gsi1sk: gsi1.map(|(_, sk)| sk),
             gsi5pk: created_at.map(|_| listed_in(&r.tenant, &r.spec.workflow, &r.instance_id)),
             gsi5sk: created_at.map(|at| instance_order(at, &r.instance_id)),
             // A dead request waits for an operator, and one owed a hand-off for the

@@ -338,6 +338,19 @@ impl Store for FaultyStore {
             )
             .await
     }
+    async fn release_waiting(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        slot: &crate::runs::Slot,
+    ) -> Result<Vec<RequestRecord>, BackendError> {
+        self.plan
+            .guard(
+                "store.release_waiting",
+                self.inner.release_waiting(tenant, workflow, slot),
+            )
+            .await
+    }
     async fn overdue_runs(
         &self,
         now: DateTime<Utc>,

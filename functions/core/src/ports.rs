@@ -283,6 +283,20 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<AuditFacts, BackendError>;
 
+    /// Releases the starts waiting for `slot` of `workflow` while its slots are free, first
+    /// in line first, and answers the ones released (now `ACCEPTED`, each holding its slot)
+    /// for the caller to send. A store that gives a slot back and releases the next start in
+    /// the write that ended a run, queued in the same commit (the embedded one), answers none.
+    async fn release_waiting(
+        &self,
+        tenant: &str,
+        workflow: &str,
+        slot: &crate::runs::Slot,
+    ) -> Result<Vec<RequestRecord>, BackendError> {
+        let _ = (tenant, workflow, slot);
+        Ok(Vec::new())
+    }
+
     /// Up to `limit` requests whose instance's run has gone past its time-out (created at
     /// or before `now` minus the time-out its start carries) without a final status, across
     /// tenants: (tenant, request id) pairs, most overdue first.

@@ -124,6 +124,16 @@ impl RequestRecord {
             .any(|e| matches!(e.kind, EventKind::Enqueued | EventKind::Reenqueued))
     }
 
+    /// Whether the start is done with any concurrency slot it held: its run ended (a final
+    /// status), or it will never run (dead-lettered, archived, skipped).
+    pub fn run_over(&self) -> bool {
+        self.run.as_ref().is_some_and(|r| r.is_final())
+            || matches!(
+                self.status,
+                RequestStatus::Dead | RequestStatus::Archived | RequestStatus::Skipped
+            )
+    }
+
     /// Whether its instance's run is over, as far as a limit counts it: it ended (a final
     /// status), or nothing runs it (no hand-off is owed: a record-only workflow, a dry run).
     pub fn run_settled(&self) -> bool {

@@ -20,15 +20,6 @@ use crate::codec::{self, Loaded, START_COLS, micros};
 use crate::queue::now_us;
 use crate::store::write_back;
 
-/// Whether the start is done with any slot it held: its run ended, or it never will run.
-pub(crate) fn ended(record: &RequestRecord) -> bool {
-    record.run.as_ref().is_some_and(|r| r.is_final())
-        || matches!(
-            record.status,
-            RequestStatus::Dead | RequestStatus::Archived | RequestStatus::Skipped
-        )
-}
-
 fn slot_of(record: &RequestRecord) -> Option<(Slot, String)> {
     let slot = record.spec.policy.as_ref()?.slot.clone()?;
     let group = slot.group(&record.spec.workflow);
@@ -142,7 +133,7 @@ pub(crate) fn occupy(
 /// After an update: a start that is done gives back what it held, and the next start
 /// waiting for its key is released.
 pub(crate) fn settle(conn: &Connection, seq: i64, record: &RequestRecord) -> rusqlite::Result<()> {
-    if record.spec.policy.is_none() || !ended(record) {
+    if record.spec.policy.is_none() || !record.run_over() {
         return Ok(());
     }
     let freed = conn

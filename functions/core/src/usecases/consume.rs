@@ -293,6 +293,14 @@ impl Consumer {
             Ok(crate::ports::Creation::Waiting(reason)) => {
                 info!(stage = "waiting", reason = %reason, "held back by its concurrency limit");
                 self.measure(Metric::Runs, &labels("waiting"), 1.0);
+                // A slot may have freed while it was held back: whoever is first in line goes.
+                super::runs::release_after(
+                    self.store.as_ref(),
+                    self.queue.as_ref(),
+                    &message.tenant,
+                    &message.spec,
+                )
+                .await;
                 return Disposition::Ack;
             }
             Ok(crate::ports::Creation::Skipped(reason)) => {

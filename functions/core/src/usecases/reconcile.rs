@@ -162,6 +162,13 @@ impl Reconciler {
             {
                 Ok(super::runs::Ended::Now(run)) => {
                     super::runs::measure_run(self.metrics.as_deref(), &record, &run);
+                    super::runs::release_after(
+                        self.store.as_ref(),
+                        self.queue.as_ref(),
+                        &record.tenant,
+                        &record.spec,
+                    )
+                    .await;
                     ended += 1;
                 }
                 Ok(super::runs::Ended::Already(_)) => {}

@@ -49,6 +49,15 @@ impl Flowgate {
             {
                 UpdateOutcome::Applied => {
                     self.measure_run(&record, update.set_run.as_ref());
+                    if update.set_run.as_ref().is_some_and(Run::is_final) {
+                        release_after(
+                            self.store.as_ref(),
+                            self.queue.as_ref(),
+                            &record.tenant,
+                            &record.spec,
+                        )
+                        .await;
+                    }
                     let run = update.set_run.clone().or(record.run);
                     return Ok(instance.with_run(run));
                 }
@@ -112,6 +121,13 @@ impl Flowgate {
         let run = match ended {
             Ended::Now(run) => {
                 self.measure_run(&record, Some(&run));
+                release_after(
+                    self.store.as_ref(),
+                    self.queue.as_ref(),
+                    &record.tenant,
+                    &record.spec,
+                )
+                .await;
                 self.notify_cancel(&record, &instance).await;
                 run
             }
@@ -200,6 +216,38 @@ pub(crate) fn measure_run(
             &Labels::outcome(outcome),
             took,
         );
+    }
+}
+
+/// After a start gave up its slot (its run ended) or was held back: the starts waiting for
+/// its key that the store released are sent. A failed send is not lost: a released start is
+/// pending, and the reconciler sends it after its grace period.
+pub(crate) async fn release_after(
+    store: &dyn Store,
+    queue: &dyn crate::ports::Queue,
+    tenant: &str,
+    spec: &crate::model::StartSpec,
+) {
+    let Some(slot) = spec.policy.as_ref().and_then(|p| p.slot.as_ref()) else {
+        return;
+    };
+    let released = match store.release_waiting(tenant, &spec.workflow, slot).await {
+        Ok(released) => released,
+        Err(e) => {
+            warn!(error = %e.chain(), "could not release the starts waiting for a slot; the next run's end will");
+            return;
+        }
+    };
+    for r in released {
+        let envelope = crate::message::QueueMessage::envelope_sent(&r);
+        match queue.send(&envelope).await {
+            Ok(()) => {
+                info!(stage = "released", request_id = %r.request_id, "a waiting start was released")
+            }
+            Err(e) => {
+                warn!(request_id = %r.request_id, error = %e.chain(), "released, not sent: the reconciler sends it")
+            }
+        }
     }
 }
 
