@@ -19,15 +19,19 @@ use flowgate_tests::receiver::Receiver;
 const SECRET: &str = "runs-secret";
 
 /// An app whose hand-offs carry callbacks, a consumer running on it, and a receiver.
-struct Runs {
-    app: App,
+pub(crate) struct Runs {
+    pub(crate) app: App,
     rx: Receiver,
     _consumer: tokio::sync::watch::Sender<bool>,
 }
 
 async fn runs() -> Runs {
+    runs_on(App::new()).await
+}
+
+/// The same over `app`'s ports (another backend's).
+pub(crate) async fn runs_on(mut app: App) -> Runs {
     let rx = Receiver::start(SECRET).await;
-    let mut app = App::new();
     let callbacks = Callbacks::new(&"k".repeat(40), "http://flowgate.test").expect("a key");
     app.flowgate = app.flowgate.clone().with_callbacks(callbacks.clone());
     app.router = router(app.flowgate.clone());
@@ -45,7 +49,7 @@ async fn runs() -> Runs {
 }
 
 impl Runs {
-    async fn workflow(&self, code: &str, extra: Value) {
+    pub(crate) async fn workflow(&self, code: &str, extra: Value) {
         let mut body = json!({"name": code, "params_schema": {"type": "object"},
             "target": {"type": "webhook", "url": self.rx.url, "secret": SECRET}});
         for (k, v) in extra.as_object().expect("an object") {
@@ -55,7 +59,7 @@ impl Runs {
         assert_eq!(put.status.as_u16(), 201, "{}", put.body);
     }
 
-    async fn start(&self, code: &str, body: Value) -> String {
+    pub(crate) async fn start(&self, code: &str, body: Value) -> String {
         let started = self
             .app
             .call(
@@ -69,13 +73,13 @@ impl Runs {
         started.body["request_id"].as_str().expect("id").to_owned()
     }
 
-    async fn until(&self, request_id: &str, status: RequestStatus) -> Value {
+    pub(crate) async fn until(&self, request_id: &str, status: RequestStatus) -> Value {
         let record = self.app.until_status("default", request_id, status).await;
         serde_json::to_value(record).expect("json")
     }
 
     /// The body the receiver got for `instance_id`.
-    async fn handed(&self, instance_id: &str) -> Value {
+    pub(crate) async fn handed(&self, instance_id: &str) -> Value {
         for _ in 0..200 {
             if let Some(d) = self
                 .rx
@@ -91,7 +95,7 @@ impl Runs {
     }
 
     /// Reports `body` on `instance_id` with its callback token, as a target would.
-    async fn report(&self, instance_id: &str, token: &str, body: Value) -> Reply {
+    pub(crate) async fn report(&self, instance_id: &str, token: &str, body: Value) -> Reply {
         self.app
             .call_by(
                 None,
@@ -104,7 +108,7 @@ impl Runs {
     }
 
     /// The callback token handed off with the start `request_id`, and its instance id.
-    async fn callback(&self, request_id: &str) -> (String, String) {
+    pub(crate) async fn callback(&self, request_id: &str) -> (String, String) {
         let record = self.until(request_id, RequestStatus::Dispatched).await;
         let instance_id = record["instance_id"].as_str().expect("id").to_owned();
         let body = self.handed(&instance_id).await;
@@ -119,14 +123,14 @@ impl Runs {
         (instance_id, token)
     }
 
-    async fn instance(&self, instance_id: &str) -> Value {
+    pub(crate) async fn instance(&self, instance_id: &str) -> Value {
         self.app
             .call("GET", &format!("/v1/instances/{instance_id}"), &[], None)
             .await
             .body
     }
 
-    async fn statuses(&self, request_ids: &[String]) -> Vec<String> {
+    pub(crate) async fn statuses(&self, request_ids: &[String]) -> Vec<String> {
         let mut out = Vec::new();
         for id in request_ids {
             let r = self
@@ -293,7 +297,12 @@ async fn a_target_reports_through_its_callback_and_the_rules_hold() {
 
 #[tokio::test]
 async fn a_limit_queues_in_priority_order_and_a_final_status_releases_the_next() {
-    let r = runs().await;
+    a_limit_queues_in_priority_order(runs().await).await;
+}
+
+/// A limit of two per customer under `queue`: each key has its own slots, the others wait,
+/// and each final status releases the next by priority, then arrival.
+pub(crate) async fn a_limit_queues_in_priority_order(r: Runs) {
     r.workflow(
         "serial",
         json!({"concurrency": {"limit": 2, "key": "/customer", "on_limit": "queue"}}),

@@ -215,3 +215,11 @@ async fn status_changes_and_callbacks_are_kept_on_the_cloud_host() {
         .expect("a record");
     assert_eq!(record.run.map(|r| r.status), Some(RunStatus::Failed));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a moto server: run infra/test.sh"]
+async fn a_limit_queues_in_priority_order_on_the_cloud_host() {
+    let subject = flowgate_tests::aws::subject(Duration::from_secs(1), 5).await;
+    let app = App::over(subject.store.clone(), subject.queue.clone(), Box::new(()));
+    crate::runs::a_limit_queues_in_priority_order(crate::runs::runs_on(app).await).await;
+}
