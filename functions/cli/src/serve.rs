@@ -197,6 +197,7 @@ impl Roles<'_> {
             self.settings.reconcile_grace,
         )
         .with_retention(retention)
+        .with_dispatcher(self.dispatcher.clone())
         .with_metrics(self.observer.clone());
         let (interval, until) = (self.settings.reconcile_interval, self.stopped.clone());
         self.running.spawn(async move {

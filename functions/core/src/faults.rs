@@ -351,6 +351,19 @@ impl Store for FaultyStore {
             )
             .await
     }
+    async fn quiet_runs(
+        &self,
+        quiet_since: DateTime<Utc>,
+        after: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, BackendError> {
+        self.plan
+            .guard(
+                "store.quiet_runs",
+                self.inner.quiet_runs(quiet_since, after, limit),
+            )
+            .await
+    }
     async fn overdue_runs(
         &self,
         now: DateTime<Utc>,

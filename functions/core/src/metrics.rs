@@ -163,7 +163,14 @@ impl Metric {
             Metric::Replayed => &["replayed", "skipped", "failed"],
             Metric::Fired => &["started", "duplicate", "failed", "skipped"],
             Metric::DlqArchive => &["archived", "archive_failed", "restored", "restore_failed"],
-            Metric::ReconcilerFound => &["overdue", "reenqueued", "failed", "expired", "timed_out"],
+            Metric::ReconcilerFound => &[
+                "overdue",
+                "reenqueued",
+                "failed",
+                "expired",
+                "timed_out",
+                "polled",
+            ],
             Metric::Runs => &[
                 "running",
                 "succeeded",

@@ -297,6 +297,20 @@ pub trait Store: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Up to `limit` unfinished runs handed to a target that can be asked where they are (a
+    /// Step Functions execution), not yet at a final status, whose start last changed before `quiet_since` and after `after`, oldest change
+    /// first: (tenant, request id, last change). The reconciler asks their targets where they
+    /// are. A store whose host learns of them otherwise (status events) lists none.
+    async fn quiet_runs(
+        &self,
+        quiet_since: DateTime<Utc>,
+        after: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, BackendError> {
+        let _ = (quiet_since, after, limit);
+        Ok(Vec::new())
+    }
+
     /// Up to `limit` requests whose instance's run has gone past its time-out (created at
     /// or before `now` minus the time-out its start carries) without a final status, across
     /// tenants: (tenant, request id) pairs, most overdue first.
@@ -758,6 +772,18 @@ pub trait Dispatcher: Send + Sync + 'static {
         instance: &Instance,
         trace: Option<&crate::trace::TraceContext>,
     ) -> Result<Receipt, DispatchError>;
+
+    /// Asks `target` where the run it took as `reference` is: a report when the target can
+    /// say (a Step Functions execution's status), `None` when its kind cannot be asked.
+    async fn status(
+        &self,
+        target: &serde_json::Value,
+        instance: &Instance,
+        reference: &str,
+    ) -> Result<Option<crate::runs::Report>, DispatchError> {
+        let _ = (target, instance, reference);
+        Ok(None)
+    }
 
     /// Tells `target` that `instance` (handed off with `reference`, if it was) is cancelled:
     /// answers what the target said, or `None` when its kind has no way to be told.

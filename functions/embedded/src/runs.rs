@@ -220,3 +220,34 @@ pub(crate) fn overdue(
     })?
     .collect()
 }
+
+/// The unfinished Step Functions runs last changed before `quiet_since` (and after `after`),
+/// oldest change first, read by `starts_polled`.
+pub(crate) fn quiet(
+    conn: &Connection,
+    quiet_since: DateTime<Utc>,
+    after: Option<DateTime<Utc>>,
+    limit: usize,
+) -> rusqlite::Result<Vec<(String, String, DateTime<Utc>)>> {
+    conn.prepare_cached(
+        "SELECT tenant, request_id, updated_at FROM starts \
+         WHERE status = 'DISPATCHED' AND dispatch LIKE '{\"target\":\"stepfunctions\"%' \
+         AND (run IS NULL OR run LIKE '{\"status\":\"RUNNING\"%') \
+         AND updated_at < ?1 AND updated_at > ?2 ORDER BY updated_at LIMIT ?3",
+    )?
+    .query_map(
+        params![
+            micros(quiet_since),
+            after.map_or(i64::MIN, micros),
+            limit as i64
+        ],
+        |row| {
+            Ok((
+                row.get(0)?,
+                crate::compact::id_at(row, 1)?,
+                crate::codec::at(row, 2)?,
+            ))
+        },
+    )?
+    .collect()
+}

@@ -284,7 +284,8 @@ CREATE INDEX starts_by_instance ON starts (instance_id) WHERE created_at IS NOT 
 /// Version 14: runs. A start's run (`run`, JSON, once reported), a workflow's run settings
 /// (`runs`, JSON), the slots unfinished instances hold under their workflow's concurrency
 /// limit with their run's deadline (`run_slots`), and the starts waiting for one
-/// (`run_waits`). Only starts of a workflow with a limit or a time-out write the last two.
+/// (`run_waits`). Only starts of a workflow with a limit or a time-out write the last two;
+/// only unfinished Step Functions runs are in `starts_polled`.
 const V14: &str = r#"
 ALTER TABLE starts ADD COLUMN run TEXT;
 ALTER TABLE workflows ADD COLUMN runs TEXT;
@@ -303,6 +304,11 @@ CREATE TABLE run_waits (
     rank   INTEGER NOT NULL
 );
 CREATE INDEX run_waits_by_group ON run_waits (tenant, grp, rank, seq);
+-- The runs the reconciler asks their target about (Step Functions executions, handed off
+-- and not yet final), by their last change: only those rows are in it.
+CREATE INDEX starts_polled ON starts (updated_at)
+    WHERE status = 'DISPATCHED' AND dispatch LIKE '{"target":"stepfunctions"%'
+    AND (run IS NULL OR run LIKE '{"status":"RUNNING"%');
 "#;
 
 /// Brings a database to [`SCHEMA_VERSION`], refusing one written by a newer build. The

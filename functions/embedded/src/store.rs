@@ -458,6 +458,18 @@ impl Store for Embedded {
     /// A finished start with an instance keeps it: only its request goes (its history,
     /// key and hand-off), and its key may be used again. One without an instance (an
     /// archived dead letter) goes whole.
+    async fn quiet_runs(
+        &self,
+        quiet_since: DateTime<Utc>,
+        after: Option<DateTime<Utc>>,
+        limit: usize,
+    ) -> Result<Vec<(String, String, DateTime<Utc>)>, BackendError> {
+        self.db
+            .read(move |conn| crate::runs::quiet(conn, quiet_since, after, limit))
+            .await
+            .map_err(|e| e.into_backend("store.quiet_runs"))
+    }
+
     async fn overdue_runs(
         &self,
         now: DateTime<Utc>,

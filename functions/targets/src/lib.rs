@@ -160,6 +160,25 @@ impl Dispatcher for Targets {
         }
     }
 
+    async fn status(
+        &self,
+        target: &Value,
+        _instance: &Instance,
+        reference: &str,
+    ) -> Result<Option<flowgate_core::runs::Report>, DispatchError> {
+        let target = self
+            .checker
+            .parse(target)
+            .map_err(|why| DispatchError::permanent(format!("the workflow's target {why}")))?;
+        match target {
+            Target::Stepfunctions(_) => Ok(Some(
+                stepfunctions::describe(&self.aws().await.sfn, reference).await?,
+            )),
+            // A webhook reports through its callback; an event cannot be asked about.
+            Target::Webhook(_) | Target::Eventbridge(_) => Ok(None),
+        }
+    }
+
     async fn cancel(
         &self,
         target: &Value,

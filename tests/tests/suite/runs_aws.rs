@@ -223,3 +223,68 @@ async fn a_limit_queues_in_priority_order_on_the_cloud_host() {
     let app = App::over(subject.store.clone(), subject.queue.clone(), Box::new(()));
     crate::runs::a_limit_queues_in_priority_order(crate::runs::runs_on(app).await).await;
 }
+
+/// The embedded host learns where a Step Functions run is by asking: its reconciler polls
+/// `DescribeExecution` for quiet unfinished runs (a bounded batch each sweep).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a moto server: run infra/test.sh"]
+async fn the_embedded_reconciler_asks_step_functions_where_a_quiet_run_is() {
+    let app = App::new();
+    let config = flowgate_aws::sdk_config().await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let machine = sfn
+        .create_state_machine()
+        .name(format!("fg-{}", uuid::Uuid::now_v7().simple()))
+        .definition(json!({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}).to_string())
+        .role_arn(ROLE)
+        .send()
+        .await
+        .expect("a state machine")
+        .state_machine_arn;
+    let body = json!({"name": "machine", "params_schema": {"type": "object"},
+        "target": {"type": "stepfunctions", "state_machine_arn": machine}});
+    let put = app
+        .call("PUT", "/v1/workflows/machine", &[], Some(&body.to_string()))
+        .await;
+    assert_eq!(put.status.as_u16(), 201, "{}", put.body);
+    let _consumer = app.start_consumer();
+    let started = app
+        .call("POST", "/v1/workflows/machine/instances", &[], Some("{}"))
+        .await;
+    let request_id = started.body["request_id"].as_str().expect("id").to_owned();
+    let instance_id = started.body["instance_id"].as_str().expect("id").to_owned();
+    let done = app
+        .until_status("default", &request_id, RequestStatus::Dispatched)
+        .await;
+    let arn = done
+        .dispatch
+        .and_then(|d| d.reference)
+        .expect("an execution");
+    let reconciler = flowgate_core::usecases::Reconciler::new(
+        app.store.clone(),
+        app.queue.clone(),
+        Duration::ZERO,
+    )
+    .with_dispatcher(app.dispatcher.clone());
+    let uri = format!("/v1/instances/{instance_id}");
+    let status = || async { app.call("GET", &uri, &[], None).await.body };
+    // Running, as the service says.
+    let swept = reconciler.sweep().await.expect("a sweep");
+    assert_eq!(swept.polled, 1, "{swept:?}");
+    let shown = status().await;
+    assert_eq!(shown["status"], "RUNNING", "{shown}");
+    // Stopped outside Flowgate (its event missed): the next sweep finds it ended.
+    sfn.stop_execution()
+        .execution_arn(&arn)
+        .send()
+        .await
+        .expect("stop");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    reconciler.sweep().await.expect("a sweep");
+    let shown = status().await;
+    assert_eq!(shown["status"], "CANCELLED", "{shown}");
+    assert_eq!(shown["run"]["detail"].is_null(), false, "{shown}");
+    // An ended run is asked about no more.
+    let swept = reconciler.sweep().await.expect("a sweep");
+    assert_eq!(swept.polled, 0, "{swept:?}");
+}

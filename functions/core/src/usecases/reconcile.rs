@@ -36,7 +36,13 @@ pub struct SweepReport {
     pub expired: usize,
     /// Runs that went past their workflow's `run_timeout`, now `TIMED_OUT`.
     pub timed_out: usize,
+    /// Quiet runs whose target was asked where they are (Step Functions executions).
+    pub polled: usize,
 }
+
+/// The most quiet runs one sweep asks their targets about: the rate at which the reconciler
+/// calls a target's API is bounded by it (20 per sweep: 2 a second at the default interval).
+pub const POLL_BATCH: usize = 20;
 
 /// Re-drives requests whose message went missing (say, a crash between record and send).
 pub struct Reconciler {
@@ -46,6 +52,10 @@ pub struct Reconciler {
     batch: usize,
     metrics: Option<Arc<dyn Metrics>>,
     retention: Option<Duration>,
+    dispatcher: Option<Arc<dyn crate::ports::Dispatcher>>,
+    /// Where the last poll stopped: the next one goes on after it, so every quiet run is
+    /// asked in turn.
+    poll_after: std::sync::Mutex<Option<chrono::DateTime<Utc>>>,
 }
 
 impl Reconciler {
@@ -58,7 +68,16 @@ impl Reconciler {
             batch: 500,
             metrics: None,
             retention: None,
+            dispatcher: None,
+            poll_after: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Also asks the targets of quiet unfinished runs where they are (a Step Functions
+    /// execution whose status change was not reported), [`POLL_BATCH`] a sweep at most.
+    pub fn with_dispatcher(mut self, dispatcher: Arc<dyn crate::ports::Dispatcher>) -> Self {
+        self.dispatcher = Some(dispatcher);
+        self
     }
 
     /// Also removes, each sweep, finished requests last changed more than `retention` ago
@@ -81,6 +100,7 @@ impl Reconciler {
             ("failed", report.failed as u64),
             ("expired", report.expired as u64),
             ("timed_out", report.timed_out as u64),
+            ("polled", report.polled as u64),
         ];
         let metrics = self.metrics.as_deref();
         crate::metrics::record_outcomes(metrics, Metric::ReconcilerFound, &counts);
@@ -119,8 +139,89 @@ impl Reconciler {
         }
         report.expired = self.expire().await;
         report.timed_out = self.time_out().await;
+        report.polled = self.poll(cutoff).await;
         self.report(&report);
         Ok(report)
+    }
+
+    /// Asks the targets of up to [`POLL_BATCH`] runs quiet since `quiet_since` where they are,
+    /// and records what they say; answers how many were asked.
+    async fn poll(&self, quiet_since: chrono::DateTime<Utc>) -> usize {
+        let Some(dispatcher) = &self.dispatcher else {
+            return 0;
+        };
+        let after = *self
+            .poll_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let quiet = match self.store.quiet_runs(quiet_since, after, POLL_BATCH).await {
+            Ok(quiet) => quiet,
+            Err(e) => {
+                warn!(error = %e.chain(), "could not list the quiet runs");
+                return 0;
+            }
+        };
+        *self
+            .poll_after
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = if quiet.len() < POLL_BATCH {
+            None
+        } else {
+            quiet.last().map(|q| q.2)
+        };
+        let ports = super::runs::RunPorts {
+            store: self.store.as_ref(),
+            queue: self.queue.as_ref(),
+            metrics: self.metrics.as_deref(),
+        };
+        let mut asked = 0;
+        for (tenant, request_id, _) in quiet {
+            match self
+                .ask(dispatcher.as_ref(), &ports, &tenant, &request_id)
+                .await
+            {
+                Ok(()) => asked += 1,
+                Err(e) => {
+                    warn!(%request_id, error = %e, "could not ask a run's target where it is")
+                }
+            }
+        }
+        asked
+    }
+
+    /// Asks one run's target where it is, and records the answer.
+    async fn ask(
+        &self,
+        dispatcher: &dyn crate::ports::Dispatcher,
+        ports: &super::runs::RunPorts<'_>,
+        tenant: &str,
+        request_id: &str,
+    ) -> Result<(), crate::Error> {
+        let Some(record) = self.store.get_request(tenant, request_id).await? else {
+            return Ok(());
+        };
+        let Some(reference) = record.dispatch.as_ref().and_then(|d| d.reference.clone()) else {
+            return Ok(());
+        };
+        let Some(instance) = self.store.get_instance(tenant, &record.instance_id).await? else {
+            return Ok(());
+        };
+        let Some(target) = self
+            .store
+            .get_workflow(tenant, &record.spec.workflow)
+            .await?
+            .and_then(|w| w.target)
+        else {
+            return Ok(());
+        };
+        let answer = dispatcher
+            .status(&target, &instance, &reference)
+            .await
+            .map_err(|e| crate::Error::Conflict(e.reason))?;
+        if let Some(report) = answer {
+            ports.report(instance, report).await?;
+        }
+        Ok(())
     }
 
     /// Ends the runs past their time-out, one batch a sweep; a failure waits for the next.

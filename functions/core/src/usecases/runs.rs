@@ -10,7 +10,6 @@ use crate::metrics::{Labels, Metric};
 use crate::model::{Instance, RequestRecord};
 use crate::ports::{Store, UpdateOutcome};
 use crate::runs::{self, Report, Run, RunStatus, Verdict};
-use crate::validation::identifier;
 
 /// How often a report is judged again when another one changed the run meanwhile.
 const RACES: usize = 5;
@@ -27,47 +26,12 @@ impl Flowgate {
         report: Report,
     ) -> Result<Instance, Error> {
         let instance = self.get_instance(tenant, instance_id).await?;
-        for _ in 0..RACES {
-            let record = self.request_of(&instance).await?;
-            let now = Utc::now();
-            let update = match runs::judge(record.run.as_ref(), &report, now) {
-                Verdict::Apply(run) => runs::run_update(record.run.as_ref(), run, now, &report.by),
-                Verdict::Repeat => return Ok(instance.with_run(record.run)),
-                Verdict::Conflict(recorded) => {
-                    return Err(Error::Conflict(format!(
-                        "instance {instance_id} already ended {}; {} is refused",
-                        recorded.as_str(),
-                        report.status.as_str()
-                    )));
-                }
-                Verdict::OutOfOrder(recorded) => runs::out_of_order_update(recorded, &report, now),
-            };
-            match self
-                .store
-                .update_request(tenant, &record.request_id, &update)
-                .await?
-            {
-                UpdateOutcome::Applied => {
-                    self.measure_run(&record, update.set_run.as_ref());
-                    if update.set_run.as_ref().is_some_and(Run::is_final) {
-                        release_after(
-                            self.store.as_ref(),
-                            self.queue.as_ref(),
-                            &record.tenant,
-                            &record.spec,
-                        )
-                        .await;
-                    }
-                    let run = update.set_run.clone().or(record.run);
-                    return Ok(instance.with_run(run));
-                }
-                UpdateOutcome::Skipped(_) => continue,
-                UpdateOutcome::NotFound => break,
-            }
-        }
-        Err(Error::Conflict(format!(
-            "instance {instance_id}'s run kept changing while this report was recorded; retry"
-        )))
+        let ports = RunPorts {
+            store: self.store.as_ref(),
+            queue: self.queue.as_ref(),
+            metrics: self.metrics.as_deref(),
+        };
+        ports.report(instance, report).await
     }
 
     /// Records a report a target sent on its own (a status-change event), if it is about the
@@ -179,7 +143,6 @@ impl Flowgate {
 
     /// The request an instance was made from.
     async fn request_of(&self, instance: &Instance) -> Result<RequestRecord, Error> {
-        identifier("instance_id", &instance.instance_id)?;
         self.store
             .get_request(&instance.tenant, &instance.request_id)
             .await?
@@ -196,6 +159,73 @@ impl Flowgate {
         if let Some(run) = run {
             measure_run(self.metrics.as_deref(), record, run);
         }
+    }
+}
+
+/// The ports a report is recorded with (the API's use cases, or the reconciler's).
+pub(crate) struct RunPorts<'a> {
+    pub(crate) store: &'a dyn Store,
+    pub(crate) queue: &'a dyn crate::ports::Queue,
+    pub(crate) metrics: Option<&'a dyn crate::metrics::Metrics>,
+}
+
+impl RunPorts<'_> {
+    /// Records `report` on `instance`: it moves the run on, repeats it (a no-op), comes out
+    /// of order (recorded, nothing changes), or conflicts with a different final status
+    /// (409). A final status gives the slot back, and the next start waiting for it goes.
+    pub(crate) async fn report(
+        &self,
+        instance: Instance,
+        report: Report,
+    ) -> Result<Instance, Error> {
+        let instance_id = instance.instance_id.clone();
+        for _ in 0..RACES {
+            let record = self
+                .store
+                .get_request(&instance.tenant, &instance.request_id)
+                .await?
+                .ok_or_else(|| {
+                    Error::Conflict(format!(
+                        "instance {instance_id}'s request is past retention; its run can no \
+                         longer change"
+                    ))
+                })?;
+            let now = Utc::now();
+            let update = match runs::judge(record.run.as_ref(), &report, now) {
+                Verdict::Apply(run) => runs::run_update(record.run.as_ref(), run, now, &report.by),
+                Verdict::Repeat => return Ok(instance.with_run(record.run)),
+                Verdict::Conflict(recorded) => {
+                    return Err(Error::Conflict(format!(
+                        "instance {instance_id} already ended {}; {} is refused",
+                        recorded.as_str(),
+                        report.status.as_str()
+                    )));
+                }
+                Verdict::OutOfOrder(recorded) => runs::out_of_order_update(recorded, &report, now),
+            };
+            match self
+                .store
+                .update_request(&record.tenant, &record.request_id, &update)
+                .await?
+            {
+                UpdateOutcome::Applied => {
+                    if let Some(run) = &update.set_run {
+                        measure_run(self.metrics, &record, run);
+                        if run.is_final() {
+                            release_after(self.store, self.queue, &record.tenant, &record.spec)
+                                .await;
+                        }
+                    }
+                    let run = update.set_run.clone().or(record.run);
+                    return Ok(instance.with_run(run));
+                }
+                UpdateOutcome::Skipped(_) => continue,
+                UpdateOutcome::NotFound => break,
+            }
+        }
+        Err(Error::Conflict(format!(
+            "instance {instance_id}'s run kept changing while this report was recorded; retry"
+        )))
     }
 }
 
