@@ -39,7 +39,7 @@ pub struct Workflow {
     pub target: Option<Value>,
     /// Its runs' time-out and concurrency policy.
     #[serde(flatten, default)]
-    pub runs: crate::runs::RunSettings,
+    pub runs: RunSettings,
     /// When the workflow was first registered.
     pub created_at: DateTime<Utc>,
     /// When the workflow was last changed.
@@ -350,7 +350,7 @@ pub struct StartSpec {
     /// What it carries of its workflow's run settings (its concurrency slot, its run's
     /// time-out), fixed when it was accepted; not part of its fingerprint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub policy: Option<crate::runs::RunPolicy>,
+    pub policy: Option<RunPolicy>,
 }
 
 /// The durable record of a start request, the source of truth for its outcome.
@@ -388,7 +388,7 @@ pub struct RequestRecord {
     pub dispatch: Option<Dispatch>,
     /// The run of its instance, once its target reported on it (or Flowgate ended it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<crate::runs::Run>,
+    pub run: Option<Run>,
 }
 
 impl RequestRecord {
@@ -486,8 +486,8 @@ impl InstanceStatus {
     }
 
     /// The status of a run that got this far.
-    pub fn of_run(run: crate::runs::RunStatus) -> Self {
-        use crate::runs::RunStatus as R;
+    pub fn of_run(run: RunStatus) -> Self {
+        use RunStatus as R;
         match run {
             R::Running => Self::Running,
             R::Succeeded => Self::Succeeded,
@@ -540,7 +540,7 @@ pub struct Instance {
     pub options: BTreeMap<String, String>,
     /// Its run, once its target reported on it (or Flowgate ended it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run: Option<crate::runs::Run>,
+    pub run: Option<Run>,
     /// How long its run took, in milliseconds: from its creation to its final status (or
     /// until now, while unfinished and handed off).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -606,7 +606,7 @@ impl Instance {
     }
 
     /// The instance with its run: its status and duration follow it.
-    pub fn with_run(mut self, run: Option<crate::runs::Run>) -> Self {
+    pub fn with_run(mut self, run: Option<Run>) -> Self {
         if let Some(r) = &run {
             self.status = InstanceStatus::of_run(r.status);
         }
@@ -642,5 +642,207 @@ impl InstanceCursor {
             created_at: instance.created_at,
             instance_id: instance.instance_id.clone(),
         }
+    }
+}
+
+/// Where a run is, once its target has said anything (or Flowgate ended it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum RunStatus {
+    /// The target says it is running.
+    Running,
+    /// Final: the target says it succeeded.
+    Succeeded,
+    /// Final: the target says it failed.
+    Failed,
+    /// Final: no final status came within the workflow's `run_timeout`.
+    TimedOut,
+    /// Final: an operator cancelled it.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Every status, in a fixed order.
+    pub const ALL: [RunStatus; 5] = [
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::TimedOut,
+        Self::Cancelled,
+    ];
+
+    /// The wire and storage spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+            Self::TimedOut => "TIMED_OUT",
+            Self::Cancelled => "CANCELLED",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// Whether nothing changes it any more.
+    pub fn is_final(self) -> bool {
+        self != Self::Running
+    }
+
+    /// The history event that records it.
+    pub fn event(self) -> EventKind {
+        match self {
+            Self::Running => EventKind::Running,
+            Self::Succeeded => EventKind::Succeeded,
+            Self::Failed => EventKind::Failed,
+            Self::TimedOut => EventKind::TimedOut,
+            Self::Cancelled => EventKind::Cancelled,
+        }
+    }
+}
+
+/// The run of an instance as Flowgate knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Where it is.
+    pub status: RunStatus,
+    /// When it was first reported running (or, reported final at once, when that came).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it reached its final status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The last detail reported with a status that changed it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// The output reported with its final status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+}
+
+impl Run {
+    /// Whether it reached a final status.
+    pub fn is_final(&self) -> bool {
+        self.status.is_final()
+    }
+}
+
+/// What a start does when its key's limit is reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimit {
+    /// It waits (`WAITING`), released in priority order, then oldest first.
+    Queue,
+    /// It is `SKIPPED`, with the reason; no instance is made.
+    Skip,
+    /// Only the newest waiting start is kept; the ones it replaces are `SKIPPED`.
+    QueueLatest,
+}
+
+/// A workflow's concurrency limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// The most unfinished instances per key.
+    pub limit: u32,
+    /// A JSON pointer into the params whose value is the key; absent: one key for the
+    /// whole workflow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// What a start does at the limit.
+    pub on_limit: OnLimit,
+}
+
+/// DolphinScheduler's `executionType`, each one a concurrency policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ExecutionType {
+    /// No limit.
+    Parallel,
+    /// One at a time; the others wait.
+    SerialWait,
+    /// One at a time; the others are skipped.
+    SerialDiscard,
+    /// One at a time; the others wait, released by priority.
+    SerialPriority,
+}
+
+impl ExecutionType {
+    /// The policy it stands for.
+    pub fn concurrency(self) -> Option<Concurrency> {
+        let serial = |on_limit| {
+            Some(Concurrency {
+                limit: 1,
+                key: None,
+                on_limit,
+            })
+        };
+        match self {
+            Self::Parallel => None,
+            // A queue is released by priority, then oldest first: with equal priorities
+            // (DolphinScheduler's serial wait), that is arrival order.
+            Self::SerialWait | Self::SerialPriority => serial(OnLimit::Queue),
+            Self::SerialDiscard => serial(OnLimit::Skip),
+        }
+    }
+}
+
+/// A workflow's run settings, as its body gives them and as it is stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// Seconds an instance may go without a final status before it is `TIMED_OUT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_timeout: Option<u64>,
+    /// The concurrency limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<Concurrency>,
+    /// The DolphinScheduler spelling of a policy, instead of `concurrency`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_type: Option<ExecutionType>,
+}
+
+impl RunSettings {
+    /// Whether it sets nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The concurrency policy in force: `concurrency`, or what `execution_type` stands for.
+    pub fn policy(&self) -> Option<Concurrency> {
+        self.concurrency
+            .clone()
+            .or_else(|| self.execution_type.and_then(ExecutionType::concurrency))
+    }
+}
+
+/// What a start carries of its workflow's run settings, fixed when it is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunPolicy {
+    /// Its concurrency slot, when the workflow limits them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<Slot>,
+    /// Seconds its run may take.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<u64>,
+}
+
+/// A start's place under its workflow's limit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    /// The key's value (`""`: the whole workflow).
+    pub key: String,
+    /// The most unfinished instances for the key.
+    pub limit: u32,
+    /// What it does at the limit.
+    pub on_limit: OnLimit,
+}
+
+impl Slot {
+    /// The name of its slot group, unique per tenant: the workflow and the key.
+    pub fn group(&self, workflow: &str) -> String {
+        format!("{workflow}\u{1f}{}", self.key)
     }
 }

@@ -31,9 +31,9 @@ pub struct RequestUpdate {
     /// then, before the event, unless the history already says the request was sent.
     pub sent_at: Option<DateTime<Utc>>,
     /// Apply only when the run is currently this (`Some(None)`: no run reported yet).
-    pub only_if_run: Option<Option<crate::runs::RunStatus>>,
+    pub only_if_run: Option<Option<crate::model::RunStatus>>,
     /// Sets the run.
-    pub set_run: Option<crate::runs::Run>,
+    pub set_run: Option<crate::model::Run>,
 }
 
 impl RequestUpdate {
@@ -54,7 +54,7 @@ impl RequestUpdate {
     }
 
     /// The same update, setting the run.
-    pub fn with_run(mut self, run: crate::runs::Run) -> Self {
+    pub fn with_run(mut self, run: crate::model::Run) -> Self {
         self.set_run = Some(run);
         self
     }

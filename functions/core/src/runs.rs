@@ -3,97 +3,15 @@
 //! rules are pure functions here; each backend stores what they decide.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{Error, InvalidParam};
+pub use crate::model::{
+    Concurrency, ExecutionType, OnLimit, Run, RunPolicy, RunSettings, RunStatus, Slot,
+};
 use crate::model::{EventKind, HistoryEvent, Priority, RequestStatus};
 use crate::record::RequestUpdate;
-
-/// Where a run is, once its target has said anything (or Flowgate ended it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum RunStatus {
-    /// The target says it is running.
-    Running,
-    /// Final: the target says it succeeded.
-    Succeeded,
-    /// Final: the target says it failed.
-    Failed,
-    /// Final: no final status came within the workflow's `run_timeout`.
-    TimedOut,
-    /// Final: an operator cancelled it.
-    Cancelled,
-}
-
-impl RunStatus {
-    /// Every status, in a fixed order.
-    pub const ALL: [RunStatus; 5] = [
-        Self::Running,
-        Self::Succeeded,
-        Self::Failed,
-        Self::TimedOut,
-        Self::Cancelled,
-    ];
-
-    /// The wire and storage spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Running => "RUNNING",
-            Self::Succeeded => "SUCCEEDED",
-            Self::Failed => "FAILED",
-            Self::TimedOut => "TIMED_OUT",
-            Self::Cancelled => "CANCELLED",
-        }
-    }
-
-    /// Parses the wire spelling.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|s| s.as_str() == text)
-    }
-
-    /// Whether nothing changes it any more.
-    pub fn is_final(self) -> bool {
-        self != Self::Running
-    }
-
-    /// The history event that records it.
-    pub fn event(self) -> EventKind {
-        match self {
-            Self::Running => EventKind::Running,
-            Self::Succeeded => EventKind::Succeeded,
-            Self::Failed => EventKind::Failed,
-            Self::TimedOut => EventKind::TimedOut,
-            Self::Cancelled => EventKind::Cancelled,
-        }
-    }
-}
-
-/// The run of an instance as Flowgate knows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Run {
-    /// Where it is.
-    pub status: RunStatus,
-    /// When it was first reported running (or, reported final at once, when that came).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub started_at: Option<DateTime<Utc>>,
-    /// When it reached its final status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub finished_at: Option<DateTime<Utc>>,
-    /// The last detail reported with a status that changed it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub detail: Option<String>,
-    /// The output reported with its final status.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub output: Option<Value>,
-}
-
-impl Run {
-    /// Whether it reached a final status.
-    pub fn is_final(&self) -> bool {
-        self.status.is_final()
-    }
-}
 
 /// The longest `detail` a report may carry, in bytes.
 pub const MAX_REPORT_DETAIL: usize = 2048;
@@ -272,32 +190,6 @@ pub fn ended(current: Option<&Run>, status: RunStatus, detail: String, at: DateT
     }
 }
 
-/// What a start does when its key's limit is reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OnLimit {
-    /// It waits (`WAITING`), released in priority order, then oldest first.
-    Queue,
-    /// It is `SKIPPED`, with the reason; no instance is made.
-    Skip,
-    /// Only the newest waiting start is kept; the ones it replaces are `SKIPPED`.
-    QueueLatest,
-}
-
-/// A workflow's concurrency limit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Concurrency {
-    /// The most unfinished instances per key.
-    pub limit: u32,
-    /// A JSON pointer into the params whose value is the key; absent: one key for the
-    /// whole workflow.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
-    /// What a start does at the limit.
-    pub on_limit: OnLimit,
-}
-
 /// The highest concurrency limit a workflow may set.
 pub const MAX_LIMIT: u32 = 10_000;
 /// The longest `run_timeout`, in seconds (30 days).
@@ -305,123 +197,61 @@ pub const MAX_RUN_TIMEOUT: u64 = 30 * 24 * 3600;
 /// The longest key value kept, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
 
-/// DolphinScheduler's `executionType`, each one a concurrency policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ExecutionType {
-    /// No limit.
-    Parallel,
-    /// One at a time; the others wait.
-    SerialWait,
-    /// One at a time; the others are skipped.
-    SerialDiscard,
-    /// One at a time; the others wait, released by priority.
-    SerialPriority,
-}
-
-impl ExecutionType {
-    /// The policy it stands for.
-    pub fn concurrency(self) -> Option<Concurrency> {
-        let serial = |on_limit| {
-            Some(Concurrency {
-                limit: 1,
-                key: None,
-                on_limit,
-            })
-        };
-        match self {
-            Self::Parallel => None,
-            // A queue is released by priority, then oldest first: with equal priorities
-            // (DolphinScheduler's serial wait), that is arrival order.
-            Self::SerialWait | Self::SerialPriority => serial(OnLimit::Queue),
-            Self::SerialDiscard => serial(OnLimit::Skip),
+/// Checks a workflow's run settings, naming the field at fault.
+pub fn validate(settings: &RunSettings) -> Result<(), Error> {
+    if let Some(t) = settings.run_timeout
+        && !(1..=MAX_RUN_TIMEOUT).contains(&t)
+    {
+        return Err(Error::invalid(
+            "/run_timeout",
+            format!("must be 1 to {MAX_RUN_TIMEOUT} seconds"),
+        ));
+    }
+    if settings.concurrency.is_some() && settings.execution_type.is_some() {
+        return Err(Error::invalid(
+            "/execution_type",
+            "give concurrency or execution_type, not both",
+        ));
+    }
+    if let Some(c) = &settings.concurrency {
+        if !(1..=MAX_LIMIT).contains(&c.limit) {
+            return Err(Error::invalid(
+                "/concurrency/limit",
+                format!("must be 1 to {MAX_LIMIT}"),
+            ));
         }
-    }
-}
-
-/// A workflow's run settings, as its body gives them and as it is stored.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunSettings {
-    /// Seconds an instance may go without a final status before it is `TIMED_OUT`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub run_timeout: Option<u64>,
-    /// The concurrency limit.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub concurrency: Option<Concurrency>,
-    /// The DolphinScheduler spelling of a policy, instead of `concurrency`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub execution_type: Option<ExecutionType>,
-}
-
-impl RunSettings {
-    /// Whether it sets nothing.
-    pub fn is_empty(&self) -> bool {
-        *self == Self::default()
-    }
-
-    /// Checks the settings, naming the field at fault.
-    pub fn validate(&self) -> Result<(), Error> {
-        if let Some(t) = self.run_timeout
-            && !(1..=MAX_RUN_TIMEOUT).contains(&t)
+        if let Some(key) = &c.key
+            && (!key.starts_with('/') || key.len() > 200)
         {
             return Err(Error::invalid(
-                "/run_timeout",
-                format!("must be 1 to {MAX_RUN_TIMEOUT} seconds"),
+                "/concurrency/key",
+                "must be a JSON pointer into the params (\"/customer\"), at most 200 bytes",
             ));
         }
-        if self.concurrency.is_some() && self.execution_type.is_some() {
-            return Err(Error::invalid(
-                "/execution_type",
-                "give concurrency or execution_type, not both",
-            ));
-        }
-        if let Some(c) = &self.concurrency {
-            if !(1..=MAX_LIMIT).contains(&c.limit) {
-                return Err(Error::invalid(
-                    "/concurrency/limit",
-                    format!("must be 1 to {MAX_LIMIT}"),
-                ));
-            }
-            if let Some(key) = &c.key
-                && (!key.starts_with('/') || key.len() > 200)
-            {
-                return Err(Error::invalid(
-                    "/concurrency/key",
-                    "must be a JSON pointer into the params (\"/customer\"), at most 200 bytes",
-                ));
-            }
-        }
-        Ok(())
     }
+    Ok(())
+}
 
-    /// The concurrency policy in force: `concurrency`, or what `execution_type` stands for.
-    pub fn policy(&self) -> Option<Concurrency> {
-        self.concurrency
-            .clone()
-            .or_else(|| self.execution_type.and_then(ExecutionType::concurrency))
-    }
-
-    /// What a start of these params carries: its slot's key and the time-out, or `None`
-    /// when the workflow sets neither. Params without the key's value are refused.
-    pub fn for_start(
-        &self,
-        params: &serde_json::Map<String, Value>,
-    ) -> Result<Option<RunPolicy>, Error> {
-        let slot = match self.policy() {
-            None => None,
-            Some(c) => Some(Slot {
-                key: key_of(c.key.as_deref(), params)?,
-                limit: c.limit,
-                on_limit: c.on_limit,
-            }),
-        };
-        Ok(
-            (slot.is_some() || self.run_timeout.is_some()).then_some(RunPolicy {
-                slot,
-                timeout: self.run_timeout,
-            }),
-        )
-    }
+/// What a start of these params carries: its slot's key and the time-out, or `None`
+/// when the workflow sets neither. Params without the key's value are refused.
+pub fn for_start(
+    settings: &RunSettings,
+    params: &serde_json::Map<String, Value>,
+) -> Result<Option<RunPolicy>, Error> {
+    let slot = match settings.policy() {
+        None => None,
+        Some(c) => Some(Slot {
+            key: key_of(c.key.as_deref(), params)?,
+            limit: c.limit,
+            on_limit: c.on_limit,
+        }),
+    };
+    Ok(
+        (slot.is_some() || settings.run_timeout.is_some()).then_some(RunPolicy {
+            slot,
+            timeout: settings.run_timeout,
+        }),
+    )
 }
 
 /// The key a start's params give: the value at the pointer (a string as it is, anything
@@ -450,35 +280,6 @@ fn key_of(pointer: Option<&str>, params: &serde_json::Map<String, Value>) -> Res
         });
     }
     Ok(key)
-}
-
-/// What a start carries of its workflow's run settings, fixed when it is accepted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RunPolicy {
-    /// Its concurrency slot, when the workflow limits them.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub slot: Option<Slot>,
-    /// Seconds its run may take.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub timeout: Option<u64>,
-}
-
-/// A start's place under its workflow's limit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Slot {
-    /// The key's value (`""`: the whole workflow).
-    pub key: String,
-    /// The most unfinished instances for the key.
-    pub limit: u32,
-    /// What it does at the limit.
-    pub on_limit: OnLimit,
-}
-
-impl Slot {
-    /// The name of its slot group, unique per tenant: the workflow and the key.
-    pub fn group(&self, workflow: &str) -> String {
-        format!("{workflow}\u{1f}{}", self.key)
-    }
 }
 
 /// The place of a priority in the release order (0 first).
@@ -647,11 +448,10 @@ mod tests {
             ..RunSettings::default()
         };
         let params = serde_json::json!({"customer": {"id": 7}});
-        let policy = settings
-            .for_start(params.as_object().expect("an object"))
+        let policy = for_start(&settings, params.as_object().expect("an object"))
             .expect("a key")
             .expect("a policy");
         assert_eq!(policy.slot.expect("a slot").key, "7");
-        assert!(settings.for_start(&serde_json::Map::new()).is_err());
+        assert!(for_start(&settings, &serde_json::Map::new()).is_err());
     }
 }

@@ -410,10 +410,10 @@ pub struct WorkflowBody {
     pub run_timeout: Option<u64>,
     /// The most unfinished instances per key, and what a start does at the limit.
     #[serde(default, deserialize_with = "not_null")]
-    pub concurrency: Option<crate::runs::Concurrency>,
+    pub concurrency: Option<crate::model::Concurrency>,
     /// DolphinScheduler's `executionType`, instead of `concurrency`.
     #[serde(default, deserialize_with = "not_null")]
-    pub execution_type: Option<crate::runs::ExecutionType>,
+    pub execution_type: Option<crate::model::ExecutionType>,
 }
 
 fn default_online() -> bool {
@@ -422,8 +422,8 @@ fn default_online() -> bool {
 
 impl WorkflowBody {
     /// Its run settings.
-    pub fn run_settings(&self) -> crate::runs::RunSettings {
-        crate::runs::RunSettings {
+    pub fn run_settings(&self) -> crate::model::RunSettings {
+        crate::model::RunSettings {
             run_timeout: self.run_timeout,
             concurrency: self.concurrency.clone(),
             execution_type: self.execution_type,
@@ -447,7 +447,7 @@ impl WorkflowBody {
                 return Err(Error::invalid(pointer, "must be a positive integer"));
             }
         }
-        self.run_settings().validate()?;
+        crate::runs::validate(&self.run_settings())?;
         crate::schemas::compile(&self.params_schema).map_err(|reason| Error::Invalid {
             detail: "params_schema is not a valid JSON Schema".into(),
             errors: vec![InvalidParam::new("/params_schema", reason)],

@@ -9,6 +9,7 @@ mod dlq;
 mod handoff;
 mod probe;
 mod queue;
+mod row;
 mod runs;
 mod schedules;
 mod schema;

@@ -18,7 +18,7 @@ use flowgate_core::runs::{self, Gate, OnLimit, Slot};
 
 use crate::codec::{self, Loaded, START_COLS, micros};
 use crate::queue::now_us;
-use crate::store::write_back;
+use crate::row::write_back;
 
 fn slot_of(record: &RequestRecord) -> Option<(Slot, String)> {
     let slot = record.spec.policy.as_ref()?.slot.clone()?;

@@ -283,7 +283,7 @@ async fn the_embedded_reconciler_asks_step_functions_where_a_quiet_run_is() {
     reconciler.sweep().await.expect("a sweep");
     let shown = status().await;
     assert_eq!(shown["status"], "CANCELLED", "{shown}");
-    assert_eq!(shown["run"]["detail"].is_null(), false, "{shown}");
+    assert!(!shown["run"]["detail"].is_null(), "{shown}");
     // An ended run is asked about no more.
     let swept = reconciler.sweep().await.expect("a sweep");
     assert_eq!(swept.polled, 0, "{swept:?}");

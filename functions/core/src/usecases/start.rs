@@ -251,7 +251,7 @@ impl Flowgate {
         Span::current().record("request_id", request_id.as_str());
         match self.check_startable(&req.tenant, &spec).await {
             Ok(workflow) => {
-                spec.policy = workflow.runs.for_start(&spec.params)?;
+                spec.policy = crate::runs::for_start(&workflow.runs, &spec.params)?;
                 let write = new_record(req, request_id, spec, workflow.target_kind());
                 Span::current().record("instance_id", write.record.instance_id.as_str());
                 Ok(Prepared::Write(write))
