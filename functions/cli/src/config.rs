@@ -74,8 +74,8 @@ pub enum TokensCommand {
         /// The tenant the token acts for.
         #[arg(long)]
         tenant: String,
-        /// What it may do: start (start and read), dlq, admin, metrics (read `/metrics`);
-        /// comma-separated.
+        /// What it may do: start (start and read), dlq, admin, metrics (read `/metrics`),
+        /// report (report any instance's status); comma-separated.
         #[arg(long, value_delimiter = ',', default_value = "start")]
         scope: Vec<flowgate_core::auth::Scope>,
         /// Its own requests-per-second limit (instead of --rate-limit's per tenant).
