@@ -1221,4 +1221,26 @@ pub async fn run_slots_hold_wait_release_once_and_time_out(s: Subject) {
     let d_read = stored(&s, &t, &d.request_id).await;
     assert_eq!(d_read.status, RequestStatus::Skipped);
     assert!(d_read.last_error.is_some_and(|e| e.contains("1 of 1")));
+
+    // Retention removes a skipped start, and keeps one whose run still holds its slot.
+    if !s.caps.self_expiring {
+        let later = Utc::now() + Span::days(1);
+        s.store.expire_requests(later, 100).await.unwrap();
+        assert!(
+            s.store
+                .get_request(&t, &d.request_id)
+                .await
+                .unwrap()
+                .is_none(),
+            "a skipped start expires"
+        );
+        assert!(
+            s.store
+                .get_request(&t, &c.request_id)
+                .await
+                .unwrap()
+                .is_some(),
+            "a run holding its slot is kept"
+        );
+    }
 }

@@ -434,9 +434,12 @@ impl RequestItem {
             gsi5sk: created_at.map(|at| instance_order(at, &r.instance_id)),
             // A dead request waits for an operator, and one owed a hand-off for the
             // consumer, so only finished ones expire.
+            // A run holding a slot is not finished: its item stays until its run ends.
             ttl: (due.is_none()
-                && (r.status.has_instance() || r.status == RequestStatus::Archived))
-                .then(|| expiry(r.updated_at, retention_days)),
+                && (r.status.has_instance()
+                    || matches!(r.status, RequestStatus::Archived | RequestStatus::Skipped))
+                && (r.spec.policy.is_none() || r.run_over()))
+            .then(|| expiry(r.updated_at, retention_days)),
             gsi3pk: start
                 .is_none()
                 .then(|| accepted_in(&r.tenant, r.accepted_at, audit_shard(&r.request_id))),

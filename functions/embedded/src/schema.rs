@@ -306,6 +306,10 @@ CREATE TABLE run_waits (
 CREATE INDEX run_waits_by_group ON run_waits (tenant, grp, rank, seq);
 -- The runs the reconciler asks their target about (Step Functions executions, handed off
 -- and not yet final), by their last change: only those rows are in it.
+-- Retention also removes skipped starts (they have no instance).
+DROP INDEX starts_expiry;
+CREATE INDEX starts_expiry ON starts (updated_at)
+    WHERE pending_since IS NULL AND status IN ('CREATED', 'DISPATCHED', 'ARCHIVED', 'SKIPPED');
 CREATE INDEX starts_polled ON starts (updated_at)
     WHERE status = 'DISPATCHED' AND dispatch LIKE '{"target":"stepfunctions"%'
     AND (run IS NULL OR run LIKE '{"status":"RUNNING"%');

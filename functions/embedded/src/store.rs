@@ -20,11 +20,12 @@ use crate::queue::{LIVE, LIVE_KEY, us};
 use crate::row::write_back;
 
 /// The finished starts last changed before `?1`, at most `?2`, oldest first: the partial
-/// index `starts_expiry` serves the scan; the last term keeps a hand-off owed, whatever its
-/// `pending_since`.
+/// index `starts_expiry` serves the scan; the `CREATED` term keeps a hand-off owed, whatever
+/// its `pending_since`, and a start holding a run slot (its run unfinished) is kept.
 const EXPIRED_STARTS: &str = "SELECT seq FROM starts \
-     WHERE pending_since IS NULL AND status IN ('CREATED', 'DISPATCHED', 'ARCHIVED') \
+     WHERE pending_since IS NULL AND status IN ('CREATED', 'DISPATCHED', 'ARCHIVED', 'SKIPPED') \
      AND updated_at < ?1 AND (status <> 'CREATED' OR dispatch IS NULL) \
+     AND NOT EXISTS (SELECT 1 FROM run_slots WHERE run_slots.seq = starts.seq) \
      ORDER BY updated_at LIMIT ?2";
 
 use crate::codec::Loaded;
