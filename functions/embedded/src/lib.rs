@@ -82,7 +82,7 @@ pub enum OpenError {
 }
 
 /// What waits in the queues: a sample for the operator's gauges.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueDepths {
     /// Messages on the main queue (waiting or in flight), and starts whose own row is on it.
     pub queue: u64,
@@ -90,6 +90,9 @@ pub struct QueueDepths {
     pub dlq: u64,
     /// When the oldest message on the main queue was sent (or start accepted).
     pub oldest_sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// By workflow (of every tenant) under a concurrency limit or a time-out: its unfinished
+    /// runs holding a slot, and its starts waiting for one.
+    pub runs: std::collections::BTreeMap<String, (u64, u64)>,
 }
 
 /// The embedded backend; implements both [`flowgate_core::ports::Store`] and
@@ -190,6 +193,23 @@ impl Embedded {
                     (a, b) => a.or(b),
                 };
                 depths.oldest_sent_at = oldest.and_then(chrono::DateTime::from_timestamp_micros);
+                for (table, waiting) in [("run_slots", false), ("run_waits", true)] {
+                    let sql = format!(
+                        "SELECT substr(grp, 1, instr(grp, char(31)) - 1), count(*) FROM {table} \
+                         WHERE grp IS NOT NULL GROUP BY 1"
+                    );
+                    let mut statement = conn.prepare_cached(&sql)?;
+                    let mut rows = statement.query([])?;
+                    while let Some(row) = rows.next()? {
+                        let (workflow, count): (String, u64) = (row.get(0)?, row.get(1)?);
+                        let entry = depths.runs.entry(workflow).or_default();
+                        if waiting {
+                            entry.1 += count;
+                        } else {
+                            entry.0 += count;
+                        }
+                    }
+                }
                 Ok(depths)
             })
             .await

@@ -297,12 +297,22 @@ async fn a_target_reports_through_its_callback_and_the_rules_hold() {
 
 #[tokio::test]
 async fn a_limit_queues_in_priority_order_and_a_final_status_releases_the_next() {
-    a_limit_queues_in_priority_order(runs().await).await;
+    let r = runs().await;
+    a_limit_queues_in_priority_order(&r).await;
+    // The local server's gauges: runs holding a slot (two for acme, one for beta), and the
+    // one start still waiting.
+    let store = r
+        .app
+        .guard
+        .downcast_ref::<flowgate_tests::fixtures::TempEmbedded>()
+        .expect("an embedded app");
+    let depths = store.backend.depths().await.expect("depths");
+    assert_eq!(depths.runs.get("serial"), Some(&(3, 1)), "{depths:?}");
 }
 
 /// A limit of two per customer under `queue`: each key has its own slots, the others wait,
 /// and each final status releases the next by priority, then arrival.
-pub(crate) async fn a_limit_queues_in_priority_order(r: Runs) {
+pub(crate) async fn a_limit_queues_in_priority_order(r: &Runs) {
     r.workflow(
         "serial",
         json!({"concurrency": {"limit": 2, "key": "/customer", "on_limit": "queue"}}),

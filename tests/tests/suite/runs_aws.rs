@@ -221,7 +221,7 @@ async fn status_changes_and_callbacks_are_kept_on_the_cloud_host() {
 async fn a_limit_queues_in_priority_order_on_the_cloud_host() {
     let subject = flowgate_tests::aws::subject(Duration::from_secs(1), 5).await;
     let app = App::over(subject.store.clone(), subject.queue.clone(), Box::new(()));
-    crate::runs::a_limit_queues_in_priority_order(crate::runs::runs_on(app).await).await;
+    crate::runs::a_limit_queues_in_priority_order(&crate::runs::runs_on(app).await).await;
 }
 
 /// The embedded host learns where a Step Functions run is by asking: its reconciler polls

@@ -39,6 +39,8 @@ struct Gauges {
     queue: Gauge,
     dlq: Gauge,
     oldest_age: Gauge<f64, AtomicU64>,
+    running: Family<LabelSet, Gauge>,
+    waiting: Family<LabelSet, Gauge>,
 }
 
 /// The registry and its series.
@@ -87,7 +89,19 @@ impl Prometheus {
             queue: Gauge::default(),
             dlq: Gauge::default(),
             oldest_age: Gauge::default(),
+            running: Family::default(),
+            waiting: Family::default(),
         };
+        registry.register(
+            "running",
+            "Unfinished runs holding a slot, by workflow (workflows with a limit or a time-out)",
+            gauges.running.clone(),
+        );
+        registry.register(
+            "waiting",
+            "Starts waiting for a slot under their workflow's concurrency limit, by workflow",
+            gauges.waiting.clone(),
+        );
         registry.register(
             "queue_depth",
             "Messages on the queue, waiting or in flight",
@@ -142,6 +156,19 @@ impl Prometheus {
                 (chrono::Utc::now() - at).num_milliseconds().max(0) as f64 / 1000.0
             });
             self.gauges.oldest_age.set(age);
+            self.gauges.running.clear();
+            self.gauges.waiting.clear();
+            for (workflow, (running, waiting)) in &d.runs {
+                let set = vec![("workflow".to_owned(), self.bounded(Some(workflow)))];
+                self.gauges
+                    .running
+                    .get_or_create(&set)
+                    .inc_by(i64::try_from(*running).unwrap_or(i64::MAX));
+                self.gauges
+                    .waiting
+                    .get_or_create(&set)
+                    .inc_by(i64::try_from(*waiting).unwrap_or(i64::MAX));
+            }
         }
         let mut text = String::new();
         // Writing to a String cannot fail.
@@ -211,7 +238,16 @@ mod tests {
             queue: 3,
             dlq: 1,
             oldest_sent_at: None,
+            runs: [("w1".to_owned(), (2, 5))].into_iter().collect(),
         }));
+        assert!(
+            text.contains(r#"flowgate_running{workflow="w1"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"flowgate_waiting{workflow="w1"} 5"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"flowgate_accepted_total{workflow="etl",outcome="accepted"} 2"#),
             "{text}"

@@ -128,7 +128,7 @@ impl Creation {
 /// the same queue.
 pub struct Consumer {
     pub(super) store: Arc<dyn Store>,
-    queue: Arc<dyn Queue>,
+    pub(super) queue: Arc<dyn Queue>,
     pub(super) config: ConsumerConfig,
     fires: Option<Flowgate>,
     pub(super) dispatcher: Option<Arc<dyn Dispatcher>>,

@@ -283,13 +283,25 @@ impl Consumer {
             &err.reason,
         );
         // Its instance stays; a replay re-drives the hand-off only.
-        self.mark_dead(
-            &message.tenant,
-            &message.request_id,
-            delivery,
-            RequestStatus::Created,
-            reason,
-        )
-        .await
+        let disposition = self
+            .mark_dead(
+                &message.tenant,
+                &message.request_id,
+                delivery,
+                RequestStatus::Created,
+                reason,
+            )
+            .await;
+        // Nothing runs it now: its slot went back, and the next start waiting for it goes.
+        if matches!(disposition, Disposition::DeadLetter { .. }) {
+            super::runs::release_after(
+                self.store.as_ref(),
+                self.queue.as_ref(),
+                &message.tenant,
+                &message.spec,
+            )
+            .await;
+        }
+        disposition
     }
 }
