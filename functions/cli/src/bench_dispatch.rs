@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::routing::post;
 use serde_json::{Value, json};
 
-use super::bench::{
+use crate::bench_kit::{
     BenchArgs, Result, Shape, load, ms, num_cpus, paced_phase, percentile, register_with,
     report_phase, sample_stage_lag,
 };

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::bench::{Phase, ms, percentile};
+use crate::bench_kit::{Phase, ms, percentile};
 
 /// One second of one phase, as plotted.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -131,7 +131,7 @@ mod tests {
 
     fn phase(concurrency: usize, seconds: Vec<Vec<u64>>, backlog: Vec<u64>) -> Phase {
         Phase {
-            shape: crate::bench::Shape::Start,
+            shape: crate::bench_kit::Shape::Start,
             concurrency,
             answered: 0,
             accepted: Vec::new(),

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use super::bench::{num_cpus, percentile};
+use crate::bench_kit::{num_cpus, percentile};
 
 /// Errors cross tasks here, so they must be `Send`.
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -51,7 +51,7 @@ pub async fn run(
     url: &str,
     n: usize,
     wait: Duration,
-) -> super::bench::Result<ExitCode> {
+) -> crate::bench_kit::Result<ExitCode> {
     measure(client, url, n, wait)
         .await
         .map_err(|e| e.to_string().into())

@@ -8,6 +8,7 @@ mod backfill;
 mod bench;
 mod bench_disk;
 mod bench_dispatch;
+mod bench_kit;
 mod bench_plot;
 mod bench_schedules;
 mod client;
