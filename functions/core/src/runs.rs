@@ -260,8 +260,14 @@ fn key_of(pointer: Option<&str>, params: &serde_json::Map<String, Value>) -> Res
     let Some(pointer) = pointer else {
         return Ok(String::new());
     };
+    // `/params/customer` names the value as the start's body holds it; `/customer`, within
+    // the params themselves. (A param itself named `params`: `/params/params/...`.)
+    let within = match pointer.strip_prefix("/params") {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => pointer,
+    };
     let value = Value::Object(params.clone());
-    let found = value.pointer(pointer).ok_or_else(|| Error::ParamsInvalid {
+    let found = value.pointer(within).ok_or_else(|| Error::ParamsInvalid {
         errors: vec![InvalidParam::new(
             pointer,
             "the workflow's concurrency key needs this value",
@@ -449,6 +455,19 @@ mod tests {
         };
         let params = serde_json::json!({"customer": {"id": 7}});
         let policy = for_start(&settings, params.as_object().expect("an object"))
+            .expect("a key")
+            .expect("a policy");
+        assert_eq!(policy.slot.expect("a slot").key, "7");
+        // The start body's form of the same pointer names the same value.
+        let body_form = RunSettings {
+            concurrency: Some(Concurrency {
+                limit: 1,
+                key: Some("/params/customer/id".into()),
+                on_limit: OnLimit::Skip,
+            }),
+            ..RunSettings::default()
+        };
+        let policy = for_start(&body_form, params.as_object().expect("an object"))
             .expect("a key")
             .expect("a policy");
         assert_eq!(policy.slot.expect("a slot").key, "7");

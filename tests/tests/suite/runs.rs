@@ -315,7 +315,7 @@ async fn a_limit_queues_in_priority_order_and_a_final_status_releases_the_next()
 pub(crate) async fn a_limit_queues_in_priority_order(r: &Runs) {
     r.workflow(
         "serial",
-        json!({"concurrency": {"limit": 2, "key": "/customer", "on_limit": "queue"}}),
+        json!({"concurrency": {"limit": 2, "key": "/params/customer", "on_limit": "queue"}}),
     )
     .await;
     let mut acme = Vec::new();
