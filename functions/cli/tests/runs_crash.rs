@@ -108,15 +108,12 @@ fn serve(dir: &std::path::Path) -> Server {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_limit_holds_across_a_kill_9_and_every_start_ends_once() {
-    let dir = tempfile::tempdir().expect("a directory");
-    let client = flowgate_tests::client();
-    let mut server = serve(dir.path());
-    server.wait_healthy(&client).await;
+/// The receiver, listening, and workflow `serial` (a limit per customer, queued) handing
+/// off to it, registered on the server at `base`.
+async fn rig(client: &reqwest::Client, base: &str) -> Runner {
     let runner = Runner {
         seen: Arc::default(),
-        base: Arc::new(Mutex::new(server.base.clone())),
+        base: Arc::new(Mutex::new(base.to_owned())),
         client: client.clone(),
     };
     let app = axum::Router::new()
@@ -130,49 +127,51 @@ async fn a_limit_holds_across_a_kill_9_and_every_start_ends_once() {
         let _ = axum::serve(listener, app).await;
     });
     let put = client
-        .put(format!("{}/v1/workflows/serial", server.base))
+        .put(format!("{base}/v1/workflows/serial"))
         .json(
             &json!({"name": "serial", "params_schema": {"type": "object"},
             "target": {"type": "webhook", "url": hook},
-            "concurrency": {"limit": LIMIT, "key": "/customer", "on_limit": "queue"}}),
+            "concurrency": {"limit": LIMIT, "key": "/params/customer", "on_limit": "queue"}}),
         )
         .send()
         .await
         .expect("put");
     assert_eq!(put.status().as_u16(), 201);
+    runner
+}
 
-    let mut accepted = Vec::new();
-    for n in 0..STARTS {
-        if n == STARTS / 2 {
-            // Kill it mid-stream, with runs open and starts waiting, and bring it back on
-            // the same directory (on another port).
-            server.kill9();
-            server = serve(dir.path());
-            server.wait_healthy(&client).await;
-            *runner.base.lock().expect("lock") = server.base.clone();
-        }
-        let key = format!("start-{n}");
-        let body = json!({"params": {"customer": format!("c{}", n % CUSTOMERS), "n": n}});
-        let sent: Value = client
-            .post(format!("{}/v1/workflows/serial/instances", server.base))
-            .header("idempotency-key", &key)
-            .json(&body)
-            .send()
-            .await
-            .expect("start")
-            .json()
-            .await
-            .expect("json");
-        accepted.push(sent["request_id"].as_str().expect("an id").to_owned());
-    }
+/// Start `n` of `serial` (keyed, so a retry is the same start) on the server at `base`.
+async fn start(client: &reqwest::Client, base: &str, n: usize) -> String {
+    let key = format!("start-{n}");
+    let body = json!({"params": {"customer": format!("c{}", n % CUSTOMERS), "n": n}});
+    let sent: Value = client
+        .post(format!("{base}/v1/workflows/serial/instances"))
+        .header("idempotency-key", &key)
+        .json(&body)
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    sent["request_id"].as_str().expect("an id").to_owned()
+}
 
-    // Every start ends: a final instance, once.
+/// Every start ends (a final instance, once), and the receiver never saw more than the
+/// limit at once for a key.
+async fn every_start_ends_once(
+    client: &reqwest::Client,
+    base: &str,
+    runner: &Runner,
+    accepted: Vec<String>,
+    what: &str,
+) {
     let deadline = std::time::Instant::now() + Duration::from_secs(240);
-    let mut unfinished = accepted.clone();
+    let mut unfinished = accepted;
     while !unfinished.is_empty() {
         let mut still = Vec::new();
         for id in unfinished {
-            let view = request_view(&client, &server.base, &id).await;
+            let view = request_view(client, base, &id).await;
             let done = view["status"] == "SKIPPED" || view["run"]["status"] == "SUCCEEDED";
             if !done {
                 still.push(id);
@@ -186,7 +185,7 @@ async fn a_limit_holds_across_a_kill_9_and_every_start_ends_once() {
             std::time::Instant::now() < deadline,
             "{} starts never ended; one: {}",
             unfinished.len(),
-            request_view(&client, &server.base, &unfinished[0]).await
+            request_view(client, base, &unfinished[0]).await
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -201,8 +200,54 @@ async fn a_limit_holds_across_a_kill_9_and_every_start_ends_once() {
         seen.most
     );
     println!(
-        "{STARTS} starts over {CUSTOMERS} keys at limit {LIMIT}, killed -9 halfway: most at \
-         once per key {:?}, {} runs ended",
+        "{STARTS} starts over {CUSTOMERS} keys at limit {LIMIT}, {what}: most at once per key \
+         {:?}, {} runs ended",
         seen.most, seen.ended
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_holds_across_a_kill_9_and_every_start_ends_once() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let client = flowgate_tests::client();
+    let mut server = serve(dir.path());
+    server.wait_healthy(&client).await;
+    let runner = rig(&client, &server.base).await;
+    let mut accepted = Vec::new();
+    for n in 0..STARTS {
+        if n == STARTS / 2 {
+            // Kill it mid-stream, with runs open and starts waiting, and bring it back on
+            // the same directory (on another port).
+            server.kill9();
+            server = serve(dir.path());
+            server.wait_healthy(&client).await;
+            *runner.base.lock().expect("lock") = server.base.clone();
+        }
+        accepted.push(start(&client, &server.base, n).await);
+    }
+    every_start_ends_once(
+        &client,
+        &server.base,
+        &runner,
+        accepted,
+        "killed -9 halfway",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_limit_holds_across_two_processes_on_one_directory() {
+    let dir = tempfile::tempdir().expect("a directory");
+    let client = flowgate_tests::client();
+    let (a, b) = (serve(dir.path()), serve(dir.path()));
+    a.wait_healthy(&client).await;
+    b.wait_healthy(&client).await;
+    let runner = rig(&client, &a.base).await;
+    let mut accepted = Vec::new();
+    for n in 0..STARTS {
+        // Each process accepts (and, with its own consumer, creates) half the starts.
+        let base = if n % 2 == 0 { &a.base } else { &b.base };
+        accepted.push(start(&client, base, n).await);
+    }
+    every_start_ends_once(&client, &a.base, &runner, accepted, "two processes").await;
 }
