@@ -16,7 +16,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 # With a token, requests without one are refused (the ignored_auth check holds us to it).
-token=$("$bin" tokens create --tenant schemathesis --scope start,dlq,admin --data-dir "$dir")
+token=$("$bin" tokens create --tenant schemathesis --scope start,dlq,admin,report --data-dir "$dir")
 sleep 2.5 # the server's token cache
 # A cursor cannot be described by a schema, nor can "your own tenant": each is given a real
 # value. (Both listings' cursors decode from one JSON object that names both positions.)

@@ -351,7 +351,7 @@ async fn under_faults(c: &mut Contract, app: &App, points: &[&str], calls: &[Cal
 
 /// A run's routes: reports by the rules (a repeat, a conflict), cancels, their refusals and
 /// failures.
-async fn run_routes(c: &mut Contract, app: &App, instance_id: &str) {
+async fn run_routes(c: &mut Contract, app: &App, request_id: &str, instance_id: &str) {
     const STATUS: &str = "/v1/instances/{instance_id}/status";
     const CANCEL: &str = "/v1/instances/{instance_id}/cancel";
     let status_uri = format!("/v1/instances/{instance_id}/status");
@@ -364,6 +364,14 @@ async fn run_routes(c: &mut Contract, app: &App, instance_id: &str) {
     )
     .await;
     c.expect(app, report(r#"{"status":"FAILED"}"#), 409).await;
+    c.expect(app, report(r#"{"status":"RUNNING"}"#), 200).await;
+    // The history now holds the run's events (and the late report's): each one documented.
+    c.expect(
+        app,
+        call(REQ, "GET", &format!("/v1/requests/{request_id}")),
+        200,
+    )
+    .await;
     c.expect(app, report(r#"{"status":"DONE"}"#), 400).await;
     c.expect(app, report(r#"{"status":"RUNNING"}"#).headers(TEXT), 415)
         .await;
@@ -888,7 +896,7 @@ async fn the_document_matches_the_api_in_both_directions() {
     batch_routes(&mut c, &app).await;
     read_routes(&mut c, &app, &request_id, &instance_id).await;
     failure_routes(&mut c, &app, &request_id, &instance_id).await;
-    run_routes(&mut c, &app, &instance_id).await;
+    run_routes(&mut c, &app, &request_id, &instance_id).await;
     dlq_routes(&mut c, &app).await;
     schedule_routes(&mut c, &app).await;
     backfill_routes(&mut c, &app).await;
@@ -901,4 +909,42 @@ async fn the_document_matches_the_api_in_both_directions() {
         never_produced.is_empty(),
         "documented but never produced: {never_produced:?}"
     );
+}
+
+/// The document's enums of history events and statuses are the code's own, in its order:
+/// a new kind of event or status cannot reach a client undocumented.
+#[test]
+fn the_documents_enums_are_the_codes_own() {
+    use flowgate_core::model::{EventKind, InstanceStatus, RunStatus};
+    let spec: Value = serde_json::from_str(OPENAPI).expect("openapi.json parses");
+    let schemas = &spec["components"]["schemas"];
+    let listed = |v: &Value| -> Vec<String> {
+        v["enum"]
+            .as_array()
+            .expect("an enum")
+            .iter()
+            .map(|e| e.as_str().expect("a word").to_owned())
+            .collect()
+    };
+    let events: Vec<String> = EventKind::ALL
+        .iter()
+        .map(|k| k.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        listed(&schemas["HistoryEvent"]["properties"]["event"]),
+        events
+    );
+    let statuses: Vec<String> = InstanceStatus::ALL
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    assert_eq!(
+        listed(&schemas["Instance"]["properties"]["status"]),
+        statuses
+    );
+    let runs: Vec<String> = RunStatus::ALL
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect();
+    assert_eq!(listed(&schemas["Run"]["properties"]["status"]), runs);
 }
