@@ -227,17 +227,15 @@ fn with_callbacks(mut settings: Settings) -> Result<Settings, Box<dyn std::error
     Ok(settings)
 }
 
-/// The callback key kept in `dir/callback.key`, made on first use.
+/// The callback key kept in `dir/callback.key`, made on first use. It appears whole or not at
+/// all: written to a file of its own, then linked in place, which fails if another
+/// process (on the same directory, starting at the same moment) linked its key first; that
+/// key is then the one.
 fn kept_callback_key(dir: &std::path::Path) -> Result<String, Box<dyn std::error::Error>> {
     use std::io::Write;
     let path = dir.join("callback.key");
-    match std::fs::read_to_string(&path) {
-        Ok(key) if key.trim().len() >= 32 => return Ok(key.trim().to_owned()),
-        Ok(_) => {
-            return Err(format!("{} is shorter than 32 characters", path.display()).into());
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("cannot read {}: {e}", path.display()).into()),
+    if let Some(key) = read_callback_key(&path)? {
+        return Ok(key);
     }
     std::fs::create_dir_all(dir)?;
     let key = format!(
@@ -245,22 +243,37 @@ fn kept_callback_key(dir: &std::path::Path) -> Result<String, Box<dyn std::error
         uuid::Uuid::new_v4().simple(),
         uuid::Uuid::new_v4().simple()
     );
+    let mine = dir.join(format!(
+        "callback.key.{}.new",
+        uuid::Uuid::new_v4().simple()
+    ));
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    match options.open(&path) {
-        Ok(mut file) => {
-            file.write_all(key.as_bytes())?;
-            file.sync_all()?;
-            Ok(key)
-        }
-        // Another process on the same directory made it first: use its key.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            std::thread::sleep(std::time::Duration::from_millis(50));
-            Ok(std::fs::read_to_string(&path)?.trim().to_owned())
-        }
+    let mut file = options
+        .open(&mine)
+        .map_err(|e| format!("cannot write {}: {e}", mine.display()))?;
+    file.write_all(key.as_bytes())?;
+    file.sync_all()?;
+    drop(file);
+    let linked = std::fs::hard_link(&mine, &path);
+    let _ = std::fs::remove_file(&mine);
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read_callback_key(&path)?
+            .ok_or_else(|| format!("{} vanished while it was read", path.display()).into()),
         Err(e) => Err(format!("cannot write {}: {e}", path.display()).into()),
+    }
+}
+
+/// The key in `path`, if the file exists; one shorter than 32 characters is refused.
+fn read_callback_key(path: &std::path::Path) -> Result<Option<String>, Box<dyn std::error::Error>> {
+    match std::fs::read_to_string(path) {
+        Ok(key) if key.trim().len() >= 32 => Ok(Some(key.trim().to_owned())),
+        Ok(_) => Err(format!("{} is shorter than 32 characters", path.display()).into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display()).into()),
     }
 }
 
@@ -319,4 +332,30 @@ fn with_faults(
     Err(ServeError::Faults(
         "set, but this build has no fault injection: build with `--features faults`".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Processes starting at once on a fresh directory all end up with one key, whole.
+    #[test]
+    fn one_callback_key_however_many_start_at_once() {
+        for _ in 0..20 {
+            let dir = tempfile::tempdir().expect("a directory");
+            let keys: Vec<String> = std::thread::scope(|scope| {
+                let started: Vec<_> = (0..8)
+                    .map(|_| scope.spawn(|| super::kept_callback_key(dir.path()).expect("a key")))
+                    .collect();
+                started
+                    .into_iter()
+                    .map(|t| t.join().expect("joined"))
+                    .collect()
+            });
+            assert!(
+                keys.iter().all(|k| k.len() >= 32 && *k == keys[0]),
+                "{keys:?}"
+            );
+            let leftovers = std::fs::read_dir(dir.path()).expect("listed").count();
+            assert_eq!(leftovers, 1, "only callback.key is left");
+        }
+    }
 }
