@@ -163,3 +163,23 @@ pub async fn queue_pair(visibility_timeout: Duration, max_receive_count: u32) ->
     .await
     .expect("create test queues")
 }
+
+/// The role a state machine runs as (moto does not check it).
+pub const STATE_MACHINE_ROLE: &str = "arn:aws:iam::123456789012:role/flowgate-targets";
+
+/// A fresh state machine that succeeds at once: a Step Functions client, and its ARN.
+pub async fn state_machine() -> (aws_sdk_sfn::Client, String) {
+    let config = sdk_config().await;
+    let sfn = aws_sdk_sfn::Client::new(&config);
+    let definition =
+        serde_json::json!({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}});
+    let made = sfn
+        .create_state_machine()
+        .name(format!("fg-{}", uuid::Uuid::now_v7().simple()))
+        .definition(definition.to_string())
+        .role_arn(STATE_MACHINE_ROLE)
+        .send()
+        .await
+        .expect("create a state machine");
+    (sfn, made.state_machine_arn)
+}

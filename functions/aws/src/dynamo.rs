@@ -278,9 +278,9 @@ impl DynamoStore {
             .collect()
     }
 
-    /// Up to `limit` requests of one pending partition due before `older_than`, each with
-    /// its sort key.
-    async fn pending_in(
+    /// Up to `limit` starts of one `gsi1` partition (pending, or runs by deadline) due before
+    /// `older_than`, each with its sort key.
+    pub(crate) async fn due_in(
         &self,
         op: &'static str,
         partition: String,
@@ -705,7 +705,7 @@ impl Store for DynamoStore {
         const OP: &str = "store.list_pending";
         let reads = pending_partitions()
             .into_iter()
-            .map(|partition| self.pending_in(OP, partition, older_than, limit));
+            .map(|partition| self.due_in(OP, partition, older_than, limit));
         let mut found: Vec<(String, RequestRecord)> = Vec::new();
         for read in futures_util::future::join_all(reads).await {
             found.extend(read?);

@@ -7,7 +7,7 @@ use chrono::{TimeZone, Utc};
 use serde::Deserialize;
 use serde_json::Value;
 
-use flowgate_core::runs::{Report, RunStatus, TargetReport};
+use flowgate_core::runs::{Execution, TargetReport};
 
 /// The `source` of Step Functions' events.
 pub const SOURCE: &str = "aws.states";
@@ -60,18 +60,6 @@ fn report_of(event: Value) -> Result<TargetReport, String> {
         (SOURCE, DETAIL_TYPE)
     );
     let d = event.detail;
-    let status = match d.status.as_str() {
-        "RUNNING" | "PENDING_REDRIVE" => RunStatus::Running,
-        "SUCCEEDED" => RunStatus::Succeeded,
-        "FAILED" => RunStatus::Failed,
-        "TIMED_OUT" => RunStatus::TimedOut,
-        "ABORTED" => RunStatus::Cancelled,
-        other => {
-            return Err(format!(
-                "execution status {other:?} is not one Flowgate knows"
-            ));
-        }
-    };
     let input: Value = d
         .input
         .as_deref()
@@ -90,50 +78,28 @@ fn report_of(event: Value) -> Result<TargetReport, String> {
             d.name
         ));
     }
-    let output = d
-        .output
-        .as_deref()
-        .and_then(|o| serde_json::from_str::<Value>(o).ok())
-        .map(|o| match o {
-            Value::Object(_) => o,
-            other => serde_json::json!({ "output": other }),
-        })
-        .filter(|o| o.to_string().len() <= flowgate_core::runs::MAX_REPORT_OUTPUT);
-    let stopped = d
-        .stop_date
-        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-        .map(|at| format!(" at {}", at.to_rfc3339()));
-    let detail = match (d.error, d.cause) {
-        (Some(error), Some(cause)) => Some(format!("{error}: {cause}")),
-        (Some(one), None) | (None, Some(one)) => Some(one),
-        (None, None) => stopped.map(|at| format!("{}{at}", d.status)),
+    let report = Execution {
+        status: &d.status,
+        error: d.error.as_deref(),
+        cause: d.cause.as_deref(),
+        output: d.output.as_deref(),
+        stopped: d
+            .stop_date
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single()),
     }
-    .map(|mut text| {
-        if text.len() > flowgate_core::runs::MAX_REPORT_DETAIL {
-            let mut cut = flowgate_core::runs::MAX_REPORT_DETAIL;
-            while !text.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            text.truncate(cut);
-        }
-        text
-    });
+    .report("Step Functions")?;
     Ok(TargetReport {
         tenant,
         instance_id: d.name,
         reference: d.execution_arn,
-        report: Report {
-            status,
-            detail,
-            output,
-            by: "Step Functions".into(),
-        },
+        report,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use flowgate_core::runs::RunStatus;
 
     /// An event in the shape EventBridge delivers it.
     fn event(status: &str, extra: Value) -> String {

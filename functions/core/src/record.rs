@@ -179,7 +179,8 @@ pub fn bound_history(history: &mut Vec<HistoryEvent>) {
     }
 }
 
-fn cut(detail: &mut String) {
+/// Cuts `detail` to [`MAX_DETAIL`] bytes, at a character boundary.
+pub fn cut(detail: &mut String) {
     if detail.len() > MAX_DETAIL {
         let mut at = MAX_DETAIL;
         while !detail.is_char_boundary(at) {

@@ -109,6 +109,68 @@ pub struct TargetReport {
 /// when it is one that does not read.
 pub type ReportDecoder = fn(&str) -> Option<Result<TargetReport, String>>;
 
+/// A state machine execution as its service describes it (a status-change event, or an
+/// answer to asking): what a report on its instance is made of.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Execution<'a> {
+    /// Its status: `RUNNING`, `PENDING_REDRIVE`, `SUCCEEDED`, `FAILED`, `TIMED_OUT` or
+    /// `ABORTED`.
+    pub status: &'a str,
+    /// Its error and cause, when it failed.
+    pub error: Option<&'a str>,
+    /// Why it failed.
+    pub cause: Option<&'a str>,
+    /// Its output, as JSON text.
+    pub output: Option<&'a str>,
+    /// When it stopped.
+    pub stopped: Option<DateTime<Utc>>,
+}
+
+impl Execution<'_> {
+    /// The report it makes, by `by`: its status as a run status (`ABORTED` is
+    /// `CANCELLED`), its error and cause (or its status) as the detail, and its output (an
+    /// object; any other JSON value as `{"output": ...}`) once final. An unknown status is
+    /// refused.
+    pub fn report(&self, by: &str) -> Result<Report, String> {
+        let status = match self.status {
+            "RUNNING" | "PENDING_REDRIVE" => RunStatus::Running,
+            "SUCCEEDED" => RunStatus::Succeeded,
+            "FAILED" => RunStatus::Failed,
+            "TIMED_OUT" => RunStatus::TimedOut,
+            "ABORTED" => RunStatus::Cancelled,
+            other => {
+                return Err(format!(
+                    "execution status {other:?} is not one Flowgate knows"
+                ));
+            }
+        };
+        let output = self
+            .output
+            .and_then(|o| serde_json::from_str::<Value>(o).ok())
+            .map(|o| match o {
+                Value::Object(_) => o,
+                other => serde_json::json!({ "output": other }),
+            })
+            .filter(|o| status.is_final() && o.to_string().len() <= MAX_REPORT_OUTPUT);
+        let stopped = self
+            .stopped
+            .map(|at| format!(" at {}", at.to_rfc3339()))
+            .unwrap_or_default();
+        let mut detail = match (self.error, self.cause) {
+            (Some(error), Some(cause)) => format!("{error}: {cause}"),
+            (Some(one), None) | (None, Some(one)) => one.to_owned(),
+            (None, None) => format!("the execution is {}{stopped}", self.status),
+        };
+        crate::record::cut(&mut detail);
+        Ok(Report {
+            status,
+            detail: Some(detail),
+            output,
+            by: by.to_owned(),
+        })
+    }
+}
+
 /// What a report does to a run.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {

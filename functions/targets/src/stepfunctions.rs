@@ -116,43 +116,22 @@ pub async fn describe(
     client: &Client,
     reference: &str,
 ) -> Result<flowgate_core::runs::Report, DispatchError> {
-    use flowgate_core::runs::{Report, RunStatus};
+    use flowgate_core::runs::Execution;
     let out = client
         .describe_execution()
         .execution_arn(reference)
         .send()
         .await
         .map_err(|e| crate::sdk_failure("DescribeExecution", e))?;
-    let status = match out.status().as_str() {
-        "RUNNING" | "PENDING_REDRIVE" => RunStatus::Running,
-        "SUCCEEDED" => RunStatus::Succeeded,
-        "FAILED" => RunStatus::Failed,
-        "TIMED_OUT" => RunStatus::TimedOut,
-        "ABORTED" => RunStatus::Cancelled,
-        other => {
-            return Err(DispatchError::permanent(format!(
-                "execution status {other:?} is not one Flowgate knows"
-            )));
-        }
-    };
-    let output = out
-        .output()
-        .and_then(|o| serde_json::from_str::<serde_json::Value>(o).ok())
-        .map(|o| match o {
-            serde_json::Value::Object(_) => o,
-            other => serde_json::json!({ "output": other }),
-        })
-        .filter(|o| o.to_string().len() <= flowgate_core::runs::MAX_REPORT_OUTPUT);
-    let detail = match (out.error(), out.cause()) {
-        (Some(e), Some(c)) => Some(format!("{e}: {c}")),
-        (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
-        (None, None) => Some(format!("the execution is {}", out.status().as_str())),
+    Execution {
+        status: out.status().as_str(),
+        error: out.error(),
+        cause: out.cause(),
+        output: out.output(),
+        stopped: out
+            .stop_date()
+            .and_then(|at| chrono::DateTime::from_timestamp(at.secs(), at.subsec_nanos())),
     }
-    .map(|d| d.chars().take(1024).collect());
-    Ok(Report {
-        status,
-        detail,
-        output: output.filter(|_| status.is_final()),
-        by: "Step Functions (polled)".into(),
-    })
+    .report("Step Functions (polled)")
+    .map_err(DispatchError::permanent)
 }

@@ -13,11 +13,9 @@ use flowgate_core::model::RequestStatus;
 use flowgate_core::ports::{Queue, Store};
 use flowgate_core::runs::{Report, RunStatus};
 use flowgate_core::usecases::Consumer;
-use flowgate_tests::aws::{NEEDS_MOTO, TABLE, clients, queue_pair};
+use flowgate_tests::aws::{NEEDS_MOTO, TABLE, clients, queue_pair, state_machine};
 use flowgate_tests::fixtures::{consumer_config, tenant};
 use flowgate_tests::http::App;
-
-const ROLE: &str = "arn:aws:iam::123456789012:role/flowgate-targets";
 
 /// The body EventBridge puts on a queue for an execution's status change.
 fn status_change(arn: &str, machine: &str, name: &str, status: &str, input: &str) -> String {
@@ -60,17 +58,7 @@ async fn status_changes_and_callbacks_are_kept_on_the_cloud_host() {
     let queue: Arc<dyn Queue> = Arc::new(SqsQueue::new(c.sqs.clone(), url.clone(), dlq_url));
     let app = App::over(store.clone(), queue.clone(), Box::new(()));
 
-    let config = flowgate_aws::sdk_config().await;
-    let sfn = aws_sdk_sfn::Client::new(&config);
-    let machine = sfn
-        .create_state_machine()
-        .name(format!("fg-{}", uuid::Uuid::now_v7().simple()))
-        .definition(json!({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}).to_string())
-        .role_arn(ROLE)
-        .send()
-        .await
-        .expect("a state machine")
-        .state_machine_arn;
+    let (sfn, machine) = state_machine().await;
     let t = tenant();
     let body = json!({"name": "machine", "params_schema": {"type": "object"},
         "target": {"type": "stepfunctions", "state_machine_arn": machine}});
@@ -230,17 +218,7 @@ async fn a_limit_queues_in_priority_order_on_the_cloud_host() {
 #[ignore = "needs a moto server: run infra/test.sh"]
 async fn the_embedded_reconciler_asks_step_functions_where_a_quiet_run_is() {
     let app = App::new();
-    let config = flowgate_aws::sdk_config().await;
-    let sfn = aws_sdk_sfn::Client::new(&config);
-    let machine = sfn
-        .create_state_machine()
-        .name(format!("fg-{}", uuid::Uuid::now_v7().simple()))
-        .definition(json!({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}}).to_string())
-        .role_arn(ROLE)
-        .send()
-        .await
-        .expect("a state machine")
-        .state_machine_arn;
+    let (sfn, machine) = state_machine().await;
     let body = json!({"name": "machine", "params_schema": {"type": "object"},
         "target": {"type": "stepfunctions", "state_machine_arn": machine}});
     let put = app

@@ -9,26 +9,9 @@ use serde_json::json;
 use flowgate_core::model::RequestStatus;
 use flowgate_core::ports::Dispatcher;
 use flowgate_targets::Targets;
-use flowgate_tests::aws::{NEEDS_MOTO, subject};
+use flowgate_tests::aws::{NEEDS_MOTO, state_machine, subject};
 use flowgate_tests::fixtures::{instance, record, tenant};
 use flowgate_tests::http::App;
-
-const ROLE: &str = "arn:aws:iam::123456789012:role/flowgate-targets";
-
-async fn state_machine() -> (aws_sdk_sfn::Client, String) {
-    let config = flowgate_aws::sdk_config().await;
-    let sfn = aws_sdk_sfn::Client::new(&config);
-    let definition = json!({"StartAt": "Done", "States": {"Done": {"Type": "Succeed"}}});
-    let made = sfn
-        .create_state_machine()
-        .name(format!("fg-{}", uuid::Uuid::now_v7().simple()))
-        .definition(definition.to_string())
-        .role_arn(ROLE)
-        .send()
-        .await
-        .expect("create a state machine");
-    (sfn, made.state_machine_arn)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a moto server: run infra/test.sh"]

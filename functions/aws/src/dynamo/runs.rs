@@ -22,7 +22,7 @@ use flowgate_core::runs::{self, Gate, OnLimit, Slot};
 
 use super::{DynamoStore, Stored, is_condition_failure, s};
 use crate::error::classify;
-use crate::items::{request_of, run_due_partitions, slot_key, stamp, waiting_in};
+use crate::items::{request_of, run_due_partitions, slot_key, waiting_in};
 
 /// The most starts one release lets go (each one a claim, a read and a put).
 const MAX_RELEASES: usize = 25;
@@ -295,30 +295,8 @@ impl DynamoStore {
         const OP: &str = "store.overdue_runs";
         let mut due = Vec::new();
         for partition in run_due_partitions() {
-            let items = self
-                .query_pages(OP, Some(limit), || {
-                    self.client
-                        .query()
-                        .table_name(&self.table)
-                        .index_name("gsi1")
-                        .key_condition_expression("gsi1pk = :p AND gsi1sk < :c")
-                        .expression_attribute_values(":p", s(partition.clone()))
-                        .expression_attribute_values(":c", s(stamp(now)))
-                })
-                .await?;
-            for item in items {
-                let order = item
-                    .get("gsi1sk")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                let pk = item
-                    .get("pk")
-                    .and_then(|v| v.as_s().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                let (tenant, id) = request_of(&pk).map_err(|e| BackendError::permanent(OP, e))?;
-                due.push((order, (tenant, id)));
+            for (order, record) in self.due_in(OP, partition, now, limit).await? {
+                due.push((order, (record.tenant, record.request_id)));
             }
         }
         due.sort();

@@ -128,7 +128,7 @@ impl Creation {
 /// the same queue.
 pub struct Consumer {
     pub(super) store: Arc<dyn Store>,
-    pub(super) queue: Arc<dyn Queue>,
+    queue: Arc<dyn Queue>,
     pub(super) config: ConsumerConfig,
     fires: Option<Flowgate>,
     pub(super) dispatcher: Option<Arc<dyn Dispatcher>>,
@@ -294,13 +294,7 @@ impl Consumer {
                 info!(stage = "waiting", reason = %reason, "held back by its concurrency limit");
                 self.measure(Metric::Runs, &labels("waiting"), 1.0);
                 // A slot may have freed while it was held back: whoever is first in line goes.
-                super::runs::release_after(
-                    self.store.as_ref(),
-                    self.queue.as_ref(),
-                    &message.tenant,
-                    &message.spec,
-                )
-                .await;
+                self.release_next(message).await;
                 return Disposition::Ack;
             }
             Ok(crate::ports::Creation::Skipped(reason)) => {
@@ -479,6 +473,18 @@ impl Consumer {
     }
 
     /// A body that does not parse can never succeed: dead-letter it at once.
+    /// Lets the starts waiting for `message`'s slot go, where its store leaves that to the
+    /// caller (see [`crate::ports::Store::release_waiting`]).
+    pub(super) async fn release_next(&self, message: &QueueMessage) {
+        super::runs::release_after(
+            self.store.as_ref(),
+            self.queue.as_ref(),
+            &message.tenant,
+            &message.spec,
+        )
+        .await;
+    }
+
     /// Records a target's own report; one that cannot apply (its run already ended
     /// otherwise, its instance is not found) is logged and dropped, a failed store retried.
     async fn target_report(

@@ -294,13 +294,7 @@ impl Consumer {
             .await;
         // Nothing runs it now: its slot went back, and the next start waiting for it goes.
         if matches!(disposition, Disposition::DeadLetter { .. }) {
-            super::runs::release_after(
-                self.store.as_ref(),
-                self.queue.as_ref(),
-                &message.tenant,
-                &message.spec,
-            )
-            .await;
+            self.release_next(message).await;
         }
         disposition
     }

@@ -26,12 +26,16 @@ impl Flowgate {
         report: Report,
     ) -> Result<Instance, Error> {
         let instance = self.get_instance(tenant, instance_id).await?;
-        let ports = RunPorts {
+        self.run_ports().report(instance, report).await
+    }
+
+    /// The ports a report is recorded with.
+    fn run_ports(&self) -> RunPorts<'_> {
+        RunPorts {
             store: self.store.as_ref(),
             queue: self.queue.as_ref(),
             metrics: self.metrics.as_deref(),
-        };
-        ports.report(instance, report).await
+        }
     }
 
     /// Records a report a target sent on its own (a status-change event), if it is about the
@@ -61,7 +65,7 @@ impl Flowgate {
                 "{reference} is not the run instance {instance_id} was handed off as"
             )));
         }
-        self.report_status(tenant, instance_id, report).await
+        self.run_ports().report(instance, report).await
     }
 
     /// Cancels an instance's run: `CANCELLED` is recorded first, then its target is told
