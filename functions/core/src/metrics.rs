@@ -61,7 +61,7 @@ pub enum Metric {
     WriterCommit,
     /// Runs and starts under a concurrency limit changing state, by workflow and outcome:
     /// `running`, `succeeded`, `failed`, `timed_out`, `cancelled` (a run's status), `waiting`,
-    /// `released`, `skipped` (a start held back, let go, or skipped by its limit).
+    /// `skipped` (a start held back, or skipped, by its limit).
     Runs,
     /// How long runs took, from acceptance to their final status, by outcome.
     RunDuration,
@@ -178,7 +178,6 @@ impl Metric {
                 "timed_out",
                 "cancelled",
                 "waiting",
-                "released",
                 "skipped",
             ],
             Metric::RunDuration => &["succeeded", "failed", "timed_out", "cancelled"],
